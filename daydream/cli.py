@@ -1,0 +1,203 @@
+"""The ``daydream`` command line: the only layer that prints or exits.
+
+Commands live here and in the ``cli_*`` modules beside it (one per area, to keep each file small);
+all of them go through ``main()``, which turns a ``DaydreamError`` into one line on stderr and an
+exit code (1, or 2 for usage errors). ``DAYDREAM_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from daydream import __version__, plugins
+from daydream.db import default_db_path
+from daydream.errors import DaydreamError, LedgerIntegrityError
+from daydream.ledger import Event, Ledger
+
+
+def debug_enabled() -> bool:
+    """True when DAYDREAM_DEBUG asks for tracebacks."""
+    return os.environ.get("DAYDREAM_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def db_option(func: Any) -> Any:
+    """The ``--db PATH`` option every ledger command takes."""
+    return click.option(
+        "--db", "db_path", default=default_db_path, show_default="$DAYDREAM_DB or ./ledger.db",
+        metavar="PATH", help="Ledger file to use.")(func)
+
+
+def open_ledger(db_path: str, *, readonly: bool = False) -> Ledger:
+    """Open an existing ledger for a command (errors are DaydreamErrors, printed by main)."""
+    return Ledger.open(db_path, readonly=readonly)
+
+
+def echo_json(value: Any) -> None:
+    """Print a value as indented JSON."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def echo_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """Print rows as a plain aligned table."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = min(max(widths[i], len(v)), 80)
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v[:80].ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="daydream")
+def cli() -> None:
+    """daydream: run structured LLM experiments as an append-only SQLite ledger.
+
+    Plan a cohort from a YAML spec, run it (draft → essay → evaluation), and read the results
+    through SQL views, reports and Datasette. Every prompt, call and score is an event.
+    """
+
+
+@cli.command()
+@db_option
+def init(db_path: str) -> None:
+    """Create a ledger, or upgrade an existing one to the current schema (idempotent)."""
+    _ledger, before, after = Ledger.init(db_path)
+    if before == after:
+        click.echo(f"{db_path}: ledger already at schema {after}")
+    elif before is None:
+        click.echo(f"{db_path}: created ledger (schema {after})")
+    else:
+        click.echo(f"{db_path}: upgraded ledger from schema {before} to {after}")
+
+
+@cli.command("migrate")
+@db_option
+def migrate_cmd(db_path: str) -> None:
+    """Alias of ``init``: bring the ledger schema up to date."""
+    click.get_current_context().invoke(init, db_path=db_path)
+
+
+def _event_dict(e: Event) -> dict[str, Any]:
+    return {"seq": e.seq, "stream": e.stream, "version": e.version, "type": e.type,
+            "payload": e.payload, "recorded_at": e.recorded_at, "causation_seq": e.causation_seq,
+            "prev_hash": e.prev_hash, "hash": e.hash}
+
+
+@cli.command()
+@db_option
+@click.option("--type", "type_", metavar="T", help="Only events of this type (e.g. GenerationPlanned).")
+@click.option("--stream", metavar="S", help="Only events of this stream (e.g. gen:d_abc…).")
+@click.option("--after", type=click.IntRange(min=0), default=0, metavar="SEQ",
+              help="Only events after this seq.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (one event per line).")
+def events(db_path: str, type_: str | None, stream: str | None, after: int, limit: int | None,
+           as_json: bool) -> None:
+    """List events in seq order."""
+    ledger = open_ledger(db_path, readonly=True)
+    found = ledger.events(after=after, type=type_, stream=stream, limit=limit)
+    if as_json:
+        for e in found:
+            click.echo(json.dumps(_event_dict(e), ensure_ascii=False, sort_keys=True))
+        return
+    if not found:
+        click.echo("no events")
+        return
+    rows = [[e.seq, e.recorded_at[:19], e.stream, e.version, e.type,
+             json.dumps(e.payload, ensure_ascii=False, sort_keys=True)[:70]] for e in found]
+    echo_table(["seq", "recorded_at", "stream", "v", "type", "payload"], rows)
+
+
+@cli.command()
+@db_option
+def verify(db_path: str) -> None:
+    """Recompute the hash chain and every text hash; exit 1 naming the first bad seq."""
+    ledger = open_ledger(db_path, readonly=True)
+    try:
+        n_events, n_texts = ledger.verify()
+    except LedgerIntegrityError as exc:
+        click.echo(f"verify failed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {n_events} events and {n_texts} texts verified")
+
+
+@cli.command()
+@db_option
+@click.argument("dest", type=click.Path(dir_okay=False))
+def backup(db_path: str, dest: str) -> None:
+    """Write a consistent copy of the ledger to DEST (safe while others are writing)."""
+    target = open_ledger(db_path).backup(dest)
+    click.echo(f"backup written to {target}")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(as_json: bool) -> None:
+    """List loaded plugins, their hooks and what they registered."""
+    rows = plugins.describe()
+    registered = {
+        "stages": plugins.stages().origin,
+        "providers": plugins.providers().origin,
+        "parsers": plugins.parsers().origin,
+    }
+    for row in rows:
+        row["registers"] = {kind: sorted(n for n, who in names.items() if who == row["name"])
+                            for kind, names in registered.items()}
+        row["registers"] = {k: v for k, v in row["registers"].items() if v}
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']} ({row['module']})")
+        click.echo(f"  hooks: {', '.join(row['hooks']) or '-'}")
+        for kind, names in row["registers"].items():
+            click.echo(f"  {kind}: {', '.join(names)}")
+
+
+def _load_command_modules() -> None:
+    # Each area's commands live in their own module; importing registers them on ``cli``.
+    import importlib
+
+    for name in ("cli_cohort", "cli_run", "cli_read", "cli_import"):
+        try:
+            importlib.import_module(f"daydream.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"daydream.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``daydream`` console script."""
+    try:
+        _load_command_modules()
+        plugins.add_commands(cli)
+        cli.main(args=argv, prog_name="daydream", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except DaydreamError as exc:
+        if debug_enabled():
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # an unexpected bug: still one line unless debugging
+        if debug_enabled():
+            traceback.print_exc()
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"error: internal error {type(exc).__name__}: {message} "
+                   "(set DAYDREAM_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)

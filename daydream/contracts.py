@@ -1,0 +1,127 @@
+"""The types that plugins exchange with the core: stages, providers and parsers.
+
+These are the plugin contracts. A provider knows HTTP (or nothing at all, offline) but not the
+ledger; a parser turns raw text into parsed text; a stage knows what variables its templates get and
+how to judge an answer. The runner (``daydream.runner``) turns their results into events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+# ----------------------------------------------------------------------------- parsers
+@dataclass(frozen=True)
+class Parsed:
+    """What a parser extracted: the parsed text, and for evaluations the 0–9 score."""
+
+    text: str
+    score: float | None = None
+
+
+class ParseFailure(Exception):
+    """The raw text does not contain what the parser needs; ``preview`` shows the relevant part."""
+
+    def __init__(self, reason: str, preview: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.preview = preview
+
+
+# ----------------------------------------------------------------------------- providers
+@dataclass(frozen=True)
+class CallRequest:
+    """One LLM call as the runner asks for it."""
+
+    gen_id: str
+    stage: str
+    prompt: str
+    model_id: str
+    provider_model: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    prompt_hash: str = ""
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A successful LLM answer and everything we record about it."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    latency_s: float
+    requested_model: str
+    resolved_model: str | None
+    request_id: str | None
+    provider: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CallFailed(Exception):
+    """One failed attempt at a call.
+
+    ``retryable`` says whether trying again may help (429, 408, 5xx, timeouts, connection errors);
+    ``fatal_for_model`` stops all work on that model (401/403: a bad or missing key);
+    ``retry_after`` is the server's requested wait in seconds, if it gave one.
+    """
+
+    def __init__(self, error_class: str, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None, fatal_for_model: bool = False,
+                 latency_s: float | None = None, raw_text: str | None = None) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.fatal_for_model = fatal_for_model
+        self.latency_s = latency_s
+        self.raw_text = raw_text
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """An LLM backend. ``complete`` makes exactly one attempt: retries are the runner's job."""
+
+    name: str
+
+    async def complete(self, request: CallRequest) -> CallResult:  # pragma: no cover - protocol
+        """Answer ``request`` or raise ``CallFailed``."""
+        ...
+
+    async def aclose(self) -> None:  # pragma: no cover - protocol
+        """Release connections."""
+        ...
+
+
+# ----------------------------------------------------------------------------- stages
+@dataclass(frozen=True)
+class StageInput:
+    """What a stage needs to build template variables for one generation."""
+
+    gen_id: str
+    combo_concepts: list[dict[str, str]] | None  # [{id, name, content}] at the combo's level
+    parent_parsed: str | None                    # parsed text of the parent generation
+    parent_stage: str | None
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A pipeline stage (draft, essay, evaluation …)."""
+
+    name: str
+    prefix: str
+    parent_stage: str | None
+    scored: bool
+
+    def variables(self, source: StageInput) -> dict[str, Any]:  # pragma: no cover - protocol
+        """Template variables for this generation."""
+        ...
+
+    def check(self, raw_text: str, finish_reason: str | None) -> str | None:  # pragma: no cover
+        """A reason to fail the generation despite a successful call, or None."""
+        ...

@@ -1,0 +1,344 @@
+"""The append-only, hash-chained event store.
+
+``Ledger`` appends events (one or many, atomically, with optimistic stream-version checks), stores
+large texts by content hash, reads events back, and verifies the chain. Writes take the SQLite write
+lock up front (``BEGIN IMMEDIATE``) so that several processes can append to one file safely; the
+chain is global, so each append reads the last hash inside that lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from daydream import db
+from daydream.errors import ConcurrencyConflict, LedgerIntegrityError, LedgerPathError
+
+GENESIS_HASH = "0" * 64
+ANY_VERSION = None
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling used for payloads and hashing: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def text_hash(text: str) -> str:
+    """The content address of a text: hex sha256 of its UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def event_hash(prev_hash: str, seq: int, stream: str, version: int, type_: str, payload_json: str,
+               recorded_at: str, causation_seq: int | None) -> str:
+    """sha256(prev_hash + canonical JSON of the event); the payload goes in as its stored JSON text."""
+    canonical = (
+        '{"causation_seq":' + ("null" if causation_seq is None else str(int(causation_seq)))
+        + ',"payload":' + payload_json
+        + ',"recorded_at":' + json.dumps(recorded_at)
+        + ',"seq":' + str(int(seq))
+        + ',"stream":' + json.dumps(stream, ensure_ascii=False)
+        + ',"type":' + json.dumps(type_, ensure_ascii=False)
+        + ',"version":' + str(int(version)) + "}"
+    )
+    return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO-8601 with microseconds and a Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended.
+
+    ``expected_version`` is the version the stream must be at *before* this event (0 for a new
+    stream); ``None`` appends at the end whatever the version is. Within one ``append`` call several
+    events may target the same stream: only the first needs an expectation, the rest follow it.
+    """
+
+    stream: str
+    type: str
+    payload: dict[str, Any]
+    expected_version: int | None = None
+    causation_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as stored."""
+
+    seq: int
+    stream: str
+    version: int
+    type: str
+    payload: dict[str, Any]
+    recorded_at: str
+    causation_seq: int | None
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> "Event":
+        seq, stream, version, type_, payload, recorded_at, causation, prev_hash, hash_ = row
+        return cls(seq, stream, version, type_, json.loads(payload), recorded_at, causation, prev_hash, hash_)
+
+
+EVENT_COLUMNS = "seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash"
+INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_TEXT = "INSERT OR IGNORE INTO texts (sha256, text, chars) VALUES (?, ?, ?)"
+# SQLite limits bound parameters per statement; stay well under the old default of 999.
+_IN_CHUNK = 900
+
+
+@dataclass
+class Ledger:
+    """One ledger file. Cheap to create; holds an engine, no open transaction between calls."""
+
+    path: Path
+    engine: Engine
+    clock: Callable[[], str] = field(default=utc_now)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> "Ledger":
+        """Open an existing ledger (upgrading its schema when older than this daydream)."""
+        return cls(Path(path), db.open_engine(path, readonly=readonly))
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str]) -> tuple["Ledger", str | None, str]:
+        """Create or upgrade the ledger at ``path``. Returns (ledger, revision before, revision after)."""
+        engine = db.create_ledger_engine(path, create=True)
+        before, after = db.migrate(engine)
+        return cls(Path(path), engine), before, after
+
+    # ----------------------------------------------------------------- writing
+    def append(self, events: Sequence[NewEvent], texts: Iterable[str] = ()) -> list[Event]:
+        """Append ``events`` (and store ``texts``) in one transaction; all or nothing.
+
+        Raises ``ConcurrencyConflict`` when a stream is not at the expected version; nothing is
+        written then. Returns the stored events with their seq, version and hash.
+        """
+        text_rows = [(text_hash(t), t, len(t)) for t in texts]
+        if not events and not text_rows:
+            return []
+        return self._write(lambda cur: self._append_in(cur, events, text_rows))
+
+    def put_texts(self, texts: Iterable[str]) -> list[str]:
+        """Store texts by content hash (deduplicated) and return their hashes."""
+        rows = [(text_hash(t), t, len(t)) for t in texts]
+        if rows:
+            self._write(lambda cur: cur.executemany(INSERT_TEXT, rows))
+        return [r[0] for r in rows]
+
+    def _write(self, work: Callable[[sqlite3.Cursor], Any]) -> Any:
+        """Run ``work`` inside BEGIN IMMEDIATE … COMMIT on a raw cursor, retrying a busy lock."""
+        delay = 0.01
+        deadline = time.monotonic() + db.BUSY_TIMEOUT_S * 2
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    raw = conn.connection.dbapi_connection
+                    cur = raw.cursor()
+                    cur.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(cur)
+                    except BaseException:
+                        raw.rollback() if raw.in_transaction else None
+                        raise
+                    cur.execute("COMMIT")
+                    return result
+            except (sqlite3.OperationalError, OperationalError) as exc:
+                message = str(exc)
+                if ("locked" in message or "busy" in message) and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise
+
+    def _append_in(self, cur: sqlite3.Cursor, events: Sequence[NewEvent],
+                   text_rows: list[tuple[str, str, int]]) -> list[Event]:
+        if text_rows:
+            cur.executemany(INSERT_TEXT, text_rows)
+        if not events:
+            return []
+        last = cur.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+        versions = self._stream_versions(cur, {e.stream for e in events})
+        now = self.clock()
+        rows = []
+        stored = []
+        seen: set[str] = set()
+        for e in events:
+            current = versions.get(e.stream, 0)
+            if e.expected_version is not None and e.stream not in seen and e.expected_version != current:
+                raise ConcurrencyConflict(e.stream, e.expected_version, current)
+            seen.add(e.stream)
+            seq += 1
+            version = current + 1
+            versions[e.stream] = version
+            payload_json = canonical_json(e.payload)
+            h = event_hash(prev, seq, e.stream, version, e.type, payload_json, now, e.causation_seq)
+            rows.append((seq, e.stream, version, e.type, payload_json, now, e.causation_seq, prev, h))
+            stored.append(Event(seq, e.stream, version, e.type, e.payload, now, e.causation_seq, prev, h))
+            prev = h
+        try:
+            cur.executemany(INSERT_EVENT, rows)
+        except sqlite3.IntegrityError as exc:  # another writer slipped in; cannot happen under IMMEDIATE
+            raise LedgerIntegrityError(None, f"append rejected by the database: {exc}") from None
+        return stored
+
+    @staticmethod
+    def _stream_versions(cur: sqlite3.Cursor, streams: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        names = list(streams)
+        for i in range(0, len(names), _IN_CHUNK):
+            chunk = names[i:i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for stream, version in cur.execute(
+                    f"SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream",
+                    chunk):
+                found[stream] = version
+        return found
+
+    # ----------------------------------------------------------------- reading
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql, tuple(params)).fetchall()]
+
+    def events(self, *, after: int = 0, type: str | Sequence[str] | None = None,
+               stream: str | None = None, limit: int | None = None) -> list[Event]:
+        """Events with ``seq > after``, optionally of one type (or several) and one stream, in order."""
+        where, params = ["seq > ?"], [after]
+        if type is not None:
+            types = [type] if isinstance(type, str) else list(type)
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        if stream is not None:
+            where.append("stream = ?")
+            params.append(stream)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [Event.from_row(r) for r in self._rows(sql, params)]
+
+    def iter_events(self, *, after: int = 0, batch: int = 5000) -> Iterator[Event]:
+        """Every event after ``after`` in seq order, fetched in batches (for large ledgers)."""
+        position = after
+        while True:
+            chunk = self._rows(f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (position, batch))
+            if not chunk:
+                return
+            for row in chunk:
+                yield Event.from_row(row)
+            position = chunk[-1][0]
+
+    def stream(self, stream: str) -> list[Event]:
+        """All events of one stream, by version."""
+        return self.events(stream=stream)
+
+    def stream_version(self, stream: str) -> int:
+        """The current version of ``stream`` (0 when it has no events)."""
+        rows = self._rows("SELECT MAX(version) FROM events WHERE stream = ?", (stream,))
+        return rows[0][0] or 0
+
+    def last_seq(self) -> int:
+        """The seq of the newest event (0 for an empty ledger)."""
+        return self._rows("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0]
+
+    def count(self, type: str | None = None) -> int:
+        """How many events there are (of one type, if given)."""
+        if type is None:
+            return self._rows("SELECT COUNT(*) FROM events")[0][0]
+        return self._rows("SELECT COUNT(*) FROM events WHERE type = ?", (type,))[0][0]
+
+    def get_text(self, sha256: str | None) -> str | None:
+        """The text stored under ``sha256``, or None."""
+        if not sha256:
+            return None
+        rows = self._rows("SELECT text FROM texts WHERE sha256 = ?", (sha256,))
+        return rows[0][0] if rows else None
+
+    def get_texts(self, hashes: Iterable[str]) -> dict[str, str]:
+        """Several texts at once, keyed by hash (missing ones are absent)."""
+        wanted = [h for h in set(hashes) if h]
+        found: dict[str, str] = {}
+        for i in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[i:i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._rows(f"SELECT sha256, text FROM texts WHERE sha256 IN ({marks})", chunk))
+        return found
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a read-only SQL statement (views, reports) and return all rows."""
+        return self._rows(sql, params)
+
+    # ----------------------------------------------------------------- integrity
+    def verify(self) -> tuple[int, int]:
+        """Recompute the hash chain and every text hash. Returns (events, texts) checked.
+
+        Raises ``LedgerIntegrityError`` naming the first event (or text) that does not match.
+        """
+        prev = GENESIS_HASH
+        expected_seq = 0
+        n_events = 0
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            cur = raw.cursor()
+            cur.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+            while True:
+                batch = cur.fetchmany(10000)
+                if not batch:
+                    break
+                for seq, stream, version, type_, payload, recorded_at, causation, prev_hash, h in batch:
+                    expected_seq += 1
+                    if seq != expected_seq:
+                        raise LedgerIntegrityError(expected_seq, f"event missing (next stored seq is {seq})")
+                    if prev_hash != prev:
+                        raise LedgerIntegrityError(seq, "prev_hash does not match the previous event's hash")
+                    try:
+                        json.loads(payload)
+                    except ValueError:
+                        raise LedgerIntegrityError(seq, "payload is not valid JSON") from None
+                    if event_hash(prev, seq, stream, version, type_, payload, recorded_at, causation) != h:
+                        raise LedgerIntegrityError(seq, "hash does not match the event's content (altered)")
+                    prev = h
+                    n_events += 1
+            n_texts = 0
+            cur.execute("SELECT sha256, text, chars FROM texts ORDER BY sha256")
+            while True:
+                batch = cur.fetchmany(2000)
+                if not batch:
+                    break
+                for key, body, chars in batch:
+                    if text_hash(body) != key or len(body) != chars:
+                        raise LedgerIntegrityError(None, f"text {key[:16]}… does not match its hash or length")
+                    n_texts += 1
+        return n_events, n_texts
+
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """A consistent copy of the ledger at ``dest`` (``VACUUM INTO``), safe while others write."""
+        target = Path(dest)
+        if target.exists():
+            raise LedgerPathError(f"backup destination {str(target)!r} already exists; choose a new path")
+        if not target.parent.is_dir():
+            raise LedgerPathError(f"backup destination folder {str(target.parent)!r} does not exist")
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            try:
+                raw.execute("VACUUM INTO ?", (str(target),))
+            except sqlite3.Error as exc:
+                raise LedgerPathError(f"cannot write backup {str(target)!r}: {exc}") from None
+        return target

@@ -1,0 +1,65 @@
+"""The ledger: the append-only, hash-chained ``events`` table and the content-addressed ``texts``.
+
+Revision ID: 0001_ledger
+Revises:
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001_ledger"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+APPEND_ONLY = "{table} is append-only: {verb} is not allowed (record a correcting event instead)"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "events",
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False,
+                  comment="Global position of the event in the ledger, 1, 2, 3 … with no gaps"),
+        sa.Column("stream", sa.Text, nullable=False,
+                  comment="What the event is about: gen:<gen_id>, cohort:<id>, catalog:<hash>, combo:<id>"),
+        sa.Column("version", sa.Integer, nullable=False,
+                  comment="Position of the event within its stream, 1, 2, 3 …"),
+        sa.Column("type", sa.Text, nullable=False,
+                  comment="Past-tense fact name, e.g. GenerationPlanned, LLMCallCompleted"),
+        sa.Column("payload", sa.Text, nullable=False,
+                  comment="Canonical JSON (sorted keys) with everything a reader needs; large texts by sha256"),
+        sa.Column("recorded_at", sa.Text, nullable=False,
+                  comment="UTC ISO-8601 time the event was appended"),
+        sa.Column("causation_seq", sa.Integer, nullable=True,
+                  comment="seq of the event this one answers, if any"),
+        sa.Column("prev_hash", sa.Text, nullable=False,
+                  comment="hash of the previous event (64 zeros for the first)"),
+        sa.Column("hash", sa.Text, nullable=False,
+                  comment="sha256(prev_hash + canonical JSON of this event): the chain daydream verify checks"),
+        sa.UniqueConstraint("stream", "version", name="uq_events_stream_version"),
+        sa.CheckConstraint("json_valid(payload)", name="ck_events_payload_json"),
+    )
+    op.create_index("ix_events_type_seq", "events", ["type", "seq"])
+    # (stream, version) is already indexed by the unique constraint; reads by stream use it.
+
+    op.create_table(
+        "texts",
+        sa.Column("sha256", sa.Text, primary_key=True,
+                  comment="Hex sha256 of the UTF-8 text: its identity"),
+        sa.Column("text", sa.Text, nullable=False,
+                  comment="The text itself: prompt, response, parsed output, template, spec …"),
+        sa.Column("chars", sa.Integer, nullable=False, comment="Length of the text in characters"),
+    )
+
+    for table in ("events", "texts"):
+        for verb in ("UPDATE", "DELETE"):
+            message = APPEND_ONLY.format(table=table, verb=verb)
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the ledger is append-only; there is no way back from its creation")

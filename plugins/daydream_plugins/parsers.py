@@ -1,0 +1,1 @@
+"""Built-in daydream plugin: parsers (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Built-in daydream plugin: provider_offline (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Built-in daydream plugin: provider_replay (filled in by its issue)."""

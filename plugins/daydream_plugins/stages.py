@@ -1,0 +1,1 @@
+"""Built-in daydream plugin: stages (filled in by its issue)."""
