@@ -131,6 +131,9 @@ def upgrade() -> None:
     op.create_index("ix_gen_state_stage_status", "gen_state", ["stage", "status"])
     op.create_index("ix_gen_state_parent", "gen_state", ["parent_gen_id"])
     op.create_index("ix_gen_state_combo", "gen_state", ["combo_id"])
+    # Planning reuses work by signature (imported generations keep their original ids).
+    op.create_index("ix_gen_state_signature", "gen_state",
+                    ["stage", "parent_gen_id", "combo_id", "template_id", "model_id", "replicate"])
 
     op.create_table(
         "cohort_members",
