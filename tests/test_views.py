@@ -1,0 +1,367 @@
+"""The read-side views on an empty ledger and on a tiny hand-built cohort whose numbers we know.
+
+``build_fixture`` appends the events a real run would record (catalog, combos, plans, prompts,
+calls, parses, scores, a failure, a retry) with exactly the payloads of ``daydream.events``; the
+other read-side tests reuse it. Every expected number below is worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daydream import views
+from daydream.ledger import Ledger, NewEvent, text_hash
+
+COHORT = "c-one"
+COHORT2 = "c-two"
+CATALOG_HASH = "f" * 64
+
+# Scores chosen so that every mean is easy to check by hand:
+# e_one:  rubric_a ev1 r1 = 8, ev2 r1 = 7, ev1 r2 = 9; rubric_b ev1 r1 = 9 (after one parse failure
+#         and a retry)  → mean 33 / 4 = 8.25
+# e_two:  rubric_a ev1 r1 = 5, ev2 r1 = 6; rubric_b ev1 r1 parse failed; rubric_b ev2 r1 pending
+#         → mean 5.5
+EVALUATIONS = [
+    # gen_id, essay, rubric, evaluator, replicate, outcome
+    ("v_1a1", "e_one", "rubric_a", "ev1", 1, 8),
+    ("v_1a2", "e_one", "rubric_a", "ev2", 1, 7),
+    ("v_1a3", "e_one", "rubric_a", "ev1", 2, 9),
+    ("v_1b1", "e_one", "rubric_b", "ev1", 1, "retry:9"),
+    ("v_2a1", "e_two", "rubric_a", "ev1", 1, 5),
+    ("v_2a2", "e_two", "rubric_a", "ev2", 1, 6),
+    ("v_2b1", "e_two", "rubric_b", "ev1", 1, "parse_failed"),
+    ("v_2b2", "e_two", "rubric_b", "ev2", 1, "pending"),
+]
+
+ESSAY_ONE = "# Tide Lanterns\n\nA **bold** idea about tide pools that glow.\n\n- first point\n- second point"
+ESSAY_TWO = "# Honey Tides\n\nBees and tide pools, *briefly*."
+
+
+def _planned(gen_id: str, stage: str, cohort: str, template: str, model: str | None,
+             parent: str | None = None, combo: str | None = None, replicate: int = 1) -> NewEvent:
+    payload = {"gen_id": gen_id, "stage": stage, "parent_gen_id": parent, "combo_id": combo,
+               "template_id": template, "template_hash": text_hash(f"template {template}"),
+               "generator": "llm", "parser": "score" if stage == "evaluation" else "identity",
+               "model_id": model, "replicate": replicate, "cohort_id": cohort,
+               "catalog_hash": CATALOG_HASH}
+    return NewEvent(f"gen:{gen_id}", "GenerationPlanned", payload)
+
+
+def _call(gen_id: str, attempt: int, model: str, text: str, cost: float,
+          failures: int = 0) -> tuple[list[NewEvent], list[str]]:
+    """Prompt, call start, optional failed tries, completion: what a provider run records."""
+    prompt = f"Prompt for {gen_id} attempt {attempt}"
+    stream = f"gen:{gen_id}"
+    events = [
+        NewEvent(stream, "PromptRendered", {
+            "gen_id": gen_id, "attempt": attempt, "prompt_hash": text_hash(prompt), "chars": len(prompt),
+            "template_id": "t", "template_hash": None}),
+        NewEvent(stream, "LLMCallStarted", {
+            "gen_id": gen_id, "attempt": attempt, "call": 1, "model_id": model, "provider": "offline",
+            "provider_model": model, "lease_until": "2026-11-30T00:10:00Z", "worker": {"pid": 1}}),
+    ]
+    for n in range(failures):
+        events.append(NewEvent(stream, "LLMCallFailed", {
+            "gen_id": gen_id, "attempt": attempt, "call": 1, "try": n + 1, "model_id": model,
+            "provider": "offline", "error_class": "RateLimited", "message": "429 slow down",
+            "status": 429, "retryable": True, "latency_s": 0.5}))
+    events.append(NewEvent(stream, "LLMCallCompleted", {
+        "gen_id": gen_id, "attempt": attempt, "call": 1, "text_hash": text_hash(text),
+        "chars": len(text), "finish_reason": "stop", "prompt_tokens": 100, "completion_tokens": 50,
+        "cost_usd": cost, "latency_s": 2.0, "model_id": model, "provider": "offline",
+        "requested_model": model, "resolved_model": model + "-v1", "request_id": None,
+        "offline": True}))
+    return events, [prompt, text]
+
+
+def _parsed(gen_id: str, attempt: int, text: str) -> NewEvent:
+    return NewEvent(f"gen:{gen_id}", "ResponseParsed", {
+        "gen_id": gen_id, "attempt": attempt, "parser": "identity", "parsed_hash": text_hash(text),
+        "chars": len(text), "copied_from": None})
+
+
+def build_fixture(ledger: Ledger) -> None:
+    """Append a tiny, fully known two-cohort experiment to ``ledger``."""
+    concepts = {"c_tide": "Tide pools", "c_lantern": "Lanterns", "c_bee": "Bees"}
+    concept_texts = {cid: f"{name} are a concept worth combining." for cid, name in concepts.items()}
+    template_texts = {t: f"template {t}" for t in ("links", "essay_plain", "rubric_a", "rubric_b")}
+    catalog = {
+        "catalog_hash": CATALOG_HASH, "source": "fixture",
+        "concepts": [{"id": cid, "name": name, "levels": {"sentence": text_hash(concept_texts[cid])}}
+                     for cid, name in concepts.items()],
+        "templates": [{"stage": stage, "id": tid, "hash": text_hash(template_texts[tid]),
+                       "parser": "score" if stage == "evaluation" else "identity",
+                       "generator": "llm", "description": f"{tid} template"}
+                      for stage, tid in (("draft", "links"), ("essay", "essay_plain"),
+                                         ("evaluation", "rubric_a"), ("evaluation", "rubric_b"))],
+        "models": [{"id": m} for m in ("m1", "m2", "ev1", "ev2")],
+    }
+    ledger.append([NewEvent(f"catalog:{CATALOG_HASH[:16]}", "CatalogImported", catalog)],
+                  texts=[*concept_texts.values(), *template_texts.values()])
+    ledger.append([
+        NewEvent("combo:combo_a", "ComboDefined",
+                 {"combo_id": "combo_a", "concept_ids": ["c_lantern", "c_tide"], "level": "sentence", "k": 2}),
+        NewEvent("combo:combo_b", "ComboDefined",
+                 {"combo_id": "combo_b", "concept_ids": ["c_bee", "c_tide"], "level": "sentence", "k": 2}),
+        NewEvent(f"cohort:{COHORT}", "CohortPlanned", {
+            "cohort_id": COHORT, "spec_hash": "s" * 64, "catalog_hash": CATALOG_HASH,
+            "spec_version": 1, "planned": {"draft": 3, "essay": 3, "evaluation": 8}, "linked": {}}),
+    ])
+    # Planning: three drafts, three essays, eight evaluations.
+    plans = [
+        _planned("d_one", "draft", COHORT, "links", "m1", combo="combo_a"),
+        _planned("d_two", "draft", COHORT, "links", "m1", combo="combo_b"),
+        _planned("d_three", "draft", COHORT, "links", "m2", combo="combo_b"),
+        _planned("e_one", "essay", COHORT, "essay_plain", "m1", parent="d_one", combo="combo_a"),
+        _planned("e_two", "essay", COHORT, "essay_plain", "m1", parent="d_two", combo="combo_b"),
+        _planned("e_three", "essay", COHORT, "essay_plain", "m2", parent="d_three", combo="combo_b"),
+    ]
+    combo_of = {"e_one": "combo_a", "e_two": "combo_b"}
+    for gen_id, essay, rubric, evaluator, replicate, _ in EVALUATIONS:
+        plans.append(_planned(gen_id, "evaluation", COHORT, rubric, evaluator, parent=essay,
+                              combo=combo_of[essay], replicate=replicate))
+    ledger.append(plans)
+
+    # Drafts: d_one and d_two complete (d_two after one rate-limited try), d_three fails.
+    for gen_id, text, failures in (("d_one", "Draft one: lanterns in tide pools.", 0),
+                                   ("d_two", "Draft two: bees at the shore.", 1)):
+        events, texts = _call(gen_id, 1, "m1", text, 0.001, failures)
+        ledger.append([*events, _parsed(gen_id, 1, text)], texts=texts)
+    events, texts = _call("d_three", 1, "m2", "garbage", 0.001)
+    ledger.append([*events, NewEvent("gen:d_three", "GenerationFailed", {
+        "gen_id": "d_three", "attempt": 1, "reason": "draft has no <links> block",
+        "error_class": "EmptyDraft", "raw_hash": text_hash("garbage")})], texts=texts)
+
+    # Essays: e_one and e_two complete; e_three stays planned (blocked by its failed draft).
+    for gen_id, text in (("e_one", ESSAY_ONE), ("e_two", ESSAY_TWO)):
+        events, texts = _call(gen_id, 1, "m1", text, 0.002)
+        ledger.append([*events, _parsed(gen_id, 1, text)], texts=texts)
+
+    for gen_id, essay, rubric, evaluator, replicate, outcome in EVALUATIONS:
+        stream = f"gen:{gen_id}"
+        if outcome == "pending":
+            continue
+        if outcome in ("parse_failed", "retry:9"):
+            raw = "I cannot decide."
+            events, texts = _call(gen_id, 1, evaluator, raw, 0.0005)
+            ledger.append([*events, NewEvent(stream, "ParseFailed", {
+                "gen_id": gen_id, "attempt": 1, "parser": "score", "reason": "no SCORE line",
+                "preview": raw})], texts=texts)
+            if outcome == "parse_failed":
+                continue
+            ledger.append([NewEvent(stream, "GenerationRetried", {
+                "gen_id": gen_id, "attempt": 2, "previous_attempt": 1, "reason": "forced"})])
+            attempt, score = 2, 9
+        else:
+            attempt, score = 1, outcome
+        raw = f"Reasoning.\nSCORE: {score}"
+        events, texts = _call(gen_id, attempt, evaluator, raw, 0.0005)
+        ledger.append([*events, _parsed(gen_id, attempt, str(score)), NewEvent(stream, "ScoreRecorded", {
+            "gen_id": gen_id, "attempt": attempt, "essay_gen_id": essay, "score": float(score),
+            "rubric": rubric, "evaluator": evaluator, "replicate": replicate})],
+            texts=[*texts, str(score)])
+
+    # A second cohort reuses e_one (with its draft) and one of its evaluations: score 8.
+    ledger.append([NewEvent(f"cohort:{COHORT2}", "CohortPlanned", {
+        "cohort_id": COHORT2, "spec_hash": "t" * 64, "catalog_hash": CATALOG_HASH, "spec_version": 1,
+        "planned": {}, "linked": {"draft": 1, "essay": 1, "evaluation": 1}})])
+    ledger.append([NewEvent(f"gen:{g}", "GenerationLinked", {"gen_id": g, "stage": s, "cohort_id": COHORT2})
+                   for g, s in (("d_one", "draft"), ("e_one", "essay"), ("v_1a1", "evaluation"))])
+
+
+@pytest.fixture
+def fixture_ledger(ledger: Ledger) -> Ledger:
+    build_fixture(ledger)
+    return ledger
+
+
+def rows(ledger: Ledger, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    with ledger.engine.connect() as conn:
+        result = conn.exec_driver_sql(sql, params)
+        names = list(result.keys())
+        return [dict(zip(names, r)) for r in result.fetchall()]
+
+
+# ------------------------------------------------------------------------------------------- tests
+def test_every_view_exists_is_documented_and_answers_on_an_empty_ledger(ledger: Ledger) -> None:
+    created = {r["name"]: r["sql"] for r in rows(ledger, "SELECT name, sql FROM sqlite_master WHERE type='view'")}
+    assert set(views.VIEWS) <= set(created)
+    for name, doc in views.VIEWS.items():
+        assert "-- " in created[name], f"view {name} has no SQL comment"
+        assert rows(ledger, f"SELECT * FROM {name}") == []
+        columns = [r["name"] for r in rows(ledger, f"PRAGMA table_info({name})")]
+        assert columns == list(doc.columns), f"columns of {name} differ from their documentation"
+        assert all(doc.columns.values()), f"a column of {name} has no description"
+
+
+def test_generations_resolve_texts_and_mark_blocked_work(fixture_ledger: Ledger) -> None:
+    by_id = {r["gen_id"]: r for r in rows(fixture_ledger, "SELECT * FROM generations")}
+    assert len(by_id) == 14
+    assert by_id["e_one"]["parsed"] == ESSAY_ONE
+    assert by_id["e_one"]["response"] == ESSAY_ONE
+    assert by_id["e_one"]["prompt"] == "Prompt for e_one attempt 1"
+    assert by_id["d_three"]["status"] == "failed"
+    assert by_id["d_three"]["error"] == "draft has no <links> block"
+    assert by_id["e_three"]["status"] == "planned" and by_id["e_three"]["blocked"] == 1
+    assert by_id["v_2b2"]["blocked"] == 0
+    # d_two: one failed try then a completed one.
+    assert (by_id["d_two"]["calls"], by_id["d_two"]["failed_calls"]) == (2, 1)
+    # v_1b1 is on its second attempt, which scored 9; both attempts' calls were paid.
+    assert by_id["v_1b1"]["attempt"] == 2 and by_id["v_1b1"]["score"] == 9.0
+    assert by_id["v_1b1"]["cost_usd"] == pytest.approx(0.001)
+
+
+def test_cohort_membership_tells_planned_from_linked(fixture_ledger: Ledger) -> None:
+    got = rows(fixture_ledger, "SELECT cohort_id, stage, gen_id, joined_as FROM cohort_membership "
+                               "WHERE cohort_id = ? ORDER BY gen_id", (COHORT2,))
+    assert [(r["gen_id"], r["joined_as"]) for r in got] == [
+        ("d_one", "linked"), ("e_one", "linked"), ("v_1a1", "linked")]
+    assert rows(fixture_ledger, "SELECT COUNT(*) AS n FROM cohort_membership WHERE cohort_id = ?",
+                (COHORT,))[0]["n"] == 14
+
+
+def test_cohort_progress_counts_by_stage(fixture_ledger: Ledger) -> None:
+    got = {r["stage"]: r for r in rows(fixture_ledger, "SELECT * FROM cohort_progress WHERE cohort_id = ?",
+                                       (COHORT,))}
+    pick = ("planned", "completed", "failed", "running", "pending", "blocked", "calls")
+    assert {s: tuple(got[s][k] for k in pick) for s in got} == {
+        # d_one 1 call, d_two 2 calls (one failed), d_three 1 call
+        "draft": (3, 2, 1, 0, 0, 0, 4),
+        # e_three waits on the failed d_three: pending and blocked
+        "essay": (3, 2, 0, 0, 1, 1, 2),
+        # 8 planned: 6 scored (v_1b1 after a retry: 2 calls), v_2b1 parse failed, v_2b2 pending
+        "evaluation": (8, 6, 1, 0, 1, 0, 8),
+    }
+    # 3 draft calls at $0.001, 2 essays at $0.002, 8 evaluation calls at $0.0005
+    assert got["draft"]["cost_usd"] == pytest.approx(0.003)
+    assert got["essay"]["cost_usd"] == pytest.approx(0.004)
+    assert got["evaluation"]["cost_usd"] == pytest.approx(0.004)
+    # tokens: 150 per completed call (failed tries carry none)
+    assert got["evaluation"]["tokens"] == 8 * 150
+
+
+def test_scores_give_each_evaluation_with_its_parse_status(fixture_ledger: Ledger) -> None:
+    got = {r["evaluation_gen_id"]: r for r in rows(fixture_ledger, "SELECT * FROM scores")}
+    assert {g: (r["essay_gen_id"], r["rubric"], r["evaluator"], r["replicate"], r["score"], r["parse_status"])
+            for g, r in got.items()} == {
+        "v_1a1": ("e_one", "rubric_a", "ev1", 1, 8.0, "parsed"),
+        "v_1a2": ("e_one", "rubric_a", "ev2", 1, 7.0, "parsed"),
+        "v_1a3": ("e_one", "rubric_a", "ev1", 2, 9.0, "parsed"),
+        "v_1b1": ("e_one", "rubric_b", "ev1", 1, 9.0, "parsed"),
+        "v_2a1": ("e_two", "rubric_a", "ev1", 1, 5.0, "parsed"),
+        "v_2a2": ("e_two", "rubric_a", "ev2", 1, 6.0, "parsed"),
+        "v_2b1": ("e_two", "rubric_b", "ev1", 1, None, "parse_failed"),
+        "v_2b2": ("e_two", "rubric_b", "ev2", 1, None, "pending"),
+    }
+    assert got["v_2b1"]["parse_error"] == "no SCORE line"
+
+
+def test_essay_scores_aggregate_per_rubric(fixture_ledger: Ledger) -> None:
+    got = {(r["essay_gen_id"], r["rubric"]): r for r in rows(fixture_ledger, "SELECT * FROM essay_scores")}
+    assert set(got) == {("e_one", "rubric_a"), ("e_one", "rubric_b"), ("e_two", "rubric_a")}
+    one_a = got[("e_one", "rubric_a")]
+    # 8, 7, 9: mean 8, sample stdev 1
+    assert (one_a["n"], one_a["mean"], one_a["min"], one_a["max"], one_a["stdev"]) == (3, 8.0, 7.0, 9.0, 1.0)
+    two_a = got[("e_two", "rubric_a")]
+    # 5, 6: mean 5.5, stdev sqrt(0.5)
+    assert (two_a["n"], two_a["mean"]) == (2, 5.5)
+    assert two_a["stdev"] == pytest.approx(math.sqrt(0.5), abs=1e-4)
+    assert got[("e_one", "rubric_b")]["stdev"] is None
+
+
+def test_essay_rankings_rank_within_each_cohort(fixture_ledger: Ledger) -> None:
+    got = rows(fixture_ledger, "SELECT * FROM essay_rankings ORDER BY cohort_id, rank")
+    assert [(r["cohort_id"], r["essay_gen_id"], r["mean"], r["n"], r["rank"]) for r in got] == [
+        (COHORT, "e_one", 8.25, 4, 1),
+        (COHORT, "e_two", 5.5, 2, 2),
+        (COHORT2, "e_one", 8.0, 1, 1),  # only v_1a1 (score 8) is in the second cohort
+    ]
+    first = got[0]
+    assert (first["draft_gen_id"], first["draft_template"], first["draft_model"], first["essay_template"],
+            first["essay_model"], first["combo_id"]) == ("d_one", "links", "m1", "essay_plain", "m1", "combo_a")
+    assert (first["rubrics"], first["evaluators"]) == (2, 2)
+
+
+def test_llm_calls_list_every_try_with_its_outcome(fixture_ledger: Ledger) -> None:
+    got = rows(fixture_ledger, "SELECT * FROM llm_calls ORDER BY seq")
+    outcomes = [r["outcome"] for r in got]
+    # 3 drafts + 2 essays + 8 evaluation calls completed, 1 rate-limited try failed, none open
+    assert outcomes.count("completed") == 13 and outcomes.count("failed") == 1 and "open" not in outcomes
+    failed = next(r for r in got if r["outcome"] == "failed")
+    assert (failed["gen_id"], failed["stage"], failed["error_class"], failed["try"]) == (
+        "d_two", "draft", "RateLimited", 1)
+    done = next(r for r in got if r["gen_id"] == "e_one")
+    assert (done["prompt_tokens"], done["completion_tokens"], done["cost_usd"], done["latency_s"],
+            done["resolved_model"]) == (100, 50, 0.002, 2.0, "m1-v1")
+
+
+def test_llm_calls_show_a_started_call_without_answer_as_open(fixture_ledger: Ledger) -> None:
+    fixture_ledger.append([
+        NewEvent("gen:v_2b2", "LLMCallStarted", {
+            "gen_id": "v_2b2", "attempt": 1, "call": 1, "model_id": "ev2", "provider": "offline",
+            "provider_model": "ev2", "lease_until": "2026-11-30T00:10:00Z", "worker": {"pid": 2}})])
+    got = rows(fixture_ledger, "SELECT gen_id, outcome FROM llm_calls WHERE outcome = 'open'")
+    assert got == [{"gen_id": "v_2b2", "outcome": "open"}]
+    progress = rows(fixture_ledger, "SELECT running, pending FROM cohort_progress "
+                                    "WHERE cohort_id = ? AND stage = 'evaluation'", (COHORT,))
+    assert progress == [{"running": 1, "pending": 1}]
+
+
+def test_spend_sums_by_cohort_stage_and_model(fixture_ledger: Ledger) -> None:
+    got = {(r["cohort_id"], r["stage"], r["model_id"]): r for r in rows(fixture_ledger, "SELECT * FROM spend")}
+    assert got[(COHORT, "draft", "m1")]["cost_usd"] == pytest.approx(0.002)
+    assert got[(COHORT, "draft", "m1")]["calls"] == 3
+    assert got[(COHORT, "draft", "m2")]["cost_usd"] == pytest.approx(0.001)
+    # ev1: v_1a1, v_1a3, v_2a1, v_2b1 and two calls for v_1b1 → 6 calls at $0.0005
+    assert got[(COHORT, "evaluation", "ev1")]["cost_usd"] == pytest.approx(0.003)
+    assert got[(COHORT, "evaluation", "ev2")]["generations"] == 3
+    assert got[(COHORT2, "essay", "m1")]["cost_usd"] == pytest.approx(0.002)
+    assert sum(r["cost_usd"] for k, r in got.items() if k[0] == COHORT) == pytest.approx(0.011)
+
+
+def test_failures_say_what_failed_and_why(fixture_ledger: Ledger) -> None:
+    got = {r["gen_id"]: r for r in rows(fixture_ledger, "SELECT * FROM failures")}
+    assert set(got) == {"d_three", "v_2b1"}
+    assert (got["d_three"]["kind"], got["d_three"]["reason"], got["d_three"]["blocked_children"]) == (
+        "generation", "draft has no <links> block", 1)
+    assert got["d_three"]["response"] == "garbage"
+    assert (got["v_2b1"]["kind"], got["v_2b1"]["reason"]) == ("parse", "ParseFailed: no SCORE line")
+    failed_event = fixture_ledger.events(type="ParseFailed", stream="gen:v_2b1")[0]
+    assert got["v_2b1"]["failed_seq"] == failed_event.seq
+
+
+def test_evaluator_agreement_summarises_each_evaluator(fixture_ledger: Ledger) -> None:
+    got = {(r["rubric"], r["evaluator"]): r for r in rows(fixture_ledger, "SELECT * FROM evaluator_agreement")}
+    # rubric_a ev1: 8, 9, 5 → mean 22/3
+    assert got[("rubric_a", "ev1")]["mean"] == pytest.approx(22 / 3, abs=1e-4)
+    assert got[("rubric_b", "ev1")]["parse_failure_rate"] == 0.5
+    assert got[("rubric_b", "ev2")]["scored"] == 0
+
+
+def test_views_answer_on_the_demo_ledger(tmp_path: Path) -> None:
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not on PATH")
+    help_run = subprocess.run(["uv", "run", "daydream", "demo", "--help"], capture_output=True, text=True)
+    if help_run.returncode != 0:
+        pytest.skip("'daydream demo' is not available yet")
+    db = tmp_path / "demo.db"
+    run = subprocess.run(["uv", "run", "daydream", "demo", "--db", str(db)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    demo = Ledger.open(db)
+    for name in views.VIEWS:
+        rows(demo, f"SELECT * FROM {name}")
+    progress = rows(demo, "SELECT * FROM cohort_progress")
+    assert progress and all(r["planned"] == r["completed"] + r["failed"] + r["pending"] for r in progress)
+    ranked = rows(demo, "SELECT * FROM essay_rankings ORDER BY cohort_id, rank")
+    assert ranked and all(0 <= r["mean"] <= 9 for r in ranked)
+    essays = {r["gen_id"] for r in rows(demo, "SELECT gen_id FROM generations WHERE stage = 'essay'")}
+    assert {r["essay_gen_id"] for r in ranked} <= essays
+    json.dumps(rows(demo, "SELECT * FROM spend"))
