@@ -1,0 +1,330 @@
+"""``daydream import dagster``: a previous-pipeline data root moves into the ledger intact.
+
+Each test builds a data root in ``tmp_path`` (``tests/dagster_root.py``, with the seed data's
+``1_raw`` where the catalog matters), imports it into a real ledger file and reads back ids, texts,
+scores, lineage, cohorts and the read-side views; damaged folders are written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import daydream.cli_import  # noqa: F401  (registers ``daydream import``)
+from daydream import events as ev
+from daydream import ids
+from daydream.cli import cli
+from daydream.importer import ImportReport, _Writer, import_dagster, parse_score
+from daydream.ledger import Ledger, NewEvent, text_hash
+
+from dagster_root import LEGACY_COMBO, build_dagster_root, score_for, text_for, write_cohort
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def gen_rows(ledger: Ledger) -> dict[str, dict]:
+    cols = ["gen_id", "stage", "status", "parent_gen_id", "combo_id", "template_id", "model_id",
+            "replicate", "origin_cohort_id", "imported", "score", "prompt_hash", "raw_hash",
+            "parsed_hash", "error", "prompt_tokens", "completion_tokens", "latency_s", "finish_reason"]
+    return {r[0]: dict(zip(cols, r)) for r in ledger.query(f"SELECT {', '.join(cols)} FROM gen_state")}
+
+
+def summary_table(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("stage "))
+    return lines[start:start + 4]
+
+
+# ----------------------------------------------------------------------------- the happy path
+def test_import_keeps_ids_texts_scores_lineage_and_views(tmp_path: Path, seed_data: Path,
+                                                          ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=3,
+                               evaluation_templates=("daydreaming-verification-v2", "novelty-v2"),
+                               evaluation_models=("sonnet-4", "gemini_25_pro"))
+    # The previous pipeline's formulas, as given in the issue.
+    assert built.drafts[0] == "d_5ezrffv9uf3lr37d"
+    assert built.essays[0] == "e_sq5klak2lljyyom"
+
+    out = invoke("import", "dagster", str(built.root), "--db", str(ledger_path))
+    assert "draft       3         0" in out and "evaluation  12        0" in out, out
+    ledger = Ledger.open(ledger_path)
+    rows = gen_rows(ledger)
+    assert set(rows) == set(built.all_ids)
+    assert rows["d_5ezrffv9uf3lr37d"]["combo_id"] == LEGACY_COMBO
+    assert rows["e_sq5klak2lljyyom"]["parent_gen_id"] == "d_5ezrffv9uf3lr37d"
+    assert rows["e_sq5klak2lljyyom"]["model_id"] == "gemini_25_pro"
+
+    for gen_id, row in rows.items():
+        assert row["status"] == "completed" and row["imported"] == 1 and row["error"] is None
+        assert row["origin_cohort_id"] == built.cohort_id
+        # Lineage: parents kept, combos carried down to essays and evaluations that lacked them.
+        assert row["parent_gen_id"] == built.parents.get(gen_id)
+        assert row["combo_id"] == built.combo_of[gen_id]
+        folder = built.folder(gen_id)
+        for kind in ("prompt", "raw", "parsed"):
+            assert ledger.get_text(row[f"{kind}_hash"]) == (folder / f"{kind}.txt").read_text()
+        assert row["finish_reason"] == "stop" and row["latency_s"] == 12.5
+        assert row["prompt_tokens"] == 1300 and row["completion_tokens"] == 600
+    assert {g: rows[g]["score"] for g in built.evaluations} == built.scores
+    assert len(set(built.scores.values())) > 1  # the scores really differ, so the check means something
+
+    # The original metadata is kept verbatim, with the source folder and a timestamp.
+    event = ledger.events(stream=ev.gen_stream("e_sq5klak2lljyyom"))[0]
+    folder = built.folder("e_sq5klak2lljyyom")
+    assert event.type == ev.GENERATION_IMPORTED and event.version == 1
+    assert event.payload["metadata"] == {
+        name: json.loads((folder / f"{name}.json").read_text())
+        for name in ("metadata", "raw_metadata", "parsed_metadata")}
+    assert event.payload["source"] == str(folder.resolve())
+    assert event.payload["created_at"].startswith("20")
+
+    # Catalog snapshot, combos, cohort spec and membership.
+    from daydream.catalog import load_catalog
+
+    catalog = load_catalog(built.root / "1_raw")
+    snap = ledger.events(type=ev.CATALOG_IMPORTED)
+    assert [e.stream for e in snap] == [ev.catalog_stream(catalog.catalog_hash)]
+    assert snap[0].payload == catalog.snapshot()[0]
+    combos = {c: (json.loads(ids_), level, k) for c, ids_, level, k in
+              ledger.query("SELECT combo_id, concept_ids, level, k FROM combos")}
+    assert combos == {c: (concepts, "paragraph", len(concepts)) for c, concepts in built.combos.items()}
+    spec = ledger.events(type=ev.SPEC_COMPILED)
+    assert len(spec) == 1 and spec[0].stream == ev.cohort_stream(built.cohort_id)
+    spec_file = built.root / "cohorts" / built.cohort_id / "spec" / "config.yaml"
+    assert ledger.get_text(spec[0].payload["spec_hash"]) == spec_file.read_text()
+    assert spec[0].payload["catalog_hash"] == catalog.catalog_hash
+    members = ledger.query("SELECT stage, gen_id FROM cohort_members WHERE cohort_id = ?", (built.cohort_id,))
+    assert sorted(members) == sorted(built.members[built.cohort_id])
+
+    # The read side works on imported data.
+    if ledger.query("SELECT name FROM sqlite_master WHERE type = 'view' AND name = 'essay_rankings'"):
+        view = dict(ledger.query("SELECT gen_id, response FROM generations WHERE stage = 'draft'"))
+        assert view["d_5ezrffv9uf3lr37d"] == text_for("d_5ezrffv9uf3lr37d", "raw")
+        progress = ledger.query("SELECT stage, planned, completed FROM cohort_progress WHERE cohort_id = ?",
+                                (built.cohort_id,))
+        assert sorted(progress) == [("draft", 3, 3), ("essay", 3, 3), ("evaluation", 12, 12)]
+        ranking = dict(ledger.query("SELECT essay_gen_id, mean FROM essay_rankings WHERE cohort_id = ?",
+                                    (built.cohort_id,)))
+        for essay in built.essays:
+            mine = [built.scores[v] for v in built.evaluations if built.parents[v] == essay]
+            assert ranking[essay] == pytest.approx(sum(mine) / len(mine), abs=1e-4)
+
+    assert "ok:" in invoke("verify", "--db", str(ledger_path))
+
+
+def test_reimport_appends_nothing(tmp_path: Path, seed_data: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=2)
+    invoke("import", "dagster", str(built.root), "--db", str(ledger_path))
+    ledger = Ledger.open(ledger_path)
+    before = ledger.count()
+    texts_before = ledger.query("SELECT COUNT(*) FROM texts")
+    out = invoke("import", "dagster", str(built.root), "--db", str(ledger_path))
+    assert ledger.count() == before
+    assert ledger.query("SELECT COUNT(*) FROM texts") == texts_before
+    assert "appended 0 events" in out
+    assert "catalog: already present" in out
+    assert summary_table(out)[1].split() == ["draft", "0", "2", "0", "0"]
+
+
+def test_root_that_gained_generations_appends_only_those(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    ledger = Ledger.open(ledger_path)
+    first = import_dagster(ledger, built.root)
+    assert first.stages["evaluation"].imported == 2
+    seqs_before = ledger.query("SELECT seq, hash FROM events ORDER BY seq")
+
+    # The old pipeline ran on: a new rubric on both essays, and a second cohort reusing them.
+    added = []
+    for essay in built.essays:
+        gen_id = ids.evaluation_gen_id(essay, "novelty-v2", "sonnet-4", 1)
+        added.append(gen_id)
+        folder = built.root / "gens" / "evaluation" / gen_id
+        shutil.copytree(built.folder(built.evaluations[0]), folder)
+        meta = json.loads((folder / "metadata.json").read_text())
+        meta.update(gen_id=gen_id, parent_gen_id=essay, template_id="novelty-v2", origin_cohort_id="rescore")
+        (folder / "metadata.json").write_text(json.dumps(meta))
+        (folder / "parsed.txt").write_text("fine work\n4\n")
+    write_cohort(built.root, "rescore", [("essay", e) for e in built.essays] +
+                 [("evaluation", g) for g in added], spec={"axes": {"evaluation_template": ["novelty-v2"]}})
+
+    second = import_dagster(ledger, built.root)
+    assert second.stages["evaluation"].imported == 2 and second.stages["evaluation"].skipped == 2
+    assert second.stages["draft"].skipped == 2 and second.stages["essay"].skipped == 2
+    # Two evaluations, one spec, and links for the two essays (the evaluations joined via origin).
+    assert second.events_appended == 5
+    assert second.links_added == 2 and second.links_present == 6 + 2  # old cohort, new evaluations
+    assert ledger.query("SELECT seq, hash FROM events WHERE seq <= ? ORDER BY seq",
+                        (len(seqs_before),)) == seqs_before
+    new = ledger.query("SELECT DISTINCT type FROM events WHERE seq > ?", (len(seqs_before),))
+    assert sorted(t for (t,) in new) == ["GenerationImported", "GenerationLinked", "SpecCompiled"]
+    assert dict(ledger.query("SELECT gen_id, score FROM gen_state WHERE template_id = 'novelty-v2'")) == \
+        {g: 4 for g in added}
+    rescore = ledger.query("SELECT stage, COUNT(*) FROM cohort_members WHERE cohort_id = 'rescore' GROUP BY stage")
+    assert sorted(rescore) == [("essay", 2), ("evaluation", 2)]
+
+
+def test_parents_already_in_the_ledger_count_and_pass_their_combo_down(tmp_path: Path,
+                                                                        ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    drafts_only = tmp_path / "drafts_only"
+    (drafts_only / "gens").mkdir(parents=True)
+    shutil.copytree(built.root / "gens" / "draft", drafts_only / "gens" / "draft")
+    ledger = Ledger.open(ledger_path)
+    assert import_dagster(ledger, drafts_only).stages["draft"].imported == 2
+    shutil.rmtree(built.root / "gens" / "draft")  # the rest arrives later, without the drafts
+    report = import_dagster(ledger, built.root)
+    assert report.stages["essay"].imported == 2 and report.stages["evaluation"].imported == 2
+    assert report.problems == []
+    rows = gen_rows(ledger)
+    assert {g: rows[g]["combo_id"] for g in built.essays + built.evaluations} == \
+        {g: built.combo_of[g] for g in built.essays + built.evaluations}
+
+
+# ----------------------------------------------------------------------------- damaged input
+def _edit_json(path: Path, **changes: object) -> None:
+    value = json.loads(path.read_text())
+    value.update(changes)
+    path.write_text(json.dumps(value))
+
+
+def test_damaged_generations_are_reported_and_the_rest_imported(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=4,
+                               evaluation_models=("sonnet-4", "gemini_25_pro", "deepseek_r1_p"))
+    ev_of = {e: [v for v in built.evaluations if built.parents[v] == e] for e in built.essays}
+    d0, d1, d2, d3 = built.drafts
+    e0, e1, e2, e3 = built.essays
+    damage = {}
+    # Unreadable: identity unknown or lineage broken → not imported.
+    (built.folder(d1) / "metadata.json").write_text('{"stage": "draft", "template_id": ')
+    damage[d1] = "metadata.json is not valid JSON"
+    damage[e1] = "missing parent: parent draft " + d1  # its draft was unreadable
+    for v in ev_of[e1]:
+        damage[v] = "orphan evaluation: parent essay " + e1
+    (built.folder(ev_of[e0][0]) / "metadata.json").unlink()
+    damage[ev_of[e0][0]] = "metadata.json is missing"
+    _edit_json(built.folder(ev_of[e0][1]) / "metadata.json", parent_gen_id="e_doesnotexist")
+    damage[ev_of[e0][1]] = "orphan evaluation: parent essay e_doesnotexist"
+    (built.folder(ev_of[e3][2]) / "metadata.json").write_text(
+        json.dumps({"template_id": "x", "llm_model_id": "m", "parent_gen_id": e3})[:-1] + ', "note": "\\ud800"}')
+    damage[ev_of[e3][2]] = "invalid unicode escape"
+    # Imported as failed (counted incomplete) with the reason recorded.
+    (built.folder(e2) / "raw.txt").unlink()
+    damage[e2] = "parsed.txt present but raw.txt missing"
+    (built.folder(ev_of[e2][0]) / "parsed.txt").write_text("very good\n12\n")
+    damage[ev_of[e2][0]] = "score 12 on the last line of parsed.txt is not in 0–9"
+    (built.folder(ev_of[e3][0]) / "parsed.txt").unlink()  # plainly incomplete: not a listed problem
+    # Imported as completed, with the broken side file left out and reported.
+    (built.folder(d3) / "raw_metadata.json").write_text("{nope")
+    damage[d3] = "raw_metadata.json is not valid JSON"
+
+    ledger = Ledger.open(ledger_path)
+    ledger.append([NewEvent("combo:other", ev.COMBO_DEFINED,
+                            {"combo_id": "other", "concept_ids": ["a"], "level": "sentence", "k": 1})])
+    before = ledger.query("SELECT seq, hash FROM events")
+    result = CliRunner().invoke(cli, ["import", "dagster", str(built.root), "--db", str(ledger_path)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+
+    for gen_id, reason in damage.items():
+        line = next((l for l in out.splitlines() if gen_id in l and reason in l), None)
+        assert line is not None, f"{gen_id}: {reason!r} not reported in\n{out}"
+        assert str(built.folder(gen_id).resolve()) in line
+    assert str(built.folder(ev_of[e3][0]).resolve()) not in out
+    assert summary_table(out)[1:] == [
+        "draft       3         0                          0           1",
+        "essay       2         0                          1           1",
+        "evaluation  4         0                          2           6",
+    ]
+
+    assert ledger.query("SELECT seq, hash FROM events WHERE seq <= ?", (len(before),)) == before
+    rows = gen_rows(ledger)
+    unreadable = {d1, e1, *ev_of[e1], ev_of[e0][0], ev_of[e0][1], ev_of[e3][2]}
+    assert unreadable.isdisjoint(rows)
+    assert set(built.all_ids) - unreadable == set(rows)
+    assert rows[e2]["status"] == "failed" and rows[e2]["error"] == "parsed.txt present but raw.txt missing"
+    assert rows[e2]["parsed_hash"] == text_hash(text_for(e2, "parsed"))
+    assert rows[ev_of[e2][0]]["status"] == "failed" and rows[ev_of[e2][0]]["score"] is None
+    assert rows[ev_of[e3][0]]["status"] == "failed" and rows[ev_of[e3][0]]["error"] == "parsed.txt missing"
+    assert rows[d3]["status"] == "completed" and rows[d3]["latency_s"] is None
+    assert rows[ev_of[e2][1]]["score"] == score_for(ev_of[e2][1])
+    assert "ok:" in invoke("verify", "--db", str(ledger_path))
+
+
+def test_membership_rows_naming_unknown_generations_are_reported(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=1)
+    write_cohort(built.root, "other", [("essay", built.essays[0]), ("essay", "e_ghost"),
+                                       ("draft", built.essays[0])], spec={"axes": {}})
+    report = import_dagster(Ledger.open(ledger_path), built.root)
+    reasons = [p.reason for p in report.problems]
+    assert any("e_ghost is not in the data root" in r for r in reasons), reasons
+    assert any("is listed as 'draft' but is a essay" in r for r in reasons), reasons
+    assert report.links_added == 1
+
+
+def test_dry_run_appends_nothing_and_prints_the_same_summary(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    (built.folder(built.evaluations[0]) / "parsed.txt").unlink()
+    dry = invoke("import", "dagster", str(built.root), "--dry-run", "--db", str(ledger_path))
+    assert Ledger.open(ledger_path).count() == 0
+    assert "would append 9 events" in dry  # 2 combos, 6 generations, 1 spec (members join by origin)
+    real = invoke("import", "dagster", str(built.root), "--db", str(ledger_path))
+    assert summary_table(dry) == summary_table(real)
+    assert Ledger.open(ledger_path).count() == 9
+
+
+def test_writer_appends_the_sound_rest_when_the_database_rejects_one_event(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    rejected = []
+    writer = _Writer(ledger, ImportReport(root=Path("."), dry_run=False), 100,
+                     lambda events, reason: rejected.append((events[0].stream, reason)), lambda e: e)
+    good = [NewEvent(f"combo:c{i}", ev.COMBO_DEFINED, {"combo_id": f"c{i}", "concept_ids": ["a"],
+                                                        "level": "sentence", "k": 1}) for i in range(3)]
+    # A lone surrogate cannot be encoded for SQLite: the batch fails, the other units still land.
+    bad = NewEvent("combo:bad", ev.COMBO_DEFINED, {"combo_id": "\ud800", "concept_ids": [], "level": None, "k": 0})
+    for e in [good[0], bad, good[1], good[2]]:
+        writer.add([e])
+    writer.flush()
+    assert [s for s, _ in rejected] == ["combo:bad"]
+    assert sorted(r[0] for r in ledger.query("SELECT combo_id FROM combos")) == ["c0", "c1", "c2"]
+    assert ledger.verify()[0] == 3
+
+
+@pytest.mark.parametrize("make", ["missing", "file", "no_gens"])
+def test_unusable_root_is_a_one_line_error_and_the_ledger_is_unchanged(tmp_path: Path, ledger_path: Path,
+                                                                       make: str) -> None:
+    root = tmp_path / "root"
+    if make == "file":
+        root.write_text("not a folder")
+    elif make == "no_gens":
+        (root / "1_raw").mkdir(parents=True)
+    before = ledger_path.read_bytes()
+    env = {k: v for k, v in os.environ.items() if k not in ("DAYDREAM_DEBUG", "DAYDREAM_DB")}
+    proc = subprocess.run([sys.executable, "-m", "daydream", "import", "dagster", str(root),
+                           "--db", str(ledger_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and str(root) in proc.stderr
+    assert {"missing": "does not exist", "file": "not a directory", "no_gens": "no gens/ folder"}[make] \
+        in proc.stderr
+    assert ledger_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("text, score", [("good\n7\n", 7), ("x\nSCORE: 8.5", 8.5), ("0", 0), ("**Score:** 9\n\n", 9)])
+def test_parse_score_reads_the_number_on_the_last_line(text: str, score: float) -> None:
+    assert parse_score(text) == score
+
+
+@pytest.mark.parametrize("text", ["", "good\n10", "-1", "score: high", "7\nthe end"])
+def test_parse_score_rejects_what_is_not_a_0_to_9_number(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_score(text)
