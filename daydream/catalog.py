@@ -1,0 +1,443 @@
+"""Catalogs: the concepts, prompt templates and models a cohort spec draws on.
+
+``load_catalog`` reads either our own layout (``specs/catalog``: YAML files plus Jinja2 template
+files, see its README) or the previous pipeline's ``1_raw`` layout (CSV metadata plus text files).
+``Catalog.snapshot`` turns a catalog into the ``CatalogImported`` payload recorded in the ledger, and
+``catalog_from_ledger`` rebuilds the catalog from that event alone, so a ledger is self-contained.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daydream.errors import CatalogError
+from daydream.ledger import canonical_json, text_hash
+
+STAGES = ("draft", "essay", "evaluation")
+LEVELS = ("sentence", "paragraph", "article")
+# Fallback chain for a concept description: start at the requested level, then go down.
+_FALLBACK = ("article", "paragraph", "sentence")
+GENERATORS = ("llm", "copy")
+PROVIDERS = ("openai", "offline")
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_API_KEY_ENV = "OPENROUTER_API_KEY"
+
+# Parser names of the previous pipeline, mapped to ours. A blank parser meant "use the text as is"
+# for drafts and essays; evaluations always read a "SCORE: X" last line.
+LEGACY_PARSER_ALIASES = {
+    "in_last_line": "score",
+    "essay_block_lenient": "essay_block",
+}
+DEFAULT_PARSERS = {"draft": "identity", "essay": "identity", "evaluation": "score"}
+
+
+def repo_catalog_dir() -> Path:
+    """The starter catalog shipped in the repository (``specs/catalog``)."""
+    return Path(__file__).resolve().parent.parent / "specs" / "catalog"
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A concept with descriptions at one or more levels (sentence, paragraph, article)."""
+
+    id: str
+    name: str
+    descriptions: dict[str, str]
+
+    def content(self, level: str) -> str:
+        """The description at ``level``, else the next shorter one, else the concept's name."""
+        start = _FALLBACK.index(level) if level in _FALLBACK else 0
+        for candidate in _FALLBACK[start:]:
+            text = self.descriptions.get(candidate)
+            if text:
+                return text
+        return self.name
+
+
+@dataclass(frozen=True)
+class Template:
+    """A prompt template of one stage; copy-mode templates have no text."""
+
+    stage: str
+    id: str
+    text: str | None
+    parser: str | None
+    generator: str
+    description: str = ""
+    path: str | None = None
+
+    @property
+    def hash(self) -> str | None:
+        """sha256 of the template text (None for copy templates)."""
+        return text_hash(self.text) if self.text is not None else None
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model as the runner calls it: provider, endpoint, limits and prices (USD per 1M tokens)."""
+
+    id: str
+    provider: str
+    model: str
+    base_url: str | None
+    api_key_env: str | None
+    concurrency: int
+    rpm: int | None
+    price_in: float | None
+    price_out: float | None
+    release_date: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stages: dict[str, dict] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form, exactly as recorded in the catalog snapshot."""
+        return asdict(self)
+
+
+@dataclass
+class Catalog:
+    """Concepts, templates (stage -> id -> Template), models and known combos of one catalog."""
+
+    concepts: dict[str, Concept]
+    templates: dict[str, dict[str, Template]]
+    models: dict[str, Model]
+    source: str
+    combos: dict[str, dict] = field(default_factory=dict)
+
+    def template(self, stage: str, id: str) -> Template:
+        """The template ``id`` of ``stage``; CatalogError naming it when absent."""
+        try:
+            return self.templates[stage][id]
+        except KeyError:
+            known = ", ".join(sorted(self.templates.get(stage, {}))) or "none"
+            raise CatalogError(
+                f"catalog {self.source}: unknown {stage} template {id!r} (known: {known})") from None
+
+    def model(self, id: str) -> Model:
+        """The model ``id``; CatalogError naming it when absent."""
+        try:
+            return self.models[id]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise CatalogError(f"catalog {self.source}: unknown model {id!r} (known: {known})") from None
+
+    def _payload(self) -> tuple[dict[str, Any], list[str]]:
+        texts: list[str] = []
+        concepts = []
+        for c in sorted(self.concepts.values(), key=lambda c: c.id):
+            levels = {}
+            for level, text in sorted(c.descriptions.items()):
+                levels[level] = text_hash(text)
+                texts.append(text)
+            concepts.append({"id": c.id, "name": c.name, "levels": levels})
+        templates = []
+        for stage in sorted(self.templates):
+            for t in sorted(self.templates[stage].values(), key=lambda t: t.id):
+                templates.append({"stage": t.stage, "id": t.id, "hash": t.hash, "parser": t.parser,
+                                  "generator": t.generator, "description": t.description})
+                if t.text is not None:
+                    texts.append(t.text)
+        models = [m.as_dict() for m in sorted(self.models.values(), key=lambda m: m.id)]
+        payload: dict[str, Any] = {"concepts": concepts, "templates": templates, "models": models}
+        if self.combos:
+            payload["combos"] = [{"combo_id": cid, **self.combos[cid]} for cid in sorted(self.combos)]
+        return payload, texts
+
+    @property
+    def catalog_hash(self) -> str:
+        """sha256 of the canonical JSON of the snapshot content (the source path is not part of it)."""
+        payload, _texts = self._payload()
+        return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+    def snapshot(self) -> tuple[dict[str, Any], list[str]]:
+        """The ``CatalogImported`` payload and the texts (templates, descriptions) it refers to."""
+        payload, texts = self._payload()
+        digest = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+        return {"catalog_hash": digest, "source": self.source, **payload}, texts
+
+
+# ----------------------------------------------------------------------------- model defaults
+def make_model(raw: dict[str, Any], where: str) -> Model:
+    """Build a Model from a mapping, applying the provider and free-tier defaults."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: expected a mapping with id, provider, model; got {raw!r}")
+    model_id = str(raw.get("id") or "").strip()
+    if not model_id:
+        raise CatalogError(f"{where}: model entry without an 'id': {raw!r}")
+    provider = str(raw.get("provider") or "openai").strip()
+    if provider not in PROVIDERS:
+        raise CatalogError(f"{where}: model {model_id!r} has provider {provider!r}; "
+                           f"expected one of {', '.join(PROVIDERS)}")
+    name = str(raw.get("model") or (model_id if provider == "offline" else "")).strip()
+    if not name:
+        raise CatalogError(f"{where}: model {model_id!r} lacks 'model' (the provider's model name)")
+    free = name.endswith(":free")
+    if provider == "openai":
+        base_url = raw.get("base_url") or DEFAULT_BASE_URL
+        api_key_env = raw.get("api_key_env") or DEFAULT_API_KEY_ENV
+    else:
+        base_url = raw.get("base_url")
+        api_key_env = raw.get("api_key_env")
+    concurrency = raw.get("concurrency", 1 if free else 10)
+    rpm = raw.get("rpm", 20 if free else None)
+    stages = raw.get("stages") or {}
+    if not isinstance(stages, dict) or any(not isinstance(v, dict) for v in stages.values()):
+        raise CatalogError(f"{where}: model {model_id!r}: 'stages' must map a stage to settings")
+    try:
+        return Model(
+            id=model_id, provider=provider, model=name, base_url=base_url, api_key_env=api_key_env,
+            concurrency=int(concurrency), rpm=None if rpm in (None, "") else int(rpm),
+            price_in=_opt_float(raw.get("price_in")), price_out=_opt_float(raw.get("price_out")),
+            release_date=None if raw.get("release_date") in (None, "") else str(raw["release_date"]),
+            temperature=_opt_float(raw.get("temperature")),
+            max_tokens=None if raw.get("max_tokens") in (None, "") else int(raw["max_tokens"]),
+            stages={str(k): dict(v) for k, v in stages.items()},
+        )
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"{where}: model {model_id!r} has a non-numeric limit or price: {exc}") from None
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+# ----------------------------------------------------------------------------- loading
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load a catalog folder: ours (``concepts.yaml`` …) or the previous pipeline's ``1_raw``.
+
+    ``None`` loads the repository's ``specs/catalog``. A data root that contains ``1_raw`` is
+    accepted as well.
+    """
+    root = Path(path) if path is not None else repo_catalog_dir()
+    if not root.is_dir():
+        raise CatalogError(f"catalog folder {str(root)!r} does not exist")
+    if (root / "concepts.yaml").is_file() or (root / "templates.yaml").is_file():
+        return _load_ours(root)
+    if (root / "concepts_metadata.csv").is_file():
+        return _load_legacy(root)
+    if (root / "1_raw" / "concepts_metadata.csv").is_file():
+        return _load_legacy(root / "1_raw")
+    raise CatalogError(f"catalog folder {str(root)!r} has neither concepts.yaml (daydream layout) "
+                       "nor concepts_metadata.csv (1_raw layout)")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"catalog file {str(path)!r} is missing") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CatalogError(f"{path}{line}: malformed YAML: {problem}") from None
+
+
+def _load_ours(root: Path) -> Catalog:
+    concepts: dict[str, Concept] = {}
+    raw_concepts = _read_yaml(root / "concepts.yaml") or []
+    if not isinstance(raw_concepts, list):
+        raise CatalogError(f"{root / 'concepts.yaml'}: expected a list of concepts")
+    for i, entry in enumerate(raw_concepts, 1):
+        if not isinstance(entry, dict) or not entry.get("id"):
+            raise CatalogError(f"{root / 'concepts.yaml'}: entry {i} lacks an 'id'")
+        cid = str(entry["id"])
+        if cid in concepts:
+            raise CatalogError(f"{root / 'concepts.yaml'}: concept {cid!r} is defined twice")
+        descriptions = {lvl: str(entry[lvl]).strip() for lvl in LEVELS if entry.get(lvl)}
+        concepts[cid] = Concept(cid, str(entry.get("name") or cid), descriptions)
+
+    templates: dict[str, dict[str, Template]] = {s: {} for s in STAGES}
+    raw_templates = _read_yaml(root / "templates.yaml") or {}
+    if not isinstance(raw_templates, dict):
+        raise CatalogError(f"{root / 'templates.yaml'}: expected a mapping stage -> list of templates")
+    for stage, entries in raw_templates.items():
+        where = f"{root / 'templates.yaml'}: {stage}"
+        if not isinstance(entries, list):
+            raise CatalogError(f"{where}: expected a list of templates")
+        for entry in entries:
+            if not isinstance(entry, dict) or not entry.get("id"):
+                raise CatalogError(f"{where}: template entry lacks an 'id': {entry!r}")
+            tid = str(entry["id"])
+            generator = str(entry.get("generator") or "llm")
+            text, tpath = None, None
+            if generator == "llm":
+                tpath = root / "templates" / stage / str(entry.get("file") or f"{tid}.j2")
+                if not tpath.is_file():
+                    raise CatalogError(f"{where}: template {tid!r}: file {str(tpath)!r} is missing")
+                text = tpath.read_text(encoding="utf-8")
+            templates.setdefault(stage, {})[tid] = _make_template(
+                stage, tid, text, entry.get("parser"), generator, str(entry.get("description") or ""),
+                str(tpath) if tpath else None, where)
+
+    models: dict[str, Model] = {}
+    raw_models = _read_yaml(root / "models.yaml") or []
+    if not isinstance(raw_models, list):
+        raise CatalogError(f"{root / 'models.yaml'}: expected a list of models")
+    for entry in raw_models:
+        model = make_model(entry, str(root / "models.yaml"))
+        models[model.id] = model
+    return Catalog(concepts, templates, models, str(root), _read_combo_mappings(root))
+
+
+def _make_template(stage: str, tid: str, text: str | None, parser: Any, generator: str,
+                   description: str, path: str | None, where: str) -> Template:
+    if stage not in STAGES:
+        raise CatalogError(f"{where}: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if generator not in GENERATORS:
+        raise CatalogError(f"{where}: template {tid!r} has generator {generator!r}; expected llm or copy")
+    name = str(parser).strip() if parser not in (None, "") else ""
+    name = LEGACY_PARSER_ALIASES.get(name, name) or DEFAULT_PARSERS[stage]
+    return Template(stage, tid, text, name, generator, description, path)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                    for row in csv.DictReader(fh)]
+    except FileNotFoundError:
+        raise CatalogError(f"catalog file {str(path)!r} is missing") from None
+
+
+def _load_legacy(raw: Path) -> Catalog:
+    concepts: dict[str, Concept] = {}
+    for row in _read_csv(raw / "concepts_metadata.csv"):
+        cid = row.get("concept_id", "")
+        if not cid:
+            continue
+        descriptions = {}
+        for level in LEVELS:
+            f = raw / "concepts" / f"descriptions-{level}" / f"{cid}.txt"
+            if f.is_file():
+                descriptions[level] = f.read_text(encoding="utf-8").strip()
+        concepts[cid] = Concept(cid, row.get("name") or cid, descriptions)
+
+    templates: dict[str, dict[str, Template]] = {s: {} for s in STAGES}
+    for stage in STAGES:
+        meta = raw / f"{stage}_templates.csv"
+        folder = raw / "templates" / stage
+        listed = _read_csv(meta) if meta.is_file() else []
+        for row in listed:
+            tid = row.get("template_id", "")
+            if not tid:
+                continue
+            generator = row.get("generator") or "llm"
+            text, tpath = None, None
+            if generator == "llm":
+                tpath = folder / f"{tid}.txt"
+                if not tpath.is_file():
+                    raise CatalogError(f"{meta}: template {tid!r}: file {str(tpath)!r} is missing")
+                text = tpath.read_text(encoding="utf-8")
+            templates[stage][tid] = _make_template(stage, tid, text, row.get("parser"), generator,
+                                                   row.get("description", ""),
+                                                   str(tpath) if tpath else None, str(meta))
+        # Older template files that the CSV no longer lists stay usable (e.g. to re-score imports).
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.txt")):
+                if f.stem not in templates[stage]:
+                    templates[stage][f.stem] = _make_template(
+                        stage, f.stem, f.read_text(encoding="utf-8"), None, "llm", "", str(f), str(folder))
+
+    release = _legacy_release_dates(raw.parent / "openrouter_free_models.csv")
+    models: dict[str, Model] = {}
+    for row in _read_csv(raw / "llm_models.csv"):
+        if not row.get("id"):
+            continue
+        # Legacy models were all called through OpenRouter; its 'provider' column is the vendor.
+        model = make_model({"id": row["id"], "provider": "openai", "model": row.get("model"),
+                            "release_date": release.get(row.get("model", ""))},
+                           str(raw / "llm_models.csv"))
+        models[model.id] = model
+    combos = _read_combo_mappings(raw.parent) or _read_combo_mappings(raw)
+    return Catalog(concepts, templates, models, str(raw), combos)
+
+
+def _legacy_release_dates(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return {r["model_name"]: r["release_date"] for r in _read_csv(path)
+            if r.get("model_name") and r.get("release_date")}
+
+
+def _read_combo_mappings(folder: Path) -> dict[str, dict]:
+    """Known combos from a ``combo_mappings.csv`` (combo_id, concept_id, description_level, k_max)."""
+    path = folder / "combo_mappings.csv"
+    if not path.is_file():
+        return {}
+    combos: dict[str, dict] = {}
+    for i, row in enumerate(_read_csv(path), 2):
+        cid, concept = row.get("combo_id", ""), row.get("concept_id", "")
+        if not cid or not concept:
+            raise CatalogError(f"{path}: row {i}: combo_id and concept_id must not be blank")
+        entry = combos.setdefault(cid, {"concept_ids": [], "level": row.get("description_level") or
+                                        "paragraph", "k": 0})
+        if concept not in entry["concept_ids"]:
+            entry["concept_ids"].append(concept)
+        try:
+            entry["k"] = int(row.get("k_max") or 0) or len(entry["concept_ids"])
+        except ValueError:
+            raise CatalogError(f"{path}: row {i}: k_max {row.get('k_max')!r} is not an integer") from None
+    for entry in combos.values():
+        entry["concept_ids"].sort()
+    return combos
+
+
+# ----------------------------------------------------------------------------- from the ledger
+def catalog_from_ledger(ledger: Any, catalog_hash: str) -> Catalog:
+    """Rebuild the catalog recorded by a ``CatalogImported`` event (texts come from the ledger)."""
+    from daydream.events import CATALOG_IMPORTED, catalog_stream
+
+    found = [e for e in ledger.events(stream=catalog_stream(catalog_hash), type=CATALOG_IMPORTED)
+             if e.payload.get("catalog_hash", "").startswith(catalog_hash)]
+    if not found:
+        raise CatalogError(f"ledger {getattr(ledger, 'path', '')}: no CatalogImported event for "
+                           f"catalog {catalog_hash[:16]}")
+    payload = found[0].payload
+    hashes = [h for c in payload["concepts"] for h in c["levels"].values()]
+    hashes += [t["hash"] for t in payload["templates"] if t.get("hash")]
+    texts = ledger.get_texts(hashes)
+    missing = sorted(set(h for h in hashes if h not in texts))
+    if missing:
+        raise CatalogError(f"catalog {catalog_hash[:16]}: {len(missing)} text(s) missing from the "
+                           f"ledger, first {missing[0][:16]}")
+    concepts = {c["id"]: Concept(c["id"], c["name"], {lvl: texts[h] for lvl, h in c["levels"].items()})
+                for c in payload["concepts"]}
+    templates: dict[str, dict[str, Template]] = {s: {} for s in STAGES}
+    for t in payload["templates"]:
+        templates.setdefault(t["stage"], {})[t["id"]] = Template(
+            t["stage"], t["id"], texts[t["hash"]] if t.get("hash") else None, t.get("parser"),
+            t["generator"], t.get("description", ""), None)
+    models = {}
+    for m in payload["models"]:
+        models[m["id"]] = Model(**m)
+    combos = {c["combo_id"]: {k: v for k, v in c.items() if k != "combo_id"}
+              for c in payload.get("combos", [])}
+    return Catalog(concepts, templates, models, payload.get("source", ""), combos)
+
+
+# ----------------------------------------------------------------------------- template checks
+def check_template(template: Template) -> None:
+    """Compile a template's Jinja2 text in the sandbox the runner uses; TemplateError with file:line."""
+    if template.text is None:
+        return
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from daydream.errors import TemplateError
+
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    try:
+        env.from_string(template.text)
+    except jinja2.TemplateSyntaxError as exc:
+        where = template.path or f"{template.stage} template {template.id}"
+        raise TemplateError(f"{where}:{exc.lineno}: Jinja syntax error in {template.stage} template "
+                            f"{template.id!r}: {exc.message}") from None

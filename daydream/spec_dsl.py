@@ -1,0 +1,820 @@
+"""The cohort spec DSL: YAML axes and coupling rules, compiled into design rows.
+
+``load_spec`` reads a spec (resolving ``@file:`` includes relative to it, normalising axis aliases,
+replicates and concept combinations) and checks everything that can be checked without a catalog;
+``compile_spec`` applies the rules in declaration order to a list of *factors* (groups of axes that
+move together) and expands their cartesian product into plain-dict rows. Every error names the spec
+file, the key (with its YAML line where known), the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import operator
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daydream import ids
+from daydream.errors import SpecError
+from daydream.ledger import canonical_json, text_hash
+
+KNOWN_AXES = (
+    "combo_id", "draft_gen_id", "draft_template", "draft_llm", "draft_replicate",
+    "essay_gen_id", "essay_template", "essay_llm", "essay_replicate",
+    "evaluation_template", "evaluation_llm", "evaluation_replicate",
+)
+AXIS_ALIASES = {
+    "combo": "combo_id",
+    "combos": "combo_id",
+    "draft_template_replicate": "draft_replicate",
+    "essay_template_replicate": "essay_replicate",
+    "evaluation_template_replicate": "evaluation_replicate",
+}
+REPLICATE_AXES = frozenset({"draft_replicate", "essay_replicate", "evaluation_replicate"})
+DESCRIPTION_LEVELS = ("sentence", "paragraph", "article")
+TOP_LEVEL_KEYS = ("axes", "rules", "output", "combos", "catalog", "cohort_id", "description")
+RULE_KINDS = {"subset": "subsets", "subsets": "subsets", "tie": "ties", "ties": "ties",
+              "pair": "pairs", "pairs": "pairs", "tuple": "tuples", "tuples": "tuples"}
+BALANCE = ("left", "right", "both")
+
+
+def canonical_axis(name: str) -> str:
+    """The canonical name of an axis (``draft_template_replicate`` -> ``draft_replicate`` …)."""
+    return AXIS_ALIASES.get(name, name)
+
+
+# ----------------------------------------------------------------------------- spec objects
+@dataclass
+class SubsetRule:
+    name: str
+    where: str
+    axis: str
+    levels: list[Any]
+
+
+@dataclass
+class TieRule:
+    name: str
+    where: str
+    axes: list[str]
+
+
+@dataclass
+class PairRule:
+    name: str
+    where: str
+    left: str
+    right: str
+    # Each entry: (source label for errors, left raw, right raw) or (label, {column: value}) rows.
+    allowed: list[tuple[str, Any]]
+    balance: str | None
+
+
+@dataclass
+class TupleRule:
+    name: str
+    where: str
+    axes: list[str]
+    items: list[tuple]
+
+
+Rule = SubsetRule | TieRule | PairRule | TupleRule
+
+
+@dataclass
+class Spec:
+    """A loaded spec: normalised axes, rules in declaration order, output settings, combos."""
+
+    path: Path
+    text: str
+    axes: dict[str, list[Any]]
+    rules: list[Rule]
+    field_order: list[str] | None
+    seed: int | None
+    combos: dict[str, dict[str, Any]]
+    includes: dict[str, str] = field(default_factory=dict)
+    catalog: Path | None = None
+    cohort_id: str | None = None
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the spec text (the text itself is stored under this hash)."""
+        return text_hash(self.text)
+
+    @property
+    def includes_hash(self) -> str:
+        """sha256 over the included files' hashes, so an edited ``@file:`` counts as a change."""
+        return text_hash(canonical_json({k: text_hash(v) for k, v in sorted(self.includes.items())}))
+
+    def axis_order(self) -> list[str]:
+        """Axes in declaration order, tuple axes where their rule introduces them."""
+        order = list(self.axes)
+        for rule in self.rules:
+            if isinstance(rule, TupleRule):
+                order.extend(a for a in rule.axes if a not in order)
+        return order
+
+    @property
+    def default_cohort_id(self) -> str:
+        """The cohort id used when none is given: the spec's stem, or its folder for config.yaml."""
+        if self.cohort_id:
+            return self.cohort_id
+        if self.path.stem in ("config", "spec") and self.path.parent.name:
+            return self.path.resolve().parent.name
+        return self.path.stem
+
+
+# ----------------------------------------------------------------------------- reading helpers
+class _Reader:
+    """Knows the spec file and its YAML line numbers; builds located error messages."""
+
+    def __init__(self, path: Path, lines: dict[tuple, int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.includes: dict[str, str] = {}
+
+    def where(self, key: tuple) -> str:
+        line = None
+        probe = tuple(key)
+        while probe and line is None:
+            line = self.lines.get(probe)
+            probe = probe[:-1]
+        dotted = ".".join(str(k) for k in key) or "(top level)"
+        return f"{self.path}:{line}: {dotted}" if line else f"{self.path}: {dotted}"
+
+    def error(self, key: tuple, message: str) -> SpecError:
+        return SpecError(f"{self.where(key)}: {message}")
+
+    def include(self, ref: str, key: tuple) -> tuple[Path, list[Any], list[str] | None]:
+        """Read an ``@file:`` include: (path, rows, header). CSV rows are dicts, others plain."""
+        rel = ref[len("@file:"):].strip()
+        target = (self.path.parent / rel)
+        if not rel or not target.is_file():
+            raise self.error(key, f"included file {rel!r} not found (looked for {target})")
+        try:
+            text = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.error(key, f"cannot read included file {rel!r}: {exc}") from None
+        self.includes[rel] = text
+        suffix = target.suffix.lower()
+        label = f"{target}"
+        if suffix == ".csv":
+            rows = list(csv.reader(io.StringIO(text)))
+            rows = [r for r in rows if any(c.strip() for c in r)]
+            if not rows:
+                raise self.error(key, f"included file {rel!r} is empty; expected a CSV header and rows")
+            header = [c.strip() for c in rows[0]]
+            if any(not h for h in header):
+                raise SpecError(f"{label}:1: header has a blank column name: {','.join(header)!r}")
+            if len(rows) == 1:
+                raise self.error(key, f"included file {rel!r} has a header but no data rows")
+            out = []
+            for lineno, row in enumerate(rows[1:], 2):
+                if len(row) != len(header):
+                    raise SpecError(f"{label}: row {lineno}: has {len(row)} cells, header has "
+                                    f"{len(header)} ({','.join(header)})")
+                cells = [c.strip() for c in row]
+                for col, cell in zip(header, cells):
+                    if not cell:
+                        raise SpecError(f"{label}: row {lineno}: column {col!r} is blank; "
+                                        "expected a value")
+                out.append(dict(zip(header, cells), __row__=f"{label}: row {lineno}"))
+            return target, out, header
+        if suffix in (".yaml", ".yml", ".json"):
+            try:
+                data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+            except (ValueError, yaml.YAMLError) as exc:
+                raise self.error(key, f"included file {rel!r} is malformed: "
+                                      f"{str(exc).splitlines()[0]}") from None
+            if data in (None, [], {}):
+                raise self.error(key, f"included file {rel!r} is empty; expected a list")
+            if not isinstance(data, list):
+                raise self.error(key, f"included file {rel!r} holds a {type(data).__name__}; "
+                                      "expected a list")
+            return target, data, None
+        if suffix == ".txt":
+            values = [ln.strip() for ln in text.splitlines()]
+            values = [v for v in values if v and not v.startswith("#")]
+            if not values:
+                raise self.error(key, f"included file {rel!r} is empty; expected one value per line")
+            return target, values, None
+        raise self.error(key, f"included file {rel!r} has an unsupported type {suffix or '(none)'}; "
+                              "expected .csv, .yaml, .yml, .json or .txt")
+
+    def column_values(self, ref: str, key: tuple, names: list[str]) -> list[Any]:
+        """Values of a one-column include: the column named one of ``names`` (CSV needs a header)."""
+        target, rows, header = self.include(ref, key)
+        if header is None:
+            return rows
+        column = next((n for n in names if n in header), None)
+        if column is None:
+            if len(header) == 1 and header[0] not in names:
+                raise SpecError(f"{target}:1: no header row: first row {header[0]!r} should name the "
+                                f"column ({' or '.join(names)})")
+            raise SpecError(f"{target}:1: header {','.join(header)!r} has no column "
+                            f"{' or '.join(repr(n) for n in names)}")
+        return [r[column] for r in rows]
+
+
+def _line_map(node: yaml.Node | None, prefix: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Key path -> 1-based line of that key (or list item) in the YAML source."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (key_node.value,)
+            out[path] = key_node.start_mark.line + 1
+            _line_map(value_node, path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = prefix + (i,)
+            out[path] = item.start_mark.line + 1
+            _line_map(item, path, out)
+    return out
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().startswith("@file:")
+
+
+def _replicate(reader: _Reader, key: tuple, value: Any) -> int:
+    if isinstance(value, bool):
+        raise reader.error(key, f"replicate {value!r} is not an integer; expected integers >= 1")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise reader.error(key, f"replicate {value!r} is not an integer; expected integers >= 1") from None
+    if number < 1:
+        raise reader.error(key, f"replicate {number} is < 1; expected integers >= 1")
+    return number
+
+
+def _scalar(reader: _Reader, key: tuple, value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise reader.error(key, f"level {value!r} is not a plain value; expected a string")
+    text = str(value).strip()
+    if not text:
+        raise reader.error(key, "level is blank; expected a non-empty string")
+    return text
+
+
+# ----------------------------------------------------------------------------- loading
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a spec file (YAML), resolving ``@file:`` includes relative to it."""
+    spec_path = Path(path)
+    if spec_path.is_dir() and (spec_path / "config.yaml").is_file():
+        spec_path = spec_path / "config.yaml"
+    if not spec_path.is_file():
+        raise SpecError(f"spec file {str(spec_path)!r} not found")
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{spec_path}: cannot read spec: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{spec_path}{line}: malformed YAML: {problem}") from None
+    reader = _Reader(spec_path, _line_map(node))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise reader.error((), f"spec is a {type(data).__name__}; expected a mapping with 'axes'")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise reader.error((key,), f"unknown top-level key {key!r}; expected one of "
+                                       f"{', '.join(TOP_LEVEL_KEYS)}")
+
+    combos: dict[str, dict[str, Any]] = {}
+    axes: dict[str, list[Any]] = {}
+    raw_axes = data.get("axes") or {}
+    if not isinstance(raw_axes, dict):
+        raise reader.error(("axes",), "expected a mapping of axis name -> levels")
+    for name, levels in raw_axes.items():
+        canon = canonical_axis(str(name))
+        if canon not in KNOWN_AXES:
+            raise reader.error(("axes", name), f"unknown axis {name!r}; expected one of "
+                                               f"{', '.join(KNOWN_AXES)} (or combo)")
+        if canon in axes:
+            raise reader.error(("axes", name), f"axis {canon!r} is given twice (also under an alias)")
+        axes[canon] = _axis_levels(reader, ("axes", name), str(name), canon, levels, combos)
+    if "combos" in data:
+        generated = _combo_levels(reader, ("combos",), data["combos"], combos)
+        existing = axes.get("combo_id", [])
+        axes["combo_id"] = existing + [c for c in generated if c not in existing]
+
+    rules = _load_rules(reader, data.get("rules"), axes)
+    if not axes and not any(isinstance(r, TupleRule) for r in rules):
+        raise reader.error(("axes",), "spec defines no axes and no tuples; expected at least one axis")
+
+    output = data.get("output") or {}
+    if not isinstance(output, dict):
+        raise reader.error(("output",), "expected a mapping with field_order and/or seed")
+    for key in output:
+        if key not in ("field_order", "seed"):
+            raise reader.error(("output", key), f"unknown output key {key!r}; expected field_order or seed")
+    spec = Spec(spec_path, text, axes, rules, None, None, combos)
+    known = spec.axis_order()
+    field_order = output.get("field_order")
+    if field_order is not None:
+        if not isinstance(field_order, list):
+            raise reader.error(("output", "field_order"), "expected a list of axis names")
+        canon_order = []
+        for i, name in enumerate(field_order):
+            canon = canonical_axis(str(name))
+            if canon not in known:
+                raise reader.error(("output", "field_order", i),
+                                   f"unknown axis {name!r}; expected one of {', '.join(known)}")
+            if canon not in canon_order:
+                canon_order.append(canon)
+        spec.field_order = canon_order
+    if "seed" in output:
+        seed = output["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise reader.error(("output", "seed"), f"seed {seed!r} is not an integer")
+        spec.seed = seed
+    if data.get("catalog") is not None:
+        spec.catalog = (spec_path.parent / str(data["catalog"])).resolve()
+    if data.get("cohort_id") is not None:
+        spec.cohort_id = _scalar(reader, ("cohort_id",), data["cohort_id"])
+    spec.includes = reader.includes
+    return spec
+
+
+def _axis_levels(reader: _Reader, key: tuple, name: str, canon: str, levels: Any,
+                 combos: dict[str, dict[str, Any]]) -> list[Any]:
+    if canon == "combo_id":
+        return _combo_levels(reader, key, levels, combos)
+    if canon in REPLICATE_AXES and isinstance(levels, int) and not isinstance(levels, bool):
+        if levels < 1:
+            raise reader.error(key, f"replicate count {levels} is < 1; expected an integer >= 1")
+        return list(range(1, levels + 1))
+    if _is_ref(levels):
+        values = reader.column_values(levels, key, [canon, name, "id", "value"])
+    elif isinstance(levels, list):
+        values = levels
+    elif levels is None:
+        values = []
+    else:
+        values = [levels]
+    if not values:
+        raise reader.error(key, "axis has no levels; expected a non-empty list")
+    out: list[Any] = []
+    for i, v in enumerate(values):
+        norm = _replicate(reader, key + (i,), v) if canon in REPLICATE_AXES else _scalar(reader, key + (i,), v)
+        if norm not in out:
+            out.append(norm)
+    return out
+
+
+def _combo_levels(reader: _Reader, key: tuple, levels: Any, combos: dict[str, dict[str, Any]]) -> list[str]:
+    """Combo ids from existing ids, explicit ``{concepts, level}`` mappings or a k-of-n generator."""
+    if isinstance(levels, dict):
+        return _generate_combos(reader, key, levels, combos)
+    if _is_ref(levels):
+        values = reader.column_values(levels, key, ["combo_id", "combo", "id"])
+    elif isinstance(levels, list):
+        values = levels
+    else:
+        values = [levels] if levels is not None else []
+    if not values:
+        raise reader.error(key, "no combos; expected combo ids, {concepts, level} mappings or a generator")
+    out: list[str] = []
+    for i, v in enumerate(values):
+        if isinstance(v, dict):
+            if "k" in v and "concepts" in v and len(_concept_list(reader, key + (i,), v["concepts"])) != \
+                    int(v["k"]):
+                generated = _generate_combos(reader, key + (i,), v, combos)
+                out.extend(c for c in generated if c not in out)
+                continue
+            concepts = _concept_list(reader, key + (i, "concepts"), v.get("concepts"))
+            level = _level(reader, key + (i, "level"), v.get("level", "paragraph"))
+            k = v.get("k", len(concepts))
+            cid = ids.combo_id(concepts, level, int(k))
+            if v.get("id") not in (None, cid):
+                raise reader.error(key + (i, "id"), f"combo id {v['id']!r} does not match its concepts "
+                                                    f"(expected {cid})")
+            combos[cid] = {"concept_ids": sorted(concepts), "level": level, "k": int(k)}
+        else:
+            cid = _scalar(reader, key + (i,), v)
+        if cid not in out:
+            out.append(cid)
+    return out
+
+
+def _generate_combos(reader: _Reader, key: tuple, body: dict, combos: dict[str, dict[str, Any]]) -> list[str]:
+    for k in body:
+        if k not in ("concepts", "k", "level"):
+            raise reader.error(key + (k,), f"unknown combo generator key {k!r}; expected concepts, k, level")
+    concepts = _concept_list(reader, key + ("concepts",), body.get("concepts"))
+    level = _level(reader, key + ("level",), body.get("level", "paragraph"))
+    k_raw = body.get("k")
+    try:
+        k = int(k_raw)
+        if isinstance(k_raw, bool) or k < 1 or k > len(concepts):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise reader.error(key + ("k",), f"k {k_raw!r} must be an integer between 1 and the number of "
+                                         f"concepts ({len(concepts)})") from None
+    out = []
+    for group in itertools.combinations(concepts, k):
+        cid = ids.combo_id(group, level, k)
+        combos[cid] = {"concept_ids": sorted(group), "level": level, "k": k}
+        out.append(cid)
+    return out
+
+
+def _concept_list(reader: _Reader, key: tuple, value: Any) -> list[str]:
+    if _is_ref(value):
+        values = reader.column_values(value, key, ["concept_id", "concepts", "concept", "id"])
+    elif isinstance(value, list):
+        values = value
+    else:
+        raise reader.error(key, f"concepts {value!r}: expected a list of concept ids or '@file:…'")
+    out = []
+    for i, v in enumerate(values):
+        cid = _scalar(reader, key + (i,), v)
+        if cid not in out:
+            out.append(cid)
+    if not out:
+        raise reader.error(key, "empty concept list; expected at least one concept id")
+    return out
+
+
+def _level(reader: _Reader, key: tuple, value: Any) -> str:
+    if value not in DESCRIPTION_LEVELS:
+        raise reader.error(key, f"description level {value!r}; expected one of {', '.join(DESCRIPTION_LEVELS)}")
+    return str(value)
+
+
+def _load_rules(reader: _Reader, raw: Any, axes: dict[str, list[Any]]) -> list[Rule]:
+    """Rules in declaration order, from the mapping form (kind -> {name: body}) or the list form."""
+    entries: list[tuple[str, str, Any, tuple]] = []  # (kind, name, body, key)
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        for kind, group in raw.items():
+            plural = RULE_KINDS.get(str(kind))
+            if plural is None:
+                raise reader.error(("rules", kind), f"unknown rule kind {kind!r}; expected subsets, ties, "
+                                                    "pairs or tuples")
+            if isinstance(group, dict):
+                for name, body in group.items():
+                    entries.append((plural, str(name), body, ("rules", kind, name)))
+            elif isinstance(group, list):
+                for i, body in enumerate(group):
+                    entries.append((plural, f"{plural[:-1]}_{i + 1}", body, ("rules", kind, i)))
+            else:
+                raise reader.error(("rules", kind), "expected a mapping of rule name -> rule")
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or len(item) != 1:
+                raise reader.error(("rules", i), "each rule must be a one-key mapping like {pair: {…}}")
+            kind, body = next(iter(item.items()))
+            plural = RULE_KINDS.get(str(kind))
+            if plural is None:
+                raise reader.error(("rules", i, kind), f"unknown rule kind {kind!r}; expected subset, tie, "
+                                                       "pair or tuple")
+            name = body.get("name") if isinstance(body, dict) else None
+            entries.append((plural, str(name or f"{plural[:-1]}_{i + 1}"), body, ("rules", i, kind)))
+    else:
+        raise reader.error(("rules",), "expected a mapping (kind -> {name: rule}) or a list of rules")
+
+    rules: list[Rule] = []
+    for kind, name, body, key in entries:
+        where = reader.where(key)
+        if kind == "subsets":
+            rules.append(_subset_rule(reader, name, body, key, where))
+        elif kind == "ties":
+            axes_list = body.get("axes") if isinstance(body, dict) else body
+            if not isinstance(axes_list, list) or len(axes_list) < 2:
+                raise reader.error(key, f"tie {name!r} needs a list of at least two axes; got {axes_list!r}")
+            rules.append(TieRule(name, where, [canonical_axis(str(a)) for a in axes_list]))
+        elif kind == "pairs":
+            rules.append(_pair_rule(reader, name, body, key, where))
+        else:
+            rules.append(_tuple_rule(reader, name, body, key, where, axes))
+    return rules
+
+
+def _subset_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str) -> SubsetRule:
+    if isinstance(body, dict):
+        axis = canonical_axis(str(body.get("axis", name)))
+        levels = body.get("levels", body.get("keep"))
+        lkey = key + ("levels",)
+    else:
+        axis, levels, lkey = canonical_axis(name), body, key
+    if _is_ref(levels):
+        values = reader.column_values(levels, lkey, [axis, "id", "value"])
+    elif isinstance(levels, list):
+        values = levels
+    else:
+        raise reader.error(lkey, f"subset {name!r}: levels {levels!r}; expected a list or '@file:…'")
+    if axis in REPLICATE_AXES:
+        values = [_replicate(reader, lkey + (i,), v) for i, v in enumerate(values)]
+    else:
+        values = [_scalar(reader, lkey + (i,), v) for i, v in enumerate(values)]
+    return SubsetRule(name, where, axis, values)
+
+
+def _pair_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str) -> PairRule:
+    if not isinstance(body, dict):
+        raise reader.error(key, f"pair {name!r}: expected a mapping with left, right, allowed")
+    for k in body:
+        if k not in ("left", "right", "allowed", "balance", "name"):
+            raise reader.error(key + (k,), f"unknown pair key {k!r}; expected left, right, allowed, balance")
+    for side in ("left", "right", "allowed"):
+        if body.get(side) in (None, "", []):
+            raise reader.error(key + (side,), f"pair {name!r} lacks '{side}'")
+    balance = body.get("balance")
+    if balance not in (None, *BALANCE):
+        raise reader.error(key + ("balance",), f"balance {balance!r}; expected left, right or both")
+    raw = body["allowed"]
+    allowed: list[tuple[str, Any]] = []
+    if _is_ref(raw):
+        _target, rows, header = reader.include(raw, key + ("allowed",))
+        for i, row in enumerate(rows):
+            if isinstance(row, dict):
+                allowed.append((row.pop("__row__", f"{_target}: item {i + 1}"), row))
+            else:
+                allowed.append((f"{_target}: item {i + 1}", row))
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            allowed.append((reader.where(key + ("allowed", i)), item))
+    else:
+        raise reader.error(key + ("allowed",), f"pair {name!r}: allowed must be a list or '@file:…'")
+    return PairRule(name, where, canonical_axis(str(body["left"])), canonical_axis(str(body["right"])),
+                    allowed, balance)
+
+
+def _tuple_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str,
+                axes: dict[str, list[Any]]) -> TupleRule:
+    if not isinstance(body, dict) or not isinstance(body.get("axes"), list) or not body["axes"]:
+        raise reader.error(key, f"tuple {name!r}: expected a mapping with 'axes' (a list) and 'items'")
+    tuple_axes = [canonical_axis(str(a)) for a in body["axes"]]
+    for i, axis in enumerate(tuple_axes):
+        if axis not in KNOWN_AXES:
+            raise reader.error(key + ("axes", i), f"unknown axis {body['axes'][i]!r}; expected one of "
+                                                  f"{', '.join(KNOWN_AXES)}")
+        if axis in axes:
+            raise reader.error(key + ("axes", i), f"tuple axis {axis!r} is also listed in 'axes'; "
+                                                  "a tuple introduces its axes, remove it from 'axes'")
+    raw = body.get("items")
+    items: list[tuple] = []
+    if _is_ref(raw):
+        target, rows, header = reader.include(raw, key + ("items",))
+        if header is not None:
+            missing = [a for a in body["axes"] if a not in header and canonical_axis(a) not in header]
+            if missing:
+                raise SpecError(f"{target}:1: header {','.join(header)!r} does not match tuple axes "
+                                f"{','.join(body['axes'])} (missing {', '.join(missing)})")
+            for row in rows:
+                values = [row[a] if a in row else row[canonical_axis(a)] for a in body["axes"]]
+                items.append(_tuple_item(reader, key + ("items",), tuple_axes, values, row["__row__"]))
+            return TupleRule(name, where, tuple_axes, _dedupe(items))
+        raw = rows
+    if not isinstance(raw, list) or not raw:
+        raise reader.error(key + ("items",), f"tuple {name!r}: items must be a non-empty list or '@file:…'")
+    for i, item in enumerate(raw):
+        ikey = key + ("items", i)
+        if isinstance(item, dict):
+            item = [item.get(a, item.get(canonical_axis(a))) for a in body["axes"]]
+        if not isinstance(item, list) or len(item) != len(tuple_axes):
+            arity = len(item) if isinstance(item, list) else 1
+            raise reader.error(ikey, f"tuple {name!r} item {item!r} has {arity} value(s); expected "
+                                     f"{len(tuple_axes)} ({', '.join(tuple_axes)})")
+        items.append(_tuple_item(reader, ikey, tuple_axes, item, None))
+    return TupleRule(name, where, tuple_axes, _dedupe(items))
+
+
+def _tuple_item(reader: _Reader, key: tuple, axes: list[str], values: list[Any], label: str | None) -> tuple:
+    out = []
+    for axis, v in zip(axes, values):
+        try:
+            out.append(_replicate(reader, key, v) if axis in REPLICATE_AXES else _scalar(reader, key, v))
+        except SpecError as exc:
+            if label:
+                raise SpecError(f"{label}: {str(exc).split(': ', 2)[-1]}") from None
+            raise
+    return tuple(out)
+
+
+def _dedupe(items: list) -> list:
+    return list(dict.fromkeys(items))
+
+
+# ----------------------------------------------------------------------------- compiling
+@dataclass
+class _Factor:
+    """Axes that move together, and the value tuples they may take."""
+
+    name: str
+    axes: tuple[str, ...]
+    items: list[tuple]
+
+
+def _norm(axis: str, value: Any) -> Any:
+    if axis in REPLICATE_AXES:
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            return str(value)
+    return str(value).strip()
+
+
+def compile_spec(spec: Spec) -> list[dict[str, Any]]:
+    """Apply the rules in order and expand the factors' product into design rows (plain dicts)."""
+    factors = [_Factor(name, (name,), [(v,) for v in levels]) for name, levels in spec.axes.items()]
+    for rule in spec.rules:
+        if isinstance(rule, TupleRule):
+            present = {a for f in factors for a in f.axes}
+            clash = [a for a in rule.axes if a in present]
+            if clash:
+                raise SpecError(f"{rule.where}: tuple {rule.name!r}: axis {clash[0]!r} is already defined "
+                                "by an earlier rule")
+            factors.append(_Factor(rule.name, tuple(rule.axes), list(rule.items)))
+        elif isinstance(rule, SubsetRule):
+            _apply_subset(factors, rule)
+        elif isinstance(rule, TieRule):
+            factors = _apply_tie(factors, rule)
+        else:
+            factors = _apply_pair(factors, rule)
+
+    names = [a for f in factors for a in f.axes]
+    order = list(spec.field_order or [])
+    order += [a for a in spec.axis_order() if a not in order]
+    perm = [names.index(a) for a in order]
+    if perm == list(range(len(names))):
+        pick = None
+    elif len(perm) == 1:
+        pick = lambda flat: (flat[perm[0]],)  # noqa: E731
+    else:
+        pick = operator.itemgetter(*perm)
+    chain = itertools.chain.from_iterable
+    rows = []
+    append = rows.append
+    for combo in itertools.product(*[f.items for f in factors]):
+        flat = tuple(chain(combo))
+        append(dict(zip(order, flat if pick is None else pick(flat))))
+    if spec.seed is not None:
+        random.Random(spec.seed).shuffle(rows)
+    return rows
+
+
+def _find(factors: list[_Factor], name: str, rule: Rule, role: str) -> tuple[int, list[int]]:
+    """Locate a rule side: a factor by name (all its axes) or the factor holding an axis."""
+    for i, f in enumerate(factors):
+        if name in f.axes:
+            return i, [f.axes.index(name)]
+    for i, f in enumerate(factors):
+        if f.name == name and len(f.axes) > 1:
+            return i, list(range(len(f.axes)))
+    known = [a for f in factors for a in f.axes] + [f.name for f in factors if len(f.axes) > 1]
+    raise SpecError(f"{rule.where}: {role} {name!r} is not an axis or tuple of this spec; expected one "
+                    f"of {', '.join(known)}")
+
+
+def _show(values: Any, limit: int = 8) -> str:
+    values = list(values)
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f", … ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _apply_subset(factors: list[_Factor], rule: SubsetRule) -> None:
+    i, (j,) = _find(factors, rule.axis, rule, "axis")
+    f = factors[i]
+    domain = list(dict.fromkeys(item[j] for item in f.items))
+    outside = [v for v in rule.levels if v not in domain]
+    if outside:
+        raise SpecError(f"{rule.where}: subset value {outside[0]!r} is not a level of {rule.axis!r} "
+                        f"(levels: {_show(domain)})")
+    keep = set(rule.levels)
+    items = [item for item in f.items if item[j] in keep]
+    if not items:
+        raise SpecError(f"{rule.where}: subset removes every level of {rule.axis!r}")
+    factors[i] = _Factor(f.name, f.axes, items)
+
+
+def _merge(factors: list[_Factor], indexes: list[int], name: str) -> tuple[list[_Factor], _Factor]:
+    """Replace several factors by their product (at the first one's position)."""
+    parts = [factors[i] for i in indexes]
+    axes = tuple(a for p in parts for a in p.axes)
+    items = [tuple(itertools.chain.from_iterable(c)) for c in itertools.product(*[p.items for p in parts])]
+    merged = _Factor(name if len(parts) > 1 else parts[0].name, axes, items)
+    out = []
+    for i, f in enumerate(factors):
+        if i == indexes[0]:
+            out.append(merged)
+        elif i not in indexes:
+            out.append(f)
+    return out, merged
+
+
+def _apply_tie(factors: list[_Factor], rule: TieRule) -> list[_Factor]:
+    located = [_find(factors, a, rule, "axis") for a in rule.axes]
+    domains = {a: list(dict.fromkeys(it[j[0]] for it in factors[i].items))
+               for a, (i, j) in zip(rule.axes, located)}
+    common = set.intersection(*(set(d) for d in domains.values()))
+    if not common:
+        detail = "; ".join(f"{a}: {_show(d)}" for a, d in domains.items())
+        raise SpecError(f"{rule.where}: tie {rule.name!r} has no common value ({detail})")
+    indexes = sorted({i for i, _ in located})
+    factors, merged = _merge(factors, indexes, rule.name)
+    cols = [merged.axes.index(a) for a in rule.axes]
+    merged.items = [it for it in merged.items if len({it[c] for c in cols}) == 1]
+    return factors
+
+
+def _side_value(rule: PairRule, label: str, axes: list[str], raw: Any, side: str) -> tuple:
+    if len(axes) == 1:
+        if isinstance(raw, list):
+            if len(raw) != 1:
+                raise SpecError(f"{label}: pair {rule.name!r}: {side} value {raw!r} has {len(raw)} parts; "
+                                f"expected one ({axes[0]})")
+            raw = raw[0]
+        return (_norm(axes[0], raw),)
+    if not isinstance(raw, list) or len(raw) != len(axes):
+        raise SpecError(f"{label}: pair {rule.name!r}: {side} value {raw!r}; expected a list of "
+                        f"{len(axes)} ({', '.join(axes)})")
+    return tuple(_norm(a, v) for a, v in zip(axes, raw))
+
+
+def _unwrap(value: tuple) -> Any:
+    return value[0] if len(value) == 1 else list(value)
+
+
+def _apply_pair(factors: list[_Factor], rule: PairRule) -> list[_Factor]:
+    li, lcols = _find(factors, rule.left, rule, "left side")
+    ri, rcols = _find(factors, rule.right, rule, "right side")
+    laxes = [factors[li].axes[c] for c in lcols]
+    raxes = [factors[ri].axes[c] for c in rcols]
+    lget = lambda it: tuple(it[c] for c in lcols)  # noqa: E731
+    rget = lambda it: tuple(it[c] for c in rcols)  # noqa: E731
+    ldomain = list(dict.fromkeys(lget(it) for it in factors[li].items))
+    rdomain = list(dict.fromkeys(rget(it) for it in factors[ri].items))
+    lset, rset = set(ldomain), set(rdomain)
+
+    pairs: list[tuple[tuple, tuple]] = []
+    for label, entry in rule.allowed:
+        if isinstance(entry, dict):
+            cols = [a for a in laxes + raxes if a not in entry]
+            if cols:
+                raise SpecError(f"{label.split(': row')[0]}:1: header {','.join(entry)!r} has no column "
+                                f"{cols[0]!r} (pair {rule.name!r} needs {', '.join(laxes + raxes)})")
+            lv = tuple(_norm(a, entry[a]) for a in laxes)
+            rv = tuple(_norm(a, entry[a]) for a in raxes)
+        else:
+            if not isinstance(entry, list) or len(entry) != 2:
+                raise SpecError(f"{label}: pair {rule.name!r}: allowed entry {entry!r}; expected "
+                                "[left, right]")
+            lv = _side_value(rule, label, laxes, entry[0], "left")
+            rv = _side_value(rule, label, raxes, entry[1], "right")
+        for value, domain, ordered, side in ((lv, lset, ldomain, rule.left), (rv, rset, rdomain, rule.right)):
+            if value not in domain:
+                raise SpecError(f"{label}: pair {rule.name!r}: value {_unwrap(value)!r} is not in the "
+                                f"domain of {side!r} (expected one of: {_show(map(_unwrap, ordered))})")
+        pairs.append((lv, rv))
+    pairs = _dedupe(pairs)
+
+    if rule.balance:
+        checks = []
+        if rule.balance in ("left", "both"):
+            checks.append((rule.left, ldomain, Counter(p[0] for p in pairs)))
+        if rule.balance in ("right", "both"):
+            checks.append((rule.right, rdomain, Counter(p[1] for p in pairs)))
+        for side, domain, counts in checks:
+            per_value = {str(_unwrap(v)): counts.get(v, 0) for v in domain}
+            if len(set(per_value.values())) > 1:
+                detail = ", ".join(f"{k}={n}" for k, n in per_value.items())
+                raise SpecError(f"{rule.where}: pair {rule.name!r} is not balanced on {side!r}: {detail}")
+
+    allowed = set(pairs)
+    if li == ri:
+        f = factors[li]
+        items = [it for it in f.items if (lget(it), rget(it)) in allowed]
+        merged = _Factor(rule.name, f.axes, items)
+        factors = [merged if i == li else g for i, g in enumerate(factors)]
+    else:
+        by_right: dict[tuple, list[tuple]] = {}
+        for it in factors[ri].items:
+            by_right.setdefault(rget(it), []).append(it)
+        partners: dict[tuple, list[tuple]] = {}
+        for lv, rv in pairs:
+            partners.setdefault(lv, []).append(rv)
+        items = [lit + rit for lit in factors[li].items for rv in partners.get(lget(lit), [])
+                 for rit in by_right.get(rv, [])]
+        merged = _Factor(rule.name, factors[li].axes + factors[ri].axes, items)
+        factors = [merged if i == li else g for i, g in enumerate(factors) if i != ri]
+    if not merged.items:
+        raise SpecError(f"{rule.where}: pair {rule.name!r} leaves no combinations")
+    return factors
