@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -57,6 +58,19 @@ def text_for(gen_id: str, kind: str, chars: int = 300) -> str:
 def score_for(gen_id: str) -> int:
     """The deterministic 0–9 score of a synthetic evaluation."""
     return int(hashlib.sha256(gen_id.encode()).hexdigest(), 16) % 10
+
+
+def _concept_sets(concepts: list[str], n: int) -> list[list[str]]:
+    """``n`` distinct sorted concept sets: all pairs first, then triples, and so on."""
+    found: list[list[str]] = []
+    for k in range(2, len(concepts) + 1):
+        for chosen in itertools.combinations(sorted(concepts), k):
+            if len(found) == n:
+                return found
+            found.append(list(chosen))
+    if len(found) < n:
+        raise ValueError(f"{len(concepts)} concepts give only {len(found)} combos, {n} asked for")
+    return found
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -107,9 +121,7 @@ def build_dagster_root(dest: Path, *, seed_raw: Path | None = None, n_combos: in
     with (dest / "combo_mappings.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["combo_id", "version", "concept_id", "description_level", "k_max", "created_at"])
-        for i in range(n_combos):
-            chosen = sorted({concepts[(i + j * 3) % len(concepts)] for j in range(2)} |
-                            {concepts[(i * 7 + 1) % len(concepts)]})
+        for i, chosen in enumerate(_concept_sets(concepts, n_combos)):
             combo = LEGACY_COMBO if i == 0 else ids.combo_id(chosen, "paragraph", len(chosen))
             built.combos[combo] = chosen
             for concept in chosen:
