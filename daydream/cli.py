@@ -55,7 +55,42 @@ def echo_table(headers: list[str], rows: list[list[Any]]) -> None:
         click.echo("  ".join(v[:80].ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class CommandFailed(click.ClickException):
+    """A DaydreamError on its way out: one line on stderr and its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class DaydreamGroup(click.Group):
+    """The top-level group: translates daydream errors into one-line CLI errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except DaydreamError as exc:
+            if debug_enabled():
+                traceback.print_exc()
+            raise CommandFailed(str(exc), exc.exit_code) from None
+        except Exception as exc:  # an unexpected bug: still one line unless debugging
+            if debug_enabled():
+                traceback.print_exc()
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise CommandFailed(f"internal error {type(exc).__name__}: {first} "
+                                "(set DAYDREAM_DEBUG=1 for the traceback)", 1) from None
+
+
+@click.group(cls=DaydreamGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="daydream")
 def cli() -> None:
     """daydream: run structured LLM experiments as an append-only SQLite ledger.
@@ -179,25 +214,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _load_command_modules()
         plugins.add_commands(cli)
-        cli.main(args=argv, prog_name="daydream", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     except DaydreamError as exc:
         if debug_enabled():
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # an unexpected bug: still one line unless debugging
-        if debug_enabled():
-            traceback.print_exc()
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"error: internal error {type(exc).__name__}: {message} "
-                   "(set DAYDREAM_DEBUG=1 for the traceback)", err=True)
-        sys.exit(1)
+    cli.main(args=argv, prog_name="daydream")
+
+
+_load_command_modules()

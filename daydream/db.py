@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from daydream.errors import LedgerNotInitialised, LedgerPathError
 
@@ -97,7 +97,7 @@ def create_ledger_engine(path: str | os.PathLike[str], *, create: bool = False,
     """
     p = check_path(path, create=create)
     try:
-        engine = create_engine("sqlite://", creator=lambda: _connect(p, readonly), poolclass=NullPool)
+        engine = create_engine("sqlite://", creator=lambda: _connect(p, readonly), poolclass=QueuePool, pool_size=2, max_overflow=8)
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
     except Exception as exc:  # sqlite3 says "file is not a database", "unable to open" …

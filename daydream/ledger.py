@@ -12,12 +12,14 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -29,9 +31,12 @@ GENESIS_HASH = "0" * 64
 ANY_VERSION = None
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """The one JSON spelling used for payloads and hashing: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def text_hash(text: str) -> str:
@@ -42,15 +47,21 @@ def text_hash(text: str) -> str:
 def event_hash(prev_hash: str, seq: int, stream: str, version: int, type_: str, payload_json: str,
                recorded_at: str, causation_seq: int | None) -> str:
     """sha256(prev_hash + canonical JSON of the event); the payload goes in as its stored JSON text."""
-    canonical = (
-        '{"causation_seq":' + ("null" if causation_seq is None else str(int(causation_seq)))
-        + ',"payload":' + payload_json
-        + ',"recorded_at":' + json.dumps(recorded_at)
-        + ',"seq":' + str(int(seq))
-        + ',"stream":' + json.dumps(stream, ensure_ascii=False)
-        + ',"type":' + json.dumps(type_, ensure_ascii=False)
-        + ',"version":' + str(int(version)) + "}"
-    )
+    return _hash_with(prev_hash, seq, _json_str(stream), version, _json_str(type_), payload_json,
+                      _json_str(recorded_at), causation_seq)
+
+
+def _json_str(value: str) -> str:
+    # The C string encoder json.dumps(…, ensure_ascii=False) uses, without building an encoder.
+    return encode_basestring(value)
+
+
+def _hash_with(prev_hash: str, seq: int, stream_json: str, version: int, type_json: str,
+               payload_json: str, recorded_at_json: str, causation_seq: int | None) -> str:
+    # The canonical JSON of the event, keys sorted, spelled out by hand: this is the hot path.
+    causation = "null" if causation_seq is None else str(int(causation_seq))
+    canonical = (f'{{"causation_seq":{causation},"payload":{payload_json},"recorded_at":{recorded_at_json},'
+                 f'"seq":{int(seq)},"stream":{stream_json},"type":{type_json},"version":{int(version)}}}')
     return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
 
 
@@ -75,8 +86,7 @@ class NewEvent:
     causation_seq: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """An event as stored."""
 
     seq: int
@@ -91,6 +101,7 @@ class Event:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> "Event":
+        """Build from a row of ``SELECT {EVENT_COLUMNS}``."""
         seq, stream, version, type_, payload, recorded_at, causation, prev_hash, hash_ = row
         return cls(seq, stream, version, type_, json.loads(payload), recorded_at, causation, prev_hash, hash_)
 
@@ -109,6 +120,11 @@ class Ledger:
     path: Path
     engine: Engine
     clock: Callable[[], str] = field(default=utc_now)
+    # Stream versions this process knows, valid only while the ledger's last seq is ``_known_at``
+    # (i.e. nobody else appended since our last write): saves a lookup per stream per append.
+    _known: dict[str, int] = field(default_factory=dict, repr=False)
+    _known_at: int = field(default=-1, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> "Ledger":
@@ -132,7 +148,14 @@ class Ledger:
         text_rows = [(text_hash(t), t, len(t)) for t in texts]
         if not events and not text_rows:
             return []
-        return self._write(lambda cur: self._append_in(cur, events, text_rows))
+        with self._lock:
+            stored, versions = self._write(lambda cur: self._append_in(cur, events, text_rows))
+            if stored:
+                if len(self._known) > 500_000:
+                    self._known.clear()
+                self._known.update(versions)
+                self._known_at = stored[-1].seq
+            return stored
 
     def put_texts(self, texts: Iterable[str]) -> list[str]:
         """Store texts by content hash (deduplicated) and return their hashes."""
@@ -167,15 +190,33 @@ class Ledger:
                 raise
 
     def _append_in(self, cur: sqlite3.Cursor, events: Sequence[NewEvent],
-                   text_rows: list[tuple[str, str, int]]) -> list[Event]:
+                   text_rows: list[tuple[str, str, int]]) -> tuple[list[Event], dict[str, int]]:
         if text_rows:
             cur.executemany(INSERT_TEXT, text_rows)
         if not events:
-            return []
+            return [], {}
         last = cur.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
-        versions = self._stream_versions(cur, {e.stream for e in events})
+        known = self._known if seq == self._known_at else {}
+        # Streams a batch expects to be new need no lookup: UNIQUE(stream, version) proves it.
+        assumed_new: set[str] = set()
+        lookup: set[str] = set()
+        first: set[str] = set()
+        for e in events:
+            if e.stream in first:
+                continue
+            first.add(e.stream)
+            if e.stream in known:
+                continue
+            if e.expected_version == 0:
+                assumed_new.add(e.stream)
+            else:
+                lookup.add(e.stream)
+        versions = {s: known[s] for s in first if s in known}
+        versions.update(self._stream_versions(cur, lookup))
         now = self.clock()
+        now_json = _json_str(now)
+        spelled: dict[str, str] = {}
         rows = []
         stored = []
         seen: set[str] = set()
@@ -188,15 +229,22 @@ class Ledger:
             version = current + 1
             versions[e.stream] = version
             payload_json = canonical_json(e.payload)
-            h = event_hash(prev, seq, e.stream, version, e.type, payload_json, now, e.causation_seq)
+            stream_json = spelled.get(e.stream) or spelled.setdefault(e.stream, _json_str(e.stream))
+            type_json = spelled.get(e.type) or spelled.setdefault(e.type, _json_str(e.type))
+            h = _hash_with(prev, seq, stream_json, version, type_json, payload_json, now_json,
+                           e.causation_seq)
             rows.append((seq, e.stream, version, e.type, payload_json, now, e.causation_seq, prev, h))
             stored.append(Event(seq, e.stream, version, e.type, e.payload, now, e.causation_seq, prev, h))
             prev = h
         try:
             cur.executemany(INSERT_EVENT, rows)
-        except sqlite3.IntegrityError as exc:  # another writer slipped in; cannot happen under IMMEDIATE
-            raise LedgerIntegrityError(None, f"append rejected by the database: {exc}") from None
-        return stored
+        except sqlite3.IntegrityError:
+            # A stream we took for new already has events: report it as the conflict it is.
+            actual = self._stream_versions(cur, assumed_new)
+            for stream, version in actual.items():
+                raise ConcurrencyConflict(stream, 0, version) from None
+            raise
+        return stored, versions
 
     @staticmethod
     def _stream_versions(cur: sqlite3.Cursor, streams: set[str]) -> dict[str, int]:

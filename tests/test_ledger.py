@@ -1,0 +1,180 @@
+"""The ledger: schema, append-only triggers, hash chain, optimistic concurrency, multi-process appends."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from daydream.cli import cli
+from daydream.errors import ConcurrencyConflict, LedgerIntegrityError
+from daydream.ledger import GENESIS_HASH, Ledger, NewEvent, text_hash
+
+
+def schema(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+
+
+def test_init_creates_schema_and_second_init_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["init", "--db", str(path)])
+    assert first.exit_code == 0, first.output
+    names = {name for _type, name, _sql in schema(path)}
+    assert {"events", "texts", "events_no_update", "events_no_delete", "texts_no_update",
+            "texts_no_delete", "ix_events_type_seq", "gen_state", "cohort_members"} <= names
+    before = (schema(path), path.read_bytes())
+    second = runner.invoke(cli, ["init", "--db", str(path)])
+    assert second.exit_code == 0
+    assert "already" in second.output
+    assert schema(path) == before[0]
+
+
+@pytest.mark.parametrize("table,sql", [
+    ("events", "UPDATE events SET type = 'X'"),
+    ("events", "DELETE FROM events"),
+    ("texts", "UPDATE texts SET text = 'X'"),
+    ("texts", "DELETE FROM texts"),
+])
+def test_update_and_delete_are_refused_by_triggers(ledger: Ledger, table: str, sql: str) -> None:
+    ledger.append([NewEvent("s:1", "ThingHappened", {"n": 1})], texts=["hello"])
+    with sqlite3.connect(ledger.path) as conn:
+        with pytest.raises(sqlite3.DatabaseError, match=f"{table} is append-only"):
+            conn.execute(sql)
+    assert ledger.count() == 1
+    assert ledger.get_text(text_hash("hello")) == "hello"
+
+
+def test_append_assigns_versions_and_chains_hashes(ledger: Ledger) -> None:
+    stored = ledger.append([NewEvent("a", "X", {"i": i}) for i in range(3)] + [NewEvent("b", "Y", {})])
+    assert [e.version for e in stored] == [1, 2, 3, 1]
+    assert [e.seq for e in stored] == [1, 2, 3, 4]
+    assert stored[0].prev_hash == GENESIS_HASH
+    assert all(stored[i].prev_hash == stored[i - 1].hash for i in range(1, 4))
+    more = ledger.append([NewEvent("a", "X", {"i": 3}, expected_version=3)])
+    assert more[0].version == 4 and more[0].prev_hash == stored[-1].hash
+    assert ledger.verify() == (5, 0)
+
+
+def test_texts_are_deduplicated_by_content(ledger: Ledger) -> None:
+    h1, h2, h3 = ledger.put_texts(["same", "same", "other"])
+    assert h1 == h2 != h3
+    ledger.append([NewEvent("s", "X", {"text": h1})], texts=["same"])
+    assert ledger.query("SELECT COUNT(*) FROM texts") == [(2,)]
+    assert ledger.get_text(h3) == "other"
+
+
+def test_conflicting_expected_version_writes_nothing(ledger: Ledger) -> None:
+    ledger.append([NewEvent("s", "X", {}, expected_version=0)])
+    with pytest.raises(ConcurrencyConflict) as info:
+        ledger.append([NewEvent("other", "X", {}), NewEvent("s", "X", {}, expected_version=0)],
+                      texts=["never stored"])
+    assert info.value.actual == 1
+    assert ledger.count() == 1
+    assert ledger.get_text(text_hash("never stored")) is None
+
+
+def test_two_writers_same_version_exactly_one_wins(ledger_path: Path) -> None:
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def writer(name: str) -> None:
+        ledger = Ledger.open(ledger_path)
+        barrier.wait()
+        try:
+            ledger.append([NewEvent("gen:x", "LLMCallStarted", {"by": name}, expected_version=0)])
+            results.append("won")
+        except ConcurrencyConflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["conflict", "won"]
+    assert Ledger.open(ledger_path).count() == 1
+
+
+def test_read_by_type_stream_and_position(ledger: Ledger) -> None:
+    ledger.append([NewEvent("a", "X", {"i": 1}), NewEvent("b", "Y", {"i": 2}), NewEvent("a", "Y", {"i": 3})])
+    assert [e.payload["i"] for e in ledger.events(type="Y")] == [2, 3]
+    assert [e.payload["i"] for e in ledger.events(stream="a")] == [1, 3]
+    assert [e.payload["i"] for e in ledger.events(after=1, limit=1)] == [2]
+    assert ledger.stream_version("a") == 2 and ledger.stream_version("zzz") == 0
+
+
+def _append_many(path: str, worker: int, n: int) -> None:
+    ledger = Ledger.open(path)
+    for i in range(n):
+        ledger.append([NewEvent(f"w{worker}", "Counted", {"worker": worker, "i": i})])
+
+
+def test_four_processes_append_concurrently_without_gaps(ledger_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(ledger_path), w, 2000)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    ledger = Ledger.open(ledger_path)
+    seqs = [r[0] for r in ledger.query("SELECT seq FROM events ORDER BY seq")]
+    assert seqs == list(range(1, 8001))
+    for w in range(4):
+        assert ledger.stream_version(f"w{w}") == 2000
+    assert ledger.verify() == (8000, 0)
+
+
+def tamper(path: Path, sql: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER events_no_update")
+        conn.execute(sql)
+
+
+def test_verify_names_the_altered_seq(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    ledger.append([NewEvent("s", "X", {"i": i}) for i in range(5)])
+    runner = CliRunner()
+    assert runner.invoke(cli, ["verify", "--db", str(ledger_path)]).exit_code == 0
+    tamper(ledger_path, "UPDATE events SET payload = '{\"i\":99}' WHERE seq = 3")
+    result = runner.invoke(cli, ["verify", "--db", str(ledger_path)])
+    assert result.exit_code == 1
+    assert "seq 3" in result.output
+    with pytest.raises(LedgerIntegrityError) as info:
+        ledger.verify()
+    assert info.value.seq == 3
+
+
+def test_verify_catches_a_deleted_event_and_an_altered_text(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    ledger.append([NewEvent("s", "X", {"i": i}) for i in range(4)], texts=["abc"])
+    with sqlite3.connect(ledger_path) as conn:
+        conn.execute("DROP TRIGGER texts_no_update")
+        conn.execute("UPDATE texts SET text = 'abd'")
+    with pytest.raises(LedgerIntegrityError, match="text"):
+        ledger.verify()
+    other = Ledger.init(ledger_path.parent / "b.db")[0]
+    other.append([NewEvent("s", "X", {"i": i}) for i in range(4)])
+    with sqlite3.connect(other.path) as conn:
+        conn.execute("DROP TRIGGER events_no_delete")
+        conn.execute("DELETE FROM events WHERE seq = 2")
+    with pytest.raises(LedgerIntegrityError) as info:
+        other.verify()
+    assert info.value.seq == 2
+
+
+def test_backup_is_a_verified_copy(ledger_path: Path, tmp_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    ledger.append([NewEvent("s", "X", {"i": i}) for i in range(10)], texts=["t"])
+    dest = tmp_path / "copy.db"
+    result = CliRunner().invoke(cli, ["backup", "--db", str(ledger_path), str(dest)])
+    assert result.exit_code == 0, result.output
+    assert Ledger.open(dest).verify() == (10, 1)
+    again = CliRunner().invoke(cli, ["backup", "--db", str(ledger_path), str(dest)])
+    assert again.exit_code == 1 and "already exists" in again.output
