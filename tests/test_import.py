@@ -328,3 +328,94 @@ def test_parse_score_reads_the_number_on_the_last_line(text: str, score: float) 
 def test_parse_score_rejects_what_is_not_a_0_to_9_number(text: str) -> None:
     with pytest.raises(ValueError):
         parse_score(text)
+
+
+# ----------------------------------------------------------------------------- reuse after import
+def _write_spec(path: Path, axes: dict[str, list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("axes:\n" + "".join(f"  {k}: [{', '.join(v)}]\n" for k, v in axes.items()))
+    return path
+
+
+def test_planning_the_imported_design_again_reuses_every_imported_generation(
+        tmp_path: Path, seed_data: Path, ledger_path: Path) -> None:
+    from daydream.planner import plan_cohort
+
+    built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=2,
+                               evaluation_models=("sonnet-4", "gemini_25_pro"))
+    ledger = Ledger.open(ledger_path)
+    import_dagster(ledger, built.root)
+    before = ledger.count(ev.GENERATION_PLANNED)
+    # The same design the legacy cohort ran, with the essay model the legacy ids left out.
+    spec = _write_spec(tmp_path / "again.yaml", {
+        "combo_id": list(built.combos), "draft_template": ["creative-synthesis-v10"],
+        "draft_llm": ["gemini_25_pro"], "essay_template": ["creative-synthesis-v10"],
+        "essay_llm": ["gemini_25_pro"], "evaluation_template": ["daydreaming-verification-v2"],
+        "evaluation_llm": ["sonnet-4", "gemini_25_pro"]})
+    result = plan_cohort(ledger, spec, built.root / "1_raw", cohort_id="again")
+    assert {s: c["new"] for s, c in result.counts.items()} == {"draft": 0, "essay": 0, "evaluation": 0}
+    assert {s: c["linked"] for s, c in result.counts.items()} == {"draft": 2, "essay": 2, "evaluation": 4}
+    assert ledger.count(ev.GENERATION_PLANNED) == before
+    members = ledger.query("SELECT gen_id FROM cohort_members WHERE cohort_id = 'again'")
+    assert sorted(g for (g,) in members) == sorted(built.all_ids)
+
+
+def _stub_catalog(dest: Path, base_url: str) -> Path:
+    """The repo's starter catalog, with the imported rubric id and two evaluators on the stub."""
+    import yaml
+
+    from daydream.catalog import repo_catalog_dir
+
+    shutil.copytree(repo_catalog_dir(), dest)
+    templates = yaml.safe_load((dest / "templates.yaml").read_text())
+    # The imported evaluations used this rubric id; its text here is irrelevant, only its id counts.
+    templates["evaluation"].append({"id": "daydreaming-verification-v2", "file": "originality-rubric.j2",
+                                    "parser": "score", "generator": "llm"})
+    (dest / "templates.yaml").write_text(yaml.safe_dump(templates))
+    models = [{"id": mid, "provider": "openai", "model": name, "base_url": base_url,
+               "api_key_env": "DAYDREAM_IMPORT_TEST_KEY", "concurrency": 4, "price_in": 1, "price_out": 2}
+              for mid, name in (("sonnet-4", "anthropic/claude-sonnet-4"), ("judge_b", "judge/b"))]
+    (dest / "models.yaml").write_text(yaml.safe_dump(models))
+    return dest
+
+
+def test_rescoring_imported_essays_calls_the_llm_only_for_new_evaluations(
+        tmp_path: Path, ledger_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daydream.cli import _load_command_modules
+    from daydream.planner import plan_cohort
+    from daydream.testing import StubLLMServer
+
+    _load_command_modules()
+    if "run" not in cli.commands:
+        pytest.skip("daydream run (daydream/cli_run.py, the runner) is not in the tree yet")
+
+    built = build_dagster_root(tmp_path / "root", n_combos=3)  # 3 essays, each scored by sonnet-4
+    ledger = Ledger.open(ledger_path)
+    import_dagster(ledger, built.root)
+    imported_streams = ledger.query("SELECT stream, MAX(version) FROM events GROUP BY stream")
+    monkeypatch.setenv("DAYDREAM_IMPORT_TEST_KEY", "sk-test-not-a-real-key")
+    with StubLLMServer() as stub:
+        catalog = _stub_catalog(tmp_path / "catalog", stub.base_url)
+        # Existing essays × (the old rubric + a new one) × (the old evaluator + a new one).
+        spec = _write_spec(tmp_path / "rescore.yaml", {
+            "essay_gen_id": built.essays,
+            "evaluation_template": ["daydreaming-verification-v2", "originality-rubric"],
+            "evaluation_llm": ["sonnet-4", "judge_b"]})
+        plan = plan_cohort(ledger, spec, catalog, cohort_id="rescore")
+        assert plan.counts["evaluation"] == {"new": 9, "linked": 3, "existing": 0}
+        assert plan.counts["essay"]["new"] == 0
+        result = CliRunner().invoke(cli, ["run", "--db", str(ledger_path)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert stub.calls == 9  # exactly the new evaluations; the 3 imported ones cost nothing
+        prompts = [r for r in stub.records]
+        assert len(prompts) == 9
+    scores = ledger.query("SELECT gen_id, status, score, imported FROM gen_state "
+                          "WHERE stage = 'evaluation' AND gen_id IN "
+                          "(SELECT gen_id FROM cohort_members WHERE cohort_id = 'rescore')")
+    assert len(scores) == 12
+    assert all(status == "completed" and score is not None for _g, status, score, _i in scores)
+    assert sum(imported for *_x, imported in scores) == 3
+    # Nothing the import wrote was touched: each imported stream is still at its version.
+    after = dict(ledger.query("SELECT stream, MAX(version) FROM events GROUP BY stream"))
+    assert all(after[stream] == version for stream, version in imported_streams if stream.startswith("gen:"))
+    assert "ok:" in invoke("verify", "--db", str(ledger_path))
