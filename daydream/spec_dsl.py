@@ -192,8 +192,10 @@ class _Reader:
             try:
                 data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
             except (ValueError, yaml.YAMLError) as exc:
-                raise self.error(key, f"included file {rel!r} is malformed: "
-                                      f"{str(exc).splitlines()[0]}") from None
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}" if mark is not None else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise self.error(key, f"included file {rel!r} is malformed{where}: {problem}") from None
             if data in (None, [], {}):
                 raise self.error(key, f"included file {rel!r} is empty; expected a list")
             if not isinstance(data, list):
@@ -214,6 +216,7 @@ class _Reader:
         target, rows, header = self.include(ref, key)
         if header is None:
             return rows
+        names = list(dict.fromkeys(names))
         column = next((n for n in names if n in header), None)
         if column is None:
             if len(header) == 1 and header[0] not in names:
