@@ -1,1 +1,250 @@
-"""Built-in daydream plugin: provider_openai (filled in by its issue)."""
+"""Built-in daydream plugin: the ``openai`` provider for any OpenAI-compatible chat endpoint.
+
+One ``complete()`` is one HTTP attempt against ``{base_url}/chat/completions`` (OpenRouter by
+default; OpenAI, Ollama, vLLM and llama.cpp servers through the model's ``base_url``). Failures are
+classified for the runner: retryable (429, 408, 5xx, timeouts, connection errors, unreadable
+answers, with the server's ``Retry-After``), fatal for the model (401/403), or plain errors. The API
+key is read from the model's environment variable at call time and never appears in a result or
+an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
+
+import httpx
+
+from daydream.contracts import CallFailed, CallRequest, CallResult
+from daydream.hookspecs import hookimpl
+
+PROVIDER_NAME = "openai"
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_TIMEOUT_S = 120.0
+ERROR_EXCERPT_CHARS = 300
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def is_openrouter(base_url: str) -> bool:
+    """Whether ``base_url`` points at OpenRouter (which reports cost when asked)."""
+    return "openrouter.ai" in httpx.URL(base_url).host
+
+
+def compute_cost(prompt_tokens: int | None, completion_tokens: int | None,
+                 price_in: float | None, price_out: float | None) -> float | None:
+    """Cost in USD from catalog prices per 1M tokens; None when tokens or prices are unknown."""
+    if prompt_tokens is None or completion_tokens is None or price_in is None or price_out is None:
+        return None
+    return (prompt_tokens * float(price_in) + completion_tokens * float(price_out)) / 1_000_000
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class OpenAIProvider:
+    """An OpenAI-compatible chat-completions client for one catalog model."""
+
+    name = PROVIDER_NAME
+
+    def __init__(self, model: dict[str, Any], *, timeout_s: float | None = None) -> None:
+        self.model = model
+        self.model_id = str(model.get("id"))
+        self.base_url = str(model.get("base_url") or OPENROUTER_BASE_URL).rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
+        self.openrouter = is_openrouter(self.base_url)
+        self.timeout_s = float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S)
+        self._clients: list[httpx.AsyncClient] = []
+        self._idle: list[httpx.AsyncClient] = []
+        self._ssl: ssl.SSLContext | None = None
+
+    def _checkout(self) -> httpx.AsyncClient:
+        # One client per request in flight, reused afterwards with its keep-alive connection.
+        # httpcore 1.0's pool rescans every connection for every queued request (quadratic; see
+        # encode/httpcore#1035), which caps a single shared client at ~150 requests/s at
+        # concurrency 50. Single-connection clients avoid that scan; the runner bounds concurrency,
+        # so the number of clients stays at its limit.
+        if self._idle:
+            return self._idle.pop()
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()  # load CA certificates once, not per client
+        client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), verify=self._ssl,
+                                   limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        self._clients.append(client)
+        return client
+
+    def _api_key(self) -> str | None:
+        env = self.model.get("api_key_env")
+        if not env:
+            return None  # local servers (Ollama, llama.cpp) need no key
+        key = os.environ.get(str(env))
+        if not key:
+            raise CallFailed(
+                "MissingAPIKey",
+                f"environment variable ${env} is not set: model {self.model_id} needs its API key there",
+                retryable=False, fatal_for_model=True)
+        return key
+
+    def _body(self, request: CallRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.provider_model or self.model.get("model"),
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        temperature = request.temperature if request.temperature is not None else self.model.get("temperature")
+        max_tokens = request.max_tokens if request.max_tokens is not None else self.model.get("max_tokens")
+        if temperature is not None:
+            body["temperature"] = float(temperature)
+        if max_tokens is not None:
+            body["max_tokens"] = int(max_tokens)
+        if self.openrouter:
+            body["usage"] = {"include": True}
+        return body
+
+    async def complete(self, request: CallRequest) -> CallResult:
+        """Make one attempt at ``request``; raise ``CallFailed`` when it does not succeed."""
+        key = self._api_key()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        if self.openrouter:
+            headers["X-Title"] = "daydream"
+        started = time.perf_counter()
+        client = self._checkout()
+        try:
+            response = await client.post(self.url, json=self._body(request), headers=headers)
+        except httpx.TimeoutException as exc:
+            raise CallFailed("Timeout", f"no answer from {self.base_url} for model {self.model_id} "
+                             f"within {self.timeout_s:g}s ({type(exc).__name__})", retryable=True,
+                             latency_s=time.perf_counter() - started) from None
+        except httpx.TransportError as exc:
+            raise CallFailed("ConnectionError", self._scrub(
+                f"cannot reach {self.base_url} for model {self.model_id}: {type(exc).__name__}: {exc}", key),
+                retryable=True, latency_s=time.perf_counter() - started) from None
+        finally:
+            self._idle.append(client)
+        latency = time.perf_counter() - started
+        if response.status_code != 200:
+            raise self._http_failure(response, latency, key)
+        return self._result(request, response, latency, key)
+
+    def _scrub(self, text: str, key: str | None) -> str:
+        # Some providers echo (part of) the key in error bodies; never pass it on.
+        return text.replace(key, "***") if key else text
+
+    def _http_failure(self, response: httpx.Response, latency: float, key: str | None) -> CallFailed:
+        status = response.status_code
+        excerpt = self._scrub(response.text[:ERROR_EXCERPT_CHARS].strip(), key)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status in (401, 403):
+            env = self.model.get("api_key_env") or "(no api_key_env set in the catalog)"
+            label = "401 Unauthorized" if status == 401 else "403 Forbidden"
+            return CallFailed(
+                "Unauthorized" if status == 401 else "Forbidden",
+                f"{label} from {self.base_url} for model {self.model_id}: check the API key in ${env}",
+                retryable=False, fatal_for_model=True, status=status, latency_s=latency)
+        if status == 429:
+            error_class, retryable = "RateLimited", True
+        elif status == 408:
+            error_class, retryable = "RequestTimeout", True
+        elif status >= 500:
+            error_class, retryable = "ServerError", True
+        else:
+            error_class, retryable = "ClientError", False
+        return CallFailed(error_class, f"HTTP {status} from {self.base_url} for model {self.model_id}: {excerpt}",
+                          retryable=retryable, status=status, retry_after=retry_after, latency_s=latency,
+                          raw_text=excerpt or None)
+
+    def _result(self, request: CallRequest, response: httpx.Response, latency: float,
+                key: str | None) -> CallResult:
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise CallFailed("MalformedResponse", f"answer from {self.base_url} for model {self.model_id} "
+                             "is not valid JSON", retryable=True, status=response.status_code, latency_s=latency,
+                             raw_text=self._scrub(response.text[:ERROR_EXCERPT_CHARS], key)) from None
+        if isinstance(data, dict) and "error" in data and not data.get("choices"):
+            # OpenRouter reports upstream failures as 200 with an error object.
+            error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
+            code = _int_or_none(error.get("code"))
+            message = self._scrub(str(error.get("message", ""))[:ERROR_EXCERPT_CHARS], key)
+            retryable = code is None or code in (408, 429) or code >= 500
+            raise CallFailed("UpstreamError", f"error from {self.base_url} for model {self.model_id}"
+                             f"{f' (code {code})' if code else ''}: {message}", retryable=retryable,
+                             status=code, latency_s=latency)
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            content = message.get("content")
+            if content is not None and not isinstance(content, str):
+                raise TypeError("content is not a string")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise CallFailed("InvalidResponse", f"answer from {self.base_url} for model {self.model_id} "
+                             f"has no choices[0].message.content ({exc})", retryable=True,
+                             status=response.status_code, latency_s=latency,
+                             raw_text=self._scrub(response.text[:ERROR_EXCERPT_CHARS], key)) from None
+        usage = data.get("usage") or {}
+        prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
+        completion_tokens = _int_or_none(usage.get("completion_tokens"))
+        reported = usage.get("cost")
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool):
+            cost: float | None = float(reported)
+        else:
+            cost = compute_cost(prompt_tokens, completion_tokens,
+                                self.model.get("price_in"), self.model.get("price_out"))
+        extra: dict[str, Any] = {}
+        reasoning = message.get("reasoning") or message.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            extra["reasoning_chars"] = len(reasoning)
+        if isinstance(reported, (int, float)):
+            extra["cost_source"] = "provider"
+        elif cost is not None:
+            extra["cost_source"] = "catalog"
+        return CallResult(
+            text=content or "",  # reasoning-only answers have no content: a result all the same
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
+            latency_s=latency, requested_model=str(request.provider_model or self.model.get("model")),
+            resolved_model=data.get("model"),
+            request_id=data.get("id") or response.headers.get("x-request-id"),
+            provider=PROVIDER_NAME, extra=extra,
+        )
+
+    async def aclose(self) -> None:
+        """Close every HTTP connection this provider opened."""
+        clients, self._clients, self._idle = self._clients, [], []
+        for client in clients:
+            await client.aclose()
+
+
+def create_openai_provider(model: dict[str, Any], **options: Any) -> OpenAIProvider:
+    """Factory for the ``openai`` provider; honours the ``timeout_s`` option."""
+    return OpenAIProvider(model, timeout_s=options.get("timeout_s"))
+
+
+@hookimpl
+def register_providers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register the ``openai`` provider."""
+    register(PROVIDER_NAME, create_openai_provider)

@@ -1,1 +1,151 @@
-"""Built-in daydream plugin: provider_replay (filled in by its issue)."""
+"""Built-in daydream plugin: the ``replay`` provider, answering from another ledger's recorded calls.
+
+Given ``replay_from=PATH`` it opens that ledger read-only and indexes, in one pass over its events,
+every completed call (and every imported generation with a raw answer) by prompt hash and model. A
+request with the same prompt hash and model gets the recorded answer for free; the same gen_id is
+preferred so replicates of one prompt keep their own answers. A miss is a clear, non-retryable error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from daydream import events as ev
+from daydream.contracts import CallFailed, CallRequest, CallResult
+from daydream.errors import ProviderError
+from daydream.hookspecs import hookimpl
+from daydream.ledger import Ledger, text_hash
+
+PROVIDER_NAME = "replay"
+
+_INDEX_SQL = f"""
+SELECT type,
+       json_extract(payload, '$.gen_id'), json_extract(payload, '$.attempt'),
+       json_extract(payload, '$.model_id'), json_extract(payload, '$.prompt_hash'),
+       json_extract(payload, '$.text_hash'), json_extract(payload, '$.raw_hash'),
+       json_extract(payload, '$.finish_reason'), json_extract(payload, '$.prompt_tokens'),
+       json_extract(payload, '$.completion_tokens'), json_extract(payload, '$.resolved_model')
+FROM events
+WHERE type IN ('{ev.PROMPT_RENDERED}', '{ev.LLM_CALL_COMPLETED}', '{ev.GENERATION_IMPORTED}')
+ORDER BY seq
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """One recorded answer: where its text is and what was recorded about it."""
+
+    gen_id: str
+    text_hash: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    resolved_model: str | None
+
+
+@dataclass
+class ReplayIndex:
+    """Recorded answers of one ledger by (prompt hash, model id), and by gen_id within those."""
+
+    by_prompt: dict[tuple[str, str], RecordedCall]
+    by_gen: dict[tuple[str, str, str], RecordedCall]
+
+    @classmethod
+    def build(cls, ledger: Ledger, model_id: str | None = None) -> "ReplayIndex":
+        """Index ``ledger`` in one pass; with ``model_id``, only that model's calls are kept."""
+        prompts: dict[tuple[str, int], str] = {}
+        by_prompt: dict[tuple[str, str], RecordedCall] = {}
+        by_gen: dict[tuple[str, str, str], RecordedCall] = {}
+        with ledger.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            cursor.execute(_INDEX_SQL)
+            while rows := cursor.fetchmany(10_000):
+                for (type_, gen_id, attempt, model, prompt_hash, call_hash, raw_hash, finish,
+                     p_tokens, c_tokens, resolved) in rows:
+                    if type_ == ev.PROMPT_RENDERED:
+                        prompts[(gen_id, attempt)] = prompt_hash
+                        continue
+                    if model_id is not None and model != model_id:
+                        continue
+                    if type_ == ev.LLM_CALL_COMPLETED:
+                        prompt_hash = prompts.get((gen_id, attempt))
+                        answer_hash = call_hash
+                    else:  # GenerationImported
+                        answer_hash = raw_hash
+                    if not prompt_hash or not answer_hash or not model:
+                        continue
+                    # Later events overwrite earlier ones: the newest recorded answer wins.
+                    call = RecordedCall(gen_id, answer_hash, finish, p_tokens, c_tokens, resolved)
+                    by_prompt[(prompt_hash, model)] = call
+                    by_gen[(gen_id, prompt_hash, model)] = call
+        return cls(by_prompt, by_gen)
+
+    def find(self, gen_id: str, prompt_hash: str, model_id: str) -> RecordedCall | None:
+        """The recorded answer for this prompt and model, preferring the same gen_id."""
+        return self.by_gen.get((gen_id, prompt_hash, model_id)) or self.by_prompt.get((prompt_hash, model_id))
+
+    def __len__(self) -> int:
+        return len(self.by_prompt)
+
+
+class ReplayProvider:
+    """Answers requests with texts recorded in another ledger; costs nothing, never calls out."""
+
+    name = PROVIDER_NAME
+
+    def __init__(self, model: dict[str, Any], replay_from: str | os.PathLike[str]) -> None:
+        self.model = model
+        self.model_id = str(model.get("id"))
+        self.path = Path(replay_from)
+        if not self.path.is_file():
+            raise ProviderError(f"replay ledger {str(self.path)!r} does not exist; pass an existing "
+                                "ledger file with --replay-from")
+        self.ledger = Ledger.open(self.path, readonly=True)
+        # Not filtered by this model: the runner may route several catalog models through one
+        # replay provider, and requests name their model_id.
+        self.index = ReplayIndex.build(self.ledger)
+
+    async def complete(self, request: CallRequest) -> CallResult:
+        """The recorded answer to ``request``, or ``CallFailed('ReplayMiss')``."""
+        started = time.perf_counter()
+        prompt_hash = request.prompt_hash or text_hash(request.prompt)
+        call = self.index.find(request.gen_id, prompt_hash, request.model_id)
+        if call is None:
+            raise CallFailed(
+                "ReplayMiss", f"replay ledger {str(self.path)!r} has no recorded answer for model "
+                f"{request.model_id} and prompt {prompt_hash[:16]}… (gen {request.gen_id})",
+                retryable=False)
+        text = self.ledger.get_text(call.text_hash)
+        if text is None:
+            raise CallFailed("ReplayMiss", f"replay ledger {str(self.path)!r} lacks the text "
+                             f"{call.text_hash[:16]}… recorded for gen {call.gen_id}", retryable=False)
+        return CallResult(
+            text=text, finish_reason=call.finish_reason, prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens, cost_usd=0.0,
+            latency_s=time.perf_counter() - started, requested_model=request.provider_model,
+            resolved_model=call.resolved_model, request_id=None, provider=PROVIDER_NAME,
+            extra={"replayed_from": str(self.path), "replayed_gen_id": call.gen_id},
+        )
+
+    async def aclose(self) -> None:
+        """Release the other ledger's engine."""
+        self.ledger.engine.dispose()
+
+
+def create_replay_provider(model: dict[str, Any], **options: Any) -> ReplayProvider:
+    """Factory for the ``replay`` provider; needs the ``replay_from`` option."""
+    path = options.get("replay_from")
+    if not path:
+        raise ProviderError(f"model {model.get('id')} uses the replay provider but no ledger to replay "
+                            "was given; pass --replay-from PATH")
+    return ReplayProvider(model, path)
+
+
+@hookimpl
+def register_providers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register the ``replay`` provider."""
+    register(PROVIDER_NAME, create_replay_provider)

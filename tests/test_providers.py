@@ -1,0 +1,435 @@
+"""Provider plugins against real servers: the ``openai`` provider talks to ``StubLLMServer`` on
+127.0.0.1, the ``replay`` provider reads a real ledger file built event by event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from daydream import events as ev
+from daydream import plugins
+from daydream.contracts import CallFailed, CallRequest, CallResult, Provider
+from daydream.errors import ProviderError
+from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.testing import Reply, StubLLMServer
+from daydream_plugins.provider_openai import OpenAIProvider, compute_cost, parse_retry_after
+
+KEY_ENV = "DAYDREAM_TEST_STUB_KEY"
+SECRET = "sk-test-0123456789-very-secret"
+PROMPT = "Brainstorm links between **Default Mode Network** and **Combinatorial Search**."
+
+
+def model(base_url: str, **extra: Any) -> dict[str, Any]:
+    return {"id": "stub_m", "provider": "openai", "model": "vendor/stub-model", "base_url": base_url,
+            "api_key_env": KEY_ENV, "concurrency": 4, "rpm": None, "price_in": None,
+            "price_out": None, "temperature": None, "max_tokens": None, **extra}
+
+
+def request(prompt: str = PROMPT, **extra: Any) -> CallRequest:
+    return CallRequest(gen_id="d_test1", stage="draft", prompt=prompt, model_id="stub_m",
+                       provider_model="vendor/stub-model", prompt_hash=text_hash(prompt), **extra)
+
+
+def call(provider: Provider, req: CallRequest | None = None) -> CallResult:
+    async def once() -> CallResult:
+        try:
+            return await provider.complete(req or request())
+        finally:
+            await provider.aclose()
+    return asyncio.run(once())
+
+
+def failure(provider: Provider, req: CallRequest | None = None) -> CallFailed:
+    with pytest.raises(CallFailed) as info:
+        call(provider, req)
+    return info.value
+
+
+def openai(base_url: str, timeout_s: float = 5.0, **extra: Any) -> Provider:
+    return plugins.providers().get("openai")(model(base_url, **extra), timeout_s=timeout_s)
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    return SECRET
+
+
+@pytest.fixture
+def server(key: str) -> Any:
+    with StubLLMServer(api_key=key) as stub:
+        yield stub
+
+
+# ------------------------------------------------------------------ openai: success
+def test_openai_success_records_text_usage_cost_and_ids(key: str) -> None:
+    with StubLLMServer(api_key=key, cost_usd=0.0042, resolved_model_prefix="resolved/") as stub:
+        result = call(openai(stub.base_url))
+        assert stub.calls == 1
+        record = stub.records[0]
+    assert isinstance(result, CallResult)
+    assert result.text and result.finish_reason == "stop"
+    assert result.prompt_tokens and result.prompt_tokens > 0
+    assert result.completion_tokens and result.completion_tokens > 0
+    assert result.cost_usd == pytest.approx(0.0042)
+    assert result.provider == "openai"
+    assert result.requested_model == "vendor/stub-model"
+    assert result.resolved_model == "resolved/vendor/stub-model"
+    assert result.request_id == "stub-0"
+    assert result.latency_s > 0
+    assert record.model == "vendor/stub-model" and record.prompt == PROMPT
+    assert record.body is not None and record.body["messages"] == [{"role": "user", "content": PROMPT}]
+    assert "usage" not in record.body  # only OpenRouter is asked for usage accounting
+
+
+def test_openai_authorization_header_reaches_the_server(server: StubLLMServer) -> None:
+    call(openai(server.base_url))
+    record = server.records[0]
+    assert record.authorization_present and record.authorized is True
+    assert SECRET not in repr(record)  # the server keeps no copy of the key
+
+
+def test_openai_cost_computed_from_catalog_prices_when_not_reported(server: StubLLMServer) -> None:
+    result = call(openai(server.base_url, price_in=3.0, price_out=15.0))
+    expected = (result.prompt_tokens * 3.0 + result.completion_tokens * 15.0) / 1_000_000
+    assert result.cost_usd == pytest.approx(expected)
+    assert result.extra["cost_source"] == "catalog"
+
+
+def test_openai_cost_is_null_without_report_or_prices(server: StubLLMServer) -> None:
+    assert call(openai(server.base_url)).cost_usd is None
+
+
+def test_openai_sends_temperature_and_max_tokens_request_over_catalog(server: StubLLMServer) -> None:
+    call(openai(server.base_url, temperature=0.2, max_tokens=500), request(max_tokens=900))
+    body = server.records[0].body
+    assert body is not None and body["temperature"] == 0.2 and body["max_tokens"] == 900
+
+
+def test_openai_accepts_a_base_url_ending_in_v1(server: StubLLMServer) -> None:
+    call(openai(server.base_url + "/v1"))
+    assert server.records[0].path == "/v1/chat/completions"
+
+
+def test_openai_asks_openrouter_for_usage_accounting() -> None:
+    provider = OpenAIProvider(model("https://openrouter.ai/api/v1"))
+    assert provider._body(request())["usage"] == {"include": True}
+    assert "usage" not in OpenAIProvider(model("http://127.0.0.1:9"))._body(request())
+
+
+def test_openai_length_finish_reason_is_surfaced(server: StubLLMServer) -> None:
+    server.push("length")
+    result = call(openai(server.base_url))
+    assert result.finish_reason == "length" and result.text
+
+
+def test_openai_reasoning_only_answer_is_an_empty_result(server: StubLLMServer) -> None:
+    server.push(Reply(body={"id": "r1", "model": "m", "choices": [{"message": {
+        "role": "assistant", "content": None, "reasoning": "long thoughts"}, "finish_reason": "stop"}]}))
+    result = call(openai(server.base_url))
+    assert result.text == "" and result.extra["reasoning_chars"] == len("long thoughts")
+
+
+def test_openai_request_id_falls_back_to_the_header(server: StubLLMServer) -> None:
+    server.push(Reply(headers={"x-request-id": "hdr-7"}, body={"choices": [
+        {"message": {"content": "hello"}, "finish_reason": "stop"}]}))
+    result = call(openai(server.base_url))
+    assert result.request_id == "hdr-7" and result.prompt_tokens is None and result.resolved_model is None
+
+
+# ------------------------------------------------------------------ openai: failures
+def test_openai_429_is_retryable_with_retry_after(server: StubLLMServer) -> None:
+    server.push(Reply(status=429, headers={"Retry-After": "3"}))
+    err = failure(openai(server.base_url))
+    assert (err.retryable, err.status, err.retry_after, err.error_class) == (True, 429, 3.0, "RateLimited")
+    assert not err.fatal_for_model
+    assert server.calls == 1  # one attempt: retrying is the runner's job
+
+
+def test_openai_retry_after_as_http_date(server: StubLLMServer) -> None:
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    server.push(Reply(status=503, headers={"Retry-After": when}))
+    err = failure(openai(server.base_url))
+    assert err.retryable and err.retry_after is not None and 25 <= err.retry_after <= 31
+
+
+def test_parse_retry_after_forms() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert parse_retry_after("2.5") == 2.5
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=now) == 10.0
+    assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("status,error_class", [(500, "ServerError"), (502, "ServerError"),
+                                                (503, "ServerError"), (408, "RequestTimeout")])
+def test_openai_server_errors_are_retryable(server: StubLLMServer, status: int, error_class: str) -> None:
+    server.push(status)
+    err = failure(openai(server.base_url))
+    assert err.retryable and err.status == status and err.error_class == error_class
+    assert err.retry_after is None
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_openai_other_client_errors_are_not_retryable(server: StubLLMServer, status: int) -> None:
+    server.push(status)
+    err = failure(openai(server.base_url))
+    assert not err.retryable and not err.fatal_for_model and err.status == status
+
+
+def test_openai_hang_times_out_as_retryable(server: StubLLMServer) -> None:
+    server.push("hang")
+    started = time.monotonic()
+    err = failure(openai(server.base_url, timeout_s=0.3))
+    assert time.monotonic() - started < 3
+    assert err.retryable and err.error_class == "Timeout"
+    assert server.calls == 1
+
+
+def test_openai_malformed_json_is_retryable(server: StubLLMServer) -> None:
+    server.push("malformed")
+    err = failure(openai(server.base_url))
+    assert err.retryable and err.error_class == "MalformedResponse" and err.raw_text
+
+
+def test_openai_invalid_shape_is_retryable(server: StubLLMServer) -> None:
+    server.push(Reply(body={"object": "chat.completion", "choices": []}))
+    err = failure(openai(server.base_url))
+    assert err.retryable and err.error_class == "InvalidResponse"
+
+
+def test_openai_error_object_in_a_200_is_classified_by_its_code(server: StubLLMServer) -> None:
+    server.push(Reply(body={"error": {"message": "upstream overloaded", "code": 502}}),
+                Reply(body={"error": {"message": "context too long", "code": 400}}))
+    first = failure(openai(server.base_url))
+    second = failure(openai(server.base_url))
+    assert first.retryable and "upstream overloaded" in first.message
+    assert not second.retryable
+
+
+def test_openai_connection_refused_is_retryable(key: str) -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    err = failure(openai(f"http://127.0.0.1:{port}"))
+    assert err.retryable and err.error_class == "ConnectionError"
+
+
+def test_openai_401_is_fatal_for_the_model_and_never_shows_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with StubLLMServer(api_key="sk-the-right-one") as stub:
+        err = failure(openai(stub.base_url))
+        assert stub.calls == 1 and stub.records[0].authorized is False
+    assert err.fatal_for_model and not err.retryable and err.status == 401
+    assert err.message == (f"401 Unauthorized from {stub.base_url} for model stub_m: "
+                           f"check the API key in ${KEY_ENV}")
+    assert SECRET not in str(err) and SECRET not in repr(err.__dict__)
+
+
+def test_openai_403_is_fatal_for_the_model(server: StubLLMServer) -> None:
+    server.push(403)
+    err = failure(openai(server.base_url))
+    assert err.fatal_for_model and not err.retryable and "403 Forbidden" in err.message
+
+
+def test_openai_error_bodies_echoing_the_key_are_scrubbed(server: StubLLMServer) -> None:
+    server.push(Reply(status=400, body={"error": {"message": f"bad request for key {SECRET}"}}))
+    err = failure(openai(server.base_url))
+    assert SECRET not in str(err) and SECRET not in (err.raw_text or "") and "***" in err.message
+
+
+def test_openai_missing_key_env_is_fatal_and_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with StubLLMServer() as stub:
+        err = failure(openai(stub.base_url))
+        assert stub.calls == 0  # nothing was sent without a key
+    assert err.fatal_for_model and not err.retryable and err.error_class == "MissingAPIKey"
+    assert f"${KEY_ENV}" in err.message
+
+
+def test_openai_model_without_key_env_sends_no_authorization() -> None:
+    with StubLLMServer() as stub:
+        call(openai(stub.base_url, api_key_env=None))
+        assert stub.records[0].authorization_present is False
+
+
+def test_compute_cost_needs_both_prices_and_tokens() -> None:
+    assert compute_cost(1_000_000, 500_000, 1.0, 4.0) == pytest.approx(3.0)
+    assert compute_cost(10, 10, 0.0, 0.0) == 0.0  # free models cost zero, not unknown
+    assert compute_cost(10, None, 1.0, 1.0) is None and compute_cost(10, 10, None, 1.0) is None
+
+
+def test_openai_provider_reuses_connections_across_calls(server: StubLLMServer) -> None:
+    provider = openai(server.base_url)
+
+    async def several() -> int:
+        for _ in range(5):
+            await provider.complete(request())
+        clients = len(provider._clients)  # one request at a time needs a single client
+        await provider.aclose()
+        return clients
+
+    assert asyncio.run(several()) == 1 and server.calls == 5
+
+
+# ------------------------------------------------------------------ the stub server itself
+def test_stub_overlaps_many_slow_requests() -> None:
+    with StubLLMServer(latency_s=0.2) as stub:
+        provider = openai(stub.base_url, api_key_env=None, timeout_s=10)
+
+        async def burst() -> float:
+            started = time.perf_counter()
+            await asyncio.gather(*(provider.complete(request(f"{PROMPT} {i}")) for i in range(60)))
+            await provider.aclose()
+            return time.perf_counter() - started
+
+        elapsed = asyncio.run(burst())
+        assert stub.calls == 60
+    # Sequential handling would take 12 s; overlapping takes a little over 0.2 s.
+    assert elapsed < 2.0
+
+
+def test_stub_serves_scripted_replies_in_order_then_defaults() -> None:
+    with StubLLMServer(script=[429, "malformed"]) as stub:
+        codes = []
+        with httpx.Client(base_url=stub.base_url) as client:
+            for _ in range(3):
+                body = {"model": "x", "messages": [{"role": "user", "content": "Write SCORE: 3"}]}
+                codes.append(client.post("/chat/completions", json=body).status_code)
+            last = client.post("/v1/chat/completions", json=body).json()
+        assert codes == [429, 200, 200] and stub.pending_script == 0
+        assert [r.reply for r in stub.records] == ["scripted 429", "malformed", "default", "default"]
+        assert last["choices"][0]["message"]["content"].rstrip().splitlines()[-1].startswith("SCORE:")
+        assert last["usage"]["prompt_tokens"] > 0
+
+
+def test_stub_runs_standalone_and_reports_stats() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "daydream.testing", "--port", "0", "--latency", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("listening on http://127.0.0.1:")
+        base_url = line.split()[-1]
+        with httpx.Client(base_url=base_url) as client:
+            body = {"model": "x", "messages": [{"role": "user", "content": "hello"}]}
+            assert client.post("/chat/completions", json=body).status_code == 200
+            assert client.post("/chat/completions", json=body).status_code == 200
+            stats = client.get("/_stub/stats").json()
+        assert stats["calls"] == 2 and stats["per_prompt"] == {text_hash("hello"): 2}
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+# ------------------------------------------------------------------ replay
+def _completed(ledger: Ledger, gen_id: str, prompt: str, answer: str, *, model_id: str = "stub_m",
+               attempt: int = 1) -> None:
+    stream = ev.gen_stream(gen_id)
+    ledger.append([
+        NewEvent(stream, ev.PROMPT_RENDERED, {
+            "gen_id": gen_id, "attempt": attempt, "prompt_hash": text_hash(prompt), "chars": len(prompt),
+            "template_id": "t1", "template_hash": text_hash("template")}),
+        NewEvent(stream, ev.LLM_CALL_COMPLETED, {
+            "gen_id": gen_id, "attempt": attempt, "call": 1, "text_hash": text_hash(answer),
+            "chars": len(answer), "finish_reason": "stop", "prompt_tokens": 11, "completion_tokens": 22,
+            "cost_usd": 0.5, "latency_s": 1.5, "model_id": model_id, "provider": "openai",
+            "requested_model": "vendor/stub-model", "resolved_model": "vendor/stub-model-0301",
+            "request_id": "req-1", "offline": False}),
+    ], texts=[prompt, answer])
+
+
+def replay(path: Path, model_id: str = "stub_m") -> Provider:
+    return plugins.providers().get("replay")(model("unused", id=model_id), replay_from=str(path))
+
+
+def test_replay_answers_a_recorded_call_for_free(ledger_path: Path) -> None:
+    _completed(Ledger.open(ledger_path), "d_a", PROMPT, "recorded answer")
+    result = call(replay(ledger_path), request())
+    assert result.text == "recorded answer"
+    assert (result.provider, result.cost_usd, result.finish_reason) == ("replay", 0.0, "stop")
+    assert (result.prompt_tokens, result.completion_tokens) == (11, 22)
+    assert result.resolved_model == "vendor/stub-model-0301"
+
+
+def test_replay_miss_is_a_clear_non_retryable_error(ledger_path: Path) -> None:
+    _completed(Ledger.open(ledger_path), "d_a", PROMPT, "recorded answer")
+    err = failure(replay(ledger_path), request("a prompt nobody recorded"))
+    assert err.error_class == "ReplayMiss" and not err.retryable
+    assert str(ledger_path) in err.message and "stub_m" in err.message
+
+
+def test_replay_requires_the_same_model(ledger_path: Path) -> None:
+    _completed(Ledger.open(ledger_path), "d_a", PROMPT, "recorded answer", model_id="other_model")
+    assert failure(replay(ledger_path), request()).error_class == "ReplayMiss"
+
+
+def test_replay_prefers_the_same_gen_and_the_newest_attempt(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    _completed(ledger, "d_test1", PROMPT, "replicate one, first attempt")
+    _completed(ledger, "d_test1", PROMPT, "replicate one, retried", attempt=2)
+    _completed(ledger, "d_other", PROMPT, "replicate two")
+    provider = replay(ledger_path)
+    assert call(provider, request()).text == "replicate one, retried"
+    stranger = CallRequest(gen_id="d_new", stage="draft", prompt=PROMPT, model_id="stub_m",
+                           provider_model="vendor/stub-model")
+    assert call(provider, stranger).text == "replicate two"  # any recorded answer to that prompt
+
+
+def test_replay_answers_from_imported_generations(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    ledger.append([NewEvent(ev.gen_stream("d_imp"), ev.GENERATION_IMPORTED, {
+        "gen_id": "d_imp", "stage": "draft", "template_id": "t1", "model_id": "stub_m", "replicate": 1,
+        "generator": "llm", "status": "completed", "prompt_hash": text_hash(PROMPT),
+        "raw_hash": text_hash("imported answer"), "finish_reason": "stop", "source": "test",
+        "metadata": {}})], texts=[PROMPT, "imported answer"])
+    assert call(replay(ledger_path), request()).text == "imported answer"
+
+
+def test_replay_without_a_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    factory = plugins.providers().get("replay")
+    with pytest.raises(ProviderError, match="--replay-from"):
+        factory(model("unused"))
+    with pytest.raises(ProviderError, match="does not exist"):
+        factory(model("unused"), replay_from=str(tmp_path / "missing.db"))
+
+
+def test_replay_indexes_a_big_ledger_quickly(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    batch, texts = [], []
+    for i in range(3000):
+        prompt, answer = f"prompt {i}", f"answer {i}"
+        stream = ev.gen_stream(f"d_{i}")
+        batch += [NewEvent(stream, ev.PROMPT_RENDERED, {"gen_id": f"d_{i}", "attempt": 1,
+                                                          "prompt_hash": text_hash(prompt), "chars": 8,
+                                                          "template_id": "t", "template_hash": "h"}),
+                  NewEvent(stream, ev.LLM_CALL_COMPLETED, {"gen_id": f"d_{i}", "attempt": 1, "call": 1,
+                                                             "text_hash": text_hash(answer), "chars": 8,
+                                                             "latency_s": 0.1, "model_id": "stub_m",
+                                                             "provider": "openai", "offline": False})]
+        texts += [prompt, answer]
+    ledger.append(batch, texts=texts)
+    started = time.perf_counter()
+    provider = replay(ledger_path)
+    assert time.perf_counter() - started < 2.0
+    assert len(provider.index) == 3000
+    req = CallRequest(gen_id="d_x", stage="draft", prompt="prompt 2999", model_id="stub_m", provider_model="m")
+    assert call(provider, req).text == "answer 2999"
+
+
+def test_providers_satisfy_the_protocol(tmp_path: Path, ledger_path: Path) -> None:
+    registry = plugins.providers()
+    assert isinstance(registry.get("openai")(model("http://127.0.0.1:9")), Provider)
+    assert isinstance(registry.get("offline")(model("unused")), Provider)
+    assert isinstance(registry.get("replay")(model("unused"), replay_from=str(ledger_path)), Provider)
+    assert json.dumps(sorted(registry.items))  # names are plain strings
