@@ -407,8 +407,12 @@ def test_rescoring_imported_essays_calls_the_llm_only_for_new_evaluations(
         result = CliRunner().invoke(cli, ["run", "--db", str(ledger_path)], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         assert stub.calls == 9  # exactly the new evaluations; the 3 imported ones cost nothing
-        prompts = [r for r in stub.records]
-        assert len(prompts) == 9
+        records = stub.records
+    # Each call judged one imported essay (its parsed text is in the prompt), per new (rubric, model).
+    essay_text = {e: text_for(e, "parsed") for e in built.essays}
+    judged = sorted((next(e for e, t in essay_text.items() if t in (r.prompt or "")), r.model) for r in records)
+    assert judged == sorted([(e, "anthropic/claude-sonnet-4") for e in built.essays] +
+                            [(e, "judge/b") for e in built.essays] * 2)
     scores = ledger.query("SELECT gen_id, status, score, imported FROM gen_state "
                           "WHERE stage = 'evaluation' AND gen_id IN "
                           "(SELECT gen_id FROM cohort_members WHERE cohort_id = 'rescore')")
@@ -419,3 +423,26 @@ def test_rescoring_imported_essays_calls_the_llm_only_for_new_evaluations(
     after = dict(ledger.query("SELECT stream, MAX(version) FROM events GROUP BY stream"))
     assert all(after[stream] == version for stream, version in imported_streams if stream.startswith("gen:"))
     assert "ok:" in invoke("verify", "--db", str(ledger_path))
+
+
+def test_a_generation_appended_by_another_writer_meanwhile_is_skipped_not_fatal(
+        tmp_path: Path, ledger_path: Path) -> None:
+    from daydream.importer import _Importer, check_root
+
+    built = build_dagster_root(tmp_path / "root", n_combos=3)
+    root = check_root(built.root)
+    report = ImportReport(root=root, dry_run=False)
+    run = _Importer(Ledger.open(ledger_path), root, report, 1000)  # reads the ledger's state now
+    # Another process imports one of the drafts between our read of the ledger and our append.
+    other = Ledger.open(ledger_path)
+    payload = {"gen_id": built.drafts[1], "stage": "draft", "parent_gen_id": None, "combo_id": "x",
+               "template_id": "t", "model_id": "m", "replicate": 1, "generator": "llm", "cohort_id": None,
+               "status": "completed", "source": "elsewhere", "metadata": {}}
+    other.append([NewEvent(ev.gen_stream(built.drafts[1]), ev.GENERATION_IMPORTED, payload, expected_version=0)])
+    run.import_stage("draft", sorted((root / "gens" / "draft").iterdir()))
+    run.writer.flush()
+    assert (report.stages["draft"].imported, report.stages["draft"].skipped) == (2, 1)
+    rows = gen_rows(other)
+    assert set(rows) == set(built.drafts)
+    assert rows[built.drafts[1]]["combo_id"] == "x"  # the other writer's event stands
+    assert other.count() == 3
