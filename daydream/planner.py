@@ -345,6 +345,16 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     seen: set[str] = set()
     combo_of: dict[str, str | None] = dict(parent_combos)
     for stage in STAGE_ORDER:
+        # Existing generations named by draft_gen_id / essay_gen_id join the cohort too, so the
+        # cohort's views show the essays it evaluates.
+        for gen_id in sorted(design.existing_parents.get(stage, ())):
+            seen.add(gen_id)
+            if gen_id in members:
+                counts[stage]["existing"] += 1
+            else:
+                counts[stage]["linked"] += 1
+                linked_events.append(NewEvent(cohort_stream, ev.GENERATION_LINKED, {
+                    "gen_id": gen_id, "stage": stage, "cohort_id": cohort}))
         for g in design.gens[stage].values():
             parent_id = _parent_id(g, resolved)
             combo = g.combo_id if g.parent is None else combo_of.get(parent_id)
