@@ -351,6 +351,17 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str
 # ----------------------------------------------------------------------------- appending in batches
 # What the database (or the UTF-8 encoding on the way to it) may throw at one bad event.
 _REJECTED = (sqlite3.Error, SQLAlchemyError, LedgerIntegrityError, UnicodeEncodeError)
+# Messages that blame the database or the disk, not the event: retrying one by one cannot help.
+_ENVIRONMENT = ("locked", "busy", "disk", "full", "readonly", "read-only", "i/o", "unable to open")
+
+
+def _check_environment(exc: BaseException, ledger: Ledger) -> None:
+    """Raise a one-line ``ImportError_`` when ``exc`` is about the ledger file, not one event."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, (sqlite3.OperationalError, SQLAlchemyError)) and \
+            any(word in message.lower() for word in _ENVIRONMENT):
+        raise ImportError_(f"cannot write to ledger {str(ledger.path)!r}: {message}; what was appended "
+                           "so far stays, and re-running the import continues from there") from None
 
 
 class _Writer:
@@ -396,7 +407,8 @@ class _Writer:
                     kept.append((remaining, texts))
             if kept:
                 self._append_one_by_one(kept)
-        except _REJECTED:
+        except _REJECTED as exc:
+            _check_environment(exc, self.ledger)
             self._append_one_by_one(units)
 
     def _append(self, units: list[tuple[list[NewEvent], list[str]]]) -> None:
@@ -414,6 +426,7 @@ class _Writer:
                 if remaining:
                     self._append([(remaining, texts)])
             except _REJECTED as exc:
+                _check_environment(exc, self.ledger)
                 self.on_rejected(events, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
@@ -542,7 +555,7 @@ class _Importer:
                 continue
             payload = {"combo_id": combo, "concept_ids": sorted(entry["concepts"]),
                        "level": next(iter(entry["levels"])) or None, "k": len(entry["concepts"])}
-            self.writer.add([NewEvent(ev.combo_stream(combo), ev.COMBO_DEFINED, payload)])
+            self.writer.add([NewEvent(ev.combo_stream(combo), ev.COMBO_DEFINED, payload, expected_version=0)])
             self.report.combos_defined += 1
 
     def stage_folders(self) -> list[tuple[str, list[Path]]]:

@@ -8,10 +8,7 @@ scores, lineage, cohorts and the read-side views; damaged folders are written by
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -301,21 +298,25 @@ def test_writer_appends_the_sound_rest_when_the_database_rejects_one_event(ledge
 
 
 @pytest.mark.parametrize("make", ["missing", "file", "no_gens"])
-def test_unusable_root_is_a_one_line_error_and_the_ledger_is_unchanged(tmp_path: Path, ledger_path: Path,
-                                                                       make: str) -> None:
+def test_unusable_root_is_a_one_line_error_and_the_ledger_is_unchanged(
+        tmp_path: Path, ledger_path: Path, make: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from daydream.cli import main
+
     root = tmp_path / "root"
     if make == "file":
         root.write_text("not a folder")
     elif make == "no_gens":
         (root / "1_raw").mkdir(parents=True)
+    monkeypatch.delenv("DAYDREAM_DEBUG", raising=False)
     before = ledger_path.read_bytes()
-    env = {k: v for k, v in os.environ.items() if k not in ("DAYDREAM_DEBUG", "DAYDREAM_DB")}
-    proc = subprocess.run([sys.executable, "-m", "daydream", "import", "dagster", str(root),
-                           "--db", str(ledger_path)], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 1
-    assert len(proc.stderr.strip().splitlines()) == 1 and str(root) in proc.stderr
-    assert {"missing": "does not exist", "file": "not a directory", "no_gens": "no gens/ folder"}[make] \
-        in proc.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["import", "dagster", str(root), "--db", str(ledger_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1
+    assert len(err.strip().splitlines()) == 1 and str(root) in err and "Traceback" not in err
+    assert {"missing": "does not exist", "file": "not a directory", "no_gens": "no gens/ folder"}[make] in err
     assert ledger_path.read_bytes() == before
 
 
@@ -446,3 +447,24 @@ def test_a_generation_appended_by_another_writer_meanwhile_is_skipped_not_fatal(
     assert set(rows) == set(built.drafts)
     assert rows[built.drafts[1]]["combo_id"] == "x"  # the other writer's event stands
     assert other.count() == 3
+
+
+def test_a_locked_ledger_stops_the_import_with_one_line_and_a_rerun_continues(
+        tmp_path: Path, ledger_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from daydream import db
+    from daydream.errors import ImportError_
+
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)  # give up on the lock quickly
+    holder = sqlite3.connect(ledger_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
+    try:
+        with pytest.raises(ImportError_, match="re-running the import continues"):
+            import_dagster(Ledger.open(ledger_path), built.root)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    report = import_dagster(Ledger.open(ledger_path), built.root)
+    assert sum(c.imported for c in report.stages.values()) == 6 and report.problems == []
