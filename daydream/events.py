@@ -25,7 +25,8 @@ LLMCallCompleted    gen_id, attempt, call, text_hash, chars, finish_reason?, pro
                     completion_tokens?, cost_usd?, latency_s, model_id, provider, requested_model,
                     resolved_model?, request_id?, offline
 LLMCallFailed       gen_id, attempt, call, try, model_id, provider, error_class, message, status?,
-                    retryable, latency_s?
+                    retryable, latency_s?, released (true: the claim is given up and the
+                    generation is pending again — interrupted, or the model's key was refused)
 ResponseParsed      gen_id, attempt, parser, parsed_hash, chars, copied_from?
 ParseFailed         gen_id, attempt, parser, reason, preview
 ScoreRecorded       gen_id, attempt, essay_gen_id, score, rubric, evaluator, replicate

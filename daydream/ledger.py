@@ -157,6 +157,26 @@ class Ledger:
                 self._known_at = stored[-1].seq
             return stored
 
+    def transact(self, build: Callable[[sqlite3.Cursor], tuple[Sequence[NewEvent], Iterable[str]]]
+                 ) -> list[Event]:
+        """Decide what to append while holding the write lock, then append it atomically.
+
+        ``build(cursor)`` may read anything (e.g. the ``gen_state`` projection) and returns the
+        events and texts to append; this is a compare-and-set: no other writer can slip in between
+        the reads and the append. Returning no events appends nothing.
+        """
+        def work(cur: sqlite3.Cursor) -> tuple[list[Event], dict[str, int]]:
+            events, texts = build(cur)
+            text_rows = [(text_hash(t), t, len(t)) for t in texts]
+            return self._append_in(cur, list(events), text_rows)
+
+        with self._lock:
+            stored, versions = self._write(work)
+            if stored:
+                self._known.update(versions)
+                self._known_at = stored[-1].seq
+            return stored
+
     def put_texts(self, texts: Iterable[str]) -> list[str]:
         """Store texts by content hash (deduplicated) and return their hashes."""
         rows = [(text_hash(t), t, len(t)) for t in texts]

@@ -86,7 +86,10 @@ TRIGGERS = {
             calls = calls + 1, updated_seq = NEW.seq WHERE {CURRENT};""",
     "LLMCallFailed": f"""
         UPDATE gen_state SET failed_calls = failed_calls + 1, calls = calls + 1,
-            error = {p('error_class')} || ': ' || {p('message')}, updated_seq = NEW.seq
+            error = {p('error_class')} || ': ' || {p('message')}, updated_seq = NEW.seq,
+            status = CASE WHEN {p('released')} THEN 'planned' ELSE status END,
+            lease_until = CASE WHEN {p('released')} THEN NULL ELSE lease_until END,
+            worker = CASE WHEN {p('released')} THEN NULL ELSE worker END
             WHERE {CURRENT};""",
     "ResponseParsed": f"""
         UPDATE gen_state SET parsed_hash = {p('parsed_hash')}, status = 'completed', error = NULL,

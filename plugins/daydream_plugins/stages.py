@@ -1,1 +1,132 @@
-"""Built-in daydream plugin: stages (filled in by its issue)."""
+"""Built-in daydream plugin: the ``draft``, ``essay`` and ``evaluation`` stages.
+
+A stage says what its templates are given and how to judge an answer; it turns a call's outcome
+into events but never writes them (the runner's single writer does). Template variables keep the
+previous pipeline's templates working unchanged: drafts get ``concepts``; essays get the parent
+draft's parsed text as ``draft_block`` and ``links_block``; evaluations get the essay as ``response``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from daydream.contracts import Parsed, ParseFailure, StageInput
+from daydream.hookspecs import hookimpl
+from daydream.ledger import NewEvent, text_hash
+
+MIN_DRAFT_LINES = 3
+
+
+class BuiltinStage:
+    """Common behaviour of the built-in stages."""
+
+    name = ""
+    prefix = ""
+    parent_stage: str | None = None
+    scored = False
+
+    def variables(self, source: StageInput) -> dict[str, Any]:
+        """Template variables: the combo's concepts where known, plus what the parent produced."""
+        found: dict[str, Any] = {}
+        if source.combo_concepts is not None:
+            found["concepts"] = source.combo_concepts
+        return found
+
+    def check(self, raw_text: str, finish_reason: str | None) -> str | None:
+        """A reason to fail the generation despite a successful call (None: the answer is usable)."""
+        return None
+
+    def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
+                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
+        """Events that record what came of a completed call: parsed output, score, or failure."""
+        stream = f"gen:{gen['gen_id']}"
+        reason = self.check(raw_text, finish_reason)
+        if reason is not None:
+            return [NewEvent(stream, "GenerationFailed", {
+                "gen_id": gen["gen_id"], "attempt": attempt, "reason": reason,
+                "error_class": "ValidationFailed", "raw_hash": text_hash(raw_text)})], []
+        try:
+            parsed = parse(raw_text)
+        except ParseFailure as failure:
+            return [NewEvent(stream, "ParseFailed", {
+                "gen_id": gen["gen_id"], "attempt": attempt, "parser": parser_name,
+                "reason": failure.reason, "preview": failure.preview[-600:]})], []
+        events = [NewEvent(stream, "ResponseParsed", {
+            "gen_id": gen["gen_id"], "attempt": attempt, "parser": parser_name,
+            "parsed_hash": text_hash(parsed.text), "chars": len(parsed.text)})]
+        events.extend(self.score_events(gen, attempt, parsed))
+        return events, [parsed.text]
+
+    def score_events(self, gen: dict[str, Any], attempt: int, parsed: Parsed) -> list[NewEvent]:
+        """Extra events for a parsed answer (scores, for evaluations)."""
+        return []
+
+
+class DraftStage(BuiltinStage):
+    """Brainstorm links between the concepts of a combination."""
+
+    name = "draft"
+    prefix = "d_"
+
+    def check(self, raw_text: str, finish_reason: str | None) -> str | None:
+        if finish_reason == "length":
+            return "draft truncated: the model stopped at max_tokens (finish_reason 'length')"
+        lines = [line for line in raw_text.splitlines() if line.strip()]
+        if len(lines) < MIN_DRAFT_LINES:
+            return f"draft too short: {len(lines)} non-empty line(s), at least {MIN_DRAFT_LINES} expected"
+        return None
+
+
+class EssayStage(BuiltinStage):
+    """Turn a draft (or, in single-stage studies, the concepts themselves) into an essay."""
+
+    name = "essay"
+    prefix = "e_"
+    parent_stage = "draft"
+
+    def variables(self, source: StageInput) -> dict[str, Any]:
+        found = super().variables(source)
+        if source.parent_parsed is not None:
+            found["draft_block"] = source.parent_parsed
+            found["links_block"] = source.parent_parsed
+        return found
+
+
+class EvaluationStage(BuiltinStage):
+    """Score an essay 0–9 against a rubric."""
+
+    name = "evaluation"
+    prefix = "v_"
+    parent_stage = "essay"
+    scored = True
+
+    def variables(self, source: StageInput) -> dict[str, Any]:
+        found = super().variables(source)
+        if source.parent_parsed is not None:
+            found["response"] = source.parent_parsed
+        return found
+
+    def score_events(self, gen: dict[str, Any], attempt: int, parsed: Parsed) -> list[NewEvent]:
+        if parsed.score is None:
+            return []
+        return [NewEvent(f"gen:{gen['gen_id']}", "ScoreRecorded", {
+            "gen_id": gen["gen_id"], "attempt": attempt, "essay_gen_id": gen.get("parent_gen_id"),
+            "score": parsed.score, "rubric": gen.get("template_id"), "evaluator": gen.get("model_id"),
+            "replicate": gen.get("replicate")})]
+
+    def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
+                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
+        events, texts = super().outcome(gen, attempt, raw_text, finish_reason, parse, parser_name)
+        # An evaluation is only complete with a score; a parser that yields none is a parse failure.
+        if events and events[0].type == "ResponseParsed" and not any(e.type == "ScoreRecorded" for e in events):
+            return [NewEvent(f"gen:{gen['gen_id']}", "ParseFailed", {
+                "gen_id": gen["gen_id"], "attempt": attempt, "parser": parser_name,
+                "reason": f"parser {parser_name!r} returned no score", "preview": raw_text[-600:]})], []
+        return events, texts
+
+
+@hookimpl
+def register_stages(register: Callable[[Any], None]) -> None:
+    """Register the three built-in stages."""
+    for stage in (DraftStage(), EssayStage(), EvaluationStage()):
+        register(stage)

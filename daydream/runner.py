@@ -1,0 +1,851 @@
+"""The runner: turns planned generations into prompts, LLM calls, parsed outputs and scores.
+
+It loops until nothing is pending: find ready work in the ``gen_state`` projection, render the
+prompt, claim the call (``PromptRendered`` + ``LLMCallStarted`` with a lease, appended only if the
+generation is still unclaimed — a compare-and-set under the write lock), call the provider
+concurrently within per-model limits, and hand the outcome to a single writer that appends it in
+batches. A crash at any point loses nothing: a claim whose worker died (or whose lease expired) is
+re-claimed by the next run, and a completed call is never repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import sqlite3
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from daydream import plugins
+from daydream.contracts import CallFailed, CallRequest, CallResult, StageInput
+from daydream.errors import DaydreamError, UsageError
+from daydream.ledger import Ledger, NewEvent, text_hash
+
+STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
+DEFAULT_CONCURRENCY = 16
+FREE_CONCURRENCY = 1
+FREE_RPM = 20
+
+
+# ----------------------------------------------------------------------------- options and stats
+@dataclass
+class RunOptions:
+    """What ``daydream run`` was asked to do."""
+
+    cohort: str | None = None
+    stage: str | None = None
+    limit: int | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    budget: float | None = None
+    dry_run: bool = False
+    replay_from: str | None = None
+    timeout_s: float = float(os.environ.get("DAYDREAM_TIMEOUT_S", "300"))
+    max_tries: int = 4
+    retry_base_s: float = float(os.environ.get("DAYDREAM_RETRY_BASE_S", "1.0"))
+    retry_cap_s: float = 60.0
+    lease_s: float = float(os.environ.get("DAYDREAM_LEASE_S", "900"))
+    batch_size: int = 500
+
+
+@dataclass
+class StageStats:
+    """Live counters for one stage."""
+
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    in_flight: int = 0
+
+
+@dataclass
+class RunStats:
+    """What a run did; also the snapshot handed to the progress callback."""
+
+    stages: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
+    calls: int = 0
+    failed_calls: int = 0
+    tokens: int = 0
+    spent_usd: float = 0.0
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    copied: int = 0
+    lost_claims: int = 0
+    stopped_reason: str | None = None
+    fatal_models: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    planned: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able summary."""
+        return {
+            "stages": {k: vars(v) for k, v in sorted(self.stages.items(), key=lambda kv: STAGE_ORDER.get(kv[0], 9))},
+            "calls": self.calls, "failed_calls": self.failed_calls, "tokens": self.tokens,
+            "spent_usd": round(self.spent_usd, 6), "completed": self.completed, "failed": self.failed,
+            "copied": self.copied, "stopped_reason": self.stopped_reason,
+            "fatal_models": self.fatal_models, "elapsed_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+class RunStopped(DaydreamError):
+    """A run ended early (a model's key was refused, or the budget ran out) with work left."""
+
+
+# ----------------------------------------------------------------------------- worker identity
+def _proc_start(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # starttime, in clock ticks since boot
+    except (OSError, IndexError):
+        return None
+
+
+def worker_identity() -> dict[str, Any]:
+    """Who is claiming: host, pid and the process start time (to tell a recycled pid apart)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _proc_start(os.getpid())}
+
+
+def worker_is_dead(worker_json: str | None) -> bool:
+    """True when the claimant ran on this host and that process no longer exists."""
+    if not worker_json:
+        return True
+    try:
+        worker = json.loads(worker_json)
+    except ValueError:
+        return True
+    if worker.get("host") != socket.gethostname():
+        return False  # another machine: only its lease expiry frees the claim
+    pid = int(worker.get("pid") or 0)
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return worker.get("start") is not None and _proc_start(pid) != worker.get("start")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ----------------------------------------------------------------------------- ledger-side context
+@dataclass
+class Context:
+    """Catalog knowledge the runner needs, read from the ledger (which is self-contained)."""
+
+    models: dict[str, dict[str, Any]]
+    concepts: dict[str, dict[str, Any]]
+    combos: dict[str, dict[str, Any]]
+
+    @classmethod
+    def load(cls, ledger: Ledger) -> "Context":
+        models: dict[str, dict[str, Any]] = {}
+        concepts: dict[str, dict[str, Any]] = {}
+        for event in ledger.events(type="CatalogImported"):  # later snapshots win
+            for model in event.payload.get("models", []):
+                models[model["id"]] = model
+            for concept in event.payload.get("concepts", []):
+                concepts[concept["id"]] = concept
+        combos = {cid: {"concept_ids": json.loads(ids), "level": level, "k": k}
+                  for cid, ids, level, k in ledger.query("SELECT combo_id, concept_ids, level, k FROM combos")}
+        return cls(models, concepts, combos)
+
+    def concept_list(self, ledger: Ledger, combo_id: str | None, cache: dict[str, str]) -> list[dict[str, str]] | None:
+        """[{id, name, content}] of a combo at its description level (falling back as catalogs do)."""
+        if not combo_id or combo_id not in self.combos:
+            return None
+        combo = self.combos[combo_id]
+        level = combo.get("level") or "paragraph"
+        order = {"article": ["article", "paragraph", "sentence"], "paragraph": ["paragraph", "sentence"],
+                 "sentence": ["sentence"]}.get(level, [level, "paragraph", "sentence"])
+        found = []
+        for cid in combo["concept_ids"]:
+            concept = self.concepts.get(cid, {"id": cid, "name": cid, "levels": {}})
+            levels = concept.get("levels") or {}
+            content = None
+            for lvl in order:
+                h = levels.get(lvl)
+                if h:
+                    if h not in cache:
+                        cache[h] = ledger.get_text(h) or ""
+                    content = cache[h]
+                    break
+            found.append({"id": cid, "name": concept.get("name") or cid, "content": content or concept.get("name") or cid})
+        return found
+
+
+def model_params(model: dict[str, Any], stage: str) -> tuple[float | None, int | None]:
+    """Temperature and max_tokens for a stage: per-stage override, else the model's default."""
+    override = (model.get("stages") or {}).get(stage) or {}
+    temperature = override.get("temperature", model.get("temperature"))
+    max_tokens = override.get("max_tokens", model.get("max_tokens"))
+    return temperature, max_tokens
+
+
+def model_limits(model: dict[str, Any], global_cap: int) -> tuple[int, int | None]:
+    """(concurrency, requests per minute) for a model; ``:free`` models default to 1 and 20/min."""
+    free = str(model.get("model") or "").endswith(":free")
+    concurrency = model.get("concurrency") or (FREE_CONCURRENCY if free else global_cap)
+    rpm = model.get("rpm") or (FREE_RPM if free else None)
+    return max(1, min(int(concurrency), global_cap)), (int(rpm) if rpm else None)
+
+
+class RateLimiter:
+    """Requests-per-minute pacing: starts are spaced at least 60/rpm seconds apart."""
+
+    def __init__(self, rpm: int | None) -> None:
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self.next_at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            delay = self.next_at - now
+            self.next_at = max(now, self.next_at) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+# ----------------------------------------------------------------------------- pending work
+PENDING_SQL = """
+SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
+       g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
+       p.parsed_hash
+FROM gen_state g
+LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
+WHERE (g.status = 'planned' OR (g.status = 'running' AND (g.lease_until < :now OR g.worker LIKE :host)))
+  AND (g.parent_gen_id IS NULL OR p.status = 'completed')
+  {cohort} {stage}
+ORDER BY CASE g.stage WHEN 'draft' THEN 0 WHEN 'essay' THEN 1 WHEN 'evaluation' THEN 2 ELSE 3 END,
+         g.planned_seq
+LIMIT :limit
+"""
+
+GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
+               "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash")
+
+
+def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None = None) -> dict[str, dict[str, int]]:
+    """Per stage: planned (total), completed, failed, running, ready, blocked."""
+    where, params = [], []
+    if cohort:
+        where.append("g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)")
+        params.append(cohort)
+    if stage:
+        where.append("g.stage = ?")
+        params.append(stage)
+    sql = f"""
+        SELECT g.stage, g.status, (g.parent_gen_id IS NULL OR p.status = 'completed') AS ready, COUNT(*)
+        FROM gen_state g LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
+        {'WHERE ' + ' AND '.join(where) if where else ''}
+        GROUP BY 1, 2, 3"""
+    out: dict[str, dict[str, int]] = {}
+    for st, status, ready, n in ledger.query(sql, params):
+        row = out.setdefault(st, {"total": 0, "completed": 0, "failed": 0, "running": 0, "ready": 0, "blocked": 0})
+        row["total"] += n
+        if status == "completed":
+            row["completed"] += n
+        elif status == "failed":
+            row["failed"] += n
+        elif status == "running":
+            row["running"] += n
+        elif ready:
+            row["ready"] += n
+        else:
+            row["blocked"] += n
+    return dict(sorted(out.items(), key=lambda kv: STAGE_ORDER.get(kv[0], 9)))
+
+
+# ----------------------------------------------------------------------------- the runner
+@dataclass
+class _Job:
+    gen: dict[str, Any]
+    prompt: str | None = None
+    prompt_hash: str | None = None
+    attempt: int = 1
+    call: int = 0
+
+
+class _WriteItem:
+    __slots__ = ("kind", "job", "events", "texts", "future", "observed")
+
+    def __init__(self, kind: str, job: _Job, events: list[NewEvent], texts: list[str],
+                 future: asyncio.Future | None = None, observed: tuple | None = None) -> None:
+        self.kind = kind
+        self.job = job
+        self.events = events
+        self.texts = texts
+        self.future = future
+        self.observed = observed
+
+
+class Runner:
+    """One ``daydream run``: construct, then ``await run()`` (or call ``run_sync()``)."""
+
+    def __init__(self, ledger: Ledger, options: RunOptions,
+                 progress: Callable[[RunStats, dict[str, dict[str, int]]], None] | None = None) -> None:
+        if options.stage and options.stage not in plugins.stages().items:
+            raise UsageError(f"--stage {options.stage!r} is not a stage (known: "
+                             f"{', '.join(sorted(plugins.stages().items))})")
+        self.ledger = ledger
+        self.options = options
+        self.progress = progress
+        self.stats = RunStats()
+        self.ctx = Context.load(ledger)
+        self.stages = plugins.stages()
+        self.parsers = plugins.parsers()
+        self.worker = worker_identity()
+        self.worker_json = json.dumps(self.worker, sort_keys=True, separators=(",", ":"))
+        self.env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self._templates: dict[str, Any] = {}
+        self._texts: dict[str, str] = {}
+        self._providers: dict[str, Any] = {}
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._limiters: dict[str, RateLimiter] = {}
+        self._in_flight: set[str] = set()
+        self._stop = False
+        self._queue: asyncio.Queue[_WriteItem] | None = None
+        self._flushed: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._reserved_usd = 0.0
+
+    # ------------------------------------------------------------------ public
+    def run_sync(self) -> RunStats:
+        """Run to completion in a fresh event loop."""
+        return asyncio.run(self.run())
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Stop claiming new work (Ctrl-C); in-flight calls are released for the next run."""
+        self._stop = True
+        self.stats.stopped_reason = self.stats.stopped_reason or reason
+
+    async def run(self) -> RunStats:
+        """Process pending work until none is left, a limit is hit, or a stop is requested."""
+        if self.options.dry_run:
+            self.stats.planned = pending_counts(self.ledger, self.options.cohort, self.options.stage)
+            return self.stats
+        self._queue = asyncio.Queue()
+        self._flushed = asyncio.Event()
+        writer = asyncio.create_task(self._writer())
+        try:
+            await self._feed()
+        except asyncio.CancelledError:
+            self.request_stop("interrupted")
+        finally:
+            if self._stop:
+                for task in list(self._tasks):
+                    task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._queue.put(_WriteItem("end", _Job({}), [], []))
+            await writer
+            for provider in self._providers.values():
+                closer = getattr(provider, "aclose", None)
+                if closer:
+                    try:
+                        await closer()
+                    except Exception:
+                        pass
+            self._report()
+        return self.stats
+
+    # ------------------------------------------------------------------ feeding
+    def _query_pending(self, window: int) -> list[dict[str, Any]]:
+        now = _iso(datetime.now(timezone.utc))
+        cohort = "AND g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = :cohort)" if self.options.cohort else ""
+        stage = "AND g.stage = :stage" if self.options.stage else ""
+        params = {"now": now, "host": f'%"host":"{self.worker["host"]}"%', "limit": window,
+                  "cohort": self.options.cohort, "stage": self.options.stage}
+        sql = PENDING_SQL.format(cohort=cohort, stage=stage)
+        with self.ledger.engine.connect() as conn:
+            rows = conn.exec_driver_sql(sql, {k: v for k, v in params.items() if f":{k}" in sql}).fetchall()
+        found = []
+        for row in rows:
+            gen = dict(zip(GEN_COLUMNS, row))
+            if gen["gen_id"] in self._in_flight:
+                continue
+            if gen["status"] == "running":
+                expired = (gen["lease_until"] or "") < now
+                if not expired and not worker_is_dead(gen["worker"]):
+                    continue
+            found.append(gen)
+        return found
+
+    def _capacity(self) -> int:
+        return max(self.options.concurrency * 2, 64)
+
+    async def _feed(self) -> None:
+        assert self._flushed is not None
+        idle_rounds = 0
+        while not self._stop:
+            if self.options.limit is not None and self.stats.claimed >= self.options.limit:
+                self.stats.stopped_reason = self.stats.stopped_reason or f"--limit {self.options.limit} reached"
+                break
+            room = self._capacity() - len(self._in_flight)
+            started = 0
+            if room > 0:
+                for gen in self._query_pending(room + len(self._in_flight)):
+                    if self._stop or len(self._in_flight) >= self._capacity():
+                        break
+                    if self.options.limit is not None and self.stats.claimed >= self.options.limit:
+                        break
+                    if gen["generator"] != "copy" and gen["model_id"] in self.stats.fatal_models:
+                        continue
+                    if gen["generator"] != "copy" and not self._budget_allows(gen):
+                        self.stats.stopped_reason = f"budget ${self.options.budget:.2f} reached"
+                        self._stop = True
+                        break
+                    self._start(gen)
+                    started += 1
+            self._emit_progress()
+            if not self._in_flight and started == 0:
+                # Nothing running and nothing startable: either done, or only work for stopped models.
+                idle_rounds += 1
+                if idle_rounds >= 2:
+                    break
+                await asyncio.sleep(0)
+                continue
+            idle_rounds = 0
+            self._flushed.clear()
+            try:
+                await asyncio.wait_for(self._flushed.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    def _start(self, gen: dict[str, Any]) -> None:
+        job = _Job(gen, attempt=gen["attempt"] or 1)
+        self._in_flight.add(gen["gen_id"])
+        self.stats.claimed += 1
+        self.stats.stages[gen["stage"]].in_flight += 1
+        task = asyncio.create_task(self._process(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _budget_allows(self, gen: dict[str, Any]) -> bool:
+        if self.options.budget is None:
+            return True
+        model = self.ctx.models.get(gen["model_id"] or "", {})
+        price_in, price_out = model.get("price_in"), model.get("price_out")
+        estimate = 0.0
+        if price_in or price_out:
+            _t, max_tokens = model_params(model, gen["stage"])
+            estimate = (2000 * (price_in or 0) + (max_tokens or 2000) * (price_out or 0)) / 1e6
+        if self.stats.spent_usd + self._reserved_usd + estimate > self.options.budget:
+            return False
+        self._reserved_usd += estimate
+        gen["_reserved"] = estimate
+        return True
+
+    # ------------------------------------------------------------------ one generation
+    def _text(self, h: str | None) -> str | None:
+        if not h:
+            return None
+        if h not in self._texts:
+            value = self.ledger.get_text(h)
+            if value is None:
+                return None
+            if len(self._texts) > 20000:
+                self._texts.clear()
+            self._texts[h] = value
+        return self._texts[h]
+
+    def _render(self, job: _Job) -> str:
+        gen = job.gen
+        stage = self.stages.get(gen["stage"])
+        template_text = self._text(gen["template_hash"])
+        if template_text is None:
+            raise _GenFailure("TemplateMissing",
+                              f"template {gen['template_id']!r} (sha256 {str(gen['template_hash'])[:12]}…) is not in the ledger")
+        compiled = self._templates.get(gen["template_hash"])
+        if compiled is None:
+            try:
+                compiled = self.env.from_string(template_text)
+            except JinjaTemplateError as exc:
+                raise _GenFailure("TemplateError", f"template {gen['template_id']!r}: {exc}") from None
+            self._templates[gen["template_hash"]] = compiled
+        parent_text = self._text(gen["parent_parsed_hash"]) if gen["parent_gen_id"] else None
+        source = StageInput(gen_id=gen["gen_id"],
+                            combo_concepts=self.ctx.concept_list(self.ledger, gen["combo_id"], self._texts),
+                            parent_parsed=parent_text, parent_stage=stage.parent_stage)
+        try:
+            return compiled.render(**stage.variables(source))
+        except JinjaTemplateError as exc:
+            raise _GenFailure("TemplateError", f"template {gen['template_id']!r} failed to render: {exc}") from None
+
+    async def _process(self, job: _Job) -> None:
+        gen = job.gen
+        stage_stats = self.stats.stages[gen["stage"]]
+        try:
+            if gen["generator"] == "copy":
+                await self._copy(job)
+            else:
+                await self._call(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a plugin must not kill the run: record it and go on
+            await self._submit(_WriteItem("result", job, [NewEvent(f"gen:{gen['gen_id']}", "GenerationFailed", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": type(exc).__name__,
+                "reason": f"internal error: {exc}"})], []))
+        finally:
+            stage_stats.in_flight -= 1
+            self._in_flight.discard(gen["gen_id"])
+            self._reserved_usd -= gen.get("_reserved", 0.0)
+
+    async def _copy(self, job: _Job) -> None:
+        gen = job.gen
+        parent_text = self._text(gen["parent_parsed_hash"])
+        stream = f"gen:{gen['gen_id']}"
+        if parent_text is None:
+            events = [NewEvent(stream, "GenerationFailed", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": "ParentMissing",
+                "reason": "copy-mode generation has no parent text to copy"})]
+            await self._submit(_WriteItem("result", job, events, [], observed=("planned", job.attempt)))
+            return
+        events = [NewEvent(stream, "ResponseParsed", {
+            "gen_id": gen["gen_id"], "attempt": job.attempt, "parser": "copy",
+            "parsed_hash": gen["parent_parsed_hash"], "chars": len(parent_text),
+            "copied_from": gen["parent_gen_id"]})]
+        await self._submit(_WriteItem("result", job, events, [], observed=("planned", job.attempt)))
+
+    async def _claim(self, job: _Job) -> bool:
+        gen = job.gen
+        model = self.ctx.models.get(gen["model_id"] or "")
+        stream = f"gen:{gen['gen_id']}"
+        lease_until = _iso(datetime.now(timezone.utc) + timedelta(seconds=self.options.lease_s))
+        job.call = 1
+        events = [
+            NewEvent(stream, "PromptRendered", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "prompt_hash": job.prompt_hash,
+                "chars": len(job.prompt or ""), "template_id": gen["template_id"],
+                "template_hash": gen["template_hash"]}),
+            NewEvent(stream, "LLMCallStarted", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call,
+                "model_id": gen["model_id"], "provider": self._provider_name(model),
+                "provider_model": (model or {}).get("model"), "lease_until": lease_until,
+                "worker": self.worker}),
+        ]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        await self._submit(_WriteItem("claim", job, events, [job.prompt or ""], future,
+                                      observed=(gen["status"], job.attempt, gen["worker"])))
+        return await future
+
+    def _provider_name(self, model: dict[str, Any] | None) -> str:
+        if self.options.replay_from:
+            return "replay"
+        return (model or {}).get("provider") or "openai"
+
+    def _provider(self, model_id: str) -> Any:
+        if model_id not in self._providers:
+            model = self.ctx.models[model_id]
+            name = self._provider_name(model)
+            factory = plugins.providers().get(name)
+            options: dict[str, Any] = {"timeout_s": self.options.timeout_s}
+            if self.options.replay_from:
+                options["replay_from"] = self.options.replay_from
+            self._providers[model_id] = factory(model, **options)
+        return self._providers[model_id]
+
+    def _limits(self, model_id: str) -> tuple[asyncio.Semaphore, RateLimiter]:
+        if model_id not in self._sems:
+            concurrency, rpm = model_limits(self.ctx.models.get(model_id, {}), self.options.concurrency)
+            self._sems[model_id] = asyncio.Semaphore(concurrency)
+            self._limiters[model_id] = RateLimiter(rpm)
+        return self._sems[model_id], self._limiters[model_id]
+
+    async def _call(self, job: _Job) -> None:
+        gen = job.gen
+        stream = f"gen:{gen['gen_id']}"
+        model_id = gen["model_id"]
+        if not model_id or model_id not in self.ctx.models:
+            await self._submit(_WriteItem("result", job, [NewEvent(stream, "GenerationFailed", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": "UnknownModel",
+                "reason": f"model {model_id!r} is not in any catalog snapshot of this ledger"})], [],
+                observed=(gen["status"], job.attempt)))
+            return
+        try:
+            job.prompt = self._render(job)
+        except _GenFailure as failure:
+            await self._submit(_WriteItem("result", job, [NewEvent(stream, "GenerationFailed", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": failure.error_class,
+                "reason": failure.reason})], [], observed=(gen["status"], job.attempt)))
+            return
+        job.prompt_hash = text_hash(job.prompt)
+        model = self.ctx.models[model_id]
+        try:
+            provider = self._provider(model_id)
+        except DaydreamError as exc:
+            self.stats.fatal_models[model_id] = str(exc)
+            return
+        sem, limiter = self._limits(model_id)
+        temperature, max_tokens = model_params(model, gen["stage"])
+        request = CallRequest(gen_id=gen["gen_id"], stage=gen["stage"], prompt=job.prompt, model_id=model_id,
+                              provider_model=model.get("model") or model_id, temperature=temperature,
+                              max_tokens=max_tokens, prompt_hash=job.prompt_hash)
+        async with sem:
+            if self._stop or model_id in self.stats.fatal_models:
+                return
+            if not await self._claim(job):
+                return
+            stage_stats = self.stats.stages[gen["stage"]]
+            tries = 0
+            while True:
+                tries += 1
+                await limiter.wait()
+                started = time.monotonic()
+                try:
+                    result: CallResult = await provider.complete(request)
+                except asyncio.CancelledError:
+                    await self._release(job, "Interrupted", "run interrupted before the answer arrived")
+                    raise
+                except CallFailed as failure:
+                    self.stats.failed_calls += 1
+                    self.stats.calls += 1
+                    fatal = failure.fatal_for_model
+                    give_up = fatal or not failure.retryable or tries >= self.options.max_tries or self._stop
+                    payload = {
+                        "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call, "try": tries,
+                        "model_id": model_id, "provider": self._provider_name(model),
+                        "error_class": failure.error_class, "message": failure.message[:500],
+                        "status": failure.status, "retryable": failure.retryable,
+                        "latency_s": round(failure.latency_s if failure.latency_s is not None
+                                           else time.monotonic() - started, 4),
+                        "released": bool(fatal or (failure.retryable and self._stop)),
+                    }
+                    events = [NewEvent(stream, "LLMCallFailed", payload)]
+                    texts: list[str] = []
+                    if fatal:
+                        self.stats.fatal_models.setdefault(model_id, failure.message)
+                    elif give_up and not payload["released"]:
+                        reason = (f"gave up after {tries} tries: {failure.error_class}: {failure.message[:300]}"
+                                  if failure.retryable else f"{failure.error_class}: {failure.message[:300]}")
+                        failed = {"gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": failure.error_class,
+                                  "reason": reason}
+                        if failure.raw_text:
+                            failed["raw_hash"] = text_hash(failure.raw_text)
+                            texts.append(failure.raw_text)
+                        events.append(NewEvent(stream, "GenerationFailed", failed))
+                    await self._submit(_WriteItem("result", job, events, texts))
+                    if give_up:
+                        return
+                    await asyncio.sleep(self._backoff(tries, failure.retry_after))
+                    continue
+                break
+            # A successful answer: record the call and what came of it in one transaction.
+            self.stats.calls += 1
+            self.stats.tokens += (result.prompt_tokens or 0) + (result.completion_tokens or 0)
+            if result.cost_usd:
+                self.stats.spent_usd += result.cost_usd
+            stage = self.stages.get(gen["stage"])
+            parser_name = gen["parser"] or "identity"
+            completed = NewEvent(stream, "LLMCallCompleted", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call,
+                "text_hash": text_hash(result.text), "chars": len(result.text),
+                "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens, "cost_usd": result.cost_usd,
+                "latency_s": round(result.latency_s, 4), "model_id": model_id, "provider": result.provider,
+                "requested_model": result.requested_model, "resolved_model": result.resolved_model,
+                "request_id": result.request_id, "offline": result.provider == "offline"})
+            try:
+                parse = self.parsers.get(parser_name)
+            except DaydreamError as exc:
+                outcome = [NewEvent(stream, "GenerationFailed", {
+                    "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": "UnknownParser",
+                    "reason": str(exc)})]
+                texts = []
+            else:
+                outcome, texts = stage.outcome(gen, job.attempt, result.text, result.finish_reason, parse, parser_name)
+            del stage_stats
+            await self._submit(_WriteItem("result", job, [completed, *outcome], [result.text, *texts]))
+
+    def _backoff(self, tries: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), 600.0) + random.uniform(0, 0.05)
+        base = self.options.retry_base_s * (2 ** (tries - 1))
+        return min(base, self.options.retry_cap_s) * random.uniform(0.5, 1.0)
+
+    async def _release(self, job: _Job, error_class: str, message: str) -> None:
+        gen = job.gen
+        events = [NewEvent(f"gen:{gen['gen_id']}", "LLMCallFailed", {
+            "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call, "try": 0,
+            "model_id": gen["model_id"], "provider": None, "error_class": error_class, "message": message,
+            "status": None, "retryable": True, "latency_s": None, "released": True})]
+        assert self._queue is not None
+        self._queue.put_nowait(_WriteItem("result", job, events, []))
+
+    # ------------------------------------------------------------------ the single writer
+    async def _submit(self, item: _WriteItem) -> None:
+        assert self._queue is not None
+        await self._queue.put(item)
+
+    async def _writer(self) -> None:
+        assert self._queue is not None and self._flushed is not None
+        ending = False
+        while not ending:
+            first = await self._queue.get()
+            items = [first]
+            while len(items) < self.options.batch_size:
+                try:
+                    items.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            ending = any(i.kind == "end" for i in items)
+            items = [i for i in items if i.kind != "end"]
+            if ending:  # drain what is left
+                while True:
+                    try:
+                        extra = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if extra.kind != "end":
+                        items.append(extra)
+            if items:
+                outcome = await asyncio.to_thread(self._write_batch, items)
+                for item, ok in zip(items, outcome):
+                    if item.future is not None and not item.future.done():
+                        item.future.set_result(ok)
+                    if ok and item.kind == "result":
+                        self._count(item)
+            self._flushed.set()
+
+    def _count(self, item: _WriteItem) -> None:
+        stage = self.stats.stages[item.job.gen.get("stage", "?")]
+        types = {e.type for e in item.events}
+        if "ResponseParsed" in types:
+            stage.done += 1
+            self.stats.completed += 1
+            if item.job.gen.get("generator") == "copy":
+                self.stats.copied += 1
+        elif types & {"GenerationFailed", "ParseFailed"}:
+            stage.failed += 1
+            self.stats.failed += 1
+
+    def _write_batch(self, items: list[_WriteItem]) -> list[bool]:
+        accepted: list[bool] = []
+
+        def build(cur: sqlite3.Cursor) -> tuple[list[NewEvent], list[str]]:
+            accepted.clear()
+            events: list[NewEvent] = []
+            texts: list[str] = []
+            for item in items:
+                ok = self._guard(cur, item)
+                accepted.append(ok)
+                if ok:
+                    events.extend(item.events)
+                    texts.extend(item.texts)
+            return events, texts
+
+        self.ledger.transact(build)
+        for item, ok in zip(items, accepted):
+            if not ok and item.kind == "result":
+                self.stats.lost_claims += 1
+        return list(accepted)
+
+    def _guard(self, cur: sqlite3.Cursor, item: _WriteItem) -> bool:
+        """Is this item still valid against the current projection? (a compare-and-set)"""
+        gen_id = item.job.gen["gen_id"]
+        row = cur.execute("SELECT status, attempt, worker FROM gen_state WHERE gen_id = ?", (gen_id,)).fetchone()
+        if row is None:
+            return False
+        status, attempt, worker = row
+        if attempt != item.job.attempt:
+            return False
+        if item.kind == "claim":
+            observed_status, _attempt, observed_worker = item.observed
+            if status == "planned":
+                return True
+            return status == "running" and observed_status == "running" and worker == observed_worker
+        if item.observed is not None:  # results that need no claim (copy, render failures)
+            return status in ("planned", "running") and (status != "running" or worker == self.worker_json
+                                                         or worker_is_dead(worker))
+        # Results of a call we claimed: only while the claim is still ours.
+        if status != "running" or worker != self.worker_json:
+            # Record that the call happened even if the claim was lost (it was paid for).
+            item.events = [e for e in item.events if e.type in ("LLMCallCompleted", "LLMCallFailed")]
+            item.texts = item.texts[:1] if item.events else []
+            if not item.events:
+                return False
+            return status == "running"
+        return True
+
+    # ------------------------------------------------------------------ progress
+    def _emit_progress(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stats, {})
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stats, pending_counts(self.ledger, self.options.cohort, self.options.stage))
+
+
+class _GenFailure(Exception):
+    def __init__(self, error_class: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error_class = error_class
+        self.reason = reason
+
+
+def run_cohort(ledger: Ledger, options: RunOptions,
+               progress: Callable[[RunStats, dict[str, dict[str, int]]], None] | None = None) -> RunStats:
+    """Run pending work to completion (the library entry point of ``daydream run``)."""
+    return Runner(ledger, options, progress).run_sync()
+
+
+def retry_generations(ledger: Ledger, gen_ids: list[str] | None = None, *, cohort: str | None = None,
+                      stage: str | None = None, failed_only: bool = False, reason: str = "rerun requested"
+                      ) -> list[str]:
+    """Start a new attempt for the given generations (``GenerationRetried``); the old one stays."""
+    from daydream.errors import NotFound
+
+    def build(cur: sqlite3.Cursor) -> tuple[list[NewEvent], list[str]]:
+        rows: list[tuple] = []
+        if gen_ids:
+            missing = []
+            for gid in gen_ids:
+                row = cur.execute("SELECT gen_id, attempt, status FROM gen_state WHERE gen_id = ?", (gid,)).fetchone()
+                if row is None:
+                    missing.append(gid)
+                else:
+                    rows.append(row)
+            if missing:
+                raise NotFound(f"no generation with id {', '.join(missing)} in this ledger")
+        else:
+            sql = "SELECT g.gen_id, g.attempt, g.status FROM gen_state g WHERE 1=1"
+            params: list[Any] = []
+            if cohort:
+                sql += " AND g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)"
+                params.append(cohort)
+            if stage:
+                sql += " AND g.stage = ?"
+                params.append(stage)
+            rows = cur.execute(sql, params).fetchall()
+        events = []
+        for gid, attempt, status in rows:
+            if status == "running" or status == "planned":
+                continue  # nothing to retry: it has not finished its current attempt
+            if failed_only and status != "failed":
+                continue
+            events.append(NewEvent(f"gen:{gid}", "GenerationRetried", {
+                "gen_id": gid, "attempt": (attempt or 1) + 1, "previous_attempt": attempt or 1,
+                "reason": reason}))
+        return events, []
+
+    stored = ledger.transact(build)
+    return [e.payload["gen_id"] for e in stored]
