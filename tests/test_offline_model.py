@@ -102,6 +102,12 @@ def test_evaluation_ends_with_a_parseable_score_line() -> None:
     assert OFFLINE_MODEL in answer  # labelled as the offline model's work
 
 
+def test_evaluation_is_recognised_without_the_exact_score_line() -> None:
+    answer = offline_answer("v_1", "Rate this essay; give a score from 0 to 9.\n\nThe essay text.")
+    assert plugins.parsers().get("score")(answer).score is not None
+    assert "SCORE" not in offline_answer("d_1", DRAFT_LIST)
+
+
 def test_scores_vary_across_essays_and_follow_content() -> None:
     essays = [offline_answer(f"e_{i}", ESSAY_PLAIN) for i in range(30)]
     scores = [plugins.parsers().get("score")(offline_answer(f"v_{i}", evaluation_prompt(e))).score

@@ -141,6 +141,9 @@ ACCEPTED = [
     ("Analysis...\n**Score:** 7\nSCORE: 7", 7.0, "7"),  # the same score twice is not ambiguous
     ("Novelty score: 3\nRigor score: 5\nSCORE: 6", 6.0, "6"),  # sub-scores are not the score
     ("SCORE: 7\r\n", 7.0, "7"),
+    ("Analysis...\nScore (0-9): 5", 5.0, "5"),
+    ("Analysis...\nFinal score: 7 (out of 9)", 7.0, "7"),
+    ("Analysis...\nSCORE: 8/9.", 8.0, "8"),
 ]
 
 
@@ -158,6 +161,8 @@ REJECTED = [
     ("Analysis...\nSCORE: 7-8", "ambiguous"),
     ("Analysis...\nSCORE: -1", "ambiguous"),
     ("Analysis...\nSCORE: 7/10", "not on the 0-9 scale"),
+    ("Analysis...\nScore: 7 (out of 10)", "not on the 0-9 scale"),
+    ("Analysis...\nSCORE: 7, strong mechanism", "ambiguous"),
     ("Analysis...\nSCORE: 7\nFinal score: 8", "different scores"),
     ("Analysis...\nSCORE: X", "no score line"),  # the template's placeholder echoed back
     ("SCORE: 7\nline\nline\nline", "no score line"),  # far from the end: not "the last lines"

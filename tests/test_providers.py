@@ -264,6 +264,11 @@ def test_openai_model_without_key_env_sends_no_authorization() -> None:
         assert stub.records[0].authorization_present is False
 
 
+def test_openai_rejects_a_base_url_that_is_not_http() -> None:
+    with pytest.raises(ProviderError, match="base_url 'localhost:11434' is not an http"):
+        openai("localhost:11434")
+
+
 def test_compute_cost_needs_both_prices_and_tokens() -> None:
     assert compute_cost(1_000_000, 500_000, 1.0, 4.0) == pytest.approx(3.0)
     assert compute_cost(10, 10, 0.0, 0.0) == 0.0  # free models cost zero, not unknown
@@ -394,6 +399,18 @@ def test_replay_answers_from_imported_generations(ledger_path: Path) -> None:
         "raw_hash": text_hash("imported answer"), "finish_reason": "stop", "source": "test",
         "metadata": {}})], texts=[PROMPT, "imported answer"])
     assert call(replay(ledger_path), request()).text == "imported answer"
+
+
+def test_replay_index_is_shared_between_models_until_the_ledger_changes(ledger_path: Path) -> None:
+    ledger = Ledger.open(ledger_path)
+    _completed(ledger, "d_a", PROMPT, "first answer")
+    first, second = replay(ledger_path), replay(ledger_path, model_id="judge_b")
+    assert first.index is second.index  # built once for all models of a run
+    _completed(ledger, "d_b", "a later prompt", "later answer")
+    later = replay(ledger_path)
+    assert later.index is not first.index
+    req = CallRequest(gen_id="d_b", stage="draft", prompt="a later prompt", model_id="stub_m", provider_model="m")
+    assert call(later, req).text == "later answer"
 
 
 def test_replay_without_a_ledger_is_a_clear_error(tmp_path: Path) -> None:

@@ -32,8 +32,10 @@ _SCORE_LABEL = re.compile(
     r"^(?:final|overall|total)?\s*score(?:[\s_]*\(?0\s*[-–_]\s*9\)?)?\s*[:=]\s*(.*)$",
     re.IGNORECASE,
 )
-# The only value shapes accepted: "7", "7.5", "7/9", "7 / 9", "7 out of 9", optional final period.
-_SCORE_VALUE = re.compile(r"^(\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?\s*\.?$", re.IGNORECASE)
+# The only value shapes accepted: "7", "7.5", "7/9", "7 / 9", "7 out of 9", "7 (out of 9)", with an
+# optional final period.
+_SCORE_VALUE = re.compile(
+    r"^(\d+(?:\.\d+)?)(?:\s*\(?\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)\s*\)?)?\s*\.?$", re.IGNORECASE)
 
 
 def _preview(text: str) -> str:

@@ -29,7 +29,9 @@ _CAPITALISED = re.compile(r"[A-Z][\w-]{2,}(?:(?: of| and| for| in| the)? [A-Z][\
 _NOUN_PHRASE = re.compile(r"(?:the|of) ([a-z]{4,}[ -][a-z]{4,}(?:[ -][a-z]{4,})?)")
 _LONG_WORD = re.compile(r"[a-z]{8,}")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
-_SCORE_REQUEST = re.compile(r"\bSCORE\s*:")
+# An evaluation prompt asks for "SCORE: X", or speaks of a score on a 0-9 scale.
+_SCORE_LINE = re.compile(r"SCORE\s*:")
+_SCALE = re.compile(r"\b0\s*(?:-|–|to)\s*9\b")
 # Where evaluation templates put the text under evaluation, and where their instructions begin.
 _EVAL_START = re.compile(r"^(?:RESPONSE TO EVALUATE|CANDIDATE TEXT|TEXT TO EVALUATE|ESSAY)\s*:\s*$",
                          re.MULTILINE | re.IGNORECASE)
@@ -118,9 +120,10 @@ def extract_terms(text: str, limit: int = 12) -> list[str]:
     return terms or ["the idea"]
 
 
-def extract_phrases(text: str, limit: int = 8) -> list[str]:
-    """Short lower-case noun phrases (``the default mode network``) for flavour."""
-    counts = Counter(_NOUN_PHRASE.findall(text))
+def extract_phrases(text: str, limit: int = 8, scan_chars: int = 5000) -> list[str]:
+    """Short lower-case noun phrases (``the default mode network``) for flavour, from the first
+    ``scan_chars`` characters (plenty for flavour, and keeps long prompts fast)."""
+    counts = Counter(_NOUN_PHRASE.findall(text, 0, scan_chars))
     return [p for p, _ in counts.most_common(limit)]
 
 
@@ -221,10 +224,24 @@ def _evaluation(rng: random.Random, prompt: str) -> str:
     return "\n".join(lines)
 
 
+def _asks_for_score(prompt: str) -> bool:
+    # Literal checks first: this runs on every prompt, drafts included.
+    if "SCORE" in prompt and _SCORE_LINE.search(prompt):
+        return True
+    lowered = prompt.lower()
+    at = lowered.find("score")
+    while at >= 0:
+        window = lowered[at:at + 70].split("\n", 1)[0]
+        if _SCALE.search(window):
+            return True
+        at = lowered.find("score", at + 5)
+    return False
+
+
 def offline_answer(gen_id: str, prompt: str) -> str:
     """The offline model's answer to ``prompt`` for generation ``gen_id`` (deterministic)."""
     rng = _rng(gen_id, prompt)
-    if "SCORE" in prompt and _SCORE_REQUEST.search(prompt):
+    if _asks_for_score(prompt):
         return _evaluation(rng, prompt)
     terms = extract_terms(prompt)
     phrases = extract_phrases(prompt)

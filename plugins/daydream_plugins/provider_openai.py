@@ -21,6 +21,7 @@ from typing import Any, Callable
 import httpx
 
 from daydream.contracts import CallFailed, CallRequest, CallResult
+from daydream.errors import ProviderError
 from daydream.hookspecs import hookimpl
 
 PROVIDER_NAME = "openai"
@@ -74,6 +75,9 @@ class OpenAIProvider:
         self.model = model
         self.model_id = str(model.get("id"))
         self.base_url = str(model.get("base_url") or OPENROUTER_BASE_URL).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ProviderError(f"model {self.model_id}: base_url {self.base_url!r} is not an http(s) URL; "
+                                "expected e.g. https://openrouter.ai/api/v1 or http://localhost:11434/v1")
         self.url = f"{self.base_url}/chat/completions"
         self.openrouter = is_openrouter(self.base_url)
         self.timeout_s = float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S)
@@ -143,6 +147,14 @@ class OpenAIProvider:
             raise CallFailed("ConnectionError", self._scrub(
                 f"cannot reach {self.base_url} for model {self.model_id}: {type(exc).__name__}: {exc}", key),
                 retryable=True, latency_s=time.perf_counter() - started) from None
+        except httpx.DecodingError as exc:  # a body the server claimed to encode but did not
+            raise CallFailed("MalformedResponse", self._scrub(
+                f"unreadable answer from {self.base_url} for model {self.model_id}: {exc}", key),
+                retryable=True, latency_s=time.perf_counter() - started) from None
+        except httpx.RequestError as exc:  # redirect loops and the like: trying again will not help
+            raise CallFailed("RequestError", self._scrub(
+                f"request to {self.base_url} for model {self.model_id} failed: {type(exc).__name__}: {exc}",
+                key), retryable=False, latency_s=time.perf_counter() - started) from None
         finally:
             self._idle.append(client)
         latency = time.perf_counter() - started

@@ -92,6 +92,33 @@ class ReplayIndex:
         return len(self.by_prompt)
 
 
+# The runner creates one provider per catalog model; they all replay the same ledger, so the index
+# (one pass over a possibly large ledger) is built once and shared while the file is unchanged.
+_LAST_INDEX: dict[tuple[str, tuple[int, ...]], ReplayIndex] = {}
+
+
+def _file_stamp(path: Path) -> tuple[int, ...]:
+    stamp: list[int] = []
+    for part in (path, Path(f"{path}-wal")):
+        try:
+            info = part.stat()
+            stamp += [info.st_mtime_ns, info.st_size]
+        except FileNotFoundError:
+            stamp += [0, 0]
+    return tuple(stamp)
+
+
+def _shared_index(ledger: Ledger) -> ReplayIndex:
+    key = (str(ledger.path.resolve()), _file_stamp(ledger.path))
+    index = _LAST_INDEX.get(key)
+    if index is None:
+        # Not filtered by model: requests name their model_id, and one index serves all models.
+        index = ReplayIndex.build(ledger)
+        _LAST_INDEX.clear()
+        _LAST_INDEX[key] = index
+    return index
+
+
 class ReplayProvider:
     """Answers requests with texts recorded in another ledger; costs nothing, never calls out."""
 
@@ -105,9 +132,7 @@ class ReplayProvider:
             raise ProviderError(f"replay ledger {str(self.path)!r} does not exist; pass an existing "
                                 "ledger file with --replay-from")
         self.ledger = Ledger.open(self.path, readonly=True)
-        # Not filtered by this model: the runner may route several catalog models through one
-        # replay provider, and requests name their model_id.
-        self.index = ReplayIndex.build(self.ledger)
+        self.index = _shared_index(self.ledger)
 
     async def complete(self, request: CallRequest) -> CallResult:
         """The recorded answer to ``request``, or ``CallFailed('ReplayMiss')``."""
