@@ -128,7 +128,7 @@ VIEWS: dict[str, ViewDoc] = {
             "draft_template": "Draft template id", "draft_model": "Model that wrote the draft",
             "essay_template": "Essay template id", "essay_model": "Model that wrote the essay",
             "mean": "Mean score over rubrics, evaluators and replicates",
-            "n": "Scores counted", "rubrics": "Distinct rubrics", "evaluators": "Distinct evaluators",
+            "n": "Scores counted",
             "rank": "Rank within the cohort (ties share a rank)",
         }),
     "llm_calls": ViewDoc(
@@ -180,6 +180,40 @@ VIEWS: dict[str, ViewDoc] = {
             "stdev": "Sample standard deviation", "parse_failure_rate": "Share of evaluations whose answer did not parse",
         }),
 }
+
+
+# The two trigger-maintained tables behind cohort_progress, spend and essay_rankings, recomputed from
+# gen_state and cohort_members (the same SQL as migration 0003 uses to fill them).
+_REFRESH = (
+    "DELETE FROM cohort_totals",
+    "DELETE FROM cohort_essay_scores",
+    """INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
+           calls, failed_calls, prompt_tokens, completion_tokens, cost_usd)
+       SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM(g.status = 'completed'),
+              SUM(g.status = 'failed'), SUM(g.status = 'running'), SUM(COALESCE(g.calls, 0)),
+              SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)),
+              SUM(COALESCE(g.completion_tokens, 0)), SUM(COALESCE(g.cost_usd, 0))
+       FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
+       GROUP BY m.cohort_id, g.stage, COALESCE(g.model_id, '')""",
+    """INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total)
+       SELECT m.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score)
+       FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
+       WHERE g.stage = 'evaluation' AND g.score IS NOT NULL AND g.parent_gen_id IS NOT NULL
+       GROUP BY m.cohort_id, g.parent_gen_id""",
+)
+
+
+def refresh_read_projections(ledger: Ledger) -> None:
+    """Recompute ``cohort_totals`` and ``cohort_essay_scores`` from gen_state and cohort_members.
+
+    Triggers keep them current; this is for a projection rebuild that bypasses triggers (e.g. one
+    that drops and recreates gen_state). Runs in one write transaction.
+    """
+    def work(cur: Any) -> None:
+        for sql in _REFRESH:
+            cur.execute(sql)
+
+    ledger._write(work)
 
 
 def _dicts(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

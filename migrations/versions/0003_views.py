@@ -78,25 +78,47 @@ def _essay_from_member(m: str, sign: str) -> str:
             f"AND g.score IS NOT NULL AND g.parent_gen_id IS NOT NULL {UPSERT_ESSAY};")
 
 
-_TOTALS_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in (
-    "status", "calls", "failed_calls", "prompt_tokens", "completion_tokens", "cost_usd", "model_id",
-    "stage"))
+def _totals_delta() -> str:
+    """Apply the change from OLD to NEW of one generation (same stage and model) in one upsert."""
+    def d(expr: str) -> str:
+        return f"{expr.format(g='NEW')} - {expr.format(g='OLD')}"
 
+    deltas = ", ".join([
+        "0", d("({g}.status = 'completed')"), d("({g}.status = 'failed')"), d("({g}.status = 'running')"),
+        d("COALESCE({g}.calls, 0)"), d("COALESCE({g}.failed_calls, 0)"), d("COALESCE({g}.prompt_tokens, 0)"),
+        d("COALESCE({g}.completion_tokens, 0)"), d("COALESCE({g}.cost_usd, 0)")])
+    return (f"INSERT INTO cohort_totals (cohort_id, stage, model_key, {', '.join(TOTALS_COLUMNS)}) "
+            f"SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), {deltas} "
+            f"FROM cohort_members m WHERE m.gen_id = NEW.gen_id {UPSERT_TOTALS};")
+
+
+_TOTALS_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in (
+    "status", "calls", "failed_calls", "prompt_tokens", "completion_tokens", "cost_usd"))
+_KEY_SAME = "OLD.model_id IS NEW.model_id AND OLD.stage IS NEW.stage"
+_SCORED = "{g}.stage = 'evaluation' AND {g}.score IS NOT NULL"
+
+# Appends pay for these triggers, so each fires only when it has something to do, and the common
+# update (a status or usage change) costs one upsert per cohort the generation is in.
 READ_TRIGGERS = {
-    "read_gen_inserted": ("AFTER INSERT ON gen_state",
-                          _totals_from_gen("NEW", "1") + _essay_from_gen("NEW", "1")),
+    "read_gen_inserted": ("AFTER INSERT ON gen_state", _totals_from_gen("NEW", "1")),
+    "read_gen_inserted_scored": (f"AFTER INSERT ON gen_state WHEN {_SCORED.format(g='NEW')}",
+                                 _essay_from_gen("NEW", "1")),
     "read_gen_deleted": ("AFTER DELETE ON gen_state",
                          _totals_from_gen("OLD", "-1") + _essay_from_gen("OLD", "-1")),
     "read_gen_totals_changed": (
-        "AFTER UPDATE OF status, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, "
-        f"model_id, stage ON gen_state WHEN {_TOTALS_CHANGED}",
+        "AFTER UPDATE OF status, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd "
+        f"ON gen_state WHEN ({_TOTALS_CHANGED}) AND {_KEY_SAME}", _totals_delta()),
+    "read_gen_key_changed": (
+        f"AFTER UPDATE OF model_id, stage ON gen_state WHEN NOT ({_KEY_SAME})",
         _totals_from_gen("OLD", "-1") + _totals_from_gen("NEW", "1")),
     "read_gen_score_changed": (
-        "AFTER UPDATE OF score, parent_gen_id, stage ON gen_state WHEN OLD.score IS NOT NEW.score "
-        "OR OLD.parent_gen_id IS NOT NEW.parent_gen_id OR OLD.stage IS NOT NEW.stage",
+        "AFTER UPDATE OF score, parent_gen_id, stage ON gen_state WHEN (OLD.score IS NOT NEW.score "
+        "OR OLD.parent_gen_id IS NOT NEW.parent_gen_id OR OLD.stage IS NOT NEW.stage) AND ("
+        f"{_SCORED.format(g='OLD')} OR {_SCORED.format(g='NEW')})",
         _essay_from_gen("OLD", "-1") + _essay_from_gen("NEW", "1")),
-    "read_member_inserted": ("AFTER INSERT ON cohort_members",
-                             _totals_from_member("NEW", "1") + _essay_from_member("NEW", "1")),
+    "read_member_inserted": ("AFTER INSERT ON cohort_members", _totals_from_member("NEW", "1")),
+    "read_member_inserted_evaluation": ("AFTER INSERT ON cohort_members WHEN NEW.stage = 'evaluation'",
+                                        _essay_from_member("NEW", "1")),
     "read_member_deleted": ("AFTER DELETE ON cohort_members",
                             _totals_from_member("OLD", "-1") + _essay_from_member("OLD", "-1")),
 }

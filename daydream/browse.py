@@ -1,0 +1,140 @@
+"""Browsing a ledger in Datasette: read-only, on loopback, with every view titled and explained.
+
+``build_datasette`` returns a configured ``Datasette`` for one ledger file: opened read-only (the
+file is never written through it), no CORS, metadata from ``daydream.views`` describing every view
+and column, canned queries for the questions people ask most, Markdown rendering of essays and
+prompts (our ``datasette_markdown`` plugin), and no truncation of long text. ``serve`` runs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from datasette.app import Datasette
+from datasette.database import Database
+from datasette.plugins import pm
+
+from daydream import datasette_markdown, db, views
+from daydream.db import check_path
+from daydream.errors import UsageError
+
+DATABASE = "ledger"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+TABLES: dict[str, tuple[str, str]] = {
+    "events": ("Events (the ledger)", "Every fact daydream recorded, in order, hash-chained. Append-only."),
+    "texts": ("Texts", "Prompts, responses, parsed outputs, templates and specs, stored once by sha256."),
+    "gen_state": ("Generation state (projection)",
+                  "Current state of each generation, kept by triggers from the events; prefer the "
+                  "generations view, which resolves texts."),
+    "cohort_members": ("Cohort members (projection)", "Which generations belong to which cohort."),
+    "combos": ("Concept combinations", "Each combination of concepts (JSON array of ids), level and k."),
+    "cohort_totals": ("Cohort totals (projection)",
+                      "Running sums per cohort, stage and model behind cohort_progress and spend."),
+    "cohort_essay_scores": ("Cohort essay scores (projection)",
+                            "Running score sums per cohort and essay behind essay_rankings."),
+}
+
+CANNED_QUERIES: dict[str, dict[str, Any]] = {
+    "top_essays": {
+        "title": "Top essays of a cohort",
+        "description": "The cohort's best essays by mean score, with their lineage and full text.",
+        "sql": """SELECT r.rank, r.essay_gen_id, r.mean, r.n, r.draft_template, r.draft_model,
+       r.essay_template, r.essay_model, r.combo_id, g.parsed AS essay
+FROM essay_rankings r JOIN generations g ON g.gen_id = r.essay_gen_id
+WHERE r.cohort_id = :cohort
+ORDER BY r.rank, r.essay_gen_id
+LIMIT 50""",
+    },
+    "essay_with_evaluations": {
+        "title": "One essay with all its evaluations",
+        "description": "The essay first, then every evaluation of it: rubric, evaluator, score and answer.",
+        "sql": """SELECT gen_id, stage, template_id AS template_or_rubric, model_id AS model_or_evaluator,
+       replicate, status, score, error,
+       CASE stage WHEN 'essay' THEN COALESCE(parsed, response) ELSE response END AS text
+FROM generations
+WHERE gen_id = :essay OR (parent_gen_id = :essay AND stage = 'evaluation')
+ORDER BY stage = 'evaluation', template_id, model_id, replicate, gen_id""",
+    },
+    "spend_by_model": {
+        "title": "Spend by model",
+        "description": "Calls, tokens and money per model and stage over the whole ledger (each "
+                       "generation counted once, however many cohorts reuse it).",
+        "sql": """SELECT model_id, stage, COUNT(*) AS generations, SUM(calls) AS calls,
+       SUM(failed_calls) AS failed_calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
+       COALESCE(SUM(completion_tokens), 0) AS completion_tokens,
+       ROUND(COALESCE(SUM(cost_usd), 0), 6) AS cost_usd
+FROM gen_state
+GROUP BY model_id, stage
+ORDER BY cost_usd DESC, model_id, stage""",
+    },
+    "failures": {
+        "title": "Failures",
+        "description": "Generations whose current attempt failed, newest first, with the reason.",
+        "sql": """SELECT gen_id, stage, kind, reason, template_id, model_id, attempt, failed_calls,
+       blocked_children, failed_seq
+FROM failures
+ORDER BY failed_seq DESC""",
+    },
+    "pending_work": {
+        "title": "Pending work",
+        "description": "Generations not yet completed or failed (blocked ones wait on a failed "
+                       "parent). Leave cohort empty for every cohort.",
+        "sql": """SELECT gen_id, stage, status, blocked, template_id, model_id, replicate, parent_gen_id,
+       origin_cohort_id
+FROM generations
+WHERE status IN ('planned', 'running')
+  AND (:cohort = '' OR gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = :cohort))
+ORDER BY planned_seq""",
+    },
+}
+
+
+def metadata() -> dict[str, Any]:
+    """Datasette metadata: titles and descriptions of every view, column and table; canned queries."""
+    tables: dict[str, Any] = {}
+    for name, doc in views.VIEWS.items():
+        tables[name] = {"title": doc.title, "description": doc.description, "columns": dict(doc.columns)}
+    for name, (title, description) in TABLES.items():
+        tables[name] = {"title": title, "description": description}
+    tables["alembic_version"] = {"hidden": True}
+    return {
+        "title": "daydream ledger",
+        "description": "Structured LLM experiments recorded as events. Start with cohort_progress, "
+                       "essay_rankings or the canned queries below.",
+        "databases": {DATABASE: {"tables": tables, "queries": CANNED_QUERIES}},
+    }
+
+
+SETTINGS = {
+    "truncate_cells_html": 0,  # essays are read in full
+    "default_page_size": 50,
+    "sql_time_limit_ms": 5000,
+    "allow_download": False,
+    "suggest_facets": False,  # facet suggestions scan big views on every page load
+}
+
+
+def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
+    """A read-only Datasette on the ledger at ``db_path`` with daydream's metadata and plugin."""
+    path = check_path(db_path, create=False)
+    db.open_engine(path, readonly=True).dispose()  # a daydream ledger, not just any SQLite file
+    if not pm.is_registered(datasette_markdown):
+        pm.register(datasette_markdown, name="daydream_markdown")
+    ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False)
+    # Datasette reads a mutable file through mode=ro connections and we never ask it to write.
+    ds.add_database(Database(ds, path=str(Path(path).resolve()), is_mutable=True), name=DATABASE)
+    setattr(ds, datasette_markdown.FLAG, {DATABASE})
+    return ds
+
+
+def serve(db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8001) -> None:
+    """Run Datasette on ``host:port`` until interrupted."""
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    ds = build_datasette(db_path)
+    uvicorn.run(ds.app(), host=host, port=port, log_level="warning")
