@@ -21,7 +21,7 @@ from daydream.cli import cli
 from daydream.importer import ImportReport, _Writer, import_dagster, parse_score
 from daydream.ledger import Ledger, NewEvent, text_hash
 
-from dagster_root import LEGACY_COMBO, build_dagster_root, score_for, text_for, write_cohort
+from tests.dagster_root import LEGACY_COMBO, build_dagster_root, score_for, text_for, write_cohort
 
 
 def invoke(*args: str) -> str:
@@ -309,7 +309,8 @@ def test_unusable_root_is_a_one_line_error_and_the_ledger_is_unchanged(
     elif make == "no_gens":
         (root / "1_raw").mkdir(parents=True)
     monkeypatch.delenv("DAYDREAM_DEBUG", raising=False)
-    before = ledger_path.read_bytes()
+    state = "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM texts)"
+    before = Ledger.open(ledger_path).query(state)
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
         main(["import", "dagster", str(root), "--db", str(ledger_path)])
@@ -317,7 +318,7 @@ def test_unusable_root_is_a_one_line_error_and_the_ledger_is_unchanged(
     assert stop.value.code == 1
     assert len(err.strip().splitlines()) == 1 and str(root) in err and "Traceback" not in err
     assert {"missing": "does not exist", "file": "not a directory", "no_gens": "no gens/ folder"}[make] in err
-    assert ledger_path.read_bytes() == before
+    assert Ledger.open(ledger_path).query(state) == before
 
 
 @pytest.mark.parametrize("text, score", [("good\n7\n", 7), ("x\nSCORE: 8.5", 8.5), ("0", 0), ("**Score:** 9\n\n", 9)])
