@@ -14,7 +14,7 @@ import pytest
 
 from daydream import plugins
 from daydream.contracts import CallRequest, ParseFailure
-from daydream_plugins.provider_offline import OFFLINE_MODEL, estimate_tokens, offline_answer
+from daydream_plugins.provider_offline import OFFLINE_MODEL, estimate_tokens, extract_terms, offline_answer
 
 CONCEPTS = [
     {"id": "dmn", "name": "Default Mode Network",
@@ -64,6 +64,13 @@ def test_gen_id_and_prompt_both_change_the_answer() -> None:
 def test_answers_are_built_from_the_concepts_in_the_prompt() -> None:
     answer = offline_answer("d_1", DRAFT_LIST)
     assert sum(c["name"] in answer for c in CONCEPTS) >= 2
+
+
+def test_concept_names_are_found_under_headings_as_well_as_bold_lines() -> None:
+    headed = "\n\n".join(f"## {c['name']}\n{c['content']}" for c in CONCEPTS)
+    prompt = f"Concepts:\n\n{headed}\n\n## Output rules\nWrite well.\n"
+    assert extract_terms(prompt) == [c["name"] for c in CONCEPTS]
+    assert extract_terms(concept_block()) == [c["name"] for c in CONCEPTS]
 
 
 def test_brainstorm_has_at_least_five_non_empty_lines() -> None:

@@ -23,9 +23,14 @@ OFFLINE_MODEL = "daydream-offline-v1"
 PROVIDER_NAME = "offline"
 
 # Regexes kept simple on purpose: the offline model must answer thousands of prompts a second.
-_BOLD_LINE = re.compile(r"^\s*\*\*([^*\n]{2,60})\*\*\s*$", re.MULTILINE)
+# A concept block in a prompt: a bold-only line or a heading holding a short name, then the
+# concept's description (a line of at least a dozen words) right below it.
+_CONCEPT_BLOCK = re.compile(
+    r"^[ \t]*(?:\*\*([^*\n:()]{2,60})\*\*|#{1,4}[ \t]+([^#*\n:()]{2,60}))[ \t]*\n(?=[ \t]*(?:\S+[ \t]+){11})",
+    re.MULTILINE)
 # "Default Mode Network", "Dearth of AI-driven Discoveries", "Human Creativity and Insight".
-_CAPITALISED = re.compile(r"[A-Z][\w-]{2,}(?:(?: of| and| for| in| the)? [A-Z][\w-]{2,})+")
+# (Not joined by "and": the offline model's own "A and B" would merge two names into one.)
+_CAPITALISED = re.compile(r"[A-Z][\w-]{2,}(?:(?: of| for| in| the)? [A-Z][\w-]{2,})+")
 _NOUN_PHRASE = re.compile(r"(?:the|of) ([a-z]{4,}[ -][a-z]{4,}(?:[ -][a-z]{4,})?)")
 _LONG_WORD = re.compile(r"[a-z]{8,}")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
@@ -108,15 +113,19 @@ def _dedupe(items: list[str], limit: int) -> list[str]:
 
 
 def extract_terms(text: str, limit: int = 12) -> list[str]:
-    """Concept-like terms in ``text``: the bold-only lines templates use for concept names when
-    there are any, else capitalised phrases and frequent long words, most frequent first."""
-    names = _dedupe([m.strip().rstrip(":") for m in _BOLD_LINE.findall(text)], limit)
+    """Concept-like terms in ``text``: the names of concept blocks (``**Name**`` or ``## Name`` over a
+    description) when there are two or more, else capitalised phrases, most frequent first, padded
+    with a few frequent long words."""
+    names = _dedupe([(bold or heading).strip() for bold, heading in _CONCEPT_BLOCK.findall(text)
+                     if len((bold or heading).split()) <= 6], limit)
     if len(names) >= 2:
         return names
-    capitalised = [m for m, _ in Counter(_CAPITALISED.findall(text)).most_common(limit)]
+    found = Counter(m[4:] if m.startswith("The ") else m for m in _CAPITALISED.findall(text))
+    capitalised = [m for m, _ in found.most_common(limit)]
     words = Counter(w for w in _LONG_WORD.findall(text.lower()) if w not in _STOP_LONG)
-    frequent = [w for w, _ in words.most_common(limit)]
-    terms = _dedupe(names + capitalised + frequent, limit)
+    frequent = [w for w, _ in words.most_common(2)]  # a little variety; content words are weaker names
+    # A single "block" is more likely an instruction section ("## Output rules") than a concept.
+    terms = _dedupe(capitalised + frequent, limit)
     return terms or ["the idea"]
 
 
