@@ -469,3 +469,45 @@ def test_a_locked_ledger_stops_the_import_with_one_line_and_a_rerun_continues(
         holder.close()
     report = import_dagster(Ledger.open(ledger_path), built.root)
     assert sum(c.imported for c in report.stages.values()) == 6 and report.problems == []
+
+
+def test_copy_mode_essay_without_model_or_raw_is_imported_complete(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=1)
+    draft = built.drafts[0]
+    essay = ids.essay_gen_id(draft, "parsed-from-links-v1", None, 1)  # legacy copy-mode formula
+    folder = built.root / "gens" / "essay" / essay
+    folder.mkdir()
+    (folder / "parsed.txt").write_text("the idea, copied from the draft")
+    (folder / "metadata.json").write_text(json.dumps({
+        "stage": "essay", "gen_id": essay, "template_id": "parsed-from-links-v1", "mode": "copy",
+        "parent_gen_id": draft, "replicate": 1, "created_at": "2025-08-01T09:30:00Z"}))
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    assert report.problems == [] and report.stages["essay"].imported == 2
+    row = gen_rows(ledger)[essay]
+    assert (row["status"], row["model_id"], row["raw_hash"], row["combo_id"]) == \
+        ("completed", None, None, built.combo_of[draft])
+    payload = ledger.events(stream=ev.gen_stream(essay))[0].payload
+    assert payload["generator"] == "copy" and payload["created_at"] == "2025-08-01T09:30:00Z"
+
+
+def test_cohort_report_reads_imported_generations_with_lineage_and_concepts(
+        tmp_path: Path, seed_data: Path, ledger_path: Path) -> None:
+    report = pytest.importorskip("daydream.report")
+    built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=2,
+                               evaluation_models=("sonnet-4", "gemini_25_pro"))
+    ledger = Ledger.open(ledger_path)
+    import_dagster(ledger, built.root)
+    data = report.collect_report(ledger, built.cohort_id)
+    import csv
+
+    with (seed_data / "1_raw" / "concepts_metadata.csv").open(newline="") as handle:
+        names = {r["concept_id"]: r["name"] for r in csv.DictReader(handle)}
+    assert sorted(r["evaluation_gen_id"] for r in data.evaluations) == sorted(built.evaluations)
+    for row in data.evaluations:
+        assert row["score"] == built.scores[row["evaluation_gen_id"]]
+        assert row["draft_gen_id"] == built.parents[row["essay_gen_id"]]
+        assert (row["draft_template"], row["draft_model"]) == ("creative-synthesis-v10", "gemini_25_pro")
+        # Concept names come from the imported catalog snapshot, the concepts from the imported combos.
+        assert row["concepts"] == " + ".join(names[c] for c in built.combos[built.combo_of[row["essay_gen_id"]]])
+    assert sorted(r["essay_gen_id"] for r in data.rankings) == sorted(built.essays)
