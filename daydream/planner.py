@@ -17,7 +17,7 @@ from daydream import events as ev
 from daydream import ids
 from daydream.catalog import Catalog, Template, check_template, load_catalog
 from daydream.errors import CatalogError, SpecError
-from daydream.ledger import Ledger, NewEvent
+from daydream.ledger import Ledger, NewEvent, text_hash
 from daydream.spec_dsl import Spec, compile_spec, load_spec
 
 STAGE_ORDER = ("draft", "essay", "evaluation")
@@ -383,7 +383,7 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     last = ledger.events(stream=cohort_stream, type=ev.SPEC_COMPILED)
     last_payload = last[-1].payload if last else None
     includes = {k: v for k, v in sorted(spec.includes.items())}
-    include_hashes = {k: _hash(v) for k, v in includes.items()}
+    include_hashes = {k: text_hash(v) for k, v in includes.items()}
     changed = (last_payload is None or last_payload.get("spec_hash") != spec.spec_hash
                or last_payload.get("catalog_hash") != catalog_hash
                or last_payload.get("includes", {}) != include_hashes)
@@ -427,12 +427,6 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
         ledger.append(events, texts=texts)
     return PlanResult(cohort, str(spec.path), spec.spec_hash, spec_version, catalog_hash, len(rows), counts,
                       len(events), changed, dry_run, bool(events) and catalog_new, len(new_combos))
-
-
-def _hash(text: str) -> str:
-    from daydream.ledger import text_hash
-
-    return text_hash(text)
 
 
 # ----------------------------------------------------------------------------- reading cohorts

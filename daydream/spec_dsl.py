@@ -394,25 +394,30 @@ def _combo_levels(reader: _Reader, key: tuple, levels: Any, combos: dict[str, di
         raise reader.error(key, "no combos; expected combo ids, {concepts, level} mappings or a generator")
     out: list[str] = []
     for i, v in enumerate(values):
+        if isinstance(v, dict) and _is_generator(v):
+            out.extend(c for c in _generate_combos(reader, key + (i,), v, combos) if c not in out)
+            continue
         if isinstance(v, dict):
-            if "k" in v and "concepts" in v and len(_concept_list(reader, key + (i,), v["concepts"])) != \
-                    int(v["k"]):
-                generated = _generate_combos(reader, key + (i,), v, combos)
-                out.extend(c for c in generated if c not in out)
-                continue
             concepts = _concept_list(reader, key + (i, "concepts"), v.get("concepts"))
             level = _level(reader, key + (i, "level"), v.get("level", "paragraph"))
-            k = v.get("k", len(concepts))
-            cid = ids.combo_id(concepts, level, int(k))
+            cid = ids.combo_id(concepts, level, len(concepts))
             if v.get("id") not in (None, cid):
                 raise reader.error(key + (i, "id"), f"combo id {v['id']!r} does not match its concepts "
                                                     f"(expected {cid})")
-            combos[cid] = {"concept_ids": sorted(concepts), "level": level, "k": int(k)}
+            combos[cid] = {"concept_ids": sorted(concepts), "level": level, "k": len(concepts)}
         else:
             cid = _scalar(reader, key + (i,), v)
         if cid not in out:
             out.append(cid)
     return out
+
+
+def _is_generator(body: dict) -> bool:
+    """A combo mapping asks for k-of-n when it gives a k other than its number of concepts."""
+    if "k" not in body:
+        return False
+    concepts = body.get("concepts")
+    return not (isinstance(concepts, list) and str(body["k"]) == str(len(concepts)))
 
 
 def _generate_combos(reader: _Reader, key: tuple, body: dict, combos: dict[str, dict[str, Any]]) -> list[str]:
@@ -601,14 +606,21 @@ def _tuple_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str,
 
 
 def _tuple_item(reader: _Reader, key: tuple, axes: list[str], values: list[Any], label: str | None) -> tuple:
+    """Normalise one tuple item; CSV items are located by their row, inline ones by YAML key."""
     out = []
     for axis, v in zip(axes, values):
-        try:
+        if label is None:
             out.append(_replicate(reader, key, v) if axis in REPLICATE_AXES else _scalar(reader, key, v))
-        except SpecError as exc:
-            if label:
-                raise SpecError(f"{label}: {str(exc).split(': ', 2)[-1]}") from None
-            raise
+        elif axis in REPLICATE_AXES:
+            try:
+                number = int(str(v).strip())
+            except ValueError:
+                raise SpecError(f"{label}: {axis} {v!r} is not an integer; expected integers >= 1") from None
+            if number < 1:
+                raise SpecError(f"{label}: {axis} {number} is < 1; expected integers >= 1")
+            out.append(number)
+        else:
+            out.append(str(v).strip())
     return tuple(out)
 
 

@@ -126,6 +126,14 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
             """),
         "reps.csv": "essay_replicate,evaluation_replicate\n1,1\n2\n"},
      ["reps.csv: row 3", "1 cells", "header has 2"], 1),
+    ("tuple_csv_bad_replicate", {
+        "spec.yaml": spec_with("""\
+            rules:
+              tuples:
+                reps: {axes: [essay_replicate, evaluation_replicate], items: '@file:reps.csv'}
+            """),
+        "reps.csv": "essay_replicate,evaluation_replicate\n1,1\n1,x\n"},
+     ["reps.csv: row 3", "evaluation_replicate 'x' is not an integer"], 1),
     ("tuple_axis_also_in_axes", {"spec.yaml": spec_with("""\
         rules:
           tuples:
