@@ -325,6 +325,8 @@ class Runner:
         self._flushed: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
         self._reserved_usd = 0.0
+        self._unwritten = 0  # items handed to the writer and not yet committed
+        self._writer_error: Exception | None = None
 
     # ------------------------------------------------------------------ public
     def run_sync(self) -> RunStats:
@@ -364,6 +366,11 @@ class Runner:
                     except Exception:
                         pass
             self._report()
+        if self._writer_error is not None:
+            if isinstance(self._writer_error, DaydreamError):
+                raise self._writer_error
+            raise DaydreamError(f"could not record results in {self.ledger.path}: {self._writer_error}; "
+                                "a plain re-run continues where this one stopped")
         return self.stats
 
     # ------------------------------------------------------------------ feeding
@@ -393,7 +400,6 @@ class Runner:
 
     async def _feed(self) -> None:
         assert self._flushed is not None
-        idle_rounds = 0
         while not self._stop:
             if self.options.limit is not None and self.stats.claimed >= self.options.limit:
                 self.stats.stopped_reason = self.stats.stopped_reason or f"--limit {self.options.limit} reached"
@@ -408,21 +414,13 @@ class Runner:
                         break
                     if gen["generator"] != "copy" and gen["model_id"] in self.stats.fatal_models:
                         continue
-                    if gen["generator"] != "copy" and not self._budget_allows(gen):
-                        self.stats.stopped_reason = f"budget ${self.options.budget:.2f} reached"
-                        self._stop = True
-                        break
                     self._start(gen)
                     started += 1
             self._emit_progress()
-            if not self._in_flight and started == 0:
-                # Nothing running and nothing startable: either done, or only work for stopped models.
-                idle_rounds += 1
-                if idle_rounds >= 2:
-                    break
-                await asyncio.sleep(0)
-                continue
-            idle_rounds = 0
+            if not self._in_flight and started == 0 and self._unwritten == 0:
+                # Nothing running, nothing waiting to be written, nothing startable: done (or only
+                # work for stopped models is left).
+                break
             self._flushed.clear()
             try:
                 await asyncio.wait_for(self._flushed.wait(), timeout=0.5)
@@ -602,6 +600,9 @@ class Runner:
         async with sem:
             if self._stop or model_id in self.stats.fatal_models:
                 return
+            if not self._budget_allows(gen):
+                self.request_stop(f"budget ${self.options.budget:.2f} reached")
+                return
             if not await self._claim(job):
                 return
             stage_stats = self.stats.stages[gen["stage"]]
@@ -688,11 +689,13 @@ class Runner:
             "model_id": gen["model_id"], "provider": None, "error_class": error_class, "message": message,
             "status": None, "retryable": True, "latency_s": None, "released": True})]
         assert self._queue is not None
+        self._unwritten += 1
         self._queue.put_nowait(_WriteItem("result", job, events, []))
 
     # ------------------------------------------------------------------ the single writer
     async def _submit(self, item: _WriteItem) -> None:
         assert self._queue is not None
+        self._unwritten += 1
         await self._queue.put(item)
 
     async def _writer(self) -> None:
@@ -717,7 +720,14 @@ class Runner:
                     if extra.kind != "end":
                         items.append(extra)
             if items:
-                outcome = await asyncio.to_thread(self._write_batch, items)
+                try:
+                    outcome = await asyncio.to_thread(self._write_batch, items)
+                except Exception as exc:  # the ledger refused the batch: stop cleanly, say why
+                    self._writer_error = self._writer_error or exc
+                    self.request_stop(f"ledger write failed: {exc}")
+                    outcome = [False] * len(items)
+                finally:
+                    self._unwritten -= len(items)
                 for item, ok in zip(items, outcome):
                     if item.future is not None and not item.future.done():
                         item.future.set_result(ok)
