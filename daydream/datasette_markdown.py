@@ -27,6 +27,8 @@ MARKDOWN_COLUMNS: dict[str | None, frozenset[str]] = {
 def markdown_cell(text: str) -> Markup:
     """One cell's Markdown as HTML that keeps its own line breaks only where Markdown puts them."""
     rendered = render_markdown(text).strip().replace(">\n<", "><")
+    # Datasette's stylesheet shows <em> in cells small and grey (its marker for NULL); undo that.
+    rendered = rendered.replace("<em>", '<em style="font-size: inherit; color: inherit">')
     return Markup(f'<div class="daydream-markdown" style="white-space: normal; max-width: 60em">{rendered}</div>')
 
 

@@ -127,13 +127,16 @@ def collect_report(ledger: Ledger, cohort_id: str, top: int = 10) -> ReportData:
         row["stats"] = describe(by_essay[row["essay_gen_id"]])
         row["concepts"] = _concept_label(combos.get(row["combo_id"]), names)
     data = ReportData(cohort_id, progress, evaluations, rankings, top=top)
-    for row in rankings[:top]:
-        gen = views.generation(ledger, row["essay_gen_id"])
-        text = gen["parsed"] or gen["response"] or ""
-        data.essays[row["essay_gen_id"]] = {"text": text, "title": views.essay_title(text, row["essay_gen_id"])}
-    for row in rankings:
-        essay = data.essays.get(row["essay_gen_id"])
-        row["title"] = essay["title"] if essay else ""
+    texts = {r["essay_gen_id"]: r["text"] or "" for r in views.query(ledger, """
+        SELECT s.essay_gen_id, t.text FROM cohort_essay_scores s
+        JOIN gen_state g ON g.gen_id = s.essay_gen_id
+        LEFT JOIN texts t ON t.sha256 = COALESCE(g.parsed_hash, g.raw_hash)
+        WHERE s.cohort_id = ? AND s.n > 0""", (cohort_id,))}
+    for i, row in enumerate(rankings):
+        text = texts.get(row["essay_gen_id"], "")
+        row["title"] = views.essay_title(text, row["essay_gen_id"])
+        if i < top:
+            data.essays[row["essay_gen_id"]] = {"text": text, "title": row["title"]}
     return data
 
 

@@ -1,0 +1,202 @@
+"""``daydream browse``: a real Datasette on 127.0.0.1, queried over HTTP.
+
+One server (started as ``uv run daydream browse`` in a subprocess) serves the hand-built fixture
+ledger for the whole module; the tests ask it for canned queries as JSON, try to write through it,
+read an essay page with its Markdown rendered, and screenshot the top-essays page in Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from daydream import browse, views
+from daydream.ledger import Ledger
+from tests.read_fixtures import COHORT, COHORT2, build_fixture
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base: str, db: Path) -> None:
+        self.base = base
+        self.db = db
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.base + path, params=params, timeout=30)
+
+    def rows(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        response = self.get(path, _shape="array", **params)
+        assert response.status_code == 200, response.text[:500]
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not on PATH")
+    db = tmp_path_factory.mktemp("browse") / "ledger.db"
+    ledger, _, _ = Ledger.init(db)
+    build_fixture(ledger)
+    ledger.engine.dispose()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
+    proc = subprocess.Popen(["uv", "run", "daydream", "browse", "--db", str(db), "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/-/versions.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out, err = proc.communicate(timeout=5) if proc.poll() is not None else ("", "timeout")
+                pytest.fail(f"daydream browse did not start: {err[-800:]}")
+            time.sleep(0.2)
+        yield Server(base, db)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_top_essays_canned_query_answers_as_json(server: Server) -> None:
+    got = server.rows("/ledger/top_essays.json", cohort=COHORT)
+    assert [(r["rank"], r["essay_gen_id"], r["mean"], r["n"]) for r in got] == [
+        (1, "e_one", 8.25, 4), (2, "e_two", 5.5, 2)]
+    assert got[0]["essay"].startswith("# Tide Lanterns")
+    assert [r["essay_gen_id"] for r in server.rows("/ledger/top_essays.json", cohort=COHORT2)] == ["e_one"]
+
+
+def test_essay_with_evaluations_canned_query(server: Server) -> None:
+    got = server.rows("/ledger/essay_with_evaluations.json", essay="e_two")
+    assert got[0]["gen_id"] == "e_two" and got[0]["stage"] == "essay"
+    assert [(r["gen_id"], r["score"], r["status"]) for r in got[1:]] == [
+        ("v_2a1", 5.0, "completed"), ("v_2a2", 6.0, "completed"), ("v_2b1", None, "failed"),
+        ("v_2b2", None, "planned")]
+
+
+def test_spend_failures_and_pending_canned_queries(server: Server) -> None:
+    spend = {(r["model_id"], r["stage"]): r for r in server.rows("/ledger/spend_by_model.json")}
+    # ev1: v_1a1, v_1a3, v_1b1 (called twice), v_2a1, v_2b1 → 6 calls at $0.0005
+    assert (spend[("ev1", "evaluation")]["generations"], spend[("ev1", "evaluation")]["calls"],
+            spend[("ev1", "evaluation")]["cost_usd"]) == (5, 6, 0.003)
+    assert spend[("m1", "draft")]["failed_calls"] == 1
+    failures = server.rows("/ledger/failures.json")
+    assert {(r["gen_id"], r["kind"]) for r in failures} == {("d_three", "generation"), ("v_2b1", "parse")}
+    pending = server.rows("/ledger/pending_work.json")
+    assert {(r["gen_id"], r["blocked"]) for r in pending} == {("e_three", 1), ("v_2b2", 0)}
+    assert server.rows("/ledger/pending_work.json", cohort=COHORT2) == []
+
+
+def test_a_write_through_sql_is_refused_and_the_ledger_is_unchanged(server: Server) -> None:
+    ledger = Ledger.open(server.db, readonly=True)
+    before = (ledger.count(), ledger.query("SELECT COUNT(*) FROM texts")[0][0])
+    for sql in ("INSERT INTO texts (sha256, text, chars) VALUES ('x', 'y', 1)",
+                "DELETE FROM cohort_totals", "UPDATE gen_state SET score = 9"):
+        response = server.get("/ledger.json", sql=sql)
+        assert response.status_code == 400 and response.json()["ok"] is False, response.text
+    post = httpx.post(server.base + "/ledger/top_essays", data={"cohort": COHORT}, timeout=30)
+    assert post.status_code >= 400  # no canned query accepts a POST (none is writable)
+    assert (ledger.count(), ledger.query("SELECT COUNT(*) FROM texts")[0][0]) == before
+
+
+def test_no_cors_headers(server: Server) -> None:
+    response = server.get("/ledger/essay_rankings.json", _shape="array")
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_essay_page_renders_markdown_without_truncating(server: Server) -> None:
+    page = server.get("/ledger/generations", gen_id="e_one").text
+    assert "<h1>Tide Lanterns</h1>" in page and "<strong>bold</strong>" in page
+    assert "<li>first point</li>" in page
+    long_page = server.get("/ledger/top_essays", cohort=COHORT).text
+    assert "Last line: the swarm returns at dusk." in long_page  # past 2,000 characters
+    assert "<h1>Honey Tides</h1>" in long_page
+
+
+def test_every_view_and_column_is_titled_and_described(server: Server) -> None:
+    meta = server.get("/-/metadata.json").json()
+    tables = meta["databases"]["ledger"]["tables"]
+    for name, doc in views.VIEWS.items():
+        assert tables[name]["title"] and tables[name]["description"]
+        columns = [r["name"] for r in server.rows("/ledger.json", sql=f"SELECT name FROM pragma_table_info('{name}')")]
+        assert set(tables[name]["columns"]) == set(columns)
+    page = server.get("/ledger/essay_rankings").text
+    assert views.VIEWS["essay_rankings"].description in page.replace("&#39;", "'")
+    queries = meta["databases"]["ledger"]["queries"]
+    assert set(queries) == {"top_essays", "essay_with_evaluations", "spend_by_model", "failures", "pending_work"}
+    assert not any(q.get("write") for q in queries.values())
+
+
+def test_browse_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
+    not_ledger = tmp_path / "plain.db"
+    not_ledger.write_bytes(b"")
+    import sqlite3
+
+    sqlite3.connect(not_ledger).execute("CREATE TABLE t (x)").connection.commit()
+    from daydream.errors import DaydreamError
+
+    with pytest.raises(DaydreamError, match="not a daydream ledger"):
+        browse.build_datasette(not_ledger)
+
+
+def test_markdown_plugin_leaves_other_datasettes_alone(tmp_path: Path) -> None:
+    from datasette.app import Datasette
+
+    from daydream import datasette_markdown
+
+    other = Datasette()
+    assert datasette_markdown.render_cell(value="# x", column="essay", table=None, database="ledger",
+                                          datasette=other) is None
+    ours = browse.build_datasette(_tiny_ledger(tmp_path))
+    assert "<h1>x</h1>" in datasette_markdown.render_cell(value="# x", column="essay", table=None,
+                                                          database="ledger", datasette=ours)
+
+
+def _tiny_ledger(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.db"
+    Ledger.init(path)
+    return path
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_top_essays_page_in_chromium_shows_title_and_score(server: Server, tmp_path: Path) -> None:
+    url = f"{server.base}/ledger/top_essays?cohort={COHORT}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync"]
+    shot = tmp_path / "top.png"
+    run = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'p1'}", f"--screenshot={shot}",
+                          "--window-size=1280,1600", url], capture_output=True, text=True, timeout=90)
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", run.stderr[-500:]
+    assert shot.stat().st_size > 20_000
+    dom = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'p2'}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=90).stdout
+    assert "<h1>Tide Lanterns</h1>" in dom
+    assert ">8.25<" in dom
+    json.loads(server.get("/ledger/top_essays.json", cohort=COHORT).text)

@@ -1,0 +1,188 @@
+"""``daydream report``: the files parse, the numbers are the hand-computed ones, runs are repeatable."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from daydream.cli import main
+from daydream.ledger import Ledger
+from daydream.report import publish_report, render_markdown
+from tests.read_fixtures import COHORT, build_fixture
+
+FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "reliability.csv", "report.md", "report.html"}
+
+
+@pytest.fixture
+def fixture_ledger(ledger: Ledger) -> Ledger:
+    build_fixture(ledger)
+    return ledger
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+
+
+def test_report_writes_every_file_with_hand_computed_numbers(fixture_ledger: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    published = publish_report(fixture_ledger, COHORT, out, top=1)
+    assert set(published.files) == FILES | {"results/e_one.md"}
+
+    scores = read_csv(out / "scores.csv")
+    assert len(scores) == 8
+    assert list(scores[0]) == ["evaluation_gen_id", "essay_gen_id", "draft_gen_id", "combo_id", "concepts",
+                               "draft_template", "draft_model", "essay_template", "essay_model", "rubric",
+                               "evaluator", "replicate", "attempt", "status", "score", "parse_status",
+                               "parse_error"]
+    by_id = {r["evaluation_gen_id"]: r for r in scores}
+    assert (by_id["v_1a1"]["draft_gen_id"], by_id["v_1a1"]["concepts"], by_id["v_1a1"]["score"]) == (
+        "d_one", "Lanterns + Tide pools", "8.0000")
+    assert (by_id["v_2b1"]["score"], by_id["v_2b1"]["parse_status"], by_id["v_2b1"]["parse_error"]) == (
+        "", "parse_failed", "no SCORE line")
+
+    ranks = read_csv(out / "rankings.csv")
+    assert [(r["rank"], r["essay_gen_id"], r["title"], r["mean"], r["n"]) for r in ranks] == [
+        ("1", "e_one", "Tide Lanterns", "8.2500", "4"), ("2", "e_two", "Honey Tides", "5.5000", "2")]
+    # e_one: 8, 7, 9, 9 → sd = sqrt(2.75 / 3) = 0.9574; t(3) = 3.182 → half-width 1.5233
+    assert (ranks[0]["stdev"], ranks[0]["ci95_low"], ranks[0]["ci95_high"]) == ("0.9574", "6.7267", "9.7733")
+
+    pivot = read_csv(out / "pivot.csv")
+    assert pivot[0]["essay_gen_id"] == "e_one"
+    assert (pivot[0]["rubric_a·ev1 mean"], pivot[0]["rubric_a·ev1 n"]) == ("8.5000", "2")  # 8 and 9
+    assert (pivot[1]["rubric_b·ev1 mean"], pivot[1]["rubric_b·ev1 n"]) == ("", "0")  # parse failed
+
+    summary = {(r["factor"], r["level"]): r for r in read_csv(out / "summary.csv")}
+    # rubric_a: 8, 7, 9, 5, 6 → mean 7, sd sqrt(2.5); share ≥ 8: 2 of 5
+    assert (summary[("rubric", "rubric_a")]["count"], summary[("rubric", "rubric_a")]["mean"],
+            summary[("rubric", "rubric_a")]["stdev"], summary[("rubric", "rubric_a")]["share_ge_8"]) == (
+        "5", "7.0000", "1.5811", "0.4000")
+    # ev1 scored 8, 9, 9, 5 → mean 7.75
+    assert summary[("evaluator", "ev1")]["mean"] == "7.7500"
+    assert {k[0] for k in summary} == {"draft_template", "draft_model", "essay_template", "essay_model",
+                                       "rubric", "evaluator"}
+
+    reliability = {r["rubric"]: r for r in read_csv(out / "reliability.csv")}
+    # rubric_a units: e_one (ev1 mean of 8 and 9 = 8.5, ev2 7), e_two (ev1 5, ev2 6).
+    # Ordinal: four distinct values, one each; adjacent pairs δ² = 1, two apart 4, three apart 9.
+    #   observed 2·1 + 2·1 = 4; expected 2·(3·1 + 2·4 + 1·9) = 40; alpha = 1 - 3·4/40 = 0.7
+    # Interval: observed 2·1.5² + 2·1² = 6.5; expected 2·(1+4+12.25+1+6.25+2.25) = 53.5;
+    #   alpha = 1 - 3·6.5/53.5 = 0.6355
+    assert (reliability["rubric_a"]["alpha_ordinal"], reliability["rubric_a"]["alpha_interval"]) == (
+        "0.7000", "0.6355")
+    # replicates: only e_one/ev1 has two (8, 9): sd 0.7071
+    assert reliability["rubric_a"]["replicate_spread"] == "0.7071"
+    # rubric_b: one evaluator per essay → alpha undefined; 1 parse failure of 2 finished
+    assert (reliability["rubric_b"]["alpha_ordinal"], reliability["rubric_b"]["parse_failure_rate"]) == (
+        "", "0.5000")
+
+    result = (out / "results" / "e_one.md").read_text(encoding="utf-8")
+    assert result.startswith("# Tide Lanterns\n")
+    assert "mean score: 8.2500 (n = 4" in result and "draft: `d_one`" in result
+    assert result.rstrip().endswith("- second point")
+
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "| 1 | e_one | 8.2500 | 4 |" in md and "A **bold** idea" in md
+
+
+def test_report_html_is_self_contained_with_charts_and_essays(fixture_ledger: Ledger, tmp_path: Path) -> None:
+    publish_report(fixture_ledger, COHORT, tmp_path, top=2)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    for chart in ('class="chart histogram"', 'class="chart comparison"', 'class="chart heatmap"'):
+        assert chart in page
+    assert page.count('class="chart histogram"') == 2  # one per rubric
+    assert "95% CI" in page
+    assert "<h1>Tide Lanterns</h1>" in page and "<strong>bold</strong>" in page
+    assert "Last line: the swarm returns at dusk." in page  # the second essay in full
+    # Nothing to fetch: no scripts, stylesheets or images from elsewhere.
+    for needle in ("<script", "<link", "src=", "https://"):
+        assert needle not in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_report_twice_gives_identical_files_and_one_event_per_run(fixture_ledger: Ledger, tmp_path: Path) -> None:
+    first = publish_report(fixture_ledger, COHORT, tmp_path / "a", top=2)
+    snapshot = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    second = publish_report(fixture_ledger, COHORT, tmp_path / "a", top=2)
+    third = publish_report(fixture_ledger, COHORT, tmp_path / "b", top=2)
+    assert first.files == second.files == third.files
+    for rel, content in snapshot.items():
+        assert (tmp_path / "a" / rel).read_bytes() == content == (tmp_path / "b" / rel).read_bytes()
+        assert first.files[str(rel)] == hashlib.sha256(content).hexdigest()
+    events = fixture_ledger.events(type="ReportPublished")
+    assert [e.seq for e in events] == [first.seq, second.seq, third.seq]
+    assert all(e.stream == f"report:{COHORT}" for e in events)
+    assert events[0].payload == {"cohort_id": COHORT, "out_dir": str((tmp_path / "a").resolve()),
+                                 "files": first.files}
+
+
+def test_report_of_unknown_cohort_is_one_line_and_records_nothing(
+        fixture_ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = fixture_ledger.count()
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "nope", "--db", str(fixture_ledger.path), "--out", str(tmp_path / "r")])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cohort 'nope'" in err and "c-one" in err
+    assert fixture_ledger.count() == before and not (tmp_path / "r").exists()
+
+
+def test_report_command_prints_where_it_wrote(fixture_ledger: Ledger, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", COHORT, "--db", str(fixture_ledger.path), "--out", str(tmp_path / "r"), "--top", "1"])
+    assert exit_.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert str(tmp_path / "r" / "report.html") in out and "results/e_one.md" in out
+
+
+def test_markdown_in_essays_cannot_inject_html() -> None:
+    rendered = render_markdown("# T\n\n<script>alert(1)</script> [x](javascript:alert(1))")
+    assert "<script>" not in rendered and "&lt;script&gt;" in rendered
+    assert 'href="javascript:' not in rendered
+
+
+def test_report_on_the_demo_ledger(tmp_path: Path) -> None:
+    probe = subprocess.run(["uv", "run", "daydream", "demo", "--help"], capture_output=True, text=True) \
+        if shutil.which("uv") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("'daydream demo' is not available")
+    db = tmp_path / "demo.db"
+    run = subprocess.run(["uv", "run", "daydream", "demo", "--db", str(db), "--quiet"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    published = publish_report(Ledger.open(db), "demo", tmp_path / "out", top=3)
+    ranks = read_csv(tmp_path / "out" / "rankings.csv")
+    assert ranks and ranks[0]["rank"] == "1" and all(r["title"] for r in ranks)
+    assert len([n for n in published.files if n.startswith("results/")]) == 3
+    assert read_csv(tmp_path / "out" / "reliability.csv")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with everything that would reach the network turned off."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--no-first-run", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_html_renders_in_chromium_with_title_and_score(fixture_ledger: Ledger, tmp_path: Path) -> None:
+    publish_report(fixture_ledger, COHORT, tmp_path / "r", top=2)
+    page = (tmp_path / "r" / "report.html").as_uri()
+    shot = tmp_path / "report.png"
+    run = chromium([f"--screenshot={shot}", "--window-size=1280,2000", page], tmp_path / "profile")
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", run.stderr[-500:]
+    assert shot.stat().st_size > 20_000  # a blank page compresses to a few KB
+    dom = chromium(["--dump-dom", page], tmp_path / "profile2").stdout
+    assert "<h1>Tide Lanterns</h1>" in dom and '<span class="score">8.25</span>' in dom
+    assert "<svg" in dom
