@@ -9,6 +9,7 @@ is validated against the catalog first and appended in one atomic ``ledger.appen
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,13 @@ class _Design:
     gens: dict[str, dict[tuple, _Gen]] = field(default_factory=lambda: {s: {} for s in STAGE_ORDER})
     combos: set[str] = field(default_factory=set)
     existing_parents: dict[str, set[str]] = field(default_factory=lambda: {"draft": set(), "essay": set()})
+    missing: dict[str, set[str]] = field(default_factory=dict)  # kind -> names not in the catalog
+    combo_defs: dict[str, dict] = field(default_factory=dict)  # combos to define (not yet in the ledger)
 
 
 # ----------------------------------------------------------------------------- rows -> generations
 def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec) -> _Design:
-    """Map rows to unique generations, collecting every unknown name before failing once."""
+    """Map rows to unique generations; unknown template and model names are collected, not raised."""
     design = _Design()
     missing: dict[str, set[str]] = {"draft template": set(), "essay template": set(),
                                     "evaluation template": set(), "model": set()}
@@ -165,10 +168,7 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
 
     if problems:
         raise SpecError(f"{spec.path}: {problems[0]}")
-    parts = [f"unknown {kind}(s) {', '.join(repr(n) for n in sorted(names))}"
-             for kind, names in missing.items() if names]
-    if parts:
-        raise CatalogError(f"{spec.path}: {'; '.join(parts)} (catalog {catalog.source})")
+    design.missing.update(missing)
     return design
 
 
@@ -279,14 +279,38 @@ def _resolve_catalog(catalog: Catalog | str | Path | None, spec: Spec) -> Catalo
     return load_catalog(spec.catalog)
 
 
-def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog) -> _Design:
-    """Check rows against a catalog (names, concepts of spec combos, template syntax); no ledger."""
+def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
+                  ledger: Ledger | None = None) -> _Design:
+    """Check rows against a catalog (and the ledger's combos, when given) and compile the templates.
+
+    Every unknown template, model, combo and concept is listed in one ``CatalogError``.
+    """
     design = design_generations(rows, catalog, spec)
-    unknown_concepts = sorted({c for cid in design.combos if cid in spec.combos
-                               for c in spec.combos[cid]["concept_ids"] if c not in catalog.concepts})
-    if unknown_concepts:
-        raise CatalogError(f"{spec.path}: unknown concept(s) "
-                           f"{', '.join(repr(c) for c in unknown_concepts)} (catalog {catalog.source})")
+    known: dict[str, dict] = {}
+    if ledger is not None:
+        for cid, concept_ids, level, k in _select(
+                ledger, "SELECT combo_id, concept_ids, level, k FROM combos WHERE combo_id IN ({marks})",
+                sorted(design.combos)):
+            known[cid] = {"concept_ids": json.loads(concept_ids), "level": level, "k": k}
+    missing = design.missing
+    missing["combo"] = set()
+    concepts_needed: set[str] = set()
+    for cid in sorted(design.combos):
+        definition = known.get(cid) or spec.combos.get(cid) or catalog.combos.get(cid)
+        if definition is None:
+            # Without a ledger an id may still be defined there; only planning can tell.
+            if ledger is not None:
+                missing["combo"].add(cid)
+            continue
+        concepts_needed.update(definition["concept_ids"])
+        if cid not in known:
+            design.combo_defs[cid] = definition
+    missing["concept"] = {c for c in concepts_needed if c not in catalog.concepts}
+    parts = [f"unknown {kind}(s) {', '.join(repr(n) for n in sorted(names))}"
+             for kind, names in missing.items() if names]
+    if parts:
+        raise CatalogError(f"{spec.path}: {'; '.join(parts)} (catalog {catalog.source}; combos come from "
+                           "the spec, the catalog or the ledger)")
     used = {id(g.template): g.template for stage in design.gens.values() for g in stage.values()}
     for t in sorted(used.values(), key=lambda t: (t.stage, t.id)):
         check_template(t)
@@ -306,28 +330,9 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     cohort = (cohort_id or spec.default_cohort_id).strip()
     if not cohort or any(ch.isspace() for ch in cohort):
         raise SpecError(f"{spec.path}: cohort id {cohort!r} must be non-empty and without spaces")
-    design = validate_spec(spec, rows, cat)
+    design = validate_spec(spec, rows, cat, ledger)
     parent_combos = _check_existing_parents(ledger, design, spec)
-
-    # Combos: defined by the spec, known to the catalog, or already in the ledger.
-    known = {r[0] for r in _select(ledger, "SELECT combo_id FROM combos WHERE combo_id IN ({marks})",
-                                   sorted(design.combos))}
-    new_combos = {}
-    absent = []
-    for cid in sorted(design.combos - known):
-        definition = spec.combos.get(cid) or cat.combos.get(cid)
-        if definition is None:
-            absent.append(cid)
-        else:
-            new_combos[cid] = definition
-    if absent:
-        raise SpecError(f"{spec.path}: unknown combo(s) {', '.join(repr(a) for a in absent)}; expected "
-                        "combos defined in the spec (concepts + level), the catalog or the ledger")
-    unknown_concepts = sorted({c for d in new_combos.values() for c in d["concept_ids"]
-                               if c not in cat.concepts})
-    if unknown_concepts:
-        raise CatalogError(f"{spec.path}: unknown concept(s) {', '.join(repr(c) for c in unknown_concepts)} "
-                           f"(catalog {cat.source})")
+    new_combos = design.combo_defs
 
     resolved: dict[tuple, str] = {}
     for stage in STAGE_ORDER:

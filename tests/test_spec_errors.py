@@ -171,16 +171,17 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
      ["'t.xlsx'", "unsupported type .xlsx"], 1),
     ("include_malformed_yaml", {"spec.yaml": "axes:\n  draft_template: '@file:t.yaml'\n",
                                 "t.yaml": "[a, b\n"}, ["'t.yaml'", "malformed"], 1),
-    ("unknown_templates_and_model_listed_at_once", {"spec.yaml": spec_with(axes="""\
+    ("unknown_templates_models_combos_concepts_listed_at_once", {"spec.yaml": spec_with(axes="""\
         axes:
-          combo: [{concepts: [feedback-loop, redundancy], level: paragraph}]
+          combo: [{concepts: [feedback-loop, time-travel], level: paragraph}, combo_v1_000000000000]
           draft_template: [bridge-essay-draft, no-such-draft]
           draft_llm: [offline, gpt-imaginary]
           essay_template: [focused-essay, no-such-essay]
           essay_llm: [offline]
         """.replace("        ", ""))},
      ["spec.yaml", "unknown draft template(s) 'no-such-draft'", "unknown essay template(s) 'no-such-essay'",
-      "unknown model(s) 'gpt-imaginary'"], 1),
+      "unknown model(s) 'gpt-imaginary'", "unknown combo(s) 'combo_v1_000000000000'",
+      "unknown concept(s) 'time-travel'"], 1),
     ("unknown_concepts_listed_at_once", {"spec.yaml": spec_with(axes=BASE_AXES.replace(
         "[feedback-loop, redundancy]", "[feedback-loop, time-travel, perpetual-motion]"))},
      ["unknown concept(s) 'perpetual-motion', 'time-travel'"], 1),
