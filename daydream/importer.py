@@ -27,6 +27,7 @@ import yaml
 from sqlalchemy.exc import SQLAlchemyError
 
 from daydream import events as ev
+from daydream.catalog import load_catalog
 from daydream.errors import ConcurrencyConflict, DaydreamError, ImportError_, LedgerIntegrityError
 from daydream.ledger import Ledger, NewEvent, text_hash
 
@@ -495,14 +496,6 @@ class _Importer:
             self.report.catalog = "absent (no 1_raw/ folder)"
             return
         try:
-            from daydream.catalog import load_catalog
-        except ModuleNotFoundError as exc:
-            if exc.name != "daydream.catalog":
-                raise
-            self.report.problem(raw, "catalog not imported: daydream.catalog is not available")
-            self.report.catalog = "not imported"
-            return
-        try:
             catalog = load_catalog(raw)
             payload, texts = catalog.snapshot()
         except (DaydreamError, OSError, UnicodeDecodeError, ValueError) as exc:
@@ -538,7 +531,7 @@ class _Importer:
                     if not combo or not concept:
                         self.report.problem(path, f"line {line}: empty combo_id or concept_id (row skipped)")
                         continue
-                    entry = combos.setdefault(combo, {"concepts": set(), "levels": set(), "line": line})
+                    entry = combos.setdefault(combo, {"concepts": set(), "levels": set()})
                     entry["concepts"].add(concept)
                     entry["levels"].add(level)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -511,3 +511,16 @@ def test_cohort_report_reads_imported_generations_with_lineage_and_concepts(
         # Concept names come from the imported catalog snapshot, the concepts from the imported combos.
         assert row["concepts"] == " + ".join(names[c] for c in built.combos[built.combo_of[row["essay_gen_id"]]])
     assert sorted(r["essay_gen_id"] for r in data.rankings) == sorted(built.essays)
+
+
+def test_a_damaged_catalog_is_reported_and_the_generations_still_imported(
+        tmp_path: Path, seed_data: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=1)
+    (built.root / "1_raw" / "templates" / "draft" / "creative-synthesis-v10.txt").unlink()
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    assert report.catalog == "not imported (damaged)"
+    assert [p.path for p in report.problems] == [str(built.root.resolve() / "1_raw")]
+    assert "creative-synthesis-v10" in report.problems[0].reason
+    assert ledger.count(ev.CATALOG_IMPORTED) == 0
+    assert sum(c.imported for c in report.stages.values()) == 3
