@@ -224,19 +224,28 @@ class RateLimiter:
 
 
 # ----------------------------------------------------------------------------- pending work
-PENDING_SQL = """
+_SELECT_GEN = """
 SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
        g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
        p.parsed_hash
 FROM gen_state g
 LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
-WHERE (g.status = 'planned' OR (g.status = 'running' AND (g.lease_until < :now OR g.worker LIKE :host)))
-  AND (g.parent_gen_id IS NULL OR p.status = 'completed')
-  {cohort} {stage}
-ORDER BY CASE g.stage WHEN 'draft' THEN 0 WHEN 'essay' THEN 1 WHEN 'evaluation' THEN 2 ELSE 3 END,
-         g.planned_seq
+"""
+# Ready work of one stage in plan order: walks ix_gen_state_status_stage_seq and stops at the limit.
+PENDING_SQL = _SELECT_GEN + """
+WHERE g.status = 'planned' AND g.stage = :stage
+  AND (g.parent_gen_id IS NULL OR p.status = 'completed') {cohort}
+ORDER BY g.planned_seq
 LIMIT :limit
 """
+# Claims that may be abandoned: lease expired, or held by a process on this host (maybe dead).
+RECLAIM_SQL = _SELECT_GEN + """
+WHERE g.status = 'running' AND (g.lease_until < :now OR g.worker LIKE :host) {cohort} {stage}
+ORDER BY g.planned_seq
+LIMIT :limit
+"""
+COHORT_FILTER = ("AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort "
+                 "AND m.gen_id = g.gen_id)")
 
 GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
                "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash")
@@ -376,13 +385,24 @@ class Runner:
     # ------------------------------------------------------------------ feeding
     def _query_pending(self, window: int) -> list[dict[str, Any]]:
         now = _iso(datetime.now(timezone.utc))
-        cohort = "AND g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = :cohort)" if self.options.cohort else ""
-        stage = "AND g.stage = :stage" if self.options.stage else ""
-        params = {"now": now, "host": f'%"host":"{self.worker["host"]}"%', "limit": window,
-                  "cohort": self.options.cohort, "stage": self.options.stage}
-        sql = PENDING_SQL.format(cohort=cohort, stage=stage)
+        cohort = COHORT_FILTER if self.options.cohort else ""
+        params: dict[str, Any] = {"limit": window}
+        if self.options.cohort:
+            params["cohort"] = self.options.cohort
+        names = [self.options.stage] if self.options.stage else sorted(
+            self.stages.items, key=lambda n: (STAGE_ORDER.get(n, 9), n))
+        rows: list[tuple] = []
         with self.ledger.engine.connect() as conn:
-            rows = conn.exec_driver_sql(sql, {k: v for k, v in params.items() if f":{k}" in sql}).fetchall()
+            reclaim_sql = RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else "")
+            reclaim_params = {**params, "now": now, "host": f'%"host":"{self.worker["host"]}"%'}
+            if self.options.stage:
+                reclaim_params["stage"] = self.options.stage
+            rows.extend(conn.exec_driver_sql(reclaim_sql, reclaim_params).fetchall())
+            for name in names:
+                if len(rows) >= window:
+                    break
+                rows.extend(conn.exec_driver_sql(PENDING_SQL.format(cohort=cohort),
+                                                 {**params, "stage": name}).fetchall())
         found = []
         for row in rows:
             gen = dict(zip(GEN_COLUMNS, row))

@@ -150,6 +150,8 @@ def upgrade() -> None:
         sa.Column("updated_seq", sa.Integer, comment="seq of the last event applied"),
     )
     op.create_index("ix_gen_state_stage_status", "gen_state", ["stage", "status"])
+    # The runner's pending-work query: planned rows of one stage in plan order, without a sort.
+    op.create_index("ix_gen_state_status_stage_seq", "gen_state", ["status", "stage", "planned_seq"])
     op.create_index("ix_gen_state_parent", "gen_state", ["parent_gen_id"])
     op.create_index("ix_gen_state_combo", "gen_state", ["combo_id"])
     # Planning reuses work by signature (imported generations keep their original ids).
