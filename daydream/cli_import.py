@@ -65,7 +65,7 @@ def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: s
     Damaged generations are listed with their path and reason and the rest is imported.
     """
     check_root(data_root)  # an unusable root is reported before the ledger is even opened
-    ledger = open_ledger(db_path)
+    ledger = open_ledger(db_path, readonly=dry_run)  # a dry run cannot write, by construction
     report = import_dagster(ledger, data_root, dry_run=dry_run)
     if as_json:
         echo_json(_report_dict(report))
