@@ -187,7 +187,10 @@ def rerun_cmd(db_path: str, gen_ids: tuple[str, ...], cohort: str | None, stage:
 @db_option
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Essays to print.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def demo_cmd(db_path: str, top: int, quiet: bool) -> None:
+@click.option("--compact", is_flag=True,
+              help="Afterwards leave one self-contained file (no write-ahead log; vacuumed), as for "
+                   "ledger.db.example.")
+def demo_cmd(db_path: str, top: int, quiet: bool, compact: bool) -> None:
     """Plan the reference demo cohort on the offline model, run it, and print the top essays.
 
     Needs no network and no API key. Creates the ledger if it does not exist; running it again
@@ -205,6 +208,8 @@ def demo_cmd(db_path: str, top: int, quiet: bool) -> None:
     if stats.stopped_reason and stats.stopped_reason.startswith("interrupted"):
         sys.exit(130)
     _print_top(ledger, DEMO_COHORT, top)
+    if compact:
+        ledger.compact()
     click.echo(f"\nledger: {db_path}  (try: daydream status {DEMO_COHORT} --db {db_path}; "
                f"daydream report {DEMO_COHORT} --db {db_path}; daydream browse --db {db_path})")
 

@@ -396,6 +396,17 @@ class Ledger:
                     n_texts += 1
         return n_events, n_texts
 
+    def compact(self) -> None:
+        """Fold the write-ahead log into the file, leave WAL mode and VACUUM: one self-contained file."""
+        self.engine.dispose()
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
+
     def backup(self, dest: str | os.PathLike[str]) -> Path:
         """A consistent copy of the ledger at ``dest`` (``VACUUM INTO``), safe while others write."""
         target = Path(dest)
