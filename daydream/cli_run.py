@@ -36,7 +36,8 @@ class ProgressView:
     def lines(self, stats: RunStats) -> list[str]:
         out = []
         for name, st in sorted(stats.stages.items()):
-            out.append(f"{name:<11} done {st.done:>6}  failed {st.failed:>5}  in flight {st.in_flight:>4}")
+            out.append(f"{name:<11} done {st.done:>6}  pending {st.pending:>6}  failed {st.failed:>5}  "
+                       f"in flight {st.in_flight:>4}")
         out.append(f"calls {stats.calls} (failed {stats.failed_calls})  tokens {stats.tokens:,}  "
                    f"spent ${stats.spent_usd:.4f}  {time.monotonic() - stats.started:.1f}s")
         return out

@@ -334,6 +334,7 @@ class Runner:
         self._flushed: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
         self._reserved_usd = 0.0
+        self._progress_at = 0.0
         self._unwritten = 0  # items handed to the writer and not yet committed
         self._writer_error: Exception | None = None
 
@@ -817,8 +818,16 @@ class Runner:
 
     # ------------------------------------------------------------------ progress
     def _emit_progress(self) -> None:
-        if self.progress is not None:
-            self.progress(self.stats, {})
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._progress_at < 0.5:
+            return
+        self._progress_at = now
+        counts = pending_counts(self.ledger, self.options.cohort, self.options.stage)
+        for name, c in counts.items():
+            self.stats.stages[name].pending = c["ready"] + c["blocked"]
+        self.progress(self.stats, {})
 
     def _report(self) -> None:
         if self.progress is not None:
