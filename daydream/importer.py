@@ -35,6 +35,7 @@ STAGES = ("draft", "essay", "evaluation")
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
 DEFAULT_BATCH = 1000
 _READERS = 4  # threads reading generation folders (overlap I/O on cold disks)
+_READ_CHUNK = 500  # generation folders read ahead at most
 # The last line is the bare number, optionally labelled: "7", "SCORE: 7", "**Score:** 7.5".
 _SCORE_LINE = re.compile(r"^(?:[*_\s]*score[*_\s]*[:=]?[*_\s]*)?(-?\d+(?:\.\d+)?)[*_\s]*$", re.IGNORECASE)
 
@@ -582,9 +583,12 @@ class _Importer:
                 to_read.append(folder)
         # Reading is I/O: threads overlap the file reads; results come back in folder order, and
         # lineage is checked one by one afterwards so the outcome does not depend on timing.
+        # Chunks bound memory: only one chunk of texts waits in memory beside the writer's batch.
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            for folder, outcome in zip(to_read, pool.map(lambda f: _try_read(stage, f), to_read)):
-                self._accept(stage, folder, outcome)
+            for start in range(0, len(to_read), _READ_CHUNK):
+                chunk = to_read[start:start + _READ_CHUNK]
+                for folder, outcome in zip(chunk, pool.map(lambda f: _try_read(stage, f), chunk)):
+                    self._accept(stage, folder, outcome)
 
     def _accept(self, stage: str, folder: Path, outcome: LegacyGeneration | Unreadable) -> None:
         counts = self.report.stages[stage]
