@@ -19,8 +19,9 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from daydream_plugins.provider_offline import estimate_tokens, offline_answer
 
@@ -110,7 +111,7 @@ class StubLLMServer:
         """The URL to put in a model's ``base_url`` (without ``/v1``: both paths are served)."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "StubLLMServer":
+    def start(self) -> StubLLMServer:
         """Start serving in a background thread; returns once the port is bound."""
         self._thread = threading.Thread(target=self._run, name="stub-llm-server", daemon=True)
         self._thread.start()
@@ -127,7 +128,7 @@ class StubLLMServer:
             self._thread.join(10)
             self._thread = None
 
-    def __enter__(self) -> "StubLLMServer":
+    def __enter__(self) -> StubLLMServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

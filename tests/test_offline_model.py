@@ -11,10 +11,10 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from daydream_plugins.provider_offline import OFFLINE_MODEL, estimate_tokens, extract_terms, offline_answer
 
 from daydream import plugins
 from daydream.contracts import CallRequest, ParseFailure
-from daydream_plugins.provider_offline import OFFLINE_MODEL, estimate_tokens, extract_terms, offline_answer
 
 CONCEPTS = [
     {"id": "dmn", "name": "Default Mode Network",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daydream import plugins
-from daydream.contracts import ParseFailure, Parsed
+from daydream.contracts import Parsed, ParseFailure
 
 
 def parse(name: str, raw: str) -> Parsed:

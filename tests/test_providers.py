@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from daydream_plugins.provider_openai import OpenAIProvider, compute_cost, parse_retry_after
 
 from daydream import events as ev
 from daydream import plugins
@@ -23,7 +24,6 @@ from daydream.contracts import CallFailed, CallRequest, CallResult, Provider
 from daydream.errors import ProviderError
 from daydream.ledger import Ledger, NewEvent, text_hash
 from daydream.testing import Reply, StubLLMServer
-from daydream_plugins.provider_openai import OpenAIProvider, compute_cost, parse_retry_after
 
 KEY_ENV = "DAYDREAM_TEST_STUB_KEY"
 SECRET = "sk-test-0123456789-very-secret"

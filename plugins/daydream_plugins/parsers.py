@@ -9,9 +9,9 @@ instead of being read as 0 or guessed.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from daydream.contracts import ParseFailure, Parsed
+from daydream.contracts import Parsed, ParseFailure
 from daydream.hookspecs import hookimpl
 
 PREVIEW_CHARS = 300

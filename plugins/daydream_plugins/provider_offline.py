@@ -14,7 +14,8 @@ import random
 import re
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from daydream.contracts import CallRequest, CallResult
 from daydream.hookspecs import hookimpl

@@ -14,9 +14,10 @@ import json
 import os
 import ssl
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -201,10 +202,10 @@ class OpenAIProvider:
             # OpenRouter reports upstream failures as 200 with an error object.
             error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
             code = _int_or_none(error.get("code"))
-            message = self._scrub(str(error.get("message", ""))[:ERROR_EXCERPT_CHARS], key)
+            said = self._scrub(str(error.get("message", ""))[:ERROR_EXCERPT_CHARS], key)
             retryable = code is None or code in (408, 429) or code >= 500
             raise CallFailed("UpstreamError", f"error from {self.base_url} for model {self.model_id}"
-                             f"{f' (code {code})' if code else ''}: {message}", retryable=retryable,
+                             f"{f' (code {code})' if code else ''}: {said}", retryable=retryable,
                              status=code, latency_s=latency)
         try:
             choice = data["choices"][0]
@@ -217,11 +218,12 @@ class OpenAIProvider:
                              f"has no choices[0].message.content ({exc})", retryable=True,
                              status=response.status_code, latency_s=latency,
                              raw_text=self._scrub(response.text[:ERROR_EXCERPT_CHARS], key)) from None
-        usage = data.get("usage") or {}
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
         completion_tokens = _int_or_none(usage.get("completion_tokens"))
         reported = usage.get("cost")
-        if isinstance(reported, (int, float)) and not isinstance(reported, bool):
+        provider_cost = isinstance(reported, (int, float)) and not isinstance(reported, bool)
+        if isinstance(reported, (int, float)) and provider_cost:
             cost: float | None = float(reported)
         else:
             cost = compute_cost(prompt_tokens, completion_tokens,
@@ -230,7 +232,7 @@ class OpenAIProvider:
         reasoning = message.get("reasoning") or message.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             extra["reasoning_chars"] = len(reasoning)
-        if isinstance(reported, (int, float)):
+        if provider_cost:
             extra["cost_source"] = "provider"
         elif cost is not None:
             extra["cost_source"] = "catalog"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from daydream import events as ev
 from daydream.contracts import CallFailed, CallRequest, CallResult
@@ -55,7 +56,7 @@ class ReplayIndex:
     by_gen: dict[tuple[str, str, str], RecordedCall]
 
     @classmethod
-    def build(cls, ledger: Ledger, model_id: str | None = None) -> "ReplayIndex":
+    def build(cls, ledger: Ledger, model_id: str | None = None) -> ReplayIndex:
         """Index ``ledger`` in one pass; with ``model_id``, only that model's calls are kept."""
         prompts: dict[tuple[str, int], str] = {}
         by_prompt: dict[tuple[str, str], RecordedCall] = {}
