@@ -39,8 +39,12 @@ DEFAULT_PARSERS = {"draft": "identity", "essay": "identity", "evaluation": "scor
 
 
 def repo_catalog_dir() -> Path:
-    """The starter catalog shipped in the repository (``specs/catalog``)."""
-    return Path(__file__).resolve().parent.parent / "specs" / "catalog"
+    """The starter catalog: the repository's ``specs/catalog``, or a copy packaged in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "specs" / "catalog", here / "_specs" / "catalog"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "specs" / "catalog"
 
 
 @dataclass(frozen=True)

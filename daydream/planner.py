@@ -91,9 +91,6 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
             return None
         if mid is None:
             problems.append(f"{stage} template {t.id!r} is llm-mode but the spec has no {stage}_llm axis")
-            return None
-        if mid not in models:
-            missing["model"].add(mid)
         return mid
 
     drafts, essays, evals = design.gens["draft"], design.gens["essay"], design.gens["evaluation"]
@@ -106,15 +103,31 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
         _check_axes(row, problems)
         if problems:
             break
-        parent: Any = None
+        # Look up every name of the row first, so that all unknown names are reported together.
+        known_names = True
+        for stage in STAGE_ORDER:
+            tid = row.get(f"{stage}_template")
+            if tid is None:
+                continue
+            found = template(stage, tid)
+            mid = row.get(f"{stage}_llm")
+            # Copy-mode templates ignore their model; an unknown template may be either kind.
+            if mid is not None and mid not in models and (found is None or found.generator == "llm"):
+                missing["model"].add(mid)
+                known_names = False
+            if found is None:
+                known_names = False
         combo = row.get("combo_id")
+        if combo is not None:
+            design.combos.add(combo)
+        if not known_names:
+            continue
+        parent: Any = None
         if "draft_template" in row:
-            t = template("draft", row["draft_template"])
+            t = templates["draft"][row["draft_template"]]
             if combo is None:
                 problems.append("draft rows need a combo (add a combo_id axis or a combos generator)")
                 break
-            if t is None:
-                continue
             if t.generator != "llm":
                 problems.append(f"draft template {t.id!r} is {t.generator}-mode; drafts need an llm template")
                 break
@@ -129,9 +142,7 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
             design.existing_parents["draft"].add(row["draft_gen_id"])
 
         if "essay_template" in row:
-            t = template("essay", row["essay_template"])
-            if t is None:
-                continue
+            t = templates["essay"][row["essay_template"]]
             if parent is None:
                 if combo is None:
                     problems.append("essay rows need a draft (draft_template or draft_gen_id) or a combo")
@@ -152,12 +163,10 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
             parent = None  # a draft alone cannot be evaluated
 
         if "evaluation_template" in row:
-            t = template("evaluation", row["evaluation_template"])
+            t = templates["evaluation"][row["evaluation_template"]]
             if parent is None:
                 problems.append("evaluation rows need an essay (essay_template or essay_gen_id)")
                 break
-            if t is None:
-                continue
             if t.generator != "llm":
                 problems.append(f"evaluation template {t.id!r} is {t.generator}-mode; expected llm")
                 break

@@ -178,9 +178,12 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
           draft_llm: [offline, gpt-imaginary]
           essay_template: [focused-essay, no-such-essay]
           essay_llm: [offline]
+          evaluation_template: [ghost-rubric]
+          evaluation_llm: [offline, ghost-judge]
         """.replace("        ", ""))},
      ["spec.yaml", "unknown draft template(s) 'no-such-draft'", "unknown essay template(s) 'no-such-essay'",
-      "unknown model(s) 'gpt-imaginary'", "unknown combo(s) 'combo_v1_000000000000'",
+      "unknown evaluation template(s) 'ghost-rubric'", "unknown model(s) 'ghost-judge', 'gpt-imaginary'",
+      "unknown combo(s) 'combo_v1_000000000000'",
       "unknown concept(s) 'time-travel'"], 1),
     ("unknown_concepts_listed_at_once", {"spec.yaml": spec_with(axes=BASE_AXES.replace(
         "[feedback-loop, redundancy]", "[feedback-loop, time-travel, perpetual-motion]"))},
