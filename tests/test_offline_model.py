@@ -80,6 +80,27 @@ def test_brainstorm_has_at_least_five_non_empty_lines() -> None:
         assert parse("identity", answer)
 
 
+def test_requested_link_line_format_is_followed() -> None:
+    listed = "\n".join(f"{i + 1}. {c['name']} — {c['content']}" for i, c in enumerate(CONCEPTS))
+    prompt = (f"Brainstorm connections between these concepts.\n\n{listed}\n\nWrite at least eight lines, "
+              'one per line, in the form "<concept A> + <concept B>: <what it makes possible>".')
+    lines = offline_answer("d_1", prompt).splitlines()
+    names = {c["name"] for c in CONCEPTS}
+    assert len(lines) >= 8
+    for line in lines:
+        pair, _, rest = line.partition(": ")
+        a, _, b = pair.partition(" + ")
+        assert {a, b} <= names and a != b and rest
+
+
+def test_requested_sections_are_written() -> None:
+    prompt = (f"NOTES:\n{concept_block()}\nWrite a proposal with these sections:\n"
+              "## Problem — who has it.\n## Idea — the mechanism.\n## First test — an experiment.\n")
+    answer = offline_answer("e_1", prompt)
+    headings = [line for line in answer.splitlines() if line.startswith("## ")]
+    assert headings == ["## Problem", "## Idea", "## First test"]
+
+
 def test_essay_idea_prompt_gets_staged_blocks_that_parse() -> None:
     answer = offline_answer("d_1", DRAFT_IDEAS)
     assert answer.count('<essay-idea stage="') >= 2 and '<essay-idea stage="1">' in answer
@@ -153,15 +174,16 @@ def test_offline_provider_labels_its_results() -> None:
 def test_offline_model_is_fast() -> None:
     prompt = evaluation_prompt(offline_answer("e_1", ESSAY_PLAIN) * 3)
     prompts = [DRAFT_LIST, DRAFT_IDEAS, DRAFT_ESSAY_TAGS, ESSAY_PLAIN, prompt]
-    started = time.perf_counter()
+    # CPU time, not wall time: other processes on a busy test machine must not fail this test.
+    started = time.process_time()
     n = 0
     for i in range(200):
         for p in prompts:
             offline_answer(f"g_{i}", p)
             n += 1
-    rate = n / (time.perf_counter() - started)
-    # Measured ~3,000-5,000 answers/s here; the margin keeps a busy test machine from flaking.
-    assert rate >= 1000, f"offline model answered only {rate:.0f} prompts/s"
+    rate = n / max(time.process_time() - started, 1e-9)
+    # Measured ~3,000-5,000 answers/s here when idle; the margin absorbs slower machines.
+    assert rate >= 1000, f"offline model answered only {rate:.0f} prompts per CPU second"
 
 
 # ------------------------------------------------------------------ seed-data templates

@@ -29,6 +29,12 @@ PROVIDER_NAME = "offline"
 _CONCEPT_BLOCK = re.compile(
     r"^[ \t]*(?:\*\*([^*\n:()]{2,60})\*\*|#{1,4}[ \t]+([^#*\n:()]{2,60}))[ \t]*\n(?=[ \t]*(?:\S+[ \t]+){11})",
     re.MULTILINE)
+# Concepts listed as "1. Name — description".
+_NUMBERED_CONCEPT = re.compile(r"^[ \t]*\d+\.[ \t]+([^—–\n:()]{2,60}?)[ \t]+[—–][ \t]+\S", re.MULTILINE)
+# Sections a prompt asks for, as "## Problem — who has it …".
+_REQUESTED_SECTION = re.compile(r"^#{2,3}[ \t]+([A-Z][\w ]{1,30}?)[ \t]+[—–-][ \t]", re.MULTILINE)
+# A requested line format of the form "<concept A> + <concept B>: …".
+_LINK_FORMAT = re.compile(r"<[^<>\n]{1,30}>\s*\+\s*<[^<>\n]{1,30}>")
 # "Default Mode Network", "Dearth of AI-driven Discoveries", "Human Creativity and Insight".
 # (Not joined by "and": the offline model's own "A and B" would merge two names into one.)
 _CAPITALISED = re.compile(r"[A-Z][\w-]{2,}(?:(?: of| for| in| the)? [A-Z][\w-]{2,})+")
@@ -115,16 +121,19 @@ def _dedupe(items: list[str], limit: int) -> list[str]:
 
 def extract_terms(text: str, limit: int = 12) -> list[str]:
     """Concept-like terms in ``text``: the names of concept blocks (``**Name**`` or ``## Name`` over a
-    description) when there are two or more, else capitalised phrases, most frequent first, padded
+    description, or ``1. Name — description``) when there are two or more, else capitalised phrases, most frequent first, padded
     with a few frequent long words."""
-    names = _dedupe([(bold or heading).strip() for bold, heading in _CONCEPT_BLOCK.findall(text)
-                     if len((bold or heading).split()) <= 6], limit)
+    blocks = [(bold or heading).strip() for bold, heading in _CONCEPT_BLOCK.findall(text)]
+    numbered = [name.strip() for name in _NUMBERED_CONCEPT.findall(text)]
+    names = _dedupe([name for name in blocks + numbered if len(name.split()) <= 6], limit)
     if len(names) >= 2:
         return names
     found = Counter(m[4:] if m.startswith("The ") else m for m in _CAPITALISED.findall(text))
     capitalised = [m for m, _ in found.most_common(limit)]
     words = Counter(w for w in _LONG_WORD.findall(text.lower()) if w not in _STOP_LONG)
-    frequent = [w for w, _ in words.most_common(2)]  # a little variety; content words are weaker names
+    covered = " ".join(capitalised).lower()
+    # A little variety; content words are weaker names, and none that repeat a phrase's word.
+    frequent = [w for w, _ in words.most_common(6) if w not in covered][:2]
     # A single "block" is more likely an instruction section ("## Output rules") than a concept.
     terms = _dedupe(capitalised + frequent, limit)
     return terms or ["the idea"]
@@ -151,11 +160,15 @@ def _paragraph(rng: random.Random, terms: list[str], phrases: list[str], n: int)
     return " ".join(sentences)
 
 
-def _essay(rng: random.Random, terms: list[str], phrases: list[str]) -> str:
+def _essay(rng: random.Random, terms: list[str], phrases: list[str], sections: list[str]) -> str:
     # Length and breadth vary by seed so that evaluations of different essays differ.
     focus = rng.sample(terms, min(len(terms), rng.randint(2, 6)))
     title = f"# {focus[0][:1].upper() + focus[0][1:]} and {focus[-1] if len(focus) > 1 else 'its uses'}"
     parts = [title, ""]
+    if sections:  # the prompt asked for these sections: write one paragraph under each
+        for name in sections:
+            parts += [f"## {name}", "", _paragraph(rng, focus, phrases, rng.randint(2, 5)), ""]
+        return "\n".join(parts).strip()
     for i in range(rng.randint(2, 6)):
         if i and rng.random() < 0.4:
             heading = rng.choice(focus)
@@ -184,7 +197,13 @@ def _ideas(rng: random.Random, terms: list[str], phrases: list[str]) -> str:
     return "\n".join(blocks).strip()
 
 
-def _list(rng: random.Random, terms: list[str], phrases: list[str]) -> str:
+def _list(rng: random.Random, terms: list[str], phrases: list[str], link_format: bool) -> str:
+    if link_format and len(terms) >= 2:  # "<concept A> + <concept B>: …", one per line, nothing else
+        lines = []
+        for _ in range(rng.randint(8, 12)):
+            a, b = rng.sample(terms, 2)
+            lines.append(f"{a} + {b}: {_sentence(rng, [a, b])}")
+        return "\n".join(lines)
     lines = [f"Brainstorm: connections between {', '.join(terms[:4])}", ""]
     for i in range(rng.randint(6, 10)):
         lines.append(f"{i + 1}. {_sentence(rng, terms)}")
@@ -257,12 +276,15 @@ def offline_answer(gen_id: str, prompt: str) -> str:
     phrases = extract_phrases(prompt)
     if "<essay-idea" in prompt:
         return _ideas(rng, terms, phrases)
+    sections = _dedupe(_REQUESTED_SECTION.findall(prompt), 8)
+    sections = sections if len(sections) >= 2 else []
     if re.search(r"<essay>", prompt, re.IGNORECASE):
         thinking = _paragraph(rng, terms, phrases, 2)
-        return f"<thinking>\n{thinking}\n</thinking>\n\n<essay>\n{_essay(rng, terms, phrases)}\n</essay>"
-    if re.search(r"\bessay\b", prompt, re.IGNORECASE):
-        return _essay(rng, terms, phrases)
-    return _list(rng, terms, phrases)
+        essay = _essay(rng, terms, phrases, sections)
+        return f"<thinking>\n{thinking}\n</thinking>\n\n<essay>\n{essay}\n</essay>"
+    if sections or re.search(r"\bessay\b", prompt, re.IGNORECASE):
+        return _essay(rng, terms, phrases, sections)
+    return _list(rng, terms, phrases, _LINK_FORMAT.search(prompt) is not None)
 
 
 def estimate_tokens(text: str) -> int:
