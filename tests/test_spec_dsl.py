@@ -232,7 +232,7 @@ def test_existing_generation_axes_compile_like_any_axis(tmp_path: Path) -> None:
     assert len(rows) == 4 and {r["essay_gen_id"] for r in rows} == {"e_abc", "e_def"}
 
 
-def test_reference_cohorts_compile(tmp_path: Path) -> None:
+def test_reference_cohorts_compile() -> None:
     cohorts = Path(__file__).resolve().parent.parent / "specs" / "cohorts"
     counts = {p.stem: len(compile_spec(load_spec(p))) for p in cohorts.glob("*.yaml")}
     assert counts["demo"] == 64
