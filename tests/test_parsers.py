@@ -184,3 +184,23 @@ def test_score_failure_previews_the_last_lines() -> None:
 
 def test_in_last_line_is_the_score_parser() -> None:
     assert plugins.parsers().get("in_last_line") is plugins.parsers().get("score")
+
+
+# ------------------------------------------------------------------ contract: every parser
+ODD_INPUTS = ["", " ", "\n\n", "<essay>", "</essay>", "<essay-idea stage=\"x\">", "SCORE:", "SCORE: 7",
+              "\x00\x01 binary", "<thinking>unclosed", "é" * 10_000, "line\n" * 5_000,
+              "<essay>" * 100 + "text", '<essay-idea stage="1">' * 50]
+
+
+@pytest.mark.parametrize("name", sorted(plugins.parsers().items))
+@pytest.mark.parametrize("raw", ODD_INPUTS, ids=range(len(ODD_INPUTS)))
+def test_every_parser_returns_parsed_text_or_a_parse_failure(name: str, raw: str) -> None:
+    try:
+        result = parse(name, raw)
+    except ParseFailure as failure:
+        assert failure.reason.strip() and isinstance(failure.preview, str)
+        assert len(failure.preview) <= 300
+        return
+    assert isinstance(result, Parsed) and result.text.strip()
+    assert result.score is None or 0 <= result.score <= 9
+    assert parse(name, raw) == result  # pure: the same input gives the same result
