@@ -631,7 +631,7 @@ class _Importer:
                      else "is not in the data root nor in the ledger")
             raise Unreadable(f"{kind}: parent {want} {gen.parent_gen_id} {where}")
         if parent[0] != want:
-            raise Unreadable(f"parent {gen.parent_gen_id} is a {parent[0]}, expected a {want}")
+            raise Unreadable(f"parent {gen.parent_gen_id} has stage {parent[0]!r}, expected {want!r}")
         return gen.combo_id or parent[1]
 
     def import_cohorts(self) -> None:
@@ -697,8 +697,8 @@ class _Importer:
                                                 f"{why}; not linked")
                 continue
             if stage and stage != known[0]:
-                self.report.problem(membership, f"line {line}: {gen_id} is listed as {stage!r} "
-                                                f"but is a {known[0]} (linked as {known[0]})")
+                self.report.problem(membership, f"line {line}: {gen_id} is listed as stage {stage!r} but "
+                                                f"its stage is {known[0]!r} (linked as {known[0]})")
             if (cohort_id, gen_id) in self.members:
                 self.report.links_present += 1
                 continue

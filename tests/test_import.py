@@ -265,7 +265,7 @@ def test_membership_rows_naming_unknown_generations_are_reported(tmp_path: Path,
     report = import_dagster(Ledger.open(ledger_path), built.root)
     reasons = [p.reason for p in report.problems]
     assert any("e_ghost is not in the data root" in r for r in reasons), reasons
-    assert any("is listed as 'draft' but is a essay" in r for r in reasons), reasons
+    assert any("is listed as stage 'draft' but its stage is 'essay'" in r for r in reasons), reasons
     assert report.links_added == 1
 
 
