@@ -13,7 +13,8 @@ from daydream.ledger import Ledger
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "ledger.db.example"
 # Facts about *when* and *by which process* things happened; everything else must match.
-VOLATILE = {"lease_until", "worker", "latency_s", "elapsed_s"}
+# Paths say where the checkout was, not what happened.
+VOLATILE = {"lease_until", "worker", "latency_s", "elapsed_s", "spec_path", "source"}
 
 
 def content(path: Path) -> tuple[set, set]:
