@@ -555,3 +555,13 @@ def test_status_show_and_report_commands_work_on_imported_data(tmp_path: Path, s
         rows = {r["evaluation_gen_id"]: r for r in csv.DictReader(handle)}
     assert {g: float(r["score"]) for g, r in rows.items()} == {g: float(s) for g, s in built.scores.items()}
     assert {r["draft_gen_id"] for r in rows.values()} == set(built.drafts)
+
+
+def test_an_evaluation_whose_parent_is_a_draft_is_not_imported(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=1)
+    evaluation = built.evaluations[0]
+    _edit_json(built.folder(evaluation) / "metadata.json", parent_gen_id=built.drafts[0])
+    report = import_dagster(Ledger.open(ledger_path), built.root)
+    assert [(p.gen_id, p.reason) for p in report.problems if p.gen_id] == [
+        (evaluation, f"parent {built.drafts[0]} has stage 'draft', expected 'essay'")]
+    assert report.stages["evaluation"].unreadable == 1 and report.stages["essay"].imported == 1
