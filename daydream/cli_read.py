@@ -37,7 +37,7 @@ def status(db_path: str, cohort: str | None, as_json: bool) -> None:
         echo_json({"cohorts": cohorts})
         return
     if not rows:
-        click.echo("no cohorts in this ledger yet (plan one with 'daydream plan')")
+        click.echo("no cohorts in this ledger yet (plan one with 'daydream cohort plan SPEC')")
         return
     current = None
     for r in rows:

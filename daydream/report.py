@@ -13,6 +13,7 @@ import csv
 import hashlib
 import html
 import io
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -143,8 +144,6 @@ def collect_report(ledger: Ledger, cohort_id: str, top: int = 10) -> ReportData:
 def _concept_label(combo: dict[str, Any] | None, names: dict[str, str]) -> str:
     if not combo:
         return ""
-    import json
-
     ids = json.loads(combo["concept_ids"] or "[]")
     return " + ".join(names.get(c, c) for c in ids)
 
@@ -534,8 +533,13 @@ def render_report(data: ReportData) -> dict[str, bytes]:
         "report.html": report_html(data, summary, reliability).encode("utf-8"),
     }
     for r in data.rankings[:data.top]:
-        files[f"results/{r['essay_gen_id']}.md"] = result_markdown(data, r).encode("utf-8")
+        files[f"results/{result_file_name(r['essay_gen_id'])}"] = result_markdown(data, r).encode("utf-8")
     return files
+
+
+def result_file_name(gen_id: str) -> str:
+    """``<gen_id>.md``, with anything but letters, digits, ``-`` and ``_`` replaced (imported ids vary)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in gen_id) + ".md"
 
 
 @dataclass(frozen=True)

@@ -239,3 +239,62 @@ def test_totals_follow_a_projection_rebuild_in_either_order(fixture_ledger: Ledg
         raw.execute("COMMIT")
     assert rows(fixture_ledger, "SELECT * FROM cohort_progress ORDER BY 1, 2") == before
     assert rows(fixture_ledger, "SELECT * FROM essay_rankings ORDER BY 1, 2") == ranked
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from daydream.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return int(code), out.out, out.err
+
+
+def test_status_prints_each_stage_and_json(fixture_ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(["status", COHORT, "--db", str(fixture_ledger.path)], capsys)
+    assert code == 0
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["essay"][1:7] == ["3", "2", "0", "1", "0", "1"]
+    assert lines["total"][1:4] == ["14", "10", "2"] and lines["total"][-1] == "0.0110"
+    code, out, _ = _cli(["status", "--json", "--db", str(fixture_ledger.path)], capsys)
+    data = json.loads(out)["cohorts"]
+    assert set(data) == {COHORT, COHORT2}
+    assert data[COHORT]["evaluation"] == {"planned": 8, "completed": 6, "failed": 1, "pending": 1, "running": 0,
+                                          "blocked": 0, "calls": 8, "tokens": 1200, "cost_usd": 0.004}
+
+
+def test_status_of_unknown_cohort_is_one_line(fixture_ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(["status", "nope", "--db", str(fixture_ledger.path)], capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "cohort 'nope'" in err
+
+
+def test_status_on_an_empty_ledger(ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(["status", "--db", str(ledger.path)], capsys)
+    assert code == 0 and "no cohorts" in out
+    code, out, _ = _cli(["status", "--json", "--db", str(ledger.path)], capsys)
+    assert json.loads(out) == {"cohorts": {}}
+
+
+def test_show_gives_lineage_texts_scores_and_events(fixture_ledger: Ledger,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(["show", "e_one", "--db", str(fixture_ledger.path)], capsys)
+    assert code == 0
+    assert "combo combo_a" in out and "Lanterns (c_lantern)" in out and "Tide pools (c_tide)" in out
+    assert "draft  d_one  links  m1" in out
+    assert "evaluation  v_1b1  rubric_b  ev1  r1  completed  score 9" in out
+    assert "cohorts: c-one, c-two" in out
+    assert "--- prompt ---\nPrompt for e_one attempt 1" in out and "A **bold** idea" in out
+    assert "GenerationPlanned" in out and "GenerationLinked" in out
+    code, out, _ = _cli(["show", "v_1b1", "--json", "--db", str(fixture_ledger.path)], capsys)
+    found = json.loads(out)
+    assert [a["gen_id"] for a in found["ancestors"]] == ["d_one", "e_one"]
+    assert [e["type"] for e in found["events"]].count("PromptRendered") == 2  # two attempts
+    assert found["generation"]["score"] == 9.0
+
+
+def test_show_of_unknown_generation_is_one_line(fixture_ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(["show", "e_nope", "--db", str(fixture_ledger.path)], capsys)
+    assert code == 1 and err.count("\n") == 1 and "'e_nope'" in err

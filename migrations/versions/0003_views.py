@@ -201,13 +201,12 @@ GROUP BY v.parent_gen_id, v.template_id""",
 -- One row per cohort and scored essay: the mean of all its scores in that cohort, rank 1 = best.
 SELECT s.cohort_id, s.essay_gen_id, e.combo_id, d.gen_id AS draft_gen_id,
        d.template_id AS draft_template, d.model_id AS draft_model,
-       e.template_id AS essay_template, e.model_id AS essay_model,
-       ROUND(s.total / s.n, 4) AS mean, s.n,
-       RANK() OVER (PARTITION BY s.cohort_id ORDER BY ROUND(s.total / s.n, 4) DESC) AS rank
-FROM cohort_essay_scores s
+       e.template_id AS essay_template, e.model_id AS essay_model, s.mean, s.n, s.rank
+FROM (SELECT cohort_id, essay_gen_id, n, mean,
+             RANK() OVER (PARTITION BY cohort_id ORDER BY mean DESC) AS rank
+      FROM cohort_essay_scores WHERE n > 0) s
 JOIN gen_state e ON e.gen_id = s.essay_gen_id
-LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id
-WHERE s.n > 0""",
+LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id""",
     "llm_calls": """
 -- One row per LLM call try: its outcome (completed, failed, or open while no answer is recorded).
 SELECT o.seq, json_extract(o.payload, '$.gen_id') AS gen_id, g.stage,
@@ -271,9 +270,8 @@ GROUP BY v.template_id, v.model_id""",
 }
 
 INDEXES = {
-    # Rankings and essay_scores group evaluations by essay; scores look essays up by parent.
-    # essay_scores and the report group evaluations by essay and rubric.
-    "ix_gen_state_stage_parent_score": "gen_state (stage, parent_gen_id, template_id, score)",
+    # essay_rankings: each cohort's essays in score order.
+    "ix_cohort_essay_scores_rank": "cohort_essay_scores (cohort_id, mean DESC)",
     # blocked counts start from the (few) failed generations.
     "ix_gen_state_status": "gen_state (status)",
 }
@@ -296,6 +294,9 @@ def upgrade() -> None:
         sa.Column("n", sa.Integer, nullable=False, server_default="0",
                   comment="Scored evaluations of the essay in the cohort"),
         sa.Column("total", sa.Float, nullable=False, server_default="0", comment="Sum of their scores"),
+        # Ranking reads the cohort's essays in score order straight from an index on this column.
+        sa.Column("mean", sa.Float, sa.Computed("CASE WHEN n > 0 THEN ROUND(total / n, 4) END", persisted=False),
+                  comment="Mean score (total / n, 4 decimals)"),
     )
     for name, columns in INDEXES.items():
         op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {columns}")
