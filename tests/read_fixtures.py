@@ -7,6 +7,12 @@ calls, parses, scores, a failure, a retry, a reused generation) with exactly the
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from daydream.ledger import Ledger, NewEvent, text_hash
 
 COHORT = "c-one"
@@ -166,3 +172,25 @@ def build_fixture(ledger: Ledger) -> None:
         "planned": {}, "linked": {"draft": 1, "essay": 1, "evaluation": 1}})])
     ledger.append([NewEvent(f"gen:{g}", "GenerationLinked", {"gen_id": g, "stage": s, "cohort_id": COHORT2})
                    for g, s in (("d_one", "draft"), ("e_one", "essay"), ("v_1a1", "evaluation"))])
+
+
+_DEMO: dict[str, Path] = {}
+
+
+def demo_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger holding the finished ``daydream demo`` cohort, built once per test session.
+
+    Skips the calling test when ``daydream demo`` is not available.
+    """
+    if "path" not in _DEMO:
+        if shutil.which("uv") is None:
+            pytest.skip("uv is not on PATH")
+        probe = subprocess.run(["uv", "run", "daydream", "demo", "--help"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip("'daydream demo' is not available")
+        path = tmp_path_factory.mktemp("demo") / "demo.db"
+        run = subprocess.run(["uv", "run", "daydream", "demo", "--db", str(path), "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        _DEMO["path"] = path
+    return _DEMO["path"]

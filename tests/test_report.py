@@ -14,7 +14,7 @@ import pytest
 from daydream.cli import main
 from daydream.ledger import Ledger
 from daydream.report import publish_report, render_markdown
-from tests.read_fixtures import COHORT, build_fixture
+from tests.read_fixtures import COHORT, build_fixture, demo_ledger
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "reliability.csv", "report.md", "report.html"}
 
@@ -148,15 +148,8 @@ def test_markdown_in_essays_cannot_inject_html() -> None:
     assert 'href="javascript:' not in rendered
 
 
-def test_report_on_the_demo_ledger(tmp_path: Path) -> None:
-    probe = subprocess.run(["uv", "run", "daydream", "demo", "--help"], capture_output=True, text=True) \
-        if shutil.which("uv") else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("'daydream demo' is not available")
-    db = tmp_path / "demo.db"
-    run = subprocess.run(["uv", "run", "daydream", "demo", "--db", str(db), "--quiet"], capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+def test_report_on_the_demo_ledger(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    db = demo_ledger(tmp_path_factory)
     published = publish_report(Ledger.open(db), "demo", tmp_path / "out", top=3)
     ranks = read_csv(tmp_path / "out" / "rankings.csv")
     assert ranks and ranks[0]["rank"] == "1" and all(r["title"] for r in ranks)

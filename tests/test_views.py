@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 
 from daydream import views
 from daydream.ledger import Ledger, NewEvent
-from tests.read_fixtures import COHORT, COHORT2, ESSAY_ONE, build_fixture
+from tests.read_fixtures import COHORT, COHORT2, ESSAY_ONE, build_fixture, demo_ledger
 
 
 @pytest.fixture
@@ -188,16 +186,8 @@ def test_evaluator_agreement_summarises_each_evaluator(fixture_ledger: Ledger) -
     assert got[("rubric_b", "ev2")]["scored"] == 0
 
 
-def test_views_answer_on_the_demo_ledger(tmp_path: Path) -> None:
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
-    help_run = subprocess.run(["uv", "run", "daydream", "demo", "--help"], capture_output=True, text=True)
-    if help_run.returncode != 0:
-        pytest.skip("'daydream demo' is not available yet")
-    db = tmp_path / "demo.db"
-    run = subprocess.run(["uv", "run", "daydream", "demo", "--db", str(db)], capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stderr
+def test_views_answer_on_the_demo_ledger(tmp_path_factory: pytest.TempPathFactory) -> None:
+    db = demo_ledger(tmp_path_factory)
     demo = Ledger.open(db)
     for name in views.VIEWS:
         rows(demo, f"SELECT * FROM {name}")
@@ -298,3 +288,22 @@ def test_show_gives_lineage_texts_scores_and_events(fixture_ledger: Ledger,
 def test_show_of_unknown_generation_is_one_line(fixture_ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(["show", "e_nope", "--db", str(fixture_ledger.path)], capsys)
     assert code == 1 and err.count("\n") == 1 and "'e_nope'" in err
+
+
+def test_upgrading_a_ledger_with_work_fills_the_read_projections(tmp_path: Path, fixture_ledger: Ledger) -> None:
+    from alembic import command
+
+    from daydream import db
+
+    old = tmp_path / "old.db"
+    engine = db.create_ledger_engine(old, create=True)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), "0002_projections")
+        if conn.in_transaction():
+            conn.commit()
+    build_fixture(Ledger(old, engine))
+    assert db.current_revision(engine) == "0002_projections"
+    upgraded = Ledger.open(old)  # opening upgrades to head
+    for view in ("cohort_progress", "essay_rankings", "spend"):
+        sql = f"SELECT * FROM {view} ORDER BY 1, 2, 3"
+        assert rows(upgraded, sql) == rows(fixture_ledger, sql), view
