@@ -27,6 +27,8 @@ LLMCallCompleted    gen_id, attempt, call, text_hash, chars, finish_reason?, pro
 LLMCallFailed       gen_id, attempt, call, try, model_id, provider, error_class, message, status?,
                     retryable, latency_s?, released (true: the claim is given up and the
                     generation is pending again — interrupted, or the model's key was refused)
+ClaimReleased       gen_id, attempt, call, reason   (a claim given back before its call was sent:
+                    stopped, interrupted or out of budget; the generation is pending again)
 ResponseParsed      gen_id, attempt, parser, parsed_hash, chars, copied_from?
 ParseFailed         gen_id, attempt, parser, reason, preview
 ScoreRecorded       gen_id, attempt, essay_gen_id, score, rubric, evaluator, replicate
@@ -48,6 +50,7 @@ PROMPT_RENDERED = "PromptRendered"
 LLM_CALL_STARTED = "LLMCallStarted"
 LLM_CALL_COMPLETED = "LLMCallCompleted"
 LLM_CALL_FAILED = "LLMCallFailed"
+CLAIM_RELEASED = "ClaimReleased"
 RESPONSE_PARSED = "ResponseParsed"
 PARSE_FAILED = "ParseFailed"
 SCORE_RECORDED = "ScoreRecorded"
@@ -58,7 +61,7 @@ REPORT_PUBLISHED = "ReportPublished"
 ALL_TYPES = (
     CATALOG_IMPORTED, COMBO_DEFINED, SPEC_COMPILED, COHORT_PLANNED, GENERATION_PLANNED,
     GENERATION_LINKED, GENERATION_IMPORTED, PROMPT_RENDERED, LLM_CALL_STARTED, LLM_CALL_COMPLETED,
-    LLM_CALL_FAILED, RESPONSE_PARSED, PARSE_FAILED, SCORE_RECORDED, GENERATION_FAILED,
+    LLM_CALL_FAILED, CLAIM_RELEASED, RESPONSE_PARSED, PARSE_FAILED, SCORE_RECORDED, GENERATION_FAILED,
     GENERATION_RETRIED, REPORT_PUBLISHED,
 )
 

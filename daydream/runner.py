@@ -327,6 +327,7 @@ class Runner:
         self._texts: dict[str, str] = {}
         self._providers: dict[str, Any] = {}
         self._sems: dict[str, asyncio.Semaphore] = {}
+        self._claim_slots: dict[str, asyncio.Semaphore] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._in_flight: set[str] = set()
         self._stop = False
@@ -582,12 +583,13 @@ class Runner:
             self._providers[model_id] = factory(model, **options)
         return self._providers[model_id]
 
-    def _limits(self, model_id: str) -> tuple[asyncio.Semaphore, RateLimiter]:
+    def _limits(self, model_id: str) -> tuple[asyncio.Semaphore, RateLimiter, asyncio.Semaphore]:
         if model_id not in self._sems:
             concurrency, rpm = model_limits(self.ctx.models.get(model_id, {}), self.options.concurrency)
             self._sems[model_id] = asyncio.Semaphore(concurrency)
             self._limiters[model_id] = RateLimiter(rpm)
-        return self._sems[model_id], self._limiters[model_id]
+            self._claim_slots[model_id] = asyncio.Semaphore(concurrency * 2)
+        return self._sems[model_id], self._limiters[model_id], self._claim_slots[model_id]
 
     async def _call(self, job: _Job) -> None:
         gen = job.gen
@@ -613,12 +615,14 @@ class Runner:
         except DaydreamError as exc:
             self.stats.fatal_models[model_id] = str(exc)
             return
-        sem, limiter = self._limits(model_id)
+        sem, limiter, claim_slots = self._limits(model_id)
         temperature, max_tokens = model_params(model, gen["stage"])
         request = CallRequest(gen_id=gen["gen_id"], stage=gen["stage"], prompt=job.prompt, model_id=model_id,
                               provider_model=model.get("model") or model_id, temperature=temperature,
                               max_tokens=max_tokens, prompt_hash=job.prompt_hash)
-        async with sem:
+        # Claim ahead of a free call slot (up to twice the model's concurrency), so the claim's round
+        # trip through the writer overlaps the calls in flight instead of adding to each one.
+        async with claim_slots:
             if self._stop or model_id in self.stats.fatal_models:
                 return
             if not self._budget_allows(gen):
@@ -626,76 +630,96 @@ class Runner:
                 return
             if not await self._claim(job):
                 return
-            stage_stats = self.stats.stages[gen["stage"]]
-            tries = 0
-            while True:
-                tries += 1
-                await limiter.wait()
-                started = time.monotonic()
-                try:
-                    result: CallResult = await provider.complete(request)
-                except asyncio.CancelledError:
-                    await self._release(job, "Interrupted", "run interrupted before the answer arrived")
-                    raise
-                except CallFailed as failure:
-                    self.stats.failed_calls += 1
-                    self.stats.calls += 1
-                    fatal = failure.fatal_for_model
-                    give_up = fatal or not failure.retryable or tries >= self.options.max_tries or self._stop
-                    payload = {
-                        "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call, "try": tries,
-                        "model_id": model_id, "provider": self._provider_name(model),
-                        "error_class": failure.error_class, "message": failure.message[:500],
-                        "status": failure.status, "retryable": failure.retryable,
-                        "latency_s": round(failure.latency_s if failure.latency_s is not None
-                                           else time.monotonic() - started, 4),
-                        "released": bool(fatal or (failure.retryable and self._stop)),
-                    }
-                    events = [NewEvent(stream, "LLMCallFailed", payload)]
-                    texts: list[str] = []
-                    if fatal:
-                        self.stats.fatal_models.setdefault(model_id, failure.message)
-                    elif give_up and not payload["released"]:
-                        reason = (f"gave up after {tries} tries: {failure.error_class}: {failure.message[:300]}"
-                                  if failure.retryable else f"{failure.error_class}: {failure.message[:300]}")
-                        failed = {"gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": failure.error_class,
-                                  "reason": reason}
-                        if failure.raw_text:
-                            failed["raw_hash"] = text_hash(failure.raw_text)
-                            texts.append(failure.raw_text)
-                        events.append(NewEvent(stream, "GenerationFailed", failed))
-                    await self._submit(_WriteItem("result", job, events, texts))
-                    if give_up:
-                        return
-                    await asyncio.sleep(self._backoff(tries, failure.retry_after))
-                    continue
-                break
-            # A successful answer: record the call and what came of it in one transaction.
-            self.stats.calls += 1
-            self.stats.tokens += (result.prompt_tokens or 0) + (result.completion_tokens or 0)
-            if result.cost_usd:
-                self.stats.spent_usd += result.cost_usd
-            stage = self.stages.get(gen["stage"])
-            parser_name = gen["parser"] or "identity"
-            completed = NewEvent(stream, "LLMCallCompleted", {
-                "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call,
-                "text_hash": text_hash(result.text), "chars": len(result.text),
-                "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens, "cost_usd": result.cost_usd,
-                "latency_s": round(result.latency_s, 4), "model_id": model_id, "provider": result.provider,
-                "requested_model": result.requested_model, "resolved_model": result.resolved_model,
-                "request_id": result.request_id, "offline": result.provider == "offline"})
+            sent = False
             try:
-                parse = self.parsers.get(parser_name)
-            except DaydreamError as exc:
-                outcome = [NewEvent(stream, "GenerationFailed", {
-                    "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": "UnknownParser",
-                    "reason": str(exc)})]
-                texts = []
-            else:
-                outcome, texts = stage.outcome(gen, job.attempt, result.text, result.finish_reason, parse, parser_name)
-            del stage_stats
-            await self._submit(_WriteItem("result", job, [completed, *outcome], [result.text, *texts]))
+                async with sem:
+                    if self._stop or model_id in self.stats.fatal_models:
+                        await self._release(job, "stopped before the call was sent", sent=False)
+                        return
+                    if self._over_budget(gen):
+                        self.request_stop(f"budget ${self.options.budget:.2f} reached")
+                        await self._release(job, "budget reached before the call was sent", sent=False)
+                        return
+                    sent = True
+                    await self._attempts(job, request, model, limiter)
+            except asyncio.CancelledError:
+                if sent:
+                    await self._release(job, "run interrupted before the answer arrived", sent=True)
+                else:
+                    await self._release(job, "run interrupted before the call was sent", sent=False)
+                raise
+
+    async def _attempts(self, job: _Job, request: CallRequest, model: dict[str, Any], limiter: RateLimiter) -> None:
+        """Call until an answer, a non-retryable failure, or the retry limit; record every attempt."""
+        gen = job.gen
+        stream = f"gen:{gen['gen_id']}"
+        model_id = gen["model_id"]
+        provider = self._provider(model_id)
+        tries = 0
+        while True:
+            tries += 1
+            await limiter.wait()
+            started = time.monotonic()
+            try:
+                result: CallResult = await provider.complete(request)
+            except CallFailed as failure:
+                self.stats.failed_calls += 1
+                self.stats.calls += 1
+                fatal = failure.fatal_for_model
+                give_up = fatal or not failure.retryable or tries >= self.options.max_tries or self._stop
+                payload = {
+                    "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call, "try": tries,
+                    "model_id": model_id, "provider": self._provider_name(model),
+                    "error_class": failure.error_class, "message": failure.message[:500],
+                    "status": failure.status, "retryable": failure.retryable,
+                    "latency_s": round(failure.latency_s if failure.latency_s is not None
+                                       else time.monotonic() - started, 4),
+                    "released": bool(fatal or (failure.retryable and self._stop)),
+                }
+                events = [NewEvent(stream, "LLMCallFailed", payload)]
+                texts: list[str] = []
+                if fatal:
+                    self.stats.fatal_models.setdefault(model_id, failure.message)
+                elif give_up and not payload["released"]:
+                    reason = (f"gave up after {tries} tries: {failure.error_class}: {failure.message[:300]}"
+                              if failure.retryable else f"{failure.error_class}: {failure.message[:300]}")
+                    failed = {"gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": failure.error_class,
+                              "reason": reason}
+                    if failure.raw_text:
+                        failed["raw_hash"] = text_hash(failure.raw_text)
+                        texts.append(failure.raw_text)
+                    events.append(NewEvent(stream, "GenerationFailed", failed))
+                await self._submit(_WriteItem("result", job, events, texts))
+                if give_up:
+                    return
+                await asyncio.sleep(self._backoff(tries, failure.retry_after))
+                continue
+            break
+        # A successful answer: record the call and what came of it in one transaction.
+        self.stats.calls += 1
+        self.stats.tokens += (result.prompt_tokens or 0) + (result.completion_tokens or 0)
+        if result.cost_usd:
+            self.stats.spent_usd += result.cost_usd
+        stage = self.stages.get(gen["stage"])
+        parser_name = gen["parser"] or "identity"
+        completed = NewEvent(stream, "LLMCallCompleted", {
+            "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call,
+            "text_hash": text_hash(result.text), "chars": len(result.text),
+            "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens, "cost_usd": result.cost_usd,
+            "latency_s": round(result.latency_s, 4), "model_id": model_id, "provider": result.provider,
+            "requested_model": result.requested_model, "resolved_model": result.resolved_model,
+            "request_id": result.request_id, "offline": result.provider == "offline"})
+        try:
+            parse = self.parsers.get(parser_name)
+        except DaydreamError as exc:
+            outcome = [NewEvent(stream, "GenerationFailed", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "error_class": "UnknownParser",
+                "reason": str(exc)})]
+            texts = []
+        else:
+            outcome, texts = stage.outcome(gen, job.attempt, result.text, result.finish_reason, parse, parser_name)
+        await self._submit(_WriteItem("result", job, [completed, *outcome], [result.text, *texts]))
 
     def _backoff(self, tries: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -703,15 +727,27 @@ class Runner:
         base = self.options.retry_base_s * (2 ** (tries - 1))
         return min(base, self.options.retry_cap_s) * random.uniform(0.5, 1.0)
 
-    async def _release(self, job: _Job, error_class: str, message: str) -> None:
+    async def _release(self, job: _Job, message: str, *, sent: bool) -> None:
+        """Give a claim back so the next run takes it: ``ClaimReleased`` if nothing was sent, else
+        an ``LLMCallFailed`` marked released (the call went out; its answer never came back)."""
         gen = job.gen
-        events = [NewEvent(f"gen:{gen['gen_id']}", "LLMCallFailed", {
-            "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call, "try": 0,
-            "model_id": gen["model_id"], "provider": None, "error_class": error_class, "message": message,
-            "status": None, "retryable": True, "latency_s": None, "released": True})]
+        stream = f"gen:{gen['gen_id']}"
+        if sent:
+            event = NewEvent(stream, "LLMCallFailed", {
+                "gen_id": gen["gen_id"], "attempt": job.attempt, "call": job.call, "try": 0,
+                "model_id": gen["model_id"], "provider": None, "error_class": "Interrupted",
+                "message": message, "status": None, "retryable": True, "latency_s": None, "released": True})
+        else:
+            event = NewEvent(stream, "ClaimReleased", {"gen_id": gen["gen_id"], "attempt": job.attempt,
+                                                       "call": job.call, "reason": message})
         assert self._queue is not None
         self._unwritten += 1
-        self._queue.put_nowait(_WriteItem("result", job, events, []))
+        self._queue.put_nowait(_WriteItem("result", job, [event], []))
+
+    def _over_budget(self, gen: dict[str, Any]) -> bool:
+        if self.options.budget is None:
+            return False
+        return self.stats.spent_usd + gen.get("_reserved", 0.0) > self.options.budget
 
     # ------------------------------------------------------------------ the single writer
     async def _submit(self, item: _WriteItem) -> None:

@@ -20,8 +20,9 @@ def llm_gen_ids(ledger: Ledger) -> set[str]:
     return {g for (g,) in ledger.query("SELECT gen_id FROM gen_state WHERE generator = 'llm'")}
 
 
-def start_run(ledger: Ledger, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(daydream_cmd("run", "--db", str(ledger.path), "--quiet", "--concurrency", "4", *extra),
+def start_run(ledger: Ledger, *extra: str, concurrency: int = 4) -> subprocess.Popen:
+    return subprocess.Popen(daydream_cmd("run", "--db", str(ledger.path), "--quiet", "--concurrency",
+                                         str(concurrency), *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=subprocess_env(**{KEY_ENV: "k"}))
 
@@ -66,9 +67,9 @@ def test_kill_9_then_rerun_pays_for_nothing_twice(tmp_path: Path, kill_after_cal
 
 def test_two_runners_on_one_ledger_never_make_a_call_twice(tmp_path: Path) -> None:
     with StubLLMServer(latency_s=0.1) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=5, eval_replicates=2))
-        n_llm = len(llm_gen_ids(ledger))
-        procs = [start_run(ledger), start_run(ledger)]
+        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=10, eval_replicates=2))
+        n_llm = len(llm_gen_ids(ledger))  # 40 calls of 0.1 s, two at a time: long enough to overlap
+        procs = [start_run(ledger, concurrency=2), start_run(ledger, concurrency=2)]
         results = [p.communicate(timeout=180) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [err for _out, err in results]
         assert server.calls == n_llm

@@ -91,6 +91,9 @@ TRIGGERS = {
             lease_until = CASE WHEN {p('released')} THEN NULL ELSE lease_until END,
             worker = CASE WHEN {p('released')} THEN NULL ELSE worker END
             WHERE {CURRENT};""",
+    "ClaimReleased": f"""
+        UPDATE gen_state SET status = 'planned', lease_until = NULL, worker = NULL,
+            updated_seq = NEW.seq WHERE {CURRENT} AND status = 'running';""",
     "ResponseParsed": f"""
         UPDATE gen_state SET parsed_hash = {p('parsed_hash')}, status = 'completed', error = NULL,
             lease_until = NULL, updated_seq = NEW.seq WHERE {CURRENT};""",
