@@ -33,7 +33,6 @@ DEFAULT_API_KEY_ENV = "OPENROUTER_API_KEY"
 # for drafts and essays; evaluations always read a "SCORE: X" last line.
 LEGACY_PARSER_ALIASES = {
     "in_last_line": "score",
-    "essay_block_lenient": "essay_block",
 }
 DEFAULT_PARSERS = {"draft": "identity", "essay": "identity", "evaluation": "score"}
 

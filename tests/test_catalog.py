@@ -201,3 +201,14 @@ def test_broken_catalog_files_are_one_line_catalog_errors(tmp_path: Path, mutate
 def test_folder_without_a_catalog_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="neither concepts.yaml"):
         load_catalog(tmp_path)
+
+
+def test_legacy_lenient_parser_keeps_its_lenient_behaviour(seed_data) -> None:
+    from daydream import plugins
+    from daydream.catalog import load_catalog
+
+    catalog = load_catalog(seed_data / "1_raw")
+    lenient = [t for t in catalog.templates["draft"].values() if t.parser == "essay_block_lenient"]
+    assert lenient, "the seed catalog has drafts parsed by essay_block_lenient"
+    parse = plugins.parsers().get(lenient[0].parser)
+    assert parse("<thinking>plan</thinking>\nno essay tags at all").text == "no essay tags at all"
