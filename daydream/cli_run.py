@@ -197,9 +197,10 @@ def demo_cmd(db_path: str, top: int, quiet: bool, compact: bool) -> None:
     Needs no network and no API key. Creates the ledger if it does not exist; running it again
     repeats nothing.
     """
+    from daydream.catalog import repo_catalog_dir
     from daydream.planner import plan_cohort
 
-    spec = Path(__file__).resolve().parent.parent / "specs" / "cohorts" / "demo.yaml"
+    spec = repo_catalog_dir().parent / "cohorts" / "demo.yaml"
     ledger, _before, _after = Ledger.init(db_path)
     result = plan_cohort(ledger, spec, cohort_id=DEMO_COHORT)
     click.echo(f"planned cohort {DEMO_COHORT}: "
