@@ -23,7 +23,8 @@ PromptRendered      gen_id, attempt, prompt_hash, chars, template_id, template_h
 LLMCallStarted      gen_id, attempt, call, model_id, provider, provider_model, lease_until, worker{…}
 LLMCallCompleted    gen_id, attempt, call, text_hash, chars, finish_reason?, prompt_tokens?,
                     completion_tokens?, cost_usd?, latency_s, model_id, provider, requested_model,
-                    resolved_model?, request_id?, offline
+                    resolved_model?, request_id?, offline, superseded? (true: the claim had been
+                    taken over by another worker; recorded because it was paid, not projected)
 LLMCallFailed       gen_id, attempt, call, try, model_id, provider, error_class, message, status?,
                     retryable, latency_s?, released (true: the claim is given up and the
                     generation is pending again — interrupted, or the model's key was refused)

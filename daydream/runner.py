@@ -17,6 +17,7 @@ import random
 import socket
 import sqlite3
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,8 +113,10 @@ def _proc_start(pid: int) -> str | None:
 
 
 def worker_identity() -> dict[str, Any]:
-    """Who is claiming: host, pid and the process start time (to tell a recycled pid apart)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _proc_start(os.getpid())}
+    """Who is claiming: host, pid, the process start time (to tell a recycled pid apart) and a
+    run id (to tell two runners in one process apart)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _proc_start(os.getpid()),
+            "run": uuid.uuid4().hex[:12]}
 
 
 def worker_is_dead(worker_json: str | None) -> bool:
@@ -842,14 +845,15 @@ class Runner:
         if item.observed is not None:  # results that need no claim (copy, render failures)
             return status in ("planned", "running") and (status != "running" or worker == self.worker_json
                                                          or worker_is_dead(worker))
-        # Results of a call we claimed: only while the claim is still ours.
+        # Results of a call we claimed: only while the claim is still ours. If it was taken over
+        # (our lease expired), the call still happened and was paid for: record it as superseded,
+        # which the projections ignore, and drop what we made of it.
         if status != "running" or worker != self.worker_json:
-            # Record that the call happened even if the claim was lost (it was paid for).
-            item.events = [e for e in item.events if e.type in ("LLMCallCompleted", "LLMCallFailed")]
-            item.texts = item.texts[:1] if item.events else []
-            if not item.events:
-                return False
-            return status == "running"
+            calls = [NewEvent(e.stream, e.type, {**e.payload, "superseded": True})
+                     for e in item.events if e.type in ("LLMCallCompleted", "LLMCallFailed")]
+            item.texts = item.texts[:1] if calls and calls[0].type == "LLMCallCompleted" else []
+            item.events = calls
+            return bool(calls)
         return True
 
     # ------------------------------------------------------------------ progress

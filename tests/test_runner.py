@@ -278,3 +278,29 @@ def test_every_seed_template_renders_with_stage_variables(seed_data: Path) -> No
             assert text.strip(), path
             rendered += 1
     assert rendered >= 40
+
+
+def test_a_call_whose_lease_was_taken_over_is_recorded_as_superseded(tmp_path: Path) -> None:
+    """Runner A's lease expires mid-call; runner B takes the claim over. Both calls are recorded
+    (both were paid), but only the current claimant's answer is projected and parsed."""
+    import asyncio
+
+    from daydream.runner import Runner
+
+    with StubLLMServer(latency_s=1.0) as server:
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
+
+        async def both() -> None:
+            first = Runner(ledger, options(lease_s=0.3))
+            task = asyncio.create_task(first.run())
+            await asyncio.sleep(0.6)  # A's call is in flight and its lease has expired
+            await Runner(ledger, options(lease_s=30)).run()
+            await task
+
+        asyncio.run(both())
+        assert server.calls == 2
+    completed = ledger.events(type="LLMCallCompleted")
+    assert len(completed) == 2
+    assert [bool(e.payload.get("superseded")) for e in completed].count(True) == 1
+    assert ledger.query("SELECT status, calls FROM gen_state") == [("completed", 1)]
+    assert len(ledger.events(type="ResponseParsed")) == 1

@@ -23,6 +23,10 @@ def p(field: str) -> str:
     return f"json_extract(NEW.payload, '$.{field}')"
 
 
+# A call whose claim was taken over (lease expired) is recorded but does not touch the projection.
+SUPERSEDED_NOT = "json_extract(NEW.payload, '$.superseded') IS NOT 1"
+
+
 def guard(type_: str, body: str) -> str:
     """Make every statement of ``body`` apply only to events of ``type_``."""
     out = []
@@ -83,14 +87,14 @@ TRIGGERS = {
             cost_usd = CASE WHEN {p('cost_usd')} IS NULL THEN cost_usd
                             ELSE COALESCE(cost_usd, 0) + {p('cost_usd')} END,
             latency_s = {p('latency_s')}, resolved_model = {p('resolved_model')},
-            calls = calls + 1, updated_seq = NEW.seq WHERE {CURRENT};""",
+            calls = calls + 1, updated_seq = NEW.seq WHERE {CURRENT} AND {SUPERSEDED_NOT};""",
     "LLMCallFailed": f"""
         UPDATE gen_state SET failed_calls = failed_calls + 1, calls = calls + 1,
             error = {p('error_class')} || ': ' || {p('message')}, updated_seq = NEW.seq,
             status = CASE WHEN {p('released')} THEN 'planned' ELSE status END,
             lease_until = CASE WHEN {p('released')} THEN NULL ELSE lease_until END,
             worker = CASE WHEN {p('released')} THEN NULL ELSE worker END
-            WHERE {CURRENT};""",
+            WHERE {CURRENT} AND {SUPERSEDED_NOT};""",
     "ClaimReleased": f"""
         UPDATE gen_state SET status = 'planned', lease_until = NULL, worker = NULL,
             updated_seq = NEW.seq WHERE {CURRENT} AND status = 'running';""",
