@@ -179,3 +179,17 @@ def test_report_html_renders_in_chromium_with_title_and_score(fixture_ledger: Le
     dom = chromium(["--dump-dom", page], tmp_path / "profile2").stdout
     assert "<h1>Tide Lanterns</h1>" in dom and '<span class="score">8.25</span>' in dom
     assert "<svg" in dom
+
+
+def test_report_of_a_cohort_with_nothing_scored_yet(ledger: Ledger, tmp_path: Path) -> None:
+    from tests.read_fixtures import _planned
+
+    ledger.append([_planned("d_x", "draft", "fresh", "links", "m1", combo="combo_a"),
+                   _planned("e_x", "essay", "fresh", "essay_plain", "m1", parent="d_x", combo="combo_a"),
+                   _planned("v_x", "evaluation", "fresh", "rubric_a", "ev1", parent="e_x", combo="combo_a")])
+    published = publish_report(ledger, "fresh", tmp_path, top=5)
+    assert not any(name.startswith("results/") for name in published.files)
+    assert read_csv(tmp_path / "rankings.csv") == []
+    assert [r["parse_status"] for r in read_csv(tmp_path / "scores.csv")] == ["pending"]
+    assert read_csv(tmp_path / "reliability.csv")[0]["alpha_ordinal"] == ""
+    assert "No scored essays yet" in (tmp_path / "report.html").read_text(encoding="utf-8")
