@@ -116,6 +116,7 @@ QUERIES = {
     "spend (one cohort)": ("SELECT * FROM spend WHERE cohort_id = 'big'", False),
     "failures (count)": ("SELECT COUNT(*) FROM failures", False),
     "llm_calls (one generation)": ("SELECT * FROM llm_calls WHERE gen_id = 'e_5'", False),
+    "llm_calls (one stream)": ("SELECT * FROM llm_calls WHERE stream = 'gen:e_5'", False),
     "llm_calls (first page)": ("SELECT * FROM llm_calls LIMIT 51", False),
     "generations (first page)": ("SELECT * FROM generations LIMIT 51", False),
     "generations (one essay)": ("SELECT * FROM generations WHERE gen_id = 'e_5'", False),

@@ -439,6 +439,7 @@ svg .grid{stroke:#eee} svg .empty{fill:#f2f2f2} svg text{font-size:11px;fill:#33
 svg .label{font-size:12px;font-weight:600}
 article.essay{border:1px solid #ddd;border-radius:6px;padding:1rem 1.4rem;margin:1.2rem 0}
 article.essay header{color:#555;font-size:.9rem;margin-bottom:.6rem}
+article.essay h1{font-size:1.6rem} article.essay h2{font-size:1.3rem;border:0}
 .score{font-weight:700;color:#c0392b}
 """
 

@@ -136,8 +136,9 @@ VIEWS: dict[str, ViewDoc] = {
         "Every try of every LLM call, read from the events: completed, failed, or open (started "
         "and not answered yet, or abandoned by a crashed worker).",
         {
-            "seq": "seq of the event", "gen_id": _GEN, "stage": _STAGE,
-            "attempt": "Generation attempt", "call": "Call number within the attempt",
+            "seq": "seq of the event",
+            "stream": "Event stream, gen:<gen_id> (filter on it rather than gen_id: it is indexed)",
+            "gen_id": _GEN, "stage": _STAGE, "attempt": "Generation attempt", "call": "Call number within the attempt",
             "try": "Try number of a failed call", "model_id": "Catalog model id",
             "provider": "Provider plugin", "resolved_model": "Model the provider says answered",
             "outcome": "completed, failed or open", "latency_s": "Seconds until the answer",

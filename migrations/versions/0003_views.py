@@ -209,7 +209,7 @@ JOIN gen_state e ON e.gen_id = s.essay_gen_id
 LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id""",
     "llm_calls": """
 -- One row per LLM call try: its outcome (completed, failed, or open while no answer is recorded).
-SELECT o.seq, json_extract(o.payload, '$.gen_id') AS gen_id, g.stage,
+SELECT o.seq, o.stream, json_extract(o.payload, '$.gen_id') AS gen_id, g.stage,
        json_extract(o.payload, '$.attempt') AS attempt, json_extract(o.payload, '$.call') AS call,
        json_extract(o.payload, '$.try') AS try,
        json_extract(o.payload, '$.model_id') AS model_id,
@@ -227,7 +227,7 @@ SELECT o.seq, json_extract(o.payload, '$.gen_id') AS gen_id, g.stage,
 FROM events o LEFT JOIN gen_state g ON g.gen_id = json_extract(o.payload, '$.gen_id')
 WHERE o.type IN ('LLMCallCompleted', 'LLMCallFailed')
 UNION ALL
-SELECT s.seq, json_extract(s.payload, '$.gen_id'), g.stage, json_extract(s.payload, '$.attempt'),
+SELECT s.seq, s.stream, json_extract(s.payload, '$.gen_id'), g.stage, json_extract(s.payload, '$.attempt'),
        json_extract(s.payload, '$.call'), NULL, json_extract(s.payload, '$.model_id'),
        json_extract(s.payload, '$.provider'), NULL, 'open', NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, s.recorded_at
