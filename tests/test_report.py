@@ -193,3 +193,11 @@ def test_report_of_a_cohort_with_nothing_scored_yet(ledger: Ledger, tmp_path: Pa
     assert [r["parse_status"] for r in read_csv(tmp_path / "scores.csv")] == ["pending"]
     assert read_csv(tmp_path / "reliability.csv")[0]["alpha_ordinal"] == ""
     assert "No scored essays yet" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("df, exact", [(1, 12.706), (3, 3.182), (30, 2.042), (31, 2.0395), (60, 2.0003),
+                                       (120, 1.9799), (1000, 1.9623)])
+def test_t_critical_values_match_the_tables(df: int, exact: float) -> None:
+    from daydream.report import t95
+
+    assert t95(df) == pytest.approx(exact, abs=0.0005)
