@@ -10,7 +10,6 @@ import asyncio
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click

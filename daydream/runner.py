@@ -14,11 +14,9 @@ import asyncio
 import json
 import os
 import random
-import socket
 import sqlite3
 import time
-import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -28,14 +26,15 @@ from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from daydream import plugins
+from daydream.claims import iso_utc, worker_identity, worker_is_dead
+from daydream.pacing import RateLimiter, model_limits, model_params
+from daydream.pending import (COHORT_FILTER, GEN_COLUMNS, PENDING_SQL, RECLAIM_SQL, STAGE_ORDER,
+                              pending_counts)
 from daydream.contracts import CallFailed, CallRequest, CallResult, StageInput
 from daydream.errors import DaydreamError, UsageError
 from daydream.ledger import Ledger, NewEvent, text_hash
 
-STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
 DEFAULT_CONCURRENCY = 16
-FREE_CONCURRENCY = 1
-FREE_RPM = 20
 
 
 # ----------------------------------------------------------------------------- options and stats
@@ -98,53 +97,6 @@ class RunStats:
         }
 
 
-class RunStopped(DaydreamError):
-    """A run ended early (a model's key was refused, or the budget ran out) with work left."""
-
-
-# ----------------------------------------------------------------------------- worker identity
-def _proc_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return fields[19].decode()  # starttime, in clock ticks since boot
-    except (OSError, IndexError):
-        return None
-
-
-def worker_identity() -> dict[str, Any]:
-    """Who is claiming: host, pid, the process start time (to tell a recycled pid apart) and a
-    run id (to tell two runners in one process apart)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _proc_start(os.getpid()),
-            "run": uuid.uuid4().hex[:12]}
-
-
-def worker_is_dead(worker_json: str | None) -> bool:
-    """True when the claimant ran on this host and that process no longer exists."""
-    if not worker_json:
-        return True
-    try:
-        worker = json.loads(worker_json)
-    except ValueError:
-        return True
-    if worker.get("host") != socket.gethostname():
-        return False  # another machine: only its lease expiry frees the claim
-    pid = int(worker.get("pid") or 0)
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return worker.get("start") is not None and _proc_start(pid) != worker.get("start")
-
-
-def _iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 # ----------------------------------------------------------------------------- ledger-side context
 @dataclass
 class Context:
@@ -189,100 +141,6 @@ class Context:
                     break
             found.append({"id": cid, "name": concept.get("name") or cid, "content": content or concept.get("name") or cid})
         return found
-
-
-def model_params(model: dict[str, Any], stage: str) -> tuple[float | None, int | None]:
-    """Temperature and max_tokens for a stage: per-stage override, else the model's default."""
-    override = (model.get("stages") or {}).get(stage) or {}
-    temperature = override.get("temperature", model.get("temperature"))
-    max_tokens = override.get("max_tokens", model.get("max_tokens"))
-    return temperature, max_tokens
-
-
-def model_limits(model: dict[str, Any], global_cap: int) -> tuple[int, int | None]:
-    """(concurrency, requests per minute) for a model; ``:free`` models default to 1 and 20/min."""
-    free = str(model.get("model") or "").endswith(":free")
-    concurrency = model.get("concurrency") or (FREE_CONCURRENCY if free else global_cap)
-    rpm = model.get("rpm") or (FREE_RPM if free else None)
-    return max(1, min(int(concurrency), global_cap)), (int(rpm) if rpm else None)
-
-
-class RateLimiter:
-    """Requests-per-minute pacing: starts are spaced at least 60/rpm seconds apart."""
-
-    def __init__(self, rpm: int | None) -> None:
-        self.interval = 60.0 / rpm if rpm else 0.0
-        self.next_at = 0.0
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        async with self.lock:
-            now = time.monotonic()
-            delay = self.next_at - now
-            self.next_at = max(now, self.next_at) + self.interval
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-# ----------------------------------------------------------------------------- pending work
-_SELECT_GEN = """
-SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
-       g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
-       p.parsed_hash
-FROM gen_state g
-LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
-"""
-# Ready work of one stage in plan order: walks ix_gen_state_status_stage_seq and stops at the limit.
-PENDING_SQL = _SELECT_GEN + """
-WHERE g.status = 'planned' AND g.stage = :stage
-  AND (g.parent_gen_id IS NULL OR p.status = 'completed') {cohort}
-ORDER BY g.planned_seq
-LIMIT :limit
-"""
-# Claims that may be abandoned: lease expired, or held by a process on this host (maybe dead).
-RECLAIM_SQL = _SELECT_GEN + """
-WHERE g.status = 'running' AND (g.lease_until < :now OR g.worker LIKE :host) {cohort} {stage}
-ORDER BY g.planned_seq
-LIMIT :limit
-"""
-COHORT_FILTER = ("AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort "
-                 "AND m.gen_id = g.gen_id)")
-
-GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
-               "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash")
-
-
-def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None = None) -> dict[str, dict[str, int]]:
-    """Per stage: planned (total), completed, failed, running, ready, blocked."""
-    where, params = [], []
-    if cohort:
-        where.append("g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)")
-        params.append(cohort)
-    if stage:
-        where.append("g.stage = ?")
-        params.append(stage)
-    sql = f"""
-        SELECT g.stage, g.status, (g.parent_gen_id IS NULL OR p.status = 'completed') AS ready, COUNT(*)
-        FROM gen_state g LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
-        {'WHERE ' + ' AND '.join(where) if where else ''}
-        GROUP BY 1, 2, 3"""
-    out: dict[str, dict[str, int]] = {}
-    for st, status, ready, n in ledger.query(sql, params):
-        row = out.setdefault(st, {"total": 0, "completed": 0, "failed": 0, "running": 0, "ready": 0, "blocked": 0})
-        row["total"] += n
-        if status == "completed":
-            row["completed"] += n
-        elif status == "failed":
-            row["failed"] += n
-        elif status == "running":
-            row["running"] += n
-        elif ready:
-            row["ready"] += n
-        else:
-            row["blocked"] += n
-    return dict(sorted(out.items(), key=lambda kv: STAGE_ORDER.get(kv[0], 9)))
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -389,7 +247,7 @@ class Runner:
 
     # ------------------------------------------------------------------ feeding
     def _query_pending(self, window: int) -> list[dict[str, Any]]:
-        now = _iso(datetime.now(timezone.utc))
+        now = iso_utc(datetime.now(timezone.utc))
         cohort = COHORT_FILTER if self.options.cohort else ""
         params: dict[str, Any] = {"limit": window}
         if self.options.cohort:
@@ -551,7 +409,7 @@ class Runner:
         gen = job.gen
         model = self.ctx.models.get(gen["model_id"] or "")
         stream = f"gen:{gen['gen_id']}"
-        lease_until = _iso(datetime.now(timezone.utc) + timedelta(seconds=self.options.lease_s))
+        lease_until = iso_utc(datetime.now(timezone.utc) + timedelta(seconds=self.options.lease_s))
         job.call = 1
         events = [
             NewEvent(stream, "PromptRendered", {
@@ -614,7 +472,7 @@ class Runner:
         job.prompt_hash = text_hash(job.prompt)
         model = self.ctx.models[model_id]
         try:
-            provider = self._provider(model_id)
+            self._provider(model_id)  # fail early (bad base URL …) before claiming anything
         except DaydreamError as exc:
             self.stats.fatal_models[model_id] = str(exc)
             return
