@@ -16,7 +16,7 @@ GenerationPlanned   gen_id, stage, parent_gen_id?, combo_id?, template_id, templ
                     parser?, model_id?, replicate, cohort_id, catalog_hash?
 GenerationLinked    gen_id, stage, cohort_id              (an existing generation joins a cohort)
 GenerationImported  gen_id, stage, parent_gen_id?, combo_id?, template_id, model_id?, replicate,
-                    generator, cohort_id?, status, prompt_hash?, raw_hash?, parsed_hash?, score?,
+                    generator, parser?, cohort_id?, status, prompt_hash?, raw_hash?, parsed_hash?, score?,
                     finish_reason?, prompt_tokens?, completion_tokens?, cost_usd?, latency_s?,
                     error?, source, metadata{…verbatim}
 PromptRendered      gen_id, attempt, prompt_hash, chars, template_id, template_hash

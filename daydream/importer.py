@@ -27,7 +27,7 @@ import yaml
 from sqlalchemy.exc import SQLAlchemyError
 
 from daydream import events as ev
-from daydream.catalog import load_catalog
+from daydream.catalog import LEGACY_PARSER_ALIASES, load_catalog
 from daydream.errors import ConcurrencyConflict, DaydreamError, ImportError_, LedgerIntegrityError
 from daydream.ledger import Ledger, NewEvent, text_hash
 
@@ -321,6 +321,8 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str
     raw_meta = gen.raw_metadata or {}
     prompt_tokens, completion_tokens, cost = _usage(raw_meta)
     finish = raw_meta.get("finish_reason")
+    parser = (gen.parsed_metadata or {}).get("parser_name")
+    parser = LEGACY_PARSER_ALIASES.get(parser, parser) if isinstance(parser, str) and parser else None
     payload = {
         "gen_id": gen.gen_id,
         "stage": gen.stage,
@@ -330,6 +332,7 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str
         "model_id": gen.model_id,
         "replicate": gen.replicate,
         "generator": gen.generator,
+        "parser": parser,
         "cohort_id": gen.cohort_id,
         "status": status,
         "prompt_hash": text_hash(gen.prompt) if gen.prompt is not None else None,

@@ -565,3 +565,13 @@ def test_an_evaluation_whose_parent_is_a_draft_is_not_imported(tmp_path: Path, l
     assert [(p.gen_id, p.reason) for p in report.problems if p.gen_id] == [
         (evaluation, f"parent {built.drafts[0]} has stage 'draft', expected 'essay'")]
     assert report.stages["evaluation"].unreadable == 1 and report.stages["essay"].imported == 1
+
+
+def test_imported_generations_carry_their_parser(tmp_path: Path, seed_data: Path) -> None:
+    from daydream.importer import import_dagster
+
+    root = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw")
+    ledger = Ledger.init(tmp_path / "p.db")[0]
+    import_dagster(ledger, root.root)
+    parsers = dict(ledger.query("SELECT stage, MIN(parser) FROM gen_state GROUP BY stage"))
+    assert parsers == {"draft": "identity", "essay": "identity", "evaluation": "score"}  # in_last_line → score
