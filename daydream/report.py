@@ -426,8 +426,8 @@ def heatmap_svg(data: ReportData, limit: int = 40) -> str:
             fill, ink = _heat_colour(mean)
             parts.append(f'<rect x="{x0}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{fill}">'
                          f'<title>{_e(essay)} · {_e(rubric)}: {fmt(mean, 2)} (n {len(xs)})</title></rect>')
-            parts.append(f'<text x="{x0 + cw / 2 - 1}" y="{y + 14}" text-anchor="middle" fill="{ink}" '
-                         f'class="tick">{fmt(mean, 1)}</text>')
+            parts.append(f'<text x="{x0 + cw / 2 - 1}" y="{y + 14}" text-anchor="middle" '
+                         f'style="fill:{ink}" class="tick">{fmt(mean, 1)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
