@@ -122,6 +122,8 @@ class LegacyGeneration:
     cohort_id: str | None
     created_at: str | None
     notes: list[str] = field(default_factory=list)  # damage that still lets it be imported
+    # Text files that exist but could not be read, with why: not the same fact as "missing".
+    unreadable_texts: dict[str, str] = field(default_factory=dict)
 
 
 class Unreadable(Exception):
@@ -136,7 +138,8 @@ def _reject_constant(name: str) -> Any:
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; raises ``Unreadable`` with a one-line reason otherwise."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: files saved by Windows editors start with a byte order mark, which is not content.
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise Unreadable(f"{path.name} is not UTF-8 text") from None
     except OSError as exc:
@@ -155,15 +158,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _read_optional_text(path: Path, names: set[str], notes: list[str]) -> str | None:
+def _read_optional_text(path: Path, names: set[str], notes: list[str],
+                        unreadable: dict[str, str]) -> str | None:
     if path.name not in names:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        # Verbatim: newline="" keeps CRLF as written (the text's hash is the file's text); a
+        # leading byte order mark is an encoding marker, not content.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return handle.read()
     except UnicodeDecodeError:
-        notes.append(f"{path.name} is not UTF-8 text (left out, the rest imported)")
+        unreadable[path.name] = f"{path.name} is not UTF-8 text"
     except OSError as exc:
-        notes.append(f"cannot read {path.name}: {exc.strerror or exc} (left out, the rest imported)")
+        unreadable[path.name] = f"cannot read {path.name}: {exc.strerror or exc}"
+    notes.append(f"{unreadable[path.name]} (left out, the rest imported)")
     return None
 
 
@@ -184,6 +192,8 @@ def _replicate(metadata: dict[str, Any]) -> int:
     value = metadata.get("replicate")
     if value is None or value == "":
         return 1  # the previous pipeline wrote no replicate for single-replicate runs
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # pandas writes integer columns that have gaps as floats (1.0)
     try:
         number = int(str(value).strip())
     except ValueError:
@@ -220,6 +230,7 @@ def read_generation(stage: str, folder: Path) -> LegacyGeneration:
         raise Unreadable("metadata.json is missing")
     metadata = _read_json(meta_path)
     notes: list[str] = []
+    unreadable: dict[str, str] = {}
     side: dict[str, dict[str, Any] | None] = {}
     for name in ("raw_metadata", "parsed_metadata"):
         path = folder / f"{name}.json"
@@ -257,13 +268,13 @@ def read_generation(stage: str, folder: Path) -> LegacyGeneration:
     return LegacyGeneration(
         stage=stage, gen_id=gen_id, folder=folder, metadata=metadata,
         raw_metadata=side["raw_metadata"], parsed_metadata=side["parsed_metadata"],
-        prompt=_read_optional_text(folder / "prompt.txt", names, notes),
-        raw=_read_optional_text(folder / "raw.txt", names, notes),
-        parsed=_read_optional_text(folder / "parsed.txt", names, notes),
+        prompt=_read_optional_text(folder / "prompt.txt", names, notes, unreadable),
+        raw=_read_optional_text(folder / "raw.txt", names, notes, unreadable),
+        parsed=_read_optional_text(folder / "parsed.txt", names, notes, unreadable),
         template_id=template_id, model_id=model_id, parent_gen_id=parent, combo_id=combo,
         replicate=_replicate(metadata), generator=generator,
         cohort_id=_text_field(metadata, "origin_cohort_id", "cohort_id"), created_at=created,
-        notes=notes,
+        notes=notes, unreadable_texts=unreadable,
     )
 
 
@@ -289,6 +300,12 @@ def parse_score(parsed: str) -> float | int:
 
 
 def _number(value: Any) -> float | None:
+    if isinstance(value, str):
+        # Some writers quote every number ("usage": {"prompt_tokens": "812"}): still the number.
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return value if math.isfinite(value) else None
@@ -308,11 +325,14 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str
     texts = [t for t in (gen.prompt, gen.raw, gen.parsed) if t is not None]
     status, error, score = "completed", None, None
     if gen.parsed is None:
-        missing = [n for n, t in (("prompt.txt", gen.prompt), ("raw.txt", gen.raw)) if t is None]
-        error = "parsed.txt missing" + (f" (also {', '.join(missing)})" if missing else "")
+        missing = [n for n, t in (("prompt.txt", gen.prompt), ("raw.txt", gen.raw))
+                   if t is None and n not in gen.unreadable_texts]
+        error = gen.unreadable_texts.get("parsed.txt") or (
+            "parsed.txt missing" + (f" (also {', '.join(missing)})" if missing else ""))
         status = "failed"
     elif gen.raw is None and gen.generator != "copy":
-        status, error = "failed", "parsed.txt present but raw.txt missing"
+        why = gen.unreadable_texts.get("raw.txt", "raw.txt missing")
+        status, error = "failed", f"parsed.txt present but {why}"
     elif gen.stage == "evaluation":
         try:
             score = parse_score(gen.parsed)
@@ -521,7 +541,7 @@ class _Importer:
             return
         combos: dict[str, dict[str, Any]] = {}
         try:
-            with path.open(newline="", encoding="utf-8") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
                 reader = csv.DictReader(handle)
                 needed = {"combo_id", "concept_id", "description_level"}
                 missing = needed - set(reader.fieldnames or ())
@@ -663,7 +683,7 @@ class _Importer:
         rows: list[dict[str, str]] = []
         if membership.is_file():
             try:
-                with membership.open(newline="", encoding="utf-8") as handle:
+                with membership.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
                     reader = csv.DictReader(handle)
                     if not {"stage", "gen_id"} <= set(reader.fieldnames or ()):
                         self.report.problem(membership, "membership not imported: expected columns stage,gen_id")

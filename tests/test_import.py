@@ -575,3 +575,60 @@ def test_imported_generations_carry_their_parser(tmp_path: Path, seed_data: Path
     import_dagster(ledger, root.root)
     parsers = dict(ledger.query("SELECT stage, MIN(parser) FROM gen_state GROUP BY stage"))
     assert parsers == {"draft": "identity", "essay": "identity", "evaluation": "score"}  # in_last_line → score
+
+
+def test_byte_order_marks_from_windows_editors_are_not_content(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    bom = b"\xef\xbb\xbf"
+    evaluation, essay = built.evaluations[0], built.essays[1]
+    meta = built.folder(essay) / "metadata.json"
+    meta.write_bytes(bom + meta.read_bytes())
+    (built.folder(evaluation) / "parsed.txt").write_bytes(bom + b"7\r\n")
+    (built.folder(essay) / "parsed.txt").write_bytes(bom + b"An essay.\r\nSecond line.\r\n")
+    for csv_path in (built.root / "combo_mappings.csv", built.root / "cohorts" / built.cohort_id / "membership.csv"):
+        csv_path.write_bytes(bom + csv_path.read_bytes())
+    write_cohort(built.root, "excel", [("draft", built.drafts[0])], spec={"axes": {}})
+    excel = built.root / "cohorts" / "excel" / "membership.csv"
+    excel.write_bytes(bom + excel.read_bytes().replace(b"\n", b"\r\n"))
+
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    assert report.problems == []
+    assert report.combos_defined == 2 and report.links_added == 1
+    rows = gen_rows(ledger)
+    assert set(rows) == set(built.all_ids)
+    assert (rows[evaluation]["status"], rows[evaluation]["score"]) == ("completed", 7)
+    assert ledger.get_text(rows[essay]["parsed_hash"]) == "An essay.\r\nSecond line.\r\n"
+
+
+def test_numbers_written_as_floats_or_numeric_strings_are_read(tmp_path: Path, ledger_path: Path) -> None:
+    # pandas writes integer columns with gaps as floats; some writers quote every number.
+    built = build_dagster_root(tmp_path / "root", n_combos=1, evaluation_models=("sonnet-4", "gemini_25_pro"))
+    as_float, half, quoted = built.evaluations[0], built.evaluations[1], built.drafts[0]
+    _edit_json(built.folder(as_float) / "metadata.json", replicate=1.0)
+    _edit_json(built.folder(half) / "metadata.json", replicate=1.5)
+    (built.folder(quoted) / "raw_metadata.json").write_text(json.dumps({
+        "finish_reason": "stop", "duration_s": "3.5",
+        "usage": {"prompt_tokens": "100", "completion_tokens": " 20 ", "cost": "0.0125"}}))
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    assert [(p.gen_id, p.reason) for p in report.problems if p.gen_id] == [
+        (half, "metadata.json field 'replicate' is 1.5, expected an integer ≥ 1")]
+    rows = gen_rows(ledger)
+    assert rows[as_float]["replicate"] == 1 and rows[as_float]["status"] == "completed"
+    assert (rows[quoted]["prompt_tokens"], rows[quoted]["completion_tokens"], rows[quoted]["latency_s"]) == \
+        (100, 20, 3.5)
+    assert ledger.query("SELECT cost_usd FROM gen_state WHERE gen_id = ?", (quoted,)) == [(0.0125,)]
+
+
+def test_raw_that_is_not_utf8_is_recorded_as_such_not_as_missing(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=1)
+    essay = built.essays[0]
+    (built.folder(essay) / "raw.txt").write_bytes(b"caf\xe9 au lait")  # latin-1, not UTF-8
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    reasons = [p.reason for p in report.problems if p.gen_id == essay]
+    assert reasons and all("missing" not in r for r in reasons), reasons
+    assert any("raw.txt is not UTF-8" in r for r in reasons), reasons
+    row = gen_rows(ledger)[essay]
+    assert row["status"] == "failed" and "raw.txt is not UTF-8" in row["error"]
