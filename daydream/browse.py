@@ -8,7 +8,10 @@ prompts (our ``datasette_markdown`` plugin), and no truncation of long text. ``s
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +133,41 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
     return ds
 
 
-def serve(db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8001) -> None:
-    """Run Datasette on ``host:port`` until interrupted."""
-    import uvicorn
-
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a one-line ``UsageError`` (port in use, bad host)."""
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r} is not an address this machine can listen on: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    # The same option uvicorn sets, so a just-closed earlier browse does not block the port.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use; stop what holds it or pick another --port" \
+            if exc.errno == errno.EADDRINUSE else f"cannot be opened: {exc.strerror}"
+        raise UsageError(f"port {port} on {host} {reason}") from None
+    return sock
+
+
+def serve(db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8001,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Run Datasette on ``host:port`` until interrupted; ``on_ready`` gets the URL once it listens.
+
+    The socket is bound before anything is announced, so a port in use is one clean error rather
+    than a greeting followed by the web server's own complaint.
+    """
+    import uvicorn
+
     ds = build_datasette(db_path)
-    uvicorn.run(ds.app(), host=host, port=port, log_level="warning")
+    sock = listen(host, port)
+    if on_ready is not None:
+        shown = f"[{host}]" if ":" in host else host
+        on_ready(f"http://{shown}:{port}/{DATABASE}")
+    server = uvicorn.Server(uvicorn.Config(ds.app(), host=host, port=port, log_level="warning"))
+    server.run(sockets=[sock])

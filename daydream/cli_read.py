@@ -150,5 +150,5 @@ def browse(db_path: str, host: str, port: int) -> None:
 
     if host not in LOOPBACK:
         click.echo(f"warning: listening on {host}: anyone who can reach it can read the ledger", err=True)
-    click.echo(f"Datasette on http://{host}:{port}/ledger (read-only); Ctrl-C to stop")
-    serve(db_path, host=host, port=port)
+    serve(db_path, host=host, port=port,
+          on_ready=lambda url: click.echo(f"Datasette on {url} (read-only); Ctrl-C to stop"))

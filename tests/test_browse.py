@@ -200,3 +200,18 @@ def test_top_essays_page_in_chromium_shows_title_and_score(server: Server, tmp_p
     assert "<h1>Tide Lanterns</h1>" in dom
     assert ">8.25<" in dom
     json.loads(server.get("/ledger/top_essays.json", cohort=COHORT).text)
+
+
+def test_browse_on_a_port_in_use_is_one_line_and_non_zero(server: Server) -> None:
+    # The module's server holds its port; a second browse on it must say so in one line, not
+    # announce itself and then print the web server's own error.
+    port = server.base.rsplit(":", 1)[1]
+    env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
+    run = subprocess.run(["uv", "run", "daydream", "browse", "--db", str(server.db), "--port", port],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: ") and port in lines[0] and "in use" in lines[0]
+    assert "Traceback" not in run.stderr
