@@ -170,6 +170,7 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=now) == 10.0
     assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_retry_after("inf") is None and parse_retry_after("nan") is None  # never wait forever
 
 
 @pytest.mark.parametrize("status,error_class", [(500, "ServerError"), (502, "ServerError"),
@@ -286,6 +287,79 @@ def test_openai_provider_reuses_connections_across_calls(server: StubLLMServer) 
         return clients
 
     assert asyncio.run(several()) == 1 and server.calls == 5
+
+
+# ------------------------------------------------------------------ openai: real-world answer quirks
+def test_openai_content_as_a_list_of_parts_is_joined_not_retried(server: StubLLMServer) -> None:
+    # Some OpenAI-compatible servers answer with content parts; retrying would pay again for the same shape.
+    server.push(Reply(body={"choices": [{"message": {"role": "assistant", "content": [
+        {"type": "text", "text": "Hello "}, {"type": "reasoning", "reasoning": "not this"},
+        {"type": "text", "text": "world"}]}, "finish_reason": "stop"}]}))
+    result = call(openai(server.base_url))
+    assert result.text == "Hello world" and server.calls == 1
+
+
+def test_openai_content_parts_without_text_are_an_invalid_answer(server: StubLLMServer) -> None:
+    server.push(Reply(body={"choices": [{"message": {"content": [{"type": "image_url", "image_url": {}}]}}]}))
+    err = failure(openai(server.base_url))
+    assert err.error_class == "InvalidResponse"
+
+
+def test_openai_usage_numbers_sent_as_strings_are_kept(server: StubLLMServer) -> None:
+    server.push(Reply(body={"id": "s1", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": "12", "completion_tokens": "3", "cost": "0.0021"},
+                            "system_fingerprint": "fp_1", "provider": "Somebody"}))
+    result = call(openai(server.base_url, price_in=1.0, price_out=1.0))
+    assert (result.prompt_tokens, result.completion_tokens) == (12, 3)
+    assert result.cost_usd == pytest.approx(0.0021) and result.extra["cost_source"] == "provider"
+
+
+def test_openai_unparseable_reported_cost_falls_back_to_catalog_prices(server: StubLLMServer) -> None:
+    server.push(Reply(body={"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "cost": "n/a"}}))
+    result = call(openai(server.base_url, price_in=1.0, price_out=1.0))
+    assert result.cost_usd == pytest.approx(20 / 1_000_000) and result.extra["cost_source"] == "catalog"
+
+
+def test_openai_error_code_sent_as_a_string_is_classified(server: StubLLMServer) -> None:
+    server.push(Reply(body={"error": {"message": "bad request", "code": "400"}}))
+    err = failure(openai(server.base_url))
+    assert not err.retryable and err.status == 400
+
+
+def test_openai_html_error_page_is_a_one_line_message(server: StubLLMServer) -> None:
+    page = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+            "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+    server.push(Reply(status=502, headers={"Content-Type": "text/html"}, body=page))
+    err = failure(openai(server.base_url))
+    assert err.retryable and err.error_class == "ServerError" and err.status == 502
+    assert "\n" not in err.message and "\r" not in err.message and "502 Bad Gateway" in err.message
+
+
+@pytest.mark.parametrize("at", [270, 285, 295])
+def test_openai_a_key_cut_by_the_excerpt_never_leaks_in_part(server: StubLLMServer, at: int) -> None:
+    # Scrubbing after cutting the body would let the part of the key before the cut through.
+    server.push(Reply(status=400, body="x" * at + SECRET + " was rejected"),
+                Reply(body={"error": {"message": "y" * at + SECRET, "code": 400}}),
+                Reply(body="z" * at + SECRET + " {not json"))
+    for _ in range(3):
+        err = failure(openai(server.base_url))
+        seen = err.message + (err.raw_text or "")
+        assert SECRET[:10] not in seen, seen[-60:]
+
+
+def test_openai_gzip_body_and_slow_headers(server: StubLLMServer) -> None:
+    import gzip
+
+    body = {"choices": [{"message": {"content": "packed"}, "finish_reason": "stop"}]}
+    server.push(Reply(headers={"Content-Encoding": "gzip"}, body=gzip.compress(json.dumps(body).encode())),
+                Reply(headers={"Content-Encoding": "gzip"}, body=json.dumps(body).encode()),
+                Reply(delay_s=1.0))
+    assert call(openai(server.base_url)).text == "packed"
+    lying = failure(openai(server.base_url))  # says gzip, is not: unreadable, worth another try
+    assert lying.retryable and lying.error_class == "MalformedResponse"
+    slow = failure(openai(server.base_url, timeout_s=0.3))
+    assert slow.retryable and slow.error_class == "Timeout" and server.calls == 3
 
 
 # ------------------------------------------------------------------ the stub server itself

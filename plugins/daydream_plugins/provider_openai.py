@@ -11,6 +11,7 @@ an error message.
 from __future__ import annotations
 
 import json
+import math
 import os
 import ssl
 import time
@@ -37,9 +38,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf" and "nan" parse as floats; waiting forever (or for nan) is never what was meant.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -63,8 +67,49 @@ def compute_cost(prompt_tokens: int | None, completion_tokens: int | None,
     return (prompt_tokens * float(price_in) + completion_tokens * float(price_out)) / 1_000_000
 
 
+def _number_or_none(value: Any) -> float | None:
+    """A finite number from a JSON number or a numeric string (some servers quote usage numbers)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    number = _number_or_none(value)
+    return None if number is None else int(number)
+
+
+def _content_text(content: Any) -> str | None:
+    """The answer text from ``message.content``: a string, or a list of parts whose text parts join.
+
+    Raises ``TypeError`` for anything else (no text part at all included), so the caller reports an
+    invalid answer instead of recording an empty one.
+    """
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part["text"] for part in content
+                 if isinstance(part, dict) and part.get("type", "text") in ("text", "output_text")
+                 and isinstance(part.get("text"), str)]
+        if texts:
+            return "".join(texts)
+    raise TypeError("content is neither a string nor a list of text parts")
+
+
+def _excerpt(text: str, key: str | None, *, one_line: bool = True) -> str:
+    """An excerpt of a response body with the key scrubbed *before* cutting.
+
+    Cutting first could leave the part of an echoed key that precedes the cut. ``one_line``
+    collapses whitespace, so an HTML error page does not turn an error message into several lines.
+    """
+    if key:
+        text = text.replace(key, "***")
+    return " ".join(text.split())[:ERROR_EXCERPT_CHARS] if one_line else text[:ERROR_EXCERPT_CHARS]
 
 
 class OpenAIProvider:
@@ -169,7 +214,7 @@ class OpenAIProvider:
 
     def _http_failure(self, response: httpx.Response, latency: float, key: str | None) -> CallFailed:
         status = response.status_code
-        excerpt = self._scrub(response.text[:ERROR_EXCERPT_CHARS].strip(), key)
+        excerpt = _excerpt(response.text, key)
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status in (401, 403):
             env = self.model.get("api_key_env") or "(no api_key_env set in the catalog)"
@@ -197,12 +242,12 @@ class OpenAIProvider:
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
             raise CallFailed("MalformedResponse", f"answer from {self.base_url} for model {self.model_id} "
                              "is not valid JSON", retryable=True, status=response.status_code, latency_s=latency,
-                             raw_text=self._scrub(response.text[:ERROR_EXCERPT_CHARS], key)) from None
+                             raw_text=_excerpt(response.text, key, one_line=False)) from None
         if isinstance(data, dict) and "error" in data and not data.get("choices"):
             # OpenRouter reports upstream failures as 200 with an error object.
             error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
             code = _int_or_none(error.get("code"))
-            said = self._scrub(str(error.get("message", ""))[:ERROR_EXCERPT_CHARS], key)
+            said = _excerpt(str(error.get("message", "")), key)
             retryable = code is None or code in (408, 429) or code >= 500
             raise CallFailed("UpstreamError", f"error from {self.base_url} for model {self.model_id}"
                              f"{f' (code {code})' if code else ''}: {said}", retryable=retryable,
@@ -210,21 +255,19 @@ class OpenAIProvider:
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
-            content = message.get("content")
-            if content is not None and not isinstance(content, str):
-                raise TypeError("content is not a string")
+            content = _content_text(message.get("content"))
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise CallFailed("InvalidResponse", f"answer from {self.base_url} for model {self.model_id} "
                              f"has no choices[0].message.content ({exc})", retryable=True,
                              status=response.status_code, latency_s=latency,
-                             raw_text=self._scrub(response.text[:ERROR_EXCERPT_CHARS], key)) from None
+                             raw_text=_excerpt(response.text, key, one_line=False)) from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
         completion_tokens = _int_or_none(usage.get("completion_tokens"))
-        reported = usage.get("cost")
-        provider_cost = isinstance(reported, (int, float)) and not isinstance(reported, bool)
-        if isinstance(reported, (int, float)) and provider_cost:
-            cost: float | None = float(reported)
+        reported = _number_or_none(usage.get("cost"))
+        provider_cost = reported is not None
+        if reported is not None:
+            cost: float | None = reported
         else:
             cost = compute_cost(prompt_tokens, completion_tokens,
                                 self.model.get("price_in"), self.model.get("price_out"))
