@@ -559,6 +559,29 @@ class PublishedReport:
     seq: int
 
 
+def _stale_results(ledger: Ledger, target: Path, current: set[str]) -> list[Path]:
+    """Essay files an earlier report wrote into ``target`` that this one does not.
+
+    Without this, a report with a smaller --top (or after the ranking changed) would leave the old
+    top essays in results/ next to the new ones. Only files a ``ReportPublished`` event records
+    for this folder, still byte-identical to what it recorded, are removed: anything else in the
+    folder, or an essay file edited since, is left alone.
+    """
+    where = str(target.resolve())
+    recorded: dict[str, set[str]] = defaultdict(set)
+    for event in ledger.events(type=REPORT_PUBLISHED):
+        if event.payload.get("out_dir") == where:
+            for name, digest in (event.payload.get("files") or {}).items():
+                if name.startswith("results/") and name not in current:
+                    recorded[name].add(digest)
+    stale = []
+    for name, digests in sorted(recorded.items()):
+        path = target / name
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() in digests:
+            stale.append(path)
+    return stale
+
+
 def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int = 10) -> PublishedReport:
     """Write the cohort's report into ``out_dir`` and record one ``ReportPublished`` event."""
     if top < 0:
@@ -573,6 +596,8 @@ def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int
             path = target / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
+        for path in _stale_results(ledger, target, set(files)):
+            path.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write the report into {str(target)!r}: {exc.strerror}") from None
     hashes = {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())}

@@ -122,6 +122,23 @@ def test_report_twice_gives_identical_files_and_one_event_per_run(fixture_ledger
                                  "files": first.files}
 
 
+def test_a_smaller_report_into_the_same_folder_removes_the_essays_it_no_longer_ranks(
+        fixture_ledger: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    publish_report(fixture_ledger, COHORT, out, top=2)
+    assert sorted(p.name for p in (out / "results").iterdir()) == ["e_one.md", "e_two.md"]
+    mine = out / "results" / "notes.md"  # a file the report never wrote stays
+    mine.write_text("my notes", encoding="utf-8")
+    second = publish_report(fixture_ledger, COHORT, out, top=1)
+    # results/ must show this report's top essays, not also the last report's.
+    assert sorted(p.name for p in (out / "results").iterdir()) == ["e_one.md", "notes.md"]
+    assert {n for n in second.files if n.startswith("results/")} == {"results/e_one.md"}
+    edited = out / "results" / "e_one.md"
+    edited.write_text("edited by hand", encoding="utf-8")
+    publish_report(fixture_ledger, COHORT, out, top=0)
+    assert edited.read_text(encoding="utf-8") == "edited by hand"  # changed since written: kept
+
+
 def test_report_of_unknown_cohort_is_one_line_and_records_nothing(
         fixture_ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = fixture_ledger.count()
