@@ -144,6 +144,14 @@ ACCEPTED = [
     ("Analysis...\nScore (0-9): 5", 5.0, "5"),
     ("Analysis...\nFinal score: 7 (out of 9)", 7.0, "7"),
     ("Analysis...\nSCORE: 8/9.", 8.0, "8"),
+    ("Good.\r\nSCORE: 7   \t\r\n\r\n  ", 7.0, "7"),  # Windows newlines, trailing whitespace
+    # A score in a markdown table row at the end: a label cell and one value cell.
+    ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |\n| **SCORE** | **7** |", 7.0, "7"),
+    ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |\n| Final score | 7/9 |\n", 7.0, "7"),
+    ("Analysis...\n| SCORE: 8 |", 8.0, "8"),
+    ("Analysis...\n__SCORE: 7__", 7.0, "7"),  # underscore bold
+    ("Analysis...\n__Score:__ 6", 6.0, "6"),
+    ("Analysis...\nSCORE: 7\u200b", 7.0, "7"),  # an invisible zero-width space is not a second token
 ]
 
 
@@ -166,6 +174,10 @@ REJECTED = [
     ("Analysis...\nSCORE: 7\nFinal score: 8", "different scores"),
     ("Analysis...\nSCORE: X", "no score line"),  # the template's placeholder echoed back
     ("SCORE: 7\nline\nline\nline", "no score line"),  # far from the end: not "the last lines"
+    ("| Criterion | Score |\n|---|---|\n| Final score | 7 | 8 |", "ambiguous"),  # two value cells
+    ("| Score | 7 | strong in 3 ways |", "ambiguous"),
+    ("| Novelty | 6 |\n| Rigor | 8 |\n| Total | 14 |", "no score line"),  # no row is labelled score
+    ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |", "no score line"),  # a column header is no score
 ]
 
 

@@ -97,10 +97,20 @@ def parse_essay_idea_last(raw: str) -> Parsed:
     return Parsed(best[1])
 
 
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))  # zero-width characters
+
+
 def _clean_line(line: str) -> str:
-    # Markdown decoration around the label or value ("**Score:** 7", "- `SCORE: 7`", "### Score: 7").
-    line = line.replace("*", "").replace("`", "").strip()
-    return re.sub(r"^(?:#+|[-•>]+)\s*", "", line).strip()
+    # Markdown decoration around the label or value ("**Score:** 7", "__SCORE: 7__", "- `SCORE: 7`",
+    # "### Score: 7"), and invisible zero-width characters some models emit.
+    line = line.translate(_INVISIBLE).replace("*", "").replace("__", "").replace("`", "").strip()
+    line = re.sub(r"^(?:#+|[-•>]+)\s*", "", line).strip()
+    if line.startswith("|"):
+        # A markdown table row: "| SCORE | 7 |" reads as "SCORE: 7". Every further cell stays in
+        # the value, so "| Score | 7 | 8 |" is ambiguous rather than silently the first number.
+        cells = [cell.strip() for cell in line.strip("|").split("|") if cell.strip()]
+        line = cells[0] if len(cells) == 1 else f"{cells[0]}: {' '.join(cells[1:])}" if cells else ""
+    return line
 
 
 def _format_score(value: float) -> str:
