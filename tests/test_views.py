@@ -155,6 +155,25 @@ def test_llm_calls_show_a_started_call_without_answer_as_open(fixture_ledger: Le
     assert progress == [{"running": 1, "pending": 1}]
 
 
+def test_llm_calls_leave_out_a_claim_given_back_before_its_call_was_sent(fixture_ledger: Ledger) -> None:
+    # A run stopped (Ctrl-C, --limit, budget) after claiming v_2b2: the claim is released unsent.
+    # Nothing is in flight and nothing was sent, so llm_calls must not show an open call.
+    started = {"gen_id": "v_2b2", "attempt": 1, "call": 1, "model_id": "ev2", "provider": "offline",
+               "provider_model": "ev2", "lease_until": "2026-11-30T00:10:00Z", "worker": {"pid": 2}}
+    fixture_ledger.append([
+        NewEvent("gen:v_2b2", "LLMCallStarted", started),
+        NewEvent("gen:v_2b2", "ClaimReleased", {"gen_id": "v_2b2", "attempt": 1, "call": 1,
+                                                "reason": "stopped before the call was sent"})])
+    assert rows(fixture_ledger, "SELECT gen_id FROM llm_calls WHERE gen_id = 'v_2b2'") == []
+    progress = rows(fixture_ledger, "SELECT running, pending FROM cohort_progress "
+                                    "WHERE cohort_id = ? AND stage = 'evaluation'", (COHORT,))
+    assert progress == [{"running": 0, "pending": 1}]
+    # Claimed again later and now in flight: that new start is open.
+    fixture_ledger.append([NewEvent("gen:v_2b2", "LLMCallStarted", started)])
+    got = rows(fixture_ledger, "SELECT gen_id, outcome FROM llm_calls WHERE gen_id = 'v_2b2'")
+    assert got == [{"gen_id": "v_2b2", "outcome": "open"}]
+
+
 def test_spend_sums_by_cohort_stage_and_model(fixture_ledger: Ledger) -> None:
     got = {(r["cohort_id"], r["stage"], r["model_id"]): r for r in rows(fixture_ledger, "SELECT * FROM spend")}
     assert got[(COHORT, "draft", "m1")]["cost_usd"] == pytest.approx(0.002)

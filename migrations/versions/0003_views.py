@@ -233,8 +233,9 @@ SELECT s.seq, s.stream, json_extract(s.payload, '$.gen_id'), g.stage, json_extra
        NULL, s.recorded_at
 FROM events s LEFT JOIN gen_state g ON g.gen_id = json_extract(s.payload, '$.gen_id')
 WHERE s.type = 'LLMCallStarted' AND NOT EXISTS (
+    -- answered, or given back unsent (ClaimReleased: no call was made, nothing is in flight)
     SELECT 1 FROM events o WHERE o.stream = s.stream AND o.version > s.version
-      AND o.type IN ('LLMCallCompleted', 'LLMCallFailed')
+      AND o.type IN ('LLMCallCompleted', 'LLMCallFailed', 'ClaimReleased')
       AND json_extract(o.payload, '$.attempt') = json_extract(s.payload, '$.attempt')
       AND json_extract(o.payload, '$.call') = json_extract(s.payload, '$.call'))""",
     "spend": """
