@@ -259,6 +259,30 @@ def test_openai_missing_key_env_is_fatal_and_names_the_variable(monkeypatch: pyt
     assert f"${KEY_ENV}" in err.message
 
 
+@pytest.mark.parametrize("padding", ["\r", "\n", "\r\n", " ", "\t"])
+def test_openai_key_with_surrounding_whitespace_is_sent_trimmed(monkeypatch: pytest.MonkeyPatch,
+                                                                 padding: str) -> None:
+    # A .env file saved with Windows line endings leaves "\r" on the value; it is never part of a key.
+    monkeypatch.setenv(KEY_ENV, SECRET + padding)
+    with StubLLMServer(api_key=SECRET) as stub:
+        result = call(openai(stub.base_url))
+        assert result.text and stub.records[0].authorized is True
+
+
+@pytest.mark.parametrize("bad", [SECRET[:10] + "\u2019" + SECRET[10:], SECRET[:10] + "\n" + SECRET[10:],
+                                 SECRET[:10] + " " + SECRET[10:]])
+def test_openai_key_that_cannot_be_a_header_is_fatal_and_never_shown(monkeypatch: pytest.MonkeyPatch,
+                                                                     bad: str) -> None:
+    monkeypatch.setenv(KEY_ENV, bad)
+    with StubLLMServer() as stub:
+        err = failure(openai(stub.base_url))
+        assert stub.calls == 0
+    assert err.fatal_for_model and not err.retryable and err.error_class == "InvalidAPIKey"
+    assert f"${KEY_ENV}" in err.message
+    shown = repr(err.__dict__) + str(err)
+    assert SECRET[:10] not in shown and SECRET[11:] not in shown
+
+
 def test_openai_model_without_key_env_sends_no_authorization() -> None:
     with StubLLMServer() as stub:
         call(openai(stub.base_url, api_key_env=None))

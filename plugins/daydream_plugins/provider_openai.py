@@ -150,12 +150,20 @@ class OpenAIProvider:
         env = self.model.get("api_key_env")
         if not env:
             return None  # local servers (Ollama, llama.cpp) need no key
-        key = os.environ.get(str(env))
+        # Surrounding whitespace is never part of a key: a .env file with Windows line endings
+        # leaves a "\r" that would otherwise make the header illegal (and httpx's error quote it).
+        key = (os.environ.get(str(env)) or "").strip()
         if not key:
             raise CallFailed(
                 "MissingAPIKey",
                 f"environment variable ${env} is not set: model {self.model_id} needs its API key there",
                 retryable=False, fatal_for_model=True)
+        if not all("!" <= char <= "~" for char in key):
+            # Not sendable as a header; say where to look without showing any of the value.
+            raise CallFailed(
+                "InvalidAPIKey",
+                f"environment variable ${env} holds a value with spaces, control or non-ASCII characters: "
+                f"not a usable API key for model {self.model_id}", retryable=False, fatal_for_model=True)
         return key
 
     def _body(self, request: CallRequest) -> dict[str, Any]:
