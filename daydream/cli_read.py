@@ -17,6 +17,14 @@ from daydream.cli import cli, db_option, echo_json, echo_table, open_ledger
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
                   "tokens", "cost_usd"]
+# In --json only; the table notes it next to the cost.
+JSON_EXTRA = ["unpriced"]
+
+
+def cost_cell(cost: float | None, unpriced: int) -> str:
+    """Known spend, plus how many generations made calls with no recorded price (not free)."""
+    text = f"{cost or 0:.4f}"
+    return f"{text} ({unpriced} unpriced)" if unpriced else text
 
 
 @cli.command()
@@ -33,7 +41,7 @@ def status(db_path: str, cohort: str | None, as_json: bool) -> None:
     if as_json:
         cohorts: dict[str, Any] = {}
         for r in rows:
-            cohorts.setdefault(r["cohort_id"], {})[r["stage"]] = {k: r[k] for k in STATUS_COLUMNS[1:]}
+            cohorts.setdefault(r["cohort_id"], {})[r["stage"]] = {k: r[k] for k in STATUS_COLUMNS[1:] + JSON_EXTRA}
         echo_json({"cohorts": cohorts})
         return
     if not rows:
@@ -47,9 +55,10 @@ def status(db_path: str, cohort: str | None, as_json: bool) -> None:
             current = r["cohort_id"]
             group = [x for x in rows if x["cohort_id"] == current]
             click.echo(f"cohort {current}")
-            table = [[x[k] if k != "cost_usd" else f"{x[k]:.4f}" for k in STATUS_COLUMNS] for x in group]
+            table = [[x[k] for k in STATUS_COLUMNS[:-1]] + [cost_cell(x["cost_usd"], x["unpriced"])]
+                     for x in group]
             total = ["total"] + [sum(x[k] or 0 for x in group) for k in STATUS_COLUMNS[1:-1]]
-            total.append(f"{sum(x['cost_usd'] or 0 for x in group):.4f}")
+            total.append(cost_cell(sum(x["cost_usd"] or 0 for x in group), sum(x["unpriced"] for x in group)))
             echo_table(STATUS_COLUMNS, table + [total])
 
 
@@ -98,7 +107,8 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
         ("template", f"{g['template_id']} ({(g['template_hash'] or '-')[:16]})"),
         ("model", f"{g['model_id'] or '-'} → {g['resolved_model'] or '-'}"),
         ("tokens", f"{g['prompt_tokens'] or 0} prompt + {g['completion_tokens'] or 0} completion"),
-        ("cost_usd", f"{g['cost_usd'] or 0:.6f}"),
+        ("cost_usd", f"{g['cost_usd']:.6f}" if g["cost_usd"] is not None
+         else "unknown (no price recorded)" if (g["calls"] or 0) > (g["failed_calls"] or 0) else "-"),
         ("latency_s", g["latency_s"] if g["latency_s"] is not None else "-"),
         ("calls", f"{g['calls'] or 0} ({g['failed_calls'] or 0} failed)"),
     ]

@@ -297,12 +297,19 @@ def result_markdown(data: ReportData, ranking: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _progress_cost(p: dict[str, Any]) -> Any:
+    """The stage's known spend, saying how many generations made calls with no recorded price."""
+    if not p.get("unpriced"):
+        return p["cost_usd"]
+    return f"{fmt(float(p['cost_usd'] or 0))} ({p['unpriced']} unpriced)"
+
+
 def report_markdown(data: ReportData, summary: list[dict[str, Any]], reliability: list[dict[str, Any]]) -> str:
     """report.md: progress, rankings, summaries, reliability and the top essays in full."""
     out = [f"# Report: cohort {data.cohort_id}", "", "## Progress", "",
            _md_table(["stage", "planned", "completed", "failed", "pending", "calls", "tokens", "cost_usd"],
                      [[p["stage"], p["planned"], p["completed"], p["failed"], p["pending"], p["calls"],
-                       p["tokens"], p["cost_usd"]] for p in data.progress]),
+                       p["tokens"], _progress_cost(p)] for p in data.progress]),
            "", "## Rankings", ""]
     out.append(_md_table(["rank", "essay", "mean", "n", "95% CI", "draft template", "essay template",
                           "essay model", "concepts"],
@@ -472,7 +479,7 @@ def report_html(data: ReportData, summary: list[dict[str, Any]], reliability: li
             "<h2>Progress</h2>",
             _html_table(["stage", "planned", "completed", "failed", "pending", "calls", "tokens", "cost (USD)"],
                         [[p["stage"], p["planned"], p["completed"], p["failed"], p["pending"], p["calls"],
-                          p["tokens"], p["cost_usd"]] for p in data.progress]),
+                          p["tokens"], _progress_cost(p)] for p in data.progress]),
             '<h2 id="distribution">Score distribution per rubric</h2><div class="charts">']
     by_rubric: dict[str, list[float]] = defaultdict(list)
     for r in data.evaluations:

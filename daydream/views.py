@@ -241,13 +241,30 @@ def cohort_status(ledger: Ledger, cohort_id: str | None = None) -> list[dict[str
     """
     order = "CASE stage WHEN 'draft' THEN 0 WHEN 'essay' THEN 1 WHEN 'evaluation' THEN 2 ELSE 3 END"
     if cohort_id is None:
-        return _dicts(ledger, f"SELECT * FROM cohort_progress ORDER BY cohort_id, {order}, stage")
-    found = _dicts(ledger, f"SELECT * FROM cohort_progress WHERE cohort_id = ? ORDER BY {order}, stage",
-                   (cohort_id,))
-    if not found:
-        known = ", ".join(cohort_ids(ledger)) or "none"
-        raise NotFound(f"cohort {cohort_id!r} has no generations in the ledger (cohorts: {known})")
+        found = _dicts(ledger, f"SELECT * FROM cohort_progress ORDER BY cohort_id, {order}, stage")
+    else:
+        found = _dicts(ledger, f"SELECT * FROM cohort_progress WHERE cohort_id = ? ORDER BY {order}, stage",
+                       (cohort_id,))
+        if not found:
+            known = ", ".join(cohort_ids(ledger)) or "none"
+            raise NotFound(f"cohort {cohort_id!r} has no generations in the ledger (cohorts: {known})")
+    unpriced = unpriced_counts(ledger, cohort_id)
+    for row in found:
+        row["unpriced"] = unpriced.get((row["cohort_id"], row["stage"]), 0)
     return found
+
+
+def unpriced_counts(ledger: Ledger, cohort_id: str | None = None) -> dict[tuple[str, str], int]:
+    """(cohort, stage) → generations that made calls whose cost was never recorded.
+
+    Imported generations often carry tokens but no price; cost sums treat them as 0, so every
+    spend figure has to say how many generations it leaves out rather than look free.
+    """
+    where = "WHERE g.calls > g.failed_calls AND g.cost_usd IS NULL" + (" AND m.cohort_id = ?" if cohort_id else "")
+    params = (cohort_id,) if cohort_id else ()
+    return {(r["cohort_id"], r["stage"]): r["n"] for r in _dicts(ledger, f"""
+        SELECT m.cohort_id, g.stage, COUNT(*) AS n FROM cohort_members m
+        JOIN gen_state g ON g.gen_id = m.gen_id {where} GROUP BY m.cohort_id, g.stage""", params)}
 
 
 def latest_catalog(ledger: Ledger) -> dict[str, Any]:

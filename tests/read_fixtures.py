@@ -174,6 +174,18 @@ def build_fixture(ledger: Ledger) -> None:
                    for g, s in (("d_one", "draft"), ("e_one", "essay"), ("v_1a1", "evaluation"))])
 
 
+def import_unpriced(ledger: Ledger) -> None:
+    """An imported draft of cohort c-legacy whose call was made (tokens known) but never priced."""
+    raw = "# Imported\n\nA draft from an older pipeline."
+    ledger.append([NewEvent("gen:d_old", "GenerationImported", {
+        "gen_id": "d_old", "stage": "draft", "parent_gen_id": None, "combo_id": None,
+        "template_id": "legacy-draft", "model_id": "m_old", "replicate": 1, "generator": "llm",
+        "parser": "identity", "cohort_id": "c-legacy", "status": "completed", "prompt_hash": None,
+        "raw_hash": text_hash(raw), "parsed_hash": text_hash(raw), "score": None, "finish_reason": "stop",
+        "prompt_tokens": 600, "completion_tokens": 1000, "cost_usd": None, "latency_s": 3.0,
+        "error": None, "source": "test", "metadata": {}})], texts=[raw])
+
+
 _DEMO: dict[str, Path] = {}
 
 

@@ -14,7 +14,7 @@ import pytest
 from daydream.cli import main
 from daydream.ledger import Ledger
 from daydream.report import publish_report, render_markdown
-from tests.read_fixtures import COHORT, build_fixture, demo_ledger
+from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpriced
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "reliability.csv", "report.md", "report.html"}
 
@@ -137,6 +137,15 @@ def test_a_smaller_report_into_the_same_folder_removes_the_essays_it_no_longer_r
     edited.write_text("edited by hand", encoding="utf-8")
     publish_report(fixture_ledger, COHORT, out, top=0)
     assert edited.read_text(encoding="utf-8") == "edited by hand"  # changed since written: kept
+
+
+def test_report_progress_says_when_spend_is_unknown(fixture_ledger: Ledger, tmp_path: Path) -> None:
+    import_unpriced(fixture_ledger)  # c-legacy: one imported draft with tokens but no price
+    publish_report(fixture_ledger, "c-legacy", tmp_path / "legacy")
+    assert "| draft | 1 | 1 | 0 | 0 | 1 | 1600 | 0.0000 (1 unpriced) |" in (tmp_path / "legacy" / "report.md").read_text()
+    assert "0.0000 (1 unpriced)" in (tmp_path / "legacy" / "report.html").read_text()
+    publish_report(fixture_ledger, COHORT, tmp_path / "priced")
+    assert "unpriced" not in (tmp_path / "priced" / "report.md").read_text()
 
 
 def test_report_of_unknown_cohort_is_one_line_and_records_nothing(

@@ -15,7 +15,7 @@ import pytest
 
 from daydream import views
 from daydream.ledger import Ledger, NewEvent
-from tests.read_fixtures import COHORT, COHORT2, ESSAY_ONE, build_fixture, demo_ledger
+from tests.read_fixtures import COHORT, COHORT2, ESSAY_ONE, build_fixture, demo_ledger, import_unpriced
 
 
 @pytest.fixture
@@ -272,7 +272,26 @@ def test_status_prints_each_stage_and_json(fixture_ledger: Ledger, capsys: pytes
     data = json.loads(out)["cohorts"]
     assert set(data) == {COHORT, COHORT2}
     assert data[COHORT]["evaluation"] == {"planned": 8, "completed": 6, "failed": 1, "pending": 1, "running": 0,
-                                          "blocked": 0, "calls": 8, "tokens": 1200, "cost_usd": 0.004}
+                                          "blocked": 0, "calls": 8, "tokens": 1200, "cost_usd": 0.004,
+                                          "unpriced": 0}
+
+
+def test_status_and_show_say_when_spend_is_unknown(fixture_ledger: Ledger,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Calls were made (1,600 tokens) but their price was never recorded: "0.0000" would claim
+    # they were free. The cost shown is what is known, and the unpriced generations are counted.
+    import_unpriced(fixture_ledger)
+    db = ["--db", str(fixture_ledger.path)]
+    code, out, _ = _cli(["status", "c-legacy", "--json", *db], capsys)
+    assert code == 0
+    draft = json.loads(out)["cohorts"]["c-legacy"]["draft"]
+    assert (draft["tokens"], draft["cost_usd"], draft["unpriced"]) == (1600, 0.0, 1)
+    code, out, _ = _cli(["status", "c-legacy", *db], capsys)
+    assert code == 0 and "1 unpriced" in out
+    code, out, _ = _cli(["status", COHORT, "--json", *db], capsys)
+    assert json.loads(out)["cohorts"][COHORT]["draft"]["unpriced"] == 0
+    code, out, _ = _cli(["show", "d_old", "--no-text", *db], capsys)
+    assert code == 0 and "cost_usd: unknown" in out and "0.000000" not in out
 
 
 def test_status_of_unknown_cohort_is_one_line(fixture_ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
