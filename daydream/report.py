@@ -410,16 +410,23 @@ def heatmap_svg(data: ReportData, limit: int = 40) -> str:
     for r in data.evaluations:
         if r["score"] is not None:
             cells[(r["essay_gen_id"], r["rubric"])].append(r["score"])
-    left, top_pad, cw, ch = 150, 60, 70, 20
-    w = left + cw * max(1, len(rubrics)) + 10
+    # Column labels are the full rubric ids, slanted: rubrics often share long prefixes, so a cut
+    # label can make two columns read the same. Room for them: ~6 px per character at 40 degrees.
+    longest = max((len(str(r)) for r in rubrics), default=0)
+    left, cw, ch = 150, 70, 20
+    top_pad = max(60, 34 + round(longest * 6.2 * 0.643))
+    w = left + cw * max(1, len(rubrics)) + max(10, round(longest * 6.2 * 0.766) - cw // 2)
     h = top_pad + ch * max(1, len(essays)) + 10
+    caption = "Essay × rubric mean score"
+    if len(data.rankings) > limit:
+        caption += f" (best {limit} of {len(data.rankings)} essays)"
     parts = [f'<svg class="chart heatmap" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>Essay × rubric mean scores</title>',
-             '<text x="4" y="16" class="label">Essay × rubric mean score</text>']
+             f'<text x="4" y="16" class="label">{_e(caption)}</text>']
     for j, rubric in enumerate(rubrics):
-        name = rubric if len(rubric) <= 10 else rubric[:9] + "…"
-        parts.append(f'<text x="{left + j * cw + cw / 2}" y="{top_pad - 8}" text-anchor="middle" '
-                     f'class="tick">{_e(name)}</text>')
+        x, y = left + j * cw + cw / 2 - 4, top_pad - 6
+        parts.append(f'<text x="{x}" y="{y}" transform="rotate(-40 {x} {y})" text-anchor="start" '
+                     f'class="tick">{_e(rubric)}</text>')
     for i, essay in enumerate(essays):
         y = top_pad + i * ch
         parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" class="tick">{_e(essay)}</text>')

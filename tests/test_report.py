@@ -13,7 +13,7 @@ import pytest
 
 from daydream.cli import main
 from daydream.ledger import Ledger
-from daydream.report import publish_report, render_markdown
+from daydream.report import ReportData, heatmap_svg, publish_report, render_markdown
 from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpriced
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "reliability.csv", "report.md", "report.html"}
@@ -166,6 +166,22 @@ def test_report_command_prints_where_it_wrote(fixture_ledger: Ledger, tmp_path: 
     assert exit_.value.code in (0, None)
     out = capsys.readouterr().out
     assert str(tmp_path / "r" / "report.html") in out and "results/e_one.md" in out
+
+
+def test_heat_map_names_every_rubric_in_full_and_says_when_it_shows_only_the_best() -> None:
+    # Rubric ids often share a long prefix; cut to ten characters both columns read the same.
+    rubrics = ["daydreaming-verification-v2", "daydreaming-verification-v3"]
+    essays = [f"e_{i:02d}" for i in range(45)]
+    evaluations = [{"essay_gen_id": e, "rubric": r, "score": float(i % 10)}
+                   for i, e in enumerate(essays) for r in rubrics]
+    rankings = [{"essay_gen_id": e} for e in essays]
+    svg = heatmap_svg(ReportData("c", [], evaluations, rankings))
+    for rubric in rubrics:
+        assert f">{rubric}</text>" in svg
+    assert "best 40 of 45 essays" in svg
+    assert ">e_39</text>" in svg and ">e_40</text>" not in svg
+    small = heatmap_svg(ReportData("c", [], evaluations[:4], rankings[:2]))
+    assert "best" not in small
 
 
 def test_markdown_in_essays_cannot_inject_html() -> None:
