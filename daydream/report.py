@@ -366,8 +366,10 @@ def histogram_svg(rubric: str, scores: Sequence[float]) -> str:
 
 def comparison_svg(label: str, rows: list[dict[str, Any]]) -> str:
     """Means with 95% confidence intervals for each level of one factor, on a 0–9 axis."""
-    left, right, row_h, top_pad = 170, 20, 22, 30
-    w = 620
+    # The left margin fits the longest level name (~6.2 px a character): cut names can collide.
+    longest = max((len(str(r["level"])) for r in rows), default=0)
+    left, right, row_h, top_pad = max(170, 16 + round(longest * 6.2)), 20, 22, 30
+    w = left + 450
     h = top_pad + row_h * len(rows) + 26
     scale = (w - left - right) / 9
 
@@ -383,8 +385,7 @@ def comparison_svg(label: str, rows: list[dict[str, Any]]) -> str:
     for i, r in enumerate(rows):
         cy = top_pad + i * row_h + row_h / 2
         name = str(r["level"])
-        short = name if len(name) <= 26 else name[:25] + "…"
-        parts.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" class="tick">{_e(short)}</text>')
+        parts.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" class="tick">{_e(name)}</text>')
         if r["ci95_low"] is not None:
             parts.append(f'<line x1="{x(r["ci95_low"]):.1f}" y1="{cy:.1f}" x2="{x(r["ci95_high"]):.1f}" '
                          f'y2="{cy:.1f}" class="ci"/>')

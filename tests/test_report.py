@@ -13,7 +13,7 @@ import pytest
 
 from daydream.cli import main
 from daydream.ledger import Ledger
-from daydream.report import ReportData, heatmap_svg, publish_report, render_markdown
+from daydream.report import ReportData, comparison_svg, heatmap_svg, publish_report, render_markdown
 from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpriced
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "reliability.csv", "report.md", "report.html"}
@@ -182,6 +182,14 @@ def test_heat_map_names_every_rubric_in_full_and_says_when_it_shows_only_the_bes
     assert ">e_39</text>" in svg and ">e_40</text>" not in svg
     small = heatmap_svg(ReportData("c", [], evaluations[:4], rankings[:2]))
     assert "best" not in small
+
+
+def test_comparison_chart_names_every_level_in_full() -> None:
+    levels = ["daydreaming-verification-v2", "daydreaming-verification-v3"]
+    rows = [{"level": name, "mean": 5.0, "count": 4, "ci95_low": 4.0, "ci95_high": 6.0} for name in levels]
+    svg = comparison_svg("Rubric", rows)
+    for name in levels:
+        assert f">{name}</text>" in svg
 
 
 def test_markdown_in_essays_cannot_inject_html() -> None:
