@@ -139,10 +139,10 @@ def report(db_path: str, cohort: str, out_dir: str | None, top: int) -> None:
     Files: scores.csv, pivot.csv, rankings.csv, summary.csv, reliability.csv, report.md,
     report.html and results/<gen_id>.md. Running it again on the same ledger gives identical files.
     """
-    from daydream.report import publish_report
+    from daydream.report import default_out_dir, publish_report
 
     ledger = open_ledger(db_path)
-    published = publish_report(ledger, cohort, out_dir or f"reports/{cohort}", top=top)
+    published = publish_report(ledger, cohort, out_dir or default_out_dir(cohort), top=top)
     click.echo(f"report for cohort {cohort} written to {published.out_dir}/ "
                f"({len(published.files)} files, ReportPublished seq {published.seq}):")
     for name in published.files:

@@ -560,6 +560,20 @@ def render_report(data: ReportData) -> dict[str, bytes]:
     return files
 
 
+def default_out_dir(cohort_id: str) -> Path:
+    """``reports/<cohort>``, the cohort id made a single safe folder name.
+
+    Cohort ids come from spec file names and imports; one holding ``/`` or ``..`` must not place
+    the report outside ``reports/``.
+    """
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in cohort_id)
+    if not name.strip("."):
+        name = "_" + name
+    elif name.startswith("."):
+        name = "_" + name[1:]
+    return Path("reports") / name
+
+
 def result_file_name(gen_id: str) -> str:
     """``<gen_id>.md``, with anything but letters, digits, ``-`` and ``_`` replaced (imported ids vary)."""
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in gen_id) + ".md"

@@ -192,6 +192,27 @@ def test_comparison_chart_names_every_level_in_full() -> None:
         assert f">{name}</text>" in svg
 
 
+def test_default_report_folder_stays_under_reports_whatever_the_cohort_id(
+        fixture_ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Cohort ids come from specs and imports; one like "../evil" must not steer the default
+    # folder (reports/COHORT) out of reports/.
+    from daydream.ledger import NewEvent
+
+    fixture_ledger.append([NewEvent("gen:d_one", "GenerationLinked",
+                                    {"gen_id": "d_one", "stage": "draft", "cohort_id": "../evil"})])
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "../evil", "--db", str(fixture_ledger.path)])
+    assert exit_.value.code in (0, None)
+    assert not (tmp_path / "evil").exists()
+    written = [p for p in (work / "reports").iterdir()]
+    assert len(written) == 1 and (written[0] / "report.html").is_file()
+    assert str(written[0].relative_to(work)) in capsys.readouterr().out
+
+
 def test_markdown_in_essays_cannot_inject_html() -> None:
     rendered = render_markdown("# T\n\n<script>alert(1)</script> [x](javascript:alert(1))")
     assert "<script>" not in rendered and "&lt;script&gt;" in rendered
