@@ -15,6 +15,7 @@ import html
 import io
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -304,6 +305,30 @@ def _progress_cost(p: dict[str, Any]) -> Any:
     return f"{fmt(float(p['cost_usd'] or 0))} ({p['unpriced']} unpriced)"
 
 
+_ATX = re.compile(r"^( {0,3})(#{1,6})(?=[ \t]|$)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def demote_headings(text: str, by: int) -> str:
+    """``text`` with every ATX heading ``by`` levels deeper (at most ######), code fences untouched.
+
+    Essays are quoted inside report.md under a "### rank. title" heading; their own headings
+    have to nest below it rather than start new top-level sections.
+    """
+    out, fence = [], ""
+    for line in text.split("\n"):
+        opened = _FENCE.match(line)
+        if fence:
+            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+                fence = ""
+        elif opened:
+            fence = opened.group(1)
+        else:
+            line = _ATX.sub(lambda m: m.group(1) + "#" * min(6, len(m.group(2)) + by), line)
+        out.append(line)
+    return "\n".join(out)
+
+
 def report_markdown(data: ReportData, summary: list[dict[str, Any]], reliability: list[dict[str, Any]]) -> str:
     """report.md: progress, rankings, summaries, reliability and the top essays in full."""
     out = [f"# Report: cohort {data.cohort_id}", "", "## Progress", "",
@@ -332,7 +357,7 @@ def report_markdown(data: ReportData, summary: list[dict[str, Any]], reliability
         out += [f"### {r['rank']}. {essay['title']} — {fmt(r['mean'])}", "",
                 f"`{r['essay_gen_id']}` · {r['concepts']} · draft {r['draft_template'] or '—'} "
                 f"({r['draft_model'] or '—'}) · essay {r['essay_template']} ({r['essay_model'] or '—'})",
-                "", essay["text"].rstrip(), ""]
+                "", demote_headings(essay["text"].rstrip(), 3), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -213,6 +213,19 @@ def test_default_report_folder_stays_under_reports_whatever_the_cohort_id(
     assert str(written[0].relative_to(work)) in capsys.readouterr().out
 
 
+def test_report_md_nests_essay_headings_under_the_essay_section(fixture_ledger: Ledger, tmp_path: Path) -> None:
+    # An essay's own "# Title" must not become a top-level heading of report.md (it would break
+    # the outline a Markdown viewer shows); it sits below "### rank. title".
+    publish_report(fixture_ledger, COHORT, tmp_path / "r", top=2)
+    lines = (tmp_path / "r" / "report.md").read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.startswith("# ")] == [f"# Report: cohort {COHORT}"]
+    assert "#### Tide Lanterns" in lines and "#### Honey Tides" in lines
+    from daydream.report import demote_headings
+
+    text = "# A\n\n```\n# not a heading\n```\n\n###### deep\n\n#hashtag"
+    assert demote_headings(text, 3) == "#### A\n\n```\n# not a heading\n```\n\n###### deep\n\n#hashtag"
+
+
 def test_markdown_in_essays_cannot_inject_html() -> None:
     rendered = render_markdown("# T\n\n<script>alert(1)</script> [x](javascript:alert(1))")
     assert "<script>" not in rendered and "&lt;script&gt;" in rendered
