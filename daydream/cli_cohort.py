@@ -23,9 +23,8 @@ FORMATS = click.Choice(["table", "csv", "jsonl"])
 
 def _print_rows(rows: list[dict], fmt: str, limit: int | None) -> None:
     shown = rows[:limit] if limit is not None else rows
-    headers: list[str] = []
-    for row in shown:
-        headers.extend(k for k in row if k not in headers)
+    # Headers from the first row (every row has the same keys), so --limit 0 still prints them.
+    headers = list(rows[0]) if rows else []
     if fmt == "jsonl":
         for row in shown:
             click.echo(json.dumps(row, ensure_ascii=False))

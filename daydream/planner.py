@@ -279,6 +279,32 @@ def _check_existing_parents(ledger: Ledger, design: _Design, spec: Spec) -> dict
     return combo_of
 
 
+def _check_template_hashes(ledger: Ledger, design: _Design, catalog: Catalog) -> None:
+    """Refuse to reuse generations planned with another text of the same template id.
+
+    Ids do not include the template text, so an edited template would otherwise link the old
+    results into the cohort as if they came from the new text. Imported generations are exempt:
+    the previous pipeline edited templates in place, and reusing its results is the point.
+    """
+    existing = {g.gen_id: g for stage in design.gens.values() for g in stage.values()
+                if g.existing and g.template.hash is not None}
+    stale: dict[tuple[str, str], list[str]] = {}
+    for gen_id, template_hash, imported in _select(
+            ledger, "SELECT gen_id, template_hash, imported FROM gen_state WHERE gen_id IN ({marks})",
+            sorted(existing)):
+        g = existing[gen_id]
+        if template_hash and not imported and template_hash != g.template.hash:
+            stale.setdefault((g.stage, g.template.id), []).append(template_hash)
+    if stale:
+        (stage, tid), old = sorted(stale.items())[0]
+        new = catalog.templates[stage][tid].hash or ""
+        others = f" (and {len(stale) - 1} more template(s))" if len(stale) > 1 else ""
+        raise CatalogError(f"catalog {catalog.source}: {stage} template {tid!r} changed since {len(old)} "
+                           f"planned generation(s) used it (text {old[0][:12]} -> {new[:12]}){others}; "
+                           f"give the edited template a new id (e.g. {tid}-v2) so old and new results "
+                           "stay apart")
+
+
 # ----------------------------------------------------------------------------- planning
 def _resolve_catalog(catalog: Catalog | str | Path | None, spec: Spec) -> Catalog:
     if isinstance(catalog, Catalog):
@@ -336,7 +362,7 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     spec = load_spec(spec_path)
     cat = _resolve_catalog(catalog, spec)
     rows = compile_spec(spec)
-    cohort = (cohort_id or spec.default_cohort_id).strip()
+    cohort = (cohort_id if cohort_id is not None else spec.default_cohort_id).strip()
     if not cohort or any(ch.isspace() for ch in cohort):
         raise SpecError(f"{spec.path}: cohort id {cohort!r} must be non-empty and without spaces")
     design = validate_spec(spec, rows, cat, ledger)
@@ -346,6 +372,7 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     resolved: dict[tuple, str] = {}
     for stage in STAGE_ORDER:
         _resolve_stage(ledger, design.gens[stage], resolved)
+    _check_template_hashes(ledger, design, cat)
 
     snapshot, catalog_texts = cat.snapshot()
     catalog_hash = snapshot["catalog_hash"]

@@ -9,6 +9,7 @@ raises a ``SpecError`` naming the rule's place in the spec file.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import random
 from collections import Counter
@@ -26,6 +27,17 @@ from daydream.spec_dsl import (
     TupleRule,
     _dedupe,
 )
+
+
+# Rows are built in memory (a dict each); far beyond this a typo such as ``essay_replicate: 100000``
+# would exhaust memory instead of failing, so refuse before expanding.
+MAX_ROWS = 5_000_000
+
+
+def _check_size(count: int, where: str) -> None:
+    if count > MAX_ROWS:
+        raise SpecError(f"{where}: the design has {count:,} rows; at most {MAX_ROWS:,} are supported "
+                        "(narrow it with subsets, pairs or tuples, or split it into several cohorts)")
 
 
 @dataclass
@@ -74,6 +86,7 @@ def compile_spec(spec: Spec) -> list[dict[str, Any]]:
         pick = lambda flat: (flat[perm[0]],)  # noqa: E731
     else:
         pick = operator.itemgetter(*perm)
+    _check_size(math.prod(len(f.items) for f in factors), str(spec.path))
     chain = itertools.chain.from_iterable
     rows = []
     append = rows.append
@@ -143,6 +156,7 @@ def _apply_tie(factors: list[_Factor], rule: TieRule) -> list[_Factor]:
         detail = "; ".join(f"{a}: {_show(d)}" for a, d in domains.items())
         raise SpecError(f"{rule.where}: tie {rule.name!r} has no common value ({detail})")
     indexes = sorted({i for i, _ in located})
+    _check_size(math.prod(len(factors[i].items) for i in indexes), f"{rule.where}: tie {rule.name!r}")
     factors, merged = _merge(factors, indexes, rule.name)
     cols = [merged.axes.index(a) for a in rule.axes]
     merged.items = [it for it in merged.items if len({it[c] for c in cols}) == 1]

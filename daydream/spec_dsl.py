@@ -227,19 +227,27 @@ class _Reader:
         return [r[column] for r in rows]
 
 
-def _line_map(node: yaml.Node | None, prefix: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Key path -> 1-based line of that key (or list item) in the YAML source."""
+def _line_map(node: yaml.Node | None, prefix: tuple = (), out: dict | None = None,
+              repeats: list | None = None) -> dict[tuple, int]:
+    """Key path -> 1-based line of that key (or list item) in the YAML source.
+
+    A key given twice in one mapping is appended to ``repeats`` as (path, line, first line): YAML
+    loaders keep the last value silently, which would drop half of what the user wrote.
+    """
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = prefix + (key_node.value,)
-            out[path] = key_node.start_mark.line + 1
-            _line_map(value_node, path, out)
+            line = key_node.start_mark.line + 1
+            if path in out and repeats is not None:
+                repeats.append((path, line, out[path]))
+            out.setdefault(path, line)
+            _line_map(value_node, path, out, repeats)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = prefix + (i,)
             out[path] = item.start_mark.line + 1
-            _line_map(item, path, out)
+            _line_map(item, path, out, repeats)
     return out
 
 
@@ -272,7 +280,10 @@ def _scalar(reader: _Reader, key: tuple, value: Any) -> str:
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file (YAML), resolving ``@file:`` includes relative to it."""
     spec_path = Path(path)
-    if spec_path.is_dir() and (spec_path / "config.yaml").is_file():
+    if spec_path.is_dir():
+        if not (spec_path / "config.yaml").is_file():
+            raise SpecError(f"spec path {str(spec_path)!r} is a folder without a config.yaml; expected "
+                            "a spec file or a folder holding config.yaml")
         spec_path = spec_path / "config.yaml"
     if not spec_path.is_file():
         raise SpecError(f"spec file {str(spec_path)!r} not found")
@@ -288,7 +299,13 @@ def load_spec(path: str | Path) -> Spec:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{spec_path}{line}: malformed YAML: {problem}") from None
-    reader = _Reader(spec_path, _line_map(node))
+    repeats: list[tuple[tuple, int, int]] = []
+    reader = _Reader(spec_path, _line_map(node, repeats=repeats))
+    if repeats:
+        path, line, first = repeats[0]
+        dotted = ".".join(str(k) for k in path)
+        raise SpecError(f"{spec_path}:{line}: {dotted}: key {path[-1]!r} is given twice (first at line "
+                        f"{first}); expected each key once")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -375,8 +392,12 @@ def _axis_levels(reader: _Reader, key: tuple, name: str, canon: str, levels: Any
     out: list[Any] = []
     for i, v in enumerate(values):
         norm = _replicate(reader, key + (i,), v) if canon in REPLICATE_AXES else _scalar(reader, key + (i,), v)
-        if norm not in out:
-            out.append(norm)
+        if norm in out:
+            # A repeated level is almost always a slip (a copy-paste, or '1, 1' meant as two
+            # replicates); merging it silently would plan fewer rows than the user counted.
+            raise reader.error(key + (i,), f"level {norm!r} is listed twice (first as item "
+                                           f"{out.index(norm)}); expected distinct levels")
+        out.append(norm)
     return out
 
 
@@ -507,7 +528,9 @@ def _load_rules(reader: _Reader, raw: Any, axes: dict[str, list[Any]]) -> list[R
             axes_list = body.get("axes") if isinstance(body, dict) else body
             if not isinstance(axes_list, list) or len(axes_list) < 2:
                 raise reader.error(key, f"tie {name!r} needs a list of at least two axes; got {axes_list!r}")
-            rules.append(TieRule(name, where, [canonical_axis(str(a)) for a in axes_list]))
+            tie_axes = [canonical_axis(str(a)) for a in axes_list]
+            _no_repeat(reader, key, f"tie {name!r}", tie_axes)
+            rules.append(TieRule(name, where, tie_axes))
         elif kind == "pairs":
             rules.append(_pair_rule(reader, name, body, key, where))
         else:
@@ -561,8 +584,11 @@ def _pair_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str) ->
             allowed.append((reader.where(key + ("allowed", i)), item))
     else:
         raise reader.error(key + ("allowed",), f"pair {name!r}: allowed must be a list or '@file:…'")
-    return PairRule(name, where, canonical_axis(str(body["left"])), canonical_axis(str(body["right"])),
-                    allowed, balance)
+    left, right = canonical_axis(str(body["left"])), canonical_axis(str(body["right"]))
+    if left == right:
+        raise reader.error(key + ("right",), f"pair {name!r}: left and right are both {left!r}; expected "
+                                             "two different axes (use a subset to restrict one axis)")
+    return PairRule(name, where, left, right, allowed, balance)
 
 
 def _tuple_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str,
@@ -570,6 +596,7 @@ def _tuple_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str,
     if not isinstance(body, dict) or not isinstance(body.get("axes"), list) or not body["axes"]:
         raise reader.error(key, f"tuple {name!r}: expected a mapping with 'axes' (a list) and 'items'")
     tuple_axes = [canonical_axis(str(a)) for a in body["axes"]]
+    _no_repeat(reader, key + ("axes",), f"tuple {name!r}", tuple_axes)
     for i, axis in enumerate(tuple_axes):
         if axis not in KNOWN_AXES:
             raise reader.error(key + ("axes", i), f"unknown axis {body['axes'][i]!r}; expected one of "
@@ -603,6 +630,14 @@ def _tuple_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str,
                                      f"{len(tuple_axes)} ({', '.join(tuple_axes)})")
         items.append(_tuple_item(reader, ikey, tuple_axes, item, None))
     return TupleRule(name, where, tuple_axes, _dedupe(items))
+
+
+def _no_repeat(reader: _Reader, key: tuple, what: str, axes: list[str]) -> None:
+    """A rule naming one axis twice would constrain it against itself (or write it twice)."""
+    for i, axis in enumerate(axes):
+        if axis in axes[:i]:
+            where = key + (i,) if key[-1] == "axes" else key
+            raise reader.error(where, f"{what} names axis {axis!r} twice; expected distinct axes")
 
 
 def _tuple_item(reader: _Reader, key: tuple, axes: list[str], values: list[Any], label: str | None) -> tuple:

@@ -234,3 +234,40 @@ def test_cli_plan_list_show_and_compile(ledger_path: Path, tmp_path: Path) -> No
     assert [json.loads(line)["draft_template"] for line in rows.output.splitlines()] == ["bridge-essay-draft"] * 5
     csv_out = runner.invoke(cli, ["spec", "compile", str(DEMO), "--format", "csv", "--catalog", str(repo_catalog_dir())])
     assert csv_out.exit_code == 0 and len(csv_out.output.splitlines()) == 65
+
+
+def test_edited_template_is_refused_rather_than_mixed_with_its_old_results(ledger: Ledger, tmp_path: Path) -> None:
+    catalog = tmp_path / "cat"
+    shutil.copytree(repo_catalog_dir(), catalog)
+    plan_cohort(ledger, DEMO, catalog)
+    before = ledger.count()
+    rubric = catalog / "templates" / "evaluation" / "originality-rubric.j2"
+    rubric.write_text(rubric.read_text() + "Be strict.\n")
+    from daydream.errors import CatalogError
+    with pytest.raises(CatalogError) as info:
+        plan_cohort(ledger, DEMO, catalog)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'originality-rubric'" in message and "32 planned generation(s)" in message
+    assert "new id" in message and "coherence-rubric" not in message
+    assert ledger.count() == before
+    # An unchanged template still re-plans to nothing.
+    rubric.write_text(load_catalog(repo_catalog_dir()).template("evaluation", "originality-rubric").text)
+    assert plan_cohort(ledger, DEMO, catalog).events == 0
+
+
+def test_an_empty_cohort_id_is_refused_not_replaced(ledger: Ledger) -> None:
+    from daydream.errors import SpecError
+    with pytest.raises(SpecError, match="cohort id '' must be non-empty"):
+        plan_cohort(ledger, DEMO, cohort_id="")
+    assert ledger.count() == 0
+
+
+@pytest.mark.parametrize("fmt,expected", [
+    ("csv", ["combo_id,draft_template,draft_llm,essay_template,essay_llm,evaluation_template,evaluation_llm,"
+             "evaluation_replicate"]),
+    ("jsonl", []),
+])
+def test_compile_with_limit_zero_still_prints_the_csv_header(fmt: str, expected: list[str]) -> None:
+    out = CliRunner().invoke(cli, ["spec", "compile", str(DEMO), "--format", fmt, "--limit", "0"])
+    assert out.exit_code == 0 and out.output.splitlines() == expected

@@ -217,6 +217,34 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
                                              "  evaluation_llm: [offline]\n"},
      ["unknown essay generation(s) 'e_doesnotexist'"], 1),
     ("spec_file_missing", {}, ["spec.yaml", "not found"], 1),
+    # Found by review: each of these used to be accepted silently (or hang).
+    ("duplicate_yaml_key", {"spec.yaml": BASE_AXES + "  draft_llm: [sonnet-4]\n"},
+     ["spec.yaml:9", "axes.draft_llm", "given twice", "line 4"], 1),
+    ("duplicate_level", {"spec.yaml": BASE_AXES.replace("[originality-rubric, coherence-rubric]",
+                                                        "[originality-rubric, coherence-rubric, originality-rubric]")},
+     ["spec.yaml:7", "axes.evaluation_template.2", "'originality-rubric'", "listed twice"], 1),
+    ("duplicate_level_in_csv", {"spec.yaml": spec_with(axes=BASE_AXES.replace(
+        "[bridge-essay-draft]", "'@file:d.csv'")), "d.csv": "draft_template\nbridge-essay-draft\nbridge-essay-draft\n"},
+     ["axes.draft_template.1", "'bridge-essay-draft'", "listed twice"], 1),
+    ("tuple_names_an_axis_twice", {"spec.yaml": spec_with("""\
+        rules:
+          tuples:
+            reps: {axes: [essay_replicate, essay_replicate], items: [[1, 2]]}
+        """)}, ["spec.yaml:11", "rules.tuples.reps.axes.1", "'essay_replicate'", "twice"], 1),
+    ("tie_names_an_axis_twice", {"spec.yaml": spec_with("""\
+        rules:
+          ties:
+            same: [draft_llm, draft_llm]
+        """)}, ["rules.ties.same", "'draft_llm'", "twice"], 1),
+    ("pair_left_equals_right", {"spec.yaml": spec_with("""\
+        rules:
+          pairs:
+            p: {left: draft_llm, right: draft_llm, allowed: [[offline, offline]]}
+        """)}, ["rules.pairs.p", "'draft_llm'", "left and right"], 1),
+    ("design_too_large", {"spec.yaml": "axes:\n  draft_replicate: 100000\n  essay_replicate: 100000\n"},
+     ["spec.yaml", "10,000,000,000 rows", "at most"], 1),
+    ("spec_path_is_a_folder_without_config", {"spec.yaml/notes.txt": "x"},
+     ["spec.yaml", "is a folder", "config.yaml"], 1),
 ]
 
 
