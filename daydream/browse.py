@@ -64,11 +64,14 @@ ORDER BY stage = 'evaluation', template_id, model_id, replicate, gen_id""",
     "spend_by_model": {
         "title": "Spend by model",
         "description": "Calls, tokens and money per model and stage over the whole ledger (each "
-                       "generation counted once, however many cohorts reuse it).",
+                       "generation counted once, however many cohorts reuse it). unpriced: "
+                       "generations whose calls have no recorded price (e.g. imported), left out of "
+                       "cost_usd.",
         "sql": """SELECT model_id, stage, COUNT(*) AS generations, SUM(calls) AS calls,
        SUM(failed_calls) AS failed_calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
        COALESCE(SUM(completion_tokens), 0) AS completion_tokens,
-       ROUND(COALESCE(SUM(cost_usd), 0), 6) AS cost_usd
+       ROUND(COALESCE(SUM(cost_usd), 0), 6) AS cost_usd,
+       SUM(calls > failed_calls AND cost_usd IS NULL) AS unpriced
 FROM gen_state
 GROUP BY model_id, stage
 ORDER BY cost_usd DESC, model_id, stage""",

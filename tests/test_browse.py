@@ -22,7 +22,7 @@ import pytest
 
 from daydream import browse, views
 from daydream.ledger import Ledger
-from tests.read_fixtures import COHORT, COHORT2, build_fixture
+from tests.read_fixtures import COHORT, COHORT2, build_fixture, import_unpriced
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     db = tmp_path_factory.mktemp("browse") / "ledger.db"
     ledger, _, _ = Ledger.init(db)
     build_fixture(ledger)
+    import_unpriced(ledger)  # an imported draft with tokens but no recorded price
     ledger.engine.dispose()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
@@ -104,6 +105,9 @@ def test_spend_failures_and_pending_canned_queries(server: Server) -> None:
     assert (spend[("ev1", "evaluation")]["generations"], spend[("ev1", "evaluation")]["calls"],
             spend[("ev1", "evaluation")]["cost_usd"]) == (5, 6, 0.003)
     assert spend[("m1", "draft")]["failed_calls"] == 1
+    # Spend the ledger has no price for is counted, not passed off as $0.
+    assert (spend[("m_old", "draft")]["cost_usd"], spend[("m_old", "draft")]["unpriced"]) == (0, 1)
+    assert spend[("ev1", "evaluation")]["unpriced"] == 0
     failures = server.rows("/ledger/failures.json")
     assert {(r["gen_id"], r["kind"]) for r in failures} == {("d_three", "generation"), ("v_2b1", "parse")}
     pending = server.rows("/ledger/pending_work.json")
