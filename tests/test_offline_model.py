@@ -186,6 +186,19 @@ def test_offline_model_is_fast() -> None:
     assert rate >= 1000, f"offline model answered only {rate:.0f} prompts per CPU second"
 
 
+@pytest.mark.parametrize("blob", ["A" * 20_000, "Qm" + "x" * 20_000, "x" * 50_000,
+                                  ("Zm9vYmFyYmF6" * 2_000) + " Tail Word"])
+def test_long_unbroken_tokens_neither_stall_nor_bloat_the_answer(blob: str) -> None:
+    # Pasted blobs (base64, hashes, runs of one letter) once took time quadratic in their length
+    # and came back verbatim in the answer, many times over.
+    prompt = f"Rate this essay; give a score from 0 to 9.\n\nESSAY:\n{blob}\n"
+    started = time.process_time()
+    answers = [offline_answer("v_1", prompt), offline_answer("d_1", f"Brainstorm about {blob}.")]
+    assert time.process_time() - started < 1.0
+    assert all(len(a) < 20_000 for a in answers), [len(a) for a in answers]
+    assert plugins.parsers().get("score")(answers[0]).score is not None
+
+
 # ------------------------------------------------------------------ seed-data templates
 def _render(path: Path, **variables: object) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)

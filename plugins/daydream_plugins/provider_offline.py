@@ -37,9 +37,12 @@ _REQUESTED_SECTION = re.compile(r"^#{2,3}[ \t]+([A-Z][\w ]{1,30}?)[ \t]+[—–-
 _LINK_FORMAT = re.compile(r"<[^<>\n]{1,30}>\s*\+\s*<[^<>\n]{1,30}>")
 # "Default Mode Network", "Dearth of AI-driven Discoveries", "Human Creativity and Insight".
 # (Not joined by "and": the offline model's own "A and B" would merge two names into one.)
-_CAPITALISED = re.compile(r"[A-Z][\w-]{2,}(?:(?: of| for| in| the)? [A-Z][\w-]{2,})+")
+# Words are capped at 40 characters: no real word is longer, and an unbounded run over a pasted
+# blob (base64, a hash) is retried from every capital inside it — quadratic in its length — and
+# would come back verbatim in the answer.
+_CAPITALISED = re.compile(r"[A-Z][\w-]{2,40}(?:(?: of| for| in| the)? [A-Z][\w-]{2,40})+")
 _NOUN_PHRASE = re.compile(r"(?:the|of) ([a-z]{4,}[ -][a-z]{4,}(?:[ -][a-z]{4,})?)")
-_LONG_WORD = re.compile(r"[a-z]{8,}")
+_LONG_WORD = re.compile(r"[a-z]{8,40}")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 # An evaluation prompt asks for "SCORE: X", or speaks of a score on a 0-9 scale.
 _SCORE_LINE = re.compile(r"SCORE\s*:")
