@@ -7,12 +7,14 @@ only prints its report.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import click
 
 from daydream.cli import cli, db_option, echo_json, echo_table, open_ledger
 from daydream.importer import ImportReport, check_root, import_dagster
+from daydream.ledger import Ledger
 
 
 @cli.group("import")
@@ -63,10 +65,21 @@ def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: s
 
     Keeps every gen_id, text, metadata file and score; re-running appends only what is new.
     Damaged generations are listed with their path and reason and the rest is imported.
+    Creates the ledger when --db names no file yet (moving in is one command).
     """
     check_root(data_root)  # an unusable root is reported before the ledger is even opened
-    ledger = open_ledger(db_path, readonly=dry_run)  # a dry run cannot write, by construction
-    report = import_dagster(ledger, data_root, dry_run=dry_run)
+    if Path(db_path).exists():
+        ledger = open_ledger(db_path, readonly=dry_run)  # a dry run cannot write, by construction
+        report = import_dagster(ledger, data_root, dry_run=dry_run)
+    elif dry_run:
+        # Nothing may be created: check against an empty ledger that is thrown away afterwards.
+        with tempfile.TemporaryDirectory(prefix="daydream-dry-run-") as scratch:
+            empty, _before, _after = Ledger.init(Path(scratch) / "empty.db")
+            report = import_dagster(empty, data_root, dry_run=True)
+            empty.engine.dispose()
+    else:
+        ledger, _before, _after = Ledger.init(db_path)
+        report = import_dagster(ledger, data_root)
     if as_json:
         echo_json(_report_dict(report))
     else:

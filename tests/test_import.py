@@ -632,3 +632,15 @@ def test_raw_that_is_not_utf8_is_recorded_as_such_not_as_missing(tmp_path: Path,
     assert any("raw.txt is not UTF-8" in r for r in reasons), reasons
     row = gen_rows(ledger)[essay]
     assert row["status"] == "failed" and "raw.txt is not UTF-8" in row["error"]
+
+
+def test_moving_in_is_one_command_a_missing_ledger_is_created(tmp_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=1)
+    db = tmp_path / "new" / "ledger.db"
+    db.parent.mkdir()
+    dry = invoke("import", "dagster", str(built.root), "--dry-run", "--db", str(db))
+    assert not db.exists()  # a dry run creates nothing, and still says what would happen
+    out = invoke("import", "dagster", str(built.root), "--db", str(db))
+    assert summary_table(dry) == summary_table(out)
+    assert set(gen_rows(Ledger.open(db))) == set(built.all_ids)
+    assert "ok:" in invoke("verify", "--db", str(db))
