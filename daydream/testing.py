@@ -314,9 +314,10 @@ class StubLLMServer:
     @staticmethod
     async def _send_raw(writer: asyncio.StreamWriter, status: int, data: bytes, headers: dict[str, str],
                         close: bool) -> None:
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-                "Content-Type: application/json", f"Content-Length: {len(data)}",
-                f"Connection: {'close' if close else 'keep-alive'}"]
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+        if not any(name.lower() == "content-type" for name in headers):  # a scripted one replaces it
+            head.append("Content-Type: application/json")
+        head += [f"Content-Length: {len(data)}", f"Connection: {'close' if close else 'keep-alive'}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
         await writer.drain()

@@ -403,6 +403,12 @@ def test_stub_overlaps_many_slow_requests() -> None:
     assert elapsed < 2.0
 
 
+def test_stub_scripted_headers_replace_the_default_content_type() -> None:
+    with StubLLMServer(script=[Reply(status=502, headers={"Content-Type": "text/html"}, body="<h1>502</h1>")]) as stub:
+        response = httpx.post(stub.base_url + "/chat/completions", json={"messages": [{"content": "x"}]})
+    assert response.status_code == 502 and response.headers.get_list("content-type") == ["text/html"]
+
+
 def test_stub_serves_scripted_replies_in_order_then_defaults() -> None:
     with StubLLMServer(script=[429, "malformed"]) as stub:
         codes = []
