@@ -195,7 +195,7 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
     if not isinstance(stages, dict) or any(not isinstance(v, dict) for v in stages.values()):
         raise CatalogError(f"{where}: model {model_id!r}: 'stages' must map a stage to settings")
     try:
-        return Model(
+        model = Model(
             id=model_id, provider=provider, model=name, base_url=base_url, api_key_env=api_key_env,
             concurrency=int(concurrency), rpm=None if rpm in (None, "") else int(rpm),
             price_in=_opt_float(raw.get("price_in")), price_out=_opt_float(raw.get("price_out")),
@@ -206,6 +206,16 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
         )
     except (TypeError, ValueError) as exc:
         raise CatalogError(f"{where}: model {model_id!r} has a non-numeric limit or price: {exc}") from None
+    # A zero limit would stall the runner forever, a negative price would hide spend from --budget.
+    for key in ("concurrency", "rpm", "max_tokens"):
+        value = getattr(model, key)
+        if value is not None and value < 1:
+            raise CatalogError(f"{where}: model {model_id!r} has {key} {value}; expected an integer >= 1")
+    for key in ("price_in", "price_out"):
+        value = getattr(model, key)
+        if value is not None and value < 0:
+            raise CatalogError(f"{where}: model {model_id!r} has {key} {value}; expected a number >= 0")
+    return model
 
 
 def _opt_float(value: Any) -> float | None:
@@ -264,19 +274,23 @@ def _load_ours(root: Path) -> Catalog:
         raise CatalogError(f"{root / 'templates.yaml'}: expected a mapping stage -> list of templates")
     for stage, entries in raw_templates.items():
         where = f"{root / 'templates.yaml'}: {stage}"
+        if stage not in STAGES:
+            raise CatalogError(f"{where}: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
         if not isinstance(entries, list):
             raise CatalogError(f"{where}: expected a list of templates")
         for entry in entries:
             if not isinstance(entry, dict) or not entry.get("id"):
                 raise CatalogError(f"{where}: template entry lacks an 'id': {entry!r}")
             tid = str(entry["id"])
+            if tid in templates[stage]:
+                raise CatalogError(f"{where}: {stage} template {tid!r} is defined twice; expected unique ids")
             generator = str(entry.get("generator") or "llm")
             text, tpath = None, None
             if generator == "llm":
                 tpath = root / "templates" / stage / str(entry.get("file") or f"{tid}.j2")
                 if not tpath.is_file():
                     raise CatalogError(f"{where}: template {tid!r}: file {str(tpath)!r} is missing")
-                text = tpath.read_text(encoding="utf-8")
+                text = _read_template(tpath)
             templates.setdefault(stage, {})[tid] = _make_template(
                 stage, tid, text, entry.get("parser"), generator, str(entry.get("description") or ""),
                 str(tpath) if tpath else None, where)
@@ -287,8 +301,19 @@ def _load_ours(root: Path) -> Catalog:
         raise CatalogError(f"{root / 'models.yaml'}: expected a list of models")
     for entry in raw_models:
         model = make_model(entry, str(root / "models.yaml"))
+        if model.id in models:
+            raise CatalogError(f"{root / 'models.yaml'}: model {model.id!r} is defined twice; expected unique ids")
         models[model.id] = model
     return Catalog(concepts, templates, models, str(root), _read_combo_mappings(root))
+
+
+def _read_template(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: cannot read template: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read template: {exc.strerror}") from None
 
 
 def _make_template(stage: str, tid: str, text: str | None, parser: Any, generator: str,
@@ -339,7 +364,7 @@ def _load_legacy(raw: Path) -> Catalog:
                 tpath = folder / f"{tid}.txt"
                 if not tpath.is_file():
                     raise CatalogError(f"{meta}: template {tid!r}: file {str(tpath)!r} is missing")
-                text = tpath.read_text(encoding="utf-8")
+                text = _read_template(tpath)
             templates[stage][tid] = _make_template(stage, tid, text, row.get("parser"), generator,
                                                    row.get("description", ""),
                                                    str(tpath) if tpath else None, str(meta))
@@ -348,7 +373,7 @@ def _load_legacy(raw: Path) -> Catalog:
             for f in sorted(folder.glob("*.txt")):
                 if f.stem not in templates[stage]:
                     templates[stage][f.stem] = _make_template(
-                        stage, f.stem, f.read_text(encoding="utf-8"), None, "llm", "", str(f), str(folder))
+                        stage, f.stem, _read_template(f), None, "llm", "", str(f), str(folder))
 
     release = _legacy_release_dates(raw.parent / "openrouter_free_models.csv")
     models: dict[str, Model] = {}

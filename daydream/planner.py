@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daydream import events as ev
-from daydream import ids
+from daydream import ids, plugins
 from daydream.catalog import Catalog, Template, check_template, load_catalog
 from daydream.errors import CatalogError, SpecError
 from daydream.ledger import Ledger, NewEvent, text_hash
@@ -343,10 +343,16 @@ def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
     missing["concept"] = {c for c in concepts_needed if c not in catalog.concepts}
     parts = [f"unknown {kind}(s) {', '.join(repr(n) for n in sorted(names))}"
              for kind, names in missing.items() if names]
+    # A misspelt parser would only show up after the calls were paid for, so check it here.
+    registered = plugins.parsers().items
+    used = {id(g.template): g.template for stage in design.gens.values() for g in stage.values()}
+    bad_parsers = sorted(f"{t.parser!r} ({t.stage} template {t.id!r})" for t in used.values()
+                         if t.parser not in registered)
+    if bad_parsers:
+        parts.append(f"unknown parser(s) {', '.join(bad_parsers)}; registered: {', '.join(sorted(registered))}")
     if parts:
         raise CatalogError(f"{spec.path}: {'; '.join(parts)} (catalog {catalog.source}; combos come from "
                            "the spec, the catalog or the ledger)")
-    used = {id(g.template): g.template for stage in design.gens.values() for g in stage.values()}
     for t in sorted(used.values(), key=lambda t: (t.stage, t.id)):
         check_template(t)
     return design

@@ -188,6 +188,21 @@ def test_legacy_combo_mappings_are_read(tmp_path: Path, seed_data: Path) -> None
     (lambda d: (d / "templates" / "draft" / "link-brainstorm.j2").unlink(), "link-brainstorm.j2"),
     (lambda d: (d / "concepts.yaml").write_text("- id: a\n  name: [unclosed\n"), "malformed YAML"),
     (lambda d: (d / "models.yaml").write_text("- id: x\n  model: m\n  rpm: lots\n"), "non-numeric"),
+    # Found by review: these were accepted (the later entry silently won) or crashed.
+    (lambda d: (d / "models.yaml").write_text("- id: x\n  model: m\n- id: x\n  model: n\n"),
+     "model 'x' is defined twice"),
+    (lambda d: (d / "models.yaml").write_text("- id: x\n  model: m\n  concurrency: 0\n"),
+     "model 'x' has concurrency 0; expected an integer >= 1"),
+    (lambda d: (d / "models.yaml").write_text("- id: x\n  model: m\n  rpm: -5\n"),
+     "model 'x' has rpm -5; expected an integer >= 1"),
+    (lambda d: (d / "models.yaml").write_text("- id: x\n  model: m\n  price_in: -1\n"),
+     "model 'x' has price_in -1.0; expected a number >= 0"),
+    (lambda d: (d / "templates.yaml").write_text((d / "templates.yaml").read_text().replace(
+        "id: staged-idea-thread", "id: bridge-essay-draft")), "draft template 'bridge-essay-draft' is defined twice"),
+    (lambda d: (d / "templates.yaml").write_text((d / "templates.yaml").read_text() + "drafts:\n  - id: x\n"),
+     "unknown stage 'drafts'"),
+    (lambda d: (d / "templates" / "draft" / "link-brainstorm.j2").write_bytes(b"\xff\xfebad"),
+     "link-brainstorm.j2: cannot read template: not UTF-8"),
 ])
 def test_broken_catalog_files_are_one_line_catalog_errors(tmp_path: Path, mutate, message: str) -> None:
     copy = tmp_path / "catalog"

@@ -310,6 +310,25 @@ def test_template_with_jinja_syntax_error_names_file_and_line(
     assert ledger.count() == before
 
 
+def test_unknown_parser_names_are_refused_at_plan_time_all_at_once(
+        tmp_path: Path, planned_ledger: Path, capsys: pytest.CaptureFixture) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(repo_catalog_dir(), catalog)
+    meta = catalog / "templates.yaml"
+    meta.write_text(meta.read_text().replace("parser: essay_block\n", "parser: essay_blok\n", 1)
+                    .replace("id: focused-essay\n    parser: identity", "id: focused-essay\n    parser: idem"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BASE_AXES)
+    ledger = Ledger.open(planned_ledger)
+    before = ledger.count()
+    code, _out, err = run_main(["cohort", "plan", str(spec), "--catalog", str(catalog),
+                                "--db", str(planned_ledger)], capsys)
+    assert code == 1
+    assert_one_line_error(err, ["unknown parser(s)", "'essay_blok' (draft template 'bridge-essay-draft')",
+                                "'idem' (essay template 'focused-essay')", "essay_idea_last"])
+    assert ledger.count() == before
+
+
 def test_catalog_key_of_spec_pointing_nowhere(tmp_path: Path, planned_ledger: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     spec = tmp_path / "spec.yaml"
