@@ -203,13 +203,40 @@ def _replicate(metadata: dict[str, Any]) -> int:
     return number
 
 
+_ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _timestamp(sources: list[tuple[str, dict[str, Any]]], notes: list[str]) -> str | None:
+    """The first usable creation time among ``(file name, object)`` sources, as text.
+
+    Strings are kept as written; numbers are Unix times (seconds, or milliseconds when that large),
+    as Python and JavaScript pipelines write them. Anything else is noted, never fatal: a timestamp
+    is not part of a generation's identity, and the files' time stands in for it.
+    """
+    for file_name, values in sources:
+        for key in ("created_at", "timestamp"):
+            value = values.get(key)
+            if value is None or value == "":
+                continue
+            if isinstance(value, str):
+                if value.strip():
+                    return value.strip()
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                seconds = value / 1000 if 1e12 <= value < 1e14 else value
+                if 1e8 <= seconds < 1e11:  # 1973 … 5138: a time, not some other number
+                    return datetime.fromtimestamp(seconds, timezone.utc).strftime(_ISO)
+            notes.append(f"{file_name} field {key!r} is {value!r}, not a timestamp (the file's time used)")
+    return None
+
+
 def _file_time(*paths: Path) -> str | None:
     for path in paths:
         try:
             mtime = path.stat().st_mtime
         except OSError:
             continue
-        return datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return datetime.fromtimestamp(mtime, timezone.utc).strftime(_ISO)
     return None
 
 
@@ -263,7 +290,8 @@ def read_generation(stage: str, folder: Path) -> LegacyGeneration:
         raise Unreadable(f"{kind}: metadata.json has no parent_gen_id")
 
     raw_meta = side["raw_metadata"] or {}
-    created = (_text_field(metadata, "created_at") or _text_field(raw_meta, "created_at", "timestamp")
+    created = (_timestamp([("metadata.json", {"created_at": metadata.get("created_at")}),
+                           ("raw_metadata.json", raw_meta)], notes)
                or _file_time(folder / "raw.txt", folder / "parsed.txt", meta_path))
     return LegacyGeneration(
         stage=stage, gen_id=gen_id, folder=folder, metadata=metadata,

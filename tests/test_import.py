@@ -644,3 +644,29 @@ def test_moving_in_is_one_command_a_missing_ledger_is_created(tmp_path: Path) ->
     assert summary_table(dry) == summary_table(out)
     assert set(gen_rows(Ledger.open(db))) == set(built.all_ids)
     assert "ok:" in invoke("verify", "--db", str(db))
+
+
+def test_timestamps_as_epoch_numbers_or_odd_values_never_make_a_generation_unreadable(
+        tmp_path: Path, ledger_path: Path) -> None:
+    # Python pipelines write time.time(): a float in raw_metadata.json's "timestamp".
+    built = build_dagster_root(tmp_path / "root", n_combos=1,
+                               evaluation_models=("sonnet-4", "gemini_25_pro", "deepseek_r1_p"))
+    as_float, as_int, odd = built.evaluations
+    _edit_json(built.folder(as_float) / "raw_metadata.json", timestamp=1756720800.25)
+    _edit_json(built.folder(as_int) / "metadata.json", created_at=1756720800)
+    _edit_json(built.folder(odd) / "raw_metadata.json", created_at={"date": "yesterday"})
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    assert report.stages["evaluation"].imported == 3
+    problems = [(p.gen_id, p.reason, p.imported) for p in report.problems]
+    assert len(problems) == 1 and problems[0][0] == odd and problems[0][2] is True
+    assert "raw_metadata.json field 'created_at'" in problems[0][1]
+
+    def created(gen_id: str) -> str:
+        return ledger.events(stream=ev.gen_stream(gen_id))[0].payload["created_at"]
+
+    assert created(as_float) == "2025-09-01T10:00:00.250000Z"
+    assert created(as_int) == "2025-09-01T10:00:00.000000Z"
+    assert created(odd).endswith("Z")  # the file's time instead
+    verbatim = ledger.events(stream=ev.gen_stream(as_float))[0].payload["metadata"]["raw_metadata"]
+    assert verbatim["timestamp"] == 1756720800.25
