@@ -76,6 +76,13 @@ def test_lenient_thinking_tags_are_case_insensitive() -> None:
     assert parse("essay_block_lenient", "<THINKING>x</Thinking>Body").text == "Body"
 
 
+def test_lenient_strips_think_blocks_of_reasoning_models_served_locally() -> None:
+    # DeepSeek-R1 and Qwen3 on Ollama / vLLM / llama.cpp put their reasoning in <think> in the content.
+    raw = "<think>\nFirst I plan. Maybe <essay> tags?\n</think>\n\n# Title\n\nThe essay itself.\r\n"
+    assert parse("essay_block_lenient", raw).text == "# Title\n\nThe essay itself."
+    assert parse("essay_block_lenient", "<think>plan <essay>fake</essay></think><essay>real</essay>").text == "real"
+
+
 def test_lenient_fails_when_only_thinking_is_left() -> None:
     with pytest.raises(ParseFailure, match="empty"):
         parse("essay_block_lenient", "<thinking>all of it</thinking>\n")

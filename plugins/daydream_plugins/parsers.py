@@ -21,7 +21,9 @@ SCORE_WINDOW = 3
 
 _ESSAY_OPEN = re.compile(r"<essay(?:\s[^>]*)?>", re.IGNORECASE)
 _ESSAY_CLOSE = re.compile(r"</essay\s*>", re.IGNORECASE)
-_THINKING = re.compile(r"<thinking(?:\s[^>]*)?>.*?</thinking\s*>", re.IGNORECASE | re.DOTALL)
+# <thinking> is what templates ask for; <think> is where reasoning models served locally (DeepSeek-R1,
+# Qwen3 on Ollama / vLLM / llama.cpp) put their reasoning inside the answer itself.
+_THINKING = re.compile(r"<(think|thinking)(?:\s[^>]*)?>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _IDEA = re.compile(
     r"<essay-idea\s+stage\s*=\s*[\"']?(\d+)[\"']?\s*>(.*?)(?:</essay-idea\s*>|(?=<essay-idea[\s>])|\Z)",
     re.IGNORECASE | re.DOTALL,
@@ -76,7 +78,8 @@ def parse_essay_block(raw: str) -> Parsed:
 
 
 def parse_essay_block_lenient(raw: str) -> Parsed:
-    """Like ``essay_block`` after removing ``<thinking>`` blocks, falling back to the whole text."""
+    """Like ``essay_block`` after removing ``<thinking>`` (and ``<think>``) blocks, falling back to the
+    whole text."""
     stripped = _THINKING.sub("", raw)
     block = _first_essay_block(stripped)
     text = block if block is not None and block.strip() else stripped.strip()
