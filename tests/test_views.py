@@ -130,6 +130,22 @@ def test_essay_rankings_rank_within_each_cohort(fixture_ledger: Ledger) -> None:
             first["essay_model"], first["combo_id"]) == ("d_one", "links", "m1", "essay_plain", "m1", "combo_a")
 
 
+def test_an_evaluation_of_an_essay_whose_draft_failed_is_blocked_too(fixture_ledger: Ledger) -> None:
+    # e_three waits on the failed d_three; an evaluation of e_three can never run either (until a
+    # rerun), so it is blocked as well, not merely pending.
+    fixture_ledger.append([NewEvent("gen:v_3a1", "GenerationPlanned", {
+        "gen_id": "v_3a1", "stage": "evaluation", "parent_gen_id": "e_three", "combo_id": "combo_b",
+        "template_id": "rubric_a", "template_hash": None, "generator": "llm", "parser": "score",
+        "model_id": "ev1", "replicate": 1, "cohort_id": COHORT, "catalog_hash": None})])
+    got = rows(fixture_ledger, "SELECT gen_id, blocked FROM generations WHERE gen_id IN ('v_3a1', 'v_2b2')")
+    assert {r["gen_id"]: r["blocked"] for r in got} == {"v_3a1": 1, "v_2b2": 0}
+    got = rows(fixture_ledger, "SELECT gen_id, blocked FROM cohort_membership WHERE gen_id = 'v_3a1'")
+    assert got == [{"gen_id": "v_3a1", "blocked": 1}]
+    progress = rows(fixture_ledger, "SELECT pending, blocked FROM cohort_progress "
+                                    "WHERE cohort_id = ? AND stage = 'evaluation'", (COHORT,))
+    assert progress == [{"pending": 2, "blocked": 1}]
+
+
 def test_llm_calls_list_every_try_with_its_outcome(fixture_ledger: Ledger) -> None:
     got = rows(fixture_ledger, "SELECT * FROM llm_calls ORDER BY seq")
     outcomes = [r["outcome"] for r in got]

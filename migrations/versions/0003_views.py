@@ -18,9 +18,13 @@ down_revision = "0002_projections"
 branch_labels = None
 depends_on = None
 
-# A generation waits on its parent: it counts as blocked while its parent has failed.
+# A generation waits on its parent: it counts as blocked while its parent has failed, or while its
+# parent is itself blocked (an evaluation of an essay whose draft failed). Chains are at most
+# draft -> essay -> evaluation, so two steps up cover them.
 BLOCKED = ("(g.status = 'planned' AND g.parent_gen_id IS NOT NULL AND EXISTS ("
-           "SELECT 1 FROM gen_state p WHERE p.gen_id = g.parent_gen_id AND p.status = 'failed'))")
+           "SELECT 1 FROM gen_state p WHERE p.gen_id = g.parent_gen_id AND (p.status = 'failed' OR ("
+           "p.status = 'planned' AND p.parent_gen_id IS NOT NULL AND EXISTS ("
+           "SELECT 1 FROM gen_state q WHERE q.gen_id = p.parent_gen_id AND q.status = 'failed')))))")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,10 +167,17 @@ FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id""",
 -- One row per cohort and stage: how many generations are planned, done, failed, still pending.
 SELECT t.cohort_id, t.stage, t.planned, t.completed, t.failed, t.running,
        t.planned - t.completed - t.failed AS pending,
-       (SELECT COUNT(*) FROM gen_state p
-          JOIN gen_state g ON g.parent_gen_id = p.gen_id AND g.status = 'planned' AND g.stage = t.stage
-          JOIN cohort_members m ON m.gen_id = g.gen_id AND m.cohort_id = t.cohort_id
-        WHERE p.status = 'failed') AS blocked,
+       -- blocked: planned children of failed generations, plus their planned children in turn.
+       -- CROSS JOIN fixes the loop order: start from the few failed generations (status index),
+       -- then follow ix_gen_state_parent; left to itself SQLite scans every planned generation.
+       (SELECT COUNT(*) FROM gen_state p CROSS JOIN gen_state g CROSS JOIN cohort_members m
+        WHERE p.status = 'failed' AND g.parent_gen_id = p.gen_id AND g.status = 'planned'
+          AND g.stage = t.stage AND m.cohort_id = t.cohort_id AND m.gen_id = g.gen_id)
+       + (SELECT COUNT(*) FROM gen_state f CROSS JOIN gen_state c CROSS JOIN gen_state g
+            CROSS JOIN cohort_members m
+          WHERE f.status = 'failed' AND c.parent_gen_id = f.gen_id AND c.status = 'planned'
+            AND g.parent_gen_id = c.gen_id AND g.status = 'planned' AND g.stage = t.stage
+            AND m.cohort_id = t.cohort_id AND m.gen_id = g.gen_id) AS blocked,
        t.calls, t.tokens, t.cost_usd
 FROM (SELECT cohort_id, stage, SUM(generations) AS planned, SUM(completed) AS completed,
              SUM(failed) AS failed, SUM(running) AS running, SUM(calls) AS calls,
