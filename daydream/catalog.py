@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,10 +244,10 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
 
 
 def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise CatalogError(f"catalog file {str(path)!r} is missing")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file {str(path)!r} is missing") from None
+        return yaml.safe_load(_read_template(path, "catalog file"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -307,13 +308,14 @@ def _load_ours(root: Path) -> Catalog:
     return Catalog(concepts, templates, models, str(root), _read_combo_mappings(root))
 
 
-def _read_template(path: Path) -> str:
+def _read_template(path: Path, what: str = "template") -> str:
+    """A catalog text file; one-line CatalogError when it is unreadable or not UTF-8."""
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: cannot read template: not UTF-8 (byte {exc.start})") from None
+        raise CatalogError(f"{path}: cannot read {what}: not UTF-8 (byte {exc.start})") from None
     except OSError as exc:
-        raise CatalogError(f"{path}: cannot read template: {exc.strerror}") from None
+        raise CatalogError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
 def _make_template(stage: str, tid: str, text: str | None, parser: Any, generator: str,
@@ -328,12 +330,17 @@ def _make_template(stage: str, tid: str, text: str | None, parser: Any, generato
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                    for row in csv.DictReader(fh)]
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file {str(path)!r} is missing") from None
+    if not path.is_file():
+        raise CatalogError(f"catalog file {str(path)!r} is missing")
+    text = _read_template(path, "catalog file")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        if None in row:  # DictReader files surplus cells under the key None
+            raise CatalogError(f"{path}: row {reader.line_num}: {len(reader.fieldnames or []) + len(row[None])} "
+                               f"cells, header has {len(reader.fieldnames or [])}")
+        rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+    return rows
 
 
 def _load_legacy(raw: Path) -> Catalog:
@@ -346,7 +353,7 @@ def _load_legacy(raw: Path) -> Catalog:
         for level in LEVELS:
             f = raw / "concepts" / f"descriptions-{level}" / f"{cid}.txt"
             if f.is_file():
-                descriptions[level] = f.read_text(encoding="utf-8").strip()
+                descriptions[level] = _read_template(f, "concept description").strip()
         concepts[cid] = Concept(cid, row.get("name") or cid, descriptions)
 
     templates: dict[str, dict[str, Template]] = {s: {} for s in STAGES}

@@ -227,3 +227,37 @@ def test_legacy_lenient_parser_keeps_its_lenient_behaviour(seed_data) -> None:
     assert lenient, "the seed catalog has drafts parsed by essay_block_lenient"
     parse = plugins.parsers().get(lenient[0].parser)
     assert parse("<thinking>plan</thinking>\nno essay tags at all").text == "no essay tags at all"
+
+
+@pytest.mark.parametrize("target", ["llm_models.csv", "concepts/descriptions-paragraph", "templates/draft"])
+def test_legacy_files_that_are_not_utf8_are_one_line_catalog_errors(tmp_path: Path, seed_data: Path,
+                                                                    target: str) -> None:
+    copy = tmp_path / "1_raw"
+    shutil.copytree(seed_data / "1_raw", copy)
+    path = copy / target
+    if path.is_dir():
+        path = sorted(path.glob("*.txt"))[0]
+    path.write_bytes(path.read_bytes() + b"\n\xe9\xff\n")
+    with pytest.raises(CatalogError, match=re.escape(f"{path}: cannot read") + ".*not UTF-8") as info:
+        load_catalog(copy)
+    assert "\n" not in str(info.value)
+
+
+def test_our_yaml_files_that_are_not_utf8_are_one_line_catalog_errors(tmp_path: Path) -> None:
+    copy = tmp_path / "catalog"
+    shutil.copytree(repo_catalog_dir(), copy)
+    (copy / "models.yaml").write_bytes(b"- id: caf\xe9\n")
+    with pytest.raises(CatalogError, match=re.escape(f"{copy / 'models.yaml'}: cannot read") + ".*not UTF-8"):
+        load_catalog(copy)
+
+
+def test_legacy_csv_row_with_more_cells_than_its_header(tmp_path: Path, seed_data: Path) -> None:
+    copy = tmp_path / "1_raw"
+    shutil.copytree(seed_data / "1_raw", copy)
+    models = copy / "llm_models.csv"
+    lines = models.read_text().splitlines()
+    models.write_text("\n".join(lines + ["x,y,z,w,v,extra1,extra2"]) + "\n")
+    with pytest.raises(CatalogError, match=re.escape(f"{models}: row {len(lines) + 1}: 7 cells") +
+                       ".*header has 5") as info:
+        load_catalog(copy)
+    assert "\n" not in str(info.value)
