@@ -37,7 +37,7 @@ VIEWS: dict[str, ViewDoc] = {
         {
             "gen_id": _GEN, "stage": _STAGE,
             "status": "planned, running, completed or failed (current attempt)",
-            "blocked": "1 when still planned because its parent failed",
+            "blocked": "1 when still planned because its parent (or the parent's parent) failed",
             "attempt": "Current attempt number (a forced retry starts a new one)",
             "template_id": "Template id in the catalog (the rubric for evaluations)",
             "template_hash": "sha256 of the template text used",
@@ -75,7 +75,7 @@ VIEWS: dict[str, ViewDoc] = {
         {
             "cohort_id": _COHORT, "stage": _STAGE, "gen_id": _GEN,
             "status": "planned, running, completed or failed",
-            "blocked": "1 when still planned because its parent failed",
+            "blocked": "1 when still planned because its parent (or the parent's parent) failed",
             "template_id": "Template id", "model_id": "Model id", "replicate": "Replicate index",
             "joined_as": "planned (this cohort planned it first) or linked (reused)",
             "seq": "seq of the event that added it to the cohort",
@@ -90,7 +90,7 @@ VIEWS: dict[str, ViewDoc] = {
             "completed": "Completed generations", "failed": "Failed generations (current attempt)",
             "running": "Generations with a call in flight",
             "pending": "Generations not yet completed or failed (includes running and blocked)",
-            "blocked": "Pending generations whose parent failed",
+            "blocked": "Pending generations whose parent (or the parent's parent) failed",
             "calls": "LLM call tries made", "tokens": "Prompt plus completion tokens",
             "cost_usd": _COST,
         }),
