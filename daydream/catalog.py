@@ -332,7 +332,7 @@ def _make_template(stage: str, tid: str, text: str | None, parser: Any, generato
 def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise CatalogError(f"catalog file {str(path)!r} is missing")
-    text = _read_template(path, "catalog file")
+    text = _read_template(path, "catalog file").removeprefix("\ufeff")  # spreadsheet byte-order mark
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
     for row in reader:

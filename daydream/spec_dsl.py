@@ -160,24 +160,27 @@ class _Reader:
         if not rel or not target.is_file():
             raise self.error(key, f"included file {rel!r} not found (looked for {target})")
         try:
-            text = target.read_text(encoding="utf-8")
+            # utf-8-sig: spreadsheet exports start with a byte-order mark that would glue onto the header.
+            text = target.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise self.error(key, f"cannot read included file {rel!r}: {exc}") from None
         self.includes[rel] = text
         suffix = target.suffix.lower()
         label = f"{target}"
         if suffix == ".csv":
-            rows = list(csv.reader(io.StringIO(text)))
-            rows = [r for r in rows if any(c.strip() for c in r)]
+            # Keep each record's line in the file, so errors point at the right row past blank lines.
+            parsed = csv.reader(io.StringIO(text, newline=""))
+            rows = [(parsed.line_num, r) for r in parsed if any(c.strip() for c in r)]
             if not rows:
                 raise self.error(key, f"included file {rel!r} is empty; expected a CSV header and rows")
-            header = [c.strip() for c in rows[0]]
+            header_line, first = rows[0]
+            header = [c.strip() for c in first]
             if any(not h for h in header):
-                raise SpecError(f"{label}:1: header has a blank column name: {','.join(header)!r}")
+                raise SpecError(f"{label}:{header_line}: header has a blank column name: {','.join(header)!r}")
             if len(rows) == 1:
                 raise self.error(key, f"included file {rel!r} has a header but no data rows")
             out = []
-            for lineno, row in enumerate(rows[1:], 2):
+            for lineno, row in rows[1:]:
                 if len(row) != len(header):
                     raise SpecError(f"{label}: row {lineno}: has {len(row)} cells, header has "
                                     f"{len(header)} ({','.join(header)})")

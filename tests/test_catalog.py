@@ -261,3 +261,12 @@ def test_legacy_csv_row_with_more_cells_than_its_header(tmp_path: Path, seed_dat
                        ".*header has 5") as info:
         load_catalog(copy)
     assert "\n" not in str(info.value)
+
+
+def test_legacy_csv_saved_with_a_byte_order_mark(tmp_path: Path, seed_data: Path) -> None:
+    copy = tmp_path / "1_raw"
+    shutil.copytree(seed_data / "1_raw", copy)
+    models = copy / "llm_models.csv"
+    models.write_bytes(b"\xef\xbb\xbf" + models.read_bytes())
+    expected = {m.id: m.model for m in load_catalog(seed_data / "1_raw").models.values()}
+    assert {m.id: m.model for m in load_catalog(copy).models.values()} == expected

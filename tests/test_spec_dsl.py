@@ -238,3 +238,9 @@ def test_reference_cohorts_compile() -> None:
     assert counts["demo"] == 64
     assert counts["two_stage_openrouter"] == 10 * 3 * 2 * 2 * 4 * 2 * 2
     assert counts["single_stage"] == 15 * 2 * 2 * 4
+
+
+def test_csv_include_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_bytes("\ufeffdraft_template\nbridge-essay-draft\nlink-brainstorm\n".encode())
+    rows = rows_of(tmp_path, "axes:\n  draft_template: '@file:t.csv'\n")
+    assert [r["draft_template"] for r in rows] == ["bridge-essay-draft", "link-brainstorm"]

@@ -243,6 +243,10 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
         """)}, ["rules.pairs.p", "'draft_llm'", "left and right"], 1),
     ("design_too_large", {"spec.yaml": "axes:\n  draft_replicate: 100000\n  essay_replicate: 100000\n"},
      ["spec.yaml", "10,000,000,000 rows", "at most"], 1),
+    ("include_blank_cell_row_counts_blank_lines", {"spec.yaml": "axes:\n  draft_template: '@file:t.csv'\n",
+                                                   "t.csv": "draft_template,notes\n\nbridge-essay-draft,x\n\n"
+                                                            "link-brainstorm,\n"},
+     ["t.csv: row 5", "column 'notes' is blank"], 1),
     ("spec_path_is_a_folder_without_config", {"spec.yaml/notes.txt": "x"},
      ["spec.yaml", "is a folder", "config.yaml"], 1),
 ]
