@@ -18,6 +18,7 @@ from typing import Any
 
 from daydream.errors import SpecError
 from daydream.spec_dsl import (
+    MAX_ROWS,
     REPLICATE_AXES,
     PairRule,
     Rule,
@@ -27,11 +28,6 @@ from daydream.spec_dsl import (
     TupleRule,
     _dedupe,
 )
-
-
-# Rows are built in memory (a dict each); far beyond this a typo such as ``essay_replicate: 100000``
-# would exhaust memory instead of failing, so refuse before expanding.
-MAX_ROWS = 5_000_000
 
 
 def _check_size(count: int, where: str) -> None:

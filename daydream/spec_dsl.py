@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,10 @@ TOP_LEVEL_KEYS = ("axes", "rules", "output", "combos", "catalog", "cohort_id", "
 RULE_KINDS = {"subset": "subsets", "subsets": "subsets", "tie": "ties", "ties": "ties",
               "pair": "pairs", "pairs": "pairs", "tuple": "tuples", "tuples": "tuples"}
 BALANCE = ("left", "right", "both")
+# Rows are built in memory (a dict each); far beyond this a typo such as ``essay_replicate: 100000``
+# would exhaust memory instead of failing, so designs (and replicate counts, combo generators) are
+# refused above it before anything is expanded.
+MAX_ROWS = 5_000_000
 
 
 def canonical_axis(name: str) -> str:
@@ -381,6 +386,8 @@ def _axis_levels(reader: _Reader, key: tuple, name: str, canon: str, levels: Any
     if canon in REPLICATE_AXES and isinstance(levels, int) and not isinstance(levels, bool):
         if levels < 1:
             raise reader.error(key, f"replicate count {levels} is < 1; expected an integer >= 1")
+        if levels > MAX_ROWS:
+            raise reader.error(key, f"replicate count {levels:,} is too large; at most {MAX_ROWS:,}")
         return list(range(1, levels + 1))
     if _is_ref(levels):
         values = reader.column_values(levels, key, [canon, name, "id", "value"])
@@ -458,6 +465,9 @@ def _generate_combos(reader: _Reader, key: tuple, body: dict, combos: dict[str, 
     except (TypeError, ValueError):
         raise reader.error(key + ("k",), f"k {k_raw!r} must be an integer between 1 and the number of "
                                          f"concepts ({len(concepts)})") from None
+    if math.comb(len(concepts), k) > MAX_ROWS:
+        raise reader.error(key, f"{k} of {len(concepts)} concepts gives {math.comb(len(concepts), k):,} "
+                                f"combinations; at most {MAX_ROWS:,} (use fewer concepts or another k)")
     out = []
     for group in itertools.combinations(concepts, k):
         cid = ids.combo_id(group, level, k)

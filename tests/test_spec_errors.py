@@ -247,6 +247,11 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
                                                    "t.csv": "draft_template,notes\n\nbridge-essay-draft,x\n\n"
                                                             "link-brainstorm,\n"},
      ["t.csv: row 5", "column 'notes' is blank"], 1),
+    ("replicate_count_huge", {"spec.yaml": "axes:\n  draft_replicate: 1000000000000\n"},
+     ["spec.yaml:2", "axes.draft_replicate", "replicate count 1,000,000,000,000", "at most 5,000,000"], 1),
+    ("combo_generator_huge", {"spec.yaml": "combos: {concepts: [%s], k: 20}\naxes:\n  draft_template: [x]\n"
+                              % ", ".join(f"c{i}" for i in range(40))},
+     ["spec.yaml:1", "combos", "137,846,528,820 combinations", "at most 5,000,000"], 1),
     ("spec_path_is_a_folder_without_config", {"spec.yaml/notes.txt": "x"},
      ["spec.yaml", "is a folder", "config.yaml"], 1),
 ]
