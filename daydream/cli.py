@@ -77,6 +77,11 @@ class DaydreamGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # `daydream … | head`: the reader left. Stop quietly, as the SIGPIPE default would.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
         except DaydreamError as exc:
             if debug_enabled():
                 traceback.print_exc()

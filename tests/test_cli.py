@@ -110,3 +110,16 @@ def test_events_lists_json_lines(ledger_path: Path) -> None:
     assert '"type": "ThingHappened"' in result.output
     result = CliRunner().invoke(cli, ["events", "--db", str(ledger_path), "--type", "Nope"])
     assert "no events" in result.output
+
+
+def test_output_into_a_closed_pipe_stops_quietly(ledger_path: Path) -> None:
+    from daydream.ledger import Ledger, NewEvent
+    Ledger.open(ledger_path).append([NewEvent(f"s{i}", "ThingHappened", {"i": i}) for i in range(3000)])
+    env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "daydream", "events", "--db", str(ledger_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, like `| head -1`
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "internal error" not in err and "BrokenPipe" not in err
