@@ -135,6 +135,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 parses as inf, which the ledger would reject as "malformed JSON" without saying where.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large for a JSON number")
+    return value
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; raises ``Unreadable`` with a one-line reason otherwise."""
     try:
@@ -145,7 +153,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise Unreadable(f"cannot read {path.name}: {exc.strerror or exc}") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise Unreadable(f"{path.name} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):

@@ -670,3 +670,23 @@ def test_timestamps_as_epoch_numbers_or_odd_values_never_make_a_generation_unrea
     assert created(odd).endswith("Z")  # the file's time instead
     verbatim = ledger.events(stream=ev.gen_stream(as_float))[0].payload["metadata"]["raw_metadata"]
     assert verbatim["timestamp"] == 1756720800.25
+
+
+def test_a_number_too_large_for_json_is_named_and_a_side_file_with_one_is_left_out(
+        tmp_path: Path, ledger_path: Path) -> None:
+    # 1e999 parses as infinity: the ledger used to reject the whole generation as "malformed JSON".
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    draft, evaluation = built.drafts[1], built.evaluations[0]
+    assert built.parents[built.parents[evaluation]] != draft
+    side = built.folder(evaluation) / "raw_metadata.json"
+    side.write_text(side.read_text().replace('"duration_s": 12.5', '"duration_s": 1e999'))
+    meta = built.folder(draft) / "metadata.json"
+    meta.write_text(meta.read_text().replace('"replicate": 1', '"replicate": 1, "weight": -1e400'))
+    ledger = Ledger.open(ledger_path)
+    report = import_dagster(ledger, built.root)
+    reasons = {p.gen_id: p.reason for p in report.problems if p.gen_id}
+    assert reasons[draft].startswith("metadata.json") and "-1e400" in reasons[draft], reasons
+    assert reasons[evaluation].startswith("raw_metadata.json") and "1e999" in reasons[evaluation], reasons
+    assert "left out" in reasons[evaluation]
+    assert report.stages["draft"].unreadable == 1 and report.stages["evaluation"].imported == 1
+    assert gen_rows(ledger)[evaluation]["latency_s"] is None
