@@ -219,6 +219,21 @@ def test_openai_error_object_in_a_200_is_classified_by_its_code(server: StubLLMS
     assert not second.retryable
 
 
+def test_openai_finish_reason_error_is_a_failed_attempt_not_an_answer(server: StubLLMServer) -> None:
+    # OpenRouter's normalised finish_reason "error": the upstream broke off mid-answer.
+    server.push(Reply(body={"id": "g1", "choices": [{"message": {"content": "The first half of"},
+                                                     "finish_reason": "error",
+                                                     "error": {"code": 502, "message": "upstream died"}}]}),
+                Reply(body={"choices": [{"message": {"content": "half"}, "finish_reason": "error"}]}),
+                Reply(body={"choices": [{"message": {"content": ""}, "finish_reason": "error",
+                                         "error": {"code": 400, "message": "invalid request"}}]}))
+    first = failure(openai(server.base_url))
+    assert first.error_class == "UpstreamError" and first.retryable and first.status == 502
+    assert "upstream died" in first.message and first.raw_text == "The first half of"
+    assert failure(openai(server.base_url)).retryable
+    assert not failure(openai(server.base_url)).retryable
+
+
 def test_openai_connection_refused_is_retryable(key: str) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
         sock.bind(("127.0.0.1", 0))

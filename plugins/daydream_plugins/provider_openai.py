@@ -243,6 +243,17 @@ class OpenAIProvider:
                           retryable=retryable, status=status, retry_after=retry_after, latency_s=latency,
                           raw_text=excerpt or None)
 
+    def _upstream_failure(self, error: Any, latency: float, key: str | None,
+                          raw_text: str | None = None) -> CallFailed:
+        """A failure from an error object inside a 200 answer, classified by its code."""
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        code = _int_or_none(error.get("code"))
+        said = _excerpt(str(error.get("message", "")), key)
+        retryable = code is None or code in (408, 429) or code >= 500
+        return CallFailed("UpstreamError", f"error from {self.base_url} for model {self.model_id}"
+                          f"{f' (code {code})' if code else ''}: {said}", retryable=retryable,
+                          status=code, latency_s=latency, raw_text=raw_text or None)
+
     def _result(self, request: CallRequest, response: httpx.Response, latency: float,
                 key: str | None) -> CallResult:
         try:
@@ -253,13 +264,7 @@ class OpenAIProvider:
                              raw_text=_excerpt(response.text, key, one_line=False)) from None
         if isinstance(data, dict) and "error" in data and not data.get("choices"):
             # OpenRouter reports upstream failures as 200 with an error object.
-            error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
-            code = _int_or_none(error.get("code"))
-            said = _excerpt(str(error.get("message", "")), key)
-            retryable = code is None or code in (408, 429) or code >= 500
-            raise CallFailed("UpstreamError", f"error from {self.base_url} for model {self.model_id}"
-                             f"{f' (code {code})' if code else ''}: {said}", retryable=retryable,
-                             status=code, latency_s=latency)
+            raise self._upstream_failure(data["error"], latency, key)
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
@@ -269,6 +274,11 @@ class OpenAIProvider:
                              f"has no choices[0].message.content ({exc})", retryable=True,
                              status=response.status_code, latency_s=latency,
                              raw_text=_excerpt(response.text, key, one_line=False)) from None
+        if choice.get("finish_reason") == "error":
+            # OpenRouter's normalised finish reason when the upstream broke off mid-answer: what
+            # came is incomplete, so it is a failed attempt (its text kept as the raw excerpt).
+            raise self._upstream_failure(choice.get("error") or {"message": "finish_reason 'error'"},
+                                         latency, key, raw_text=_excerpt(content or "", key, one_line=False))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
         completion_tokens = _int_or_none(usage.get("completion_tokens"))
