@@ -460,19 +460,31 @@ def catalog_from_ledger(ledger: Any, catalog_hash: str) -> Catalog:
 
 
 # ----------------------------------------------------------------------------- template checks
-def check_template(template: Template) -> None:
-    """Compile a template's Jinja2 text in the sandbox the runner uses; TemplateError with file:line."""
+def check_template(template: Template, variables: set[str] | None = None) -> None:
+    """Compile a template's Jinja2 text in the sandbox the runner uses; TemplateError with file:line.
+
+    With ``variables`` (what its stage provides), a name the template reads but nobody defines is an
+    error too: otherwise every generation of the template would fail only when the runner renders it.
+    """
     if template.text is None:
         return
     import jinja2
+    import jinja2.meta
     from jinja2.sandbox import SandboxedEnvironment
 
     from daydream.errors import TemplateError
 
     env = SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    where = template.path or f"{template.stage} template {template.id}"
     try:
+        parsed = env.parse(template.text)
         env.from_string(template.text)
     except jinja2.TemplateSyntaxError as exc:
-        where = template.path or f"{template.stage} template {template.id}"
         raise TemplateError(f"{where}:{exc.lineno}: Jinja syntax error in {template.stage} template "
                             f"{template.id!r}: {exc.message}") from None
+    if variables is not None:
+        unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - variables - set(env.globals))
+        if unknown:
+            raise TemplateError(f"{where}: {template.stage} template {template.id!r} uses undefined "
+                                f"variable(s) {', '.join(repr(u) for u in unknown)}; available: "
+                                f"{', '.join(sorted(variables))}")

@@ -314,6 +314,28 @@ def _resolve_catalog(catalog: Catalog | str | Path | None, spec: Spec) -> Catalo
     return load_catalog(spec.catalog)
 
 
+def _stage_variables(stage_name: str) -> set[str] | None:
+    """Names a stage's templates may use: its variables with and without a parent text.
+
+    Found by asking the registered stage with a sample input; None (no check) if it cannot say.
+    """
+    from daydream.contracts import StageInput
+    from daydream.errors import PluginError
+
+    try:
+        stage = plugins.stages().get(stage_name)
+    except PluginError:
+        return None
+    concepts = [{"id": "c", "name": "C", "content": "text"}]
+    names: set[str] = set()
+    for parent, parent_stage in (("text", stage.parent_stage), (None, None)):
+        try:
+            names |= set(stage.variables(StageInput("g", concepts, parent, parent_stage)))
+        except Exception:  # noqa: BLE001 - a plugin stage may insist on a real input; then skip
+            return None
+    return names
+
+
 def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
                   ledger: Ledger | None = None) -> _Design:
     """Check rows against a catalog (and the ledger's combos, when given) and compile the templates.
@@ -354,7 +376,7 @@ def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
         raise CatalogError(f"{spec.path}: {'; '.join(parts)} (catalog {catalog.source}; combos come from "
                            "the spec, the catalog or the ledger)")
     for t in sorted(used.values(), key=lambda t: (t.stage, t.id)):
-        check_template(t)
+        check_template(t, _stage_variables(t.stage))
     return design
 
 

@@ -319,6 +319,24 @@ def test_template_with_jinja_syntax_error_names_file_and_line(
     assert ledger.count() == before
 
 
+def test_template_using_a_variable_its_stage_does_not_provide(
+        tmp_path: Path, planned_ledger: Path, capsys: pytest.CaptureFixture) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(repo_catalog_dir(), catalog)
+    rubric = catalog / "templates" / "evaluation" / "clarity-rubric.j2"
+    rubric.write_text(rubric.read_text() + "\nAlso consider {{ concpets | length }} and {{ draft_block }}.\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BASE_AXES.replace("[originality-rubric, coherence-rubric]", "[clarity-rubric]"))
+    ledger = Ledger.open(planned_ledger)
+    before = ledger.count()
+    code, _out, err = run_main(["cohort", "plan", str(spec), "--catalog", str(catalog),
+                                "--db", str(planned_ledger)], capsys)
+    assert code == 1
+    assert_one_line_error(err, [str(rubric), "evaluation template 'clarity-rubric'",
+                                "undefined variable(s) 'concpets', 'draft_block'", "available: concepts, response"])
+    assert ledger.count() == before
+
+
 def test_unknown_parser_names_are_refused_at_plan_time_all_at_once(
         tmp_path: Path, planned_ledger: Path, capsys: pytest.CaptureFixture) -> None:
     catalog = tmp_path / "catalog"
