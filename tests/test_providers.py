@@ -259,6 +259,15 @@ def test_openai_403_is_fatal_for_the_model(server: StubLLMServer) -> None:
     assert err.fatal_for_model and not err.retryable and "403 Forbidden" in err.message
 
 
+def test_openai_402_out_of_credits_stops_the_model_instead_of_failing_every_generation(
+        server: StubLLMServer) -> None:
+    # OpenRouter: "insufficient credits" — every further call to this account fails the same way.
+    server.push(Reply(status=402, body={"error": {"code": 402, "message": "Insufficient credits"}}))
+    err = failure(openai(server.base_url))
+    assert err.fatal_for_model and not err.retryable and err.status == 402
+    assert "credits" in err.message and f"${KEY_ENV}" in err.message
+
+
 def test_openai_error_bodies_echoing_the_key_are_scrubbed(server: StubLLMServer) -> None:
     server.push(Reply(status=400, body={"error": {"message": f"bad request for key {SECRET}"}}))
     err = failure(openai(server.base_url))

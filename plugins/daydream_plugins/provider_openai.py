@@ -231,6 +231,13 @@ class OpenAIProvider:
                 "Unauthorized" if status == 401 else "Forbidden",
                 f"{label} from {self.base_url} for model {self.model_id}: check the API key in ${env}",
                 retryable=False, fatal_for_model=True, status=status, latency_s=latency)
+        if status == 402:
+            # Out of credits (OpenRouter): true of the account, not of this call, so stop the
+            # model's work (it stays pending for a later run) rather than fail every generation.
+            env = self.model.get("api_key_env") or "(no api_key_env set in the catalog)"
+            return CallFailed("PaymentRequired", f"402 Payment Required from {self.base_url} for model "
+                              f"{self.model_id}: add credits to the account of the key in ${env} ({excerpt})",
+                              retryable=False, fatal_for_model=True, status=status, latency_s=latency)
         if status == 429:
             error_class, retryable = "RateLimited", True
         elif status == 408:
