@@ -429,6 +429,11 @@ def _combo_levels(reader: _Reader, key: tuple, levels: Any, combos: dict[str, di
             out.extend(c for c in _generate_combos(reader, key + (i,), v, combos) if c not in out)
             continue
         if isinstance(v, dict):
+            for k in v:
+                if k not in ("concepts", "level", "id", "k"):
+                    # A misspelt 'level' would otherwise silently fall back to paragraph.
+                    raise reader.error(key + (i, k), f"unknown combo key {k!r}; expected concepts, level "
+                                                     "(and optionally id, k)")
             concepts = _concept_list(reader, key + (i, "concepts"), v.get("concepts"))
             level = _level(reader, key + (i, "level"), v.get("level", "paragraph"))
             cid = ids.combo_id(concepts, level, len(concepts))
@@ -608,6 +613,9 @@ def _tuple_rule(reader: _Reader, name: str, body: Any, key: tuple, where: str,
                 axes: dict[str, list[Any]]) -> TupleRule:
     if not isinstance(body, dict) or not isinstance(body.get("axes"), list) or not body["axes"]:
         raise reader.error(key, f"tuple {name!r}: expected a mapping with 'axes' (a list) and 'items'")
+    for k in body:
+        if k not in ("axes", "items", "name"):
+            raise reader.error(key + (k,), f"unknown tuple key {k!r}; expected axes, items")
     tuple_axes = [canonical_axis(str(a)) for a in body["axes"]]
     _no_repeat(reader, key + ("axes",), f"tuple {name!r}", tuple_axes)
     for i, axis in enumerate(tuple_axes):

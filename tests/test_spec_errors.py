@@ -252,6 +252,13 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
     ("combo_generator_huge", {"spec.yaml": "combos: {concepts: [%s], k: 20}\naxes:\n  draft_template: [x]\n"
                               % ", ".join(f"c{i}" for i in range(40))},
      ["spec.yaml:1", "combos", "137,846,528,820 combinations", "at most 5,000,000"], 1),
+    ("combo_mapping_key_typo", {"spec.yaml": spec_with(axes=BASE_AXES.replace("level: paragraph", "levl: sentence"))},
+     ["spec.yaml:2", "axes.combo.0.levl", "unknown combo key 'levl'", "concepts, level"], 1),
+    ("tuple_unknown_key", {"spec.yaml": spec_with("""\
+        rules:
+          tuples:
+            reps: {axes: [essay_replicate, evaluation_replicate], items: [[1, 1]], balance: left}
+        """)}, ["rules.tuples.reps.balance", "unknown tuple key 'balance'", "axes, items"], 1),
     ("spec_path_is_a_folder_without_config", {"spec.yaml/notes.txt": "x"},
      ["spec.yaml", "is a folder", "config.yaml"], 1),
 ]
