@@ -392,7 +392,10 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     rows = compile_spec(spec)
     cohort = (cohort_id if cohort_id is not None else spec.default_cohort_id).strip()
     if not cohort or any(ch.isspace() for ch in cohort):
-        raise SpecError(f"{spec.path}: cohort id {cohort!r} must be non-empty and without spaces")
+        origin = ""
+        if cohort_id is None and not spec.cohort_id:
+            origin = " (it comes from the spec's file name; pass --cohort-id ID or set cohort_id: in the spec)"
+        raise SpecError(f"{spec.path}: cohort id {cohort!r} must be non-empty and without spaces{origin}")
     design = validate_spec(spec, rows, cat, ledger)
     parent_combos = _check_existing_parents(ledger, design, spec)
     new_combos = design.combo_defs

@@ -271,3 +271,12 @@ def test_an_empty_cohort_id_is_refused_not_replaced(ledger: Ledger) -> None:
 def test_compile_with_limit_zero_still_prints_the_csv_header(fmt: str, expected: list[str]) -> None:
     out = CliRunner().invoke(cli, ["spec", "compile", str(DEMO), "--format", fmt, "--limit", "0"])
     assert out.exit_code == 0 and out.output.splitlines() == expected
+
+
+def test_a_spec_file_name_with_spaces_asks_for_a_cohort_id(ledger: Ledger, tmp_path: Path) -> None:
+    spec = tmp_path / "my study.yaml"
+    spec.write_text(DEMO.read_text())
+    from daydream.errors import SpecError
+    with pytest.raises(SpecError, match="cohort id 'my study' .*from the spec's file name; pass --cohort-id"):
+        plan_cohort(ledger, spec)
+    assert plan_cohort(ledger, spec, cohort_id="my_study", dry_run=True).cohort_id == "my_study"
