@@ -145,6 +145,10 @@ def _merge(factors: list[_Factor], indexes: list[int], name: str) -> tuple[list[
 
 def _apply_tie(factors: list[_Factor], rule: TieRule) -> list[_Factor]:
     located = [_find(factors, a, rule, "axis") for a in rule.axes]
+    for name, (i, cols) in zip(rule.axes, located):
+        if len(cols) > 1:
+            raise SpecError(f"{rule.where}: tie {rule.name!r}: {name!r} is a tuple "
+                            f"({', '.join(factors[i].axes)}); a tie joins single axes, name one of its axes")
     domains = {a: list(dict.fromkeys(it[j[0]] for it in factors[i].items))
                for a, (i, j) in zip(rule.axes, located)}
     common = set.intersection(*(set(d) for d in domains.values()))

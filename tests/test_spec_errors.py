@@ -259,6 +259,14 @@ CASES: list[tuple[str, dict[str, str], list[str], int]] = [
           tuples:
             reps: {axes: [essay_replicate, evaluation_replicate], items: [[1, 1]], balance: left}
         """)}, ["rules.tuples.reps.balance", "unknown tuple key 'balance'", "axes, items"], 1),
+    ("tie_names_a_tuple", {"spec.yaml": spec_with("""\
+        rules:
+          tuples:
+            reps: {axes: [essay_replicate, evaluation_replicate], items: [[1, 1], [2, 1]]}
+          ties:
+            t: [reps, draft_replicate]
+        """, BASE_AXES + "  draft_replicate: 2\n")},
+     ["rules.ties.t", "'reps' is a tuple (essay_replicate, evaluation_replicate)", "name one of its axes"], 1),
     ("spec_path_is_a_folder_without_config", {"spec.yaml/notes.txt": "x"},
      ["spec.yaml", "is a folder", "config.yaml"], 1),
 ]
