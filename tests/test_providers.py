@@ -182,7 +182,14 @@ def test_openai_server_errors_are_retryable(server: StubLLMServer, status: int, 
     assert err.retry_after is None
 
 
-@pytest.mark.parametrize("status", [400, 404, 422])
+def test_openai_404_stops_the_model_naming_url_and_model(server: StubLLMServer) -> None:
+    server.push(404)
+    err = failure(openai(server.base_url))
+    assert not err.retryable and err.fatal_for_model and err.status == 404
+    assert "/chat/completions" in err.message and "base_url" in err.message
+
+
+@pytest.mark.parametrize("status", [400, 409, 422])
 def test_openai_other_client_errors_are_not_retryable(server: StubLLMServer, status: int) -> None:
     server.push(status)
     err = failure(openai(server.base_url))

@@ -238,6 +238,13 @@ class OpenAIProvider:
             return CallFailed("PaymentRequired", f"402 Payment Required from {self.base_url} for model "
                               f"{self.model_id}: add credits to the account of the key in ${env} ({excerpt})",
                               retryable=False, fatal_for_model=True, status=status, latency_s=latency)
+        if status == 404:
+            # Wrong base URL or a model slug the endpoint does not know: true of every call of this
+            # model, so stop its work (left pending) instead of failing each generation in turn.
+            return CallFailed("NotFound", f"404 Not Found from {self.url} for model {self.model_id} "
+                              f"({self.model.get('model')!r}): check its base_url and model name in the "
+                              f"catalog ({excerpt})", retryable=False, fatal_for_model=True, status=status,
+                              latency_s=latency)
         if status == 429:
             error_class, retryable = "RateLimited", True
         elif status == 408:
