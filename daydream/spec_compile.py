@@ -13,7 +13,7 @@ import math
 import operator
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from daydream.errors import SpecError
@@ -43,6 +43,8 @@ class _Factor:
     name: str
     axes: tuple[str, ...]
     items: list[tuple]
+    # Tuples merged into this factor (name -> axes), so later rules can still name them.
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _norm(axis: str, value: Any) -> Any:
@@ -64,7 +66,8 @@ def compile_spec(spec: Spec) -> list[dict[str, Any]]:
             if clash:
                 raise SpecError(f"{rule.where}: tuple {rule.name!r}: axis {clash[0]!r} is already defined "
                                 "by an earlier rule")
-            factors.append(_Factor(rule.name, tuple(rule.axes), list(rule.items)))
+            factors.append(_Factor(rule.name, tuple(rule.axes), list(rule.items),
+                                   {rule.name: tuple(rule.axes)}))
         elif isinstance(rule, SubsetRule):
             _apply_subset(factors, rule)
         elif isinstance(rule, TieRule):
@@ -100,9 +103,13 @@ def _find(factors: list[_Factor], name: str, rule: Rule, role: str) -> tuple[int
         if name in f.axes:
             return i, [f.axes.index(name)]
     for i, f in enumerate(factors):
+        if name in f.groups:
+            return i, [f.axes.index(a) for a in f.groups[name]]
+    for i, f in enumerate(factors):
         if f.name == name and len(f.axes) > 1:
             return i, list(range(len(f.axes)))
     known = [a for f in factors for a in f.axes] + [f.name for f in factors if len(f.axes) > 1]
+    known += [g for f in factors for g in f.groups if g not in known]
     raise SpecError(f"{rule.where}: {role} {name!r} is not an axis or tuple of this spec; expected one "
                     f"of {', '.join(known)}")
 
@@ -125,7 +132,7 @@ def _apply_subset(factors: list[_Factor], rule: SubsetRule) -> None:
     items = [item for item in f.items if item[j] in keep]
     if not items:
         raise SpecError(f"{rule.where}: subset removes every level of {rule.axis!r}")
-    factors[i] = _Factor(f.name, f.axes, items)
+    factors[i] = _Factor(f.name, f.axes, items, f.groups)
 
 
 def _merge(factors: list[_Factor], indexes: list[int], name: str) -> tuple[list[_Factor], _Factor]:
@@ -133,7 +140,8 @@ def _merge(factors: list[_Factor], indexes: list[int], name: str) -> tuple[list[
     parts = [factors[i] for i in indexes]
     axes = tuple(a for p in parts for a in p.axes)
     items = [tuple(itertools.chain.from_iterable(c)) for c in itertools.product(*[p.items for p in parts])]
-    merged = _Factor(name if len(parts) > 1 else parts[0].name, axes, items)
+    groups = {k: v for p in parts for k, v in p.groups.items()}
+    merged = _Factor(name if len(parts) > 1 else parts[0].name, axes, items, groups)
     out = []
     for i, f in enumerate(factors):
         if i == indexes[0]:
@@ -148,7 +156,7 @@ def _apply_tie(factors: list[_Factor], rule: TieRule) -> list[_Factor]:
     for name, (i, cols) in zip(rule.axes, located):
         if len(cols) > 1:
             raise SpecError(f"{rule.where}: tie {rule.name!r}: {name!r} is a tuple "
-                            f"({', '.join(factors[i].axes)}); a tie joins single axes, name one of its axes")
+                            f"({', '.join(factors[i].axes[c] for c in cols)}); a tie joins single axes, name one of its axes")
     domains = {a: list(dict.fromkeys(it[j[0]] for it in factors[i].items))
                for a, (i, j) in zip(rule.axes, located)}
     common = set.intersection(*(set(d) for d in domains.values()))
@@ -230,7 +238,7 @@ def _apply_pair(factors: list[_Factor], rule: PairRule) -> list[_Factor]:
     if li == ri:
         f = factors[li]
         items = [it for it in f.items if (lget(it), rget(it)) in allowed]
-        merged = _Factor(rule.name, f.axes, items)
+        merged = _Factor(rule.name, f.axes, items, f.groups)
         factors = [merged if i == li else g for i, g in enumerate(factors)]
     else:
         by_right: dict[tuple, list[tuple]] = {}
@@ -241,7 +249,8 @@ def _apply_pair(factors: list[_Factor], rule: PairRule) -> list[_Factor]:
             partners.setdefault(lv, []).append(rv)
         items = [lit + rit for lit in factors[li].items for rv in partners.get(lget(lit), [])
                  for rit in by_right.get(rv, [])]
-        merged = _Factor(rule.name, factors[li].axes + factors[ri].axes, items)
+        merged = _Factor(rule.name, factors[li].axes + factors[ri].axes, items,
+                         {**factors[li].groups, **factors[ri].groups})
         factors = [merged if i == li else g for i, g in enumerate(factors) if i != ri]
     if not merged.items:
         raise SpecError(f"{rule.where}: pair {rule.name!r} leaves no combinations")

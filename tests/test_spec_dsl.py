@@ -244,3 +244,27 @@ def test_csv_include_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_bytes("\ufeffdraft_template\nbridge-essay-draft\nlink-brainstorm\n".encode())
     rows = rows_of(tmp_path, "axes:\n  draft_template: '@file:t.csv'\n")
     assert [r["draft_template"] for r in rows] == ["bridge-essay-draft", "link-brainstorm"]
+
+
+def test_a_tuple_can_be_named_by_a_pair_after_another_pair_merged_it(tmp_path: Path) -> None:
+    rows = rows_of(tmp_path, """\
+        axes:
+          draft_template: [bridge-essay-draft]
+          evaluation_llm: [offline, sonnet-4]
+        rules:
+          tuples:
+            bundle:
+              axes: [essay_template, essay_llm]
+              items: [[focused-essay, offline], [practical-proposal, offline]]
+          pairs:
+            p1:
+              left: draft_template
+              right: bundle
+              allowed: [[bridge-essay-draft, [focused-essay, offline]], [bridge-essay-draft, [practical-proposal, offline]]]
+            p2:
+              left: bundle
+              right: evaluation_llm
+              allowed: [[[focused-essay, offline], offline], [[practical-proposal, offline], sonnet-4]]
+        """)
+    assert sorted((r["essay_template"], r["evaluation_llm"]) for r in rows) == [
+        ("focused-essay", "offline"), ("practical-proposal", "sonnet-4")]
