@@ -27,6 +27,7 @@ from daydream.spec_dsl import (
     TieRule,
     TupleRule,
     _dedupe,
+    canonical_axis,
 )
 
 
@@ -203,9 +204,11 @@ def _apply_pair(factors: list[_Factor], rule: PairRule) -> list[_Factor]:
     pairs: list[tuple[tuple, tuple]] = []
     for label, entry in rule.allowed:
         if isinstance(entry, dict):
+            header = list(entry)
+            entry = {canonical_axis(k): v for k, v in entry.items()}  # e.g. draft_template_replicate
             cols = [a for a in laxes + raxes if a not in entry]
             if cols:
-                raise SpecError(f"{label.split(': row')[0]}:1: header {','.join(entry)!r} has no column "
+                raise SpecError(f"{label.split(': row')[0]}:1: header {','.join(header)!r} has no column "
                                 f"{cols[0]!r} (pair {rule.name!r} needs {', '.join(laxes + raxes)})")
             lv = tuple(_norm(a, entry[a]) for a in laxes)
             rv = tuple(_norm(a, entry[a]) for a in raxes)

@@ -268,3 +268,16 @@ def test_a_tuple_can_be_named_by_a_pair_after_another_pair_merged_it(tmp_path: P
         """)
     assert sorted((r["essay_template"], r["evaluation_llm"]) for r in rows) == [
         ("focused-essay", "offline"), ("practical-proposal", "sonnet-4")]
+
+
+def test_pair_csv_header_may_use_axis_aliases_like_tuples_do(tmp_path: Path) -> None:
+    rows = rows_of(tmp_path, """\
+        axes:
+          draft_template: [bridge-essay-draft, link-brainstorm]
+          draft_template_replicate: 2
+        rules:
+          pairs:
+            reps: {left: draft_template, right: draft_replicate, allowed: '@file:reps.csv'}
+        """, **{"reps.csv": "draft_template,draft_template_replicate\nbridge-essay-draft,1\nlink-brainstorm,2\n"})
+    assert sorted((r["draft_template"], r["draft_replicate"]) for r in rows) == [
+        ("bridge-essay-draft", 1), ("link-brainstorm", 2)]
