@@ -10,6 +10,7 @@ is validated against the catalog first and appended in one atomic ``ledger.appen
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from daydream import events as ev
 from daydream import ids, plugins
 from daydream.catalog import Catalog, Template, check_template, load_catalog
-from daydream.errors import CatalogError, SpecError
+from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
 from daydream.ledger import Ledger, NewEvent, text_hash
 from daydream.spec_dsl import Spec, compile_spec, load_spec
 
@@ -381,6 +382,25 @@ def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
 
 
 def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None = None,
+                cohort_id: str | None = None, dry_run: bool = False) -> PlanResult:
+    """Validate a spec against its catalog and append its plan to the ledger in one transaction.
+
+    Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
+    only the generations that are new. Existing generations (any cohort, or imported) are linked.
+    When another process appends the same things first (two plans at once), the plan is simply
+    worked out again against what is now in the ledger.
+    """
+    for attempt in range(5):
+        try:
+            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run)
+        except ConcurrencyConflict:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None = None,
                 cohort_id: str | None = None, dry_run: bool = False) -> PlanResult:
     """Validate a spec against its catalog and append its plan to the ledger in one transaction.
 

@@ -280,3 +280,26 @@ def test_a_spec_file_name_with_spaces_asks_for_a_cohort_id(ledger: Ledger, tmp_p
     with pytest.raises(SpecError, match="cohort id 'my study' .*from the spec's file name; pass --cohort-id"):
         plan_cohort(ledger, spec)
     assert plan_cohort(ledger, spec, cohort_id="my_study", dry_run=True).cohort_id == "my_study"
+
+
+def test_two_plans_at_once_both_succeed(tmp_path: Path) -> None:
+    """Two processes planning cohorts from the same catalog at the same moment: the one that loses
+    the race for the catalog snapshot works its plan out again instead of failing."""
+    import subprocess
+    import sys
+
+    from daydream.ledger import Ledger
+
+    db = tmp_path / "race.db"
+    Ledger.init(db)
+    spec = Path(__file__).resolve().parent.parent / "specs" / "cohorts" / "demo.yaml"
+    for _round in range(3):
+        procs = [subprocess.Popen([sys.executable, "-m", "daydream", "cohort", "plan", str(spec), "--db", str(db),
+                                   "--cohort-id", f"c{_round}{side}"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for side in "ab"]
+        results = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [err for _out, err in results]
+    ledger = Ledger.open(db)
+    assert ledger.count("CatalogImported") == 1
+    assert ledger.query("SELECT COUNT(DISTINCT cohort_id) FROM cohort_members") == [(6,)]
+    ledger.verify()
