@@ -123,3 +123,12 @@ def test_output_into_a_closed_pipe_stops_quietly(ledger_path: Path) -> None:
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "internal error" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize("args", [["events", "--limit", "zero"], ["cohort", "plan"], ["nosuch"],
+                                  ["run", "--concurrency", "0"], ["rerun"]])
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], tmp_path: Path) -> None:
+    result = run(*args, "--db", str(tmp_path / "x.db")) if args[0] in ("run", "rerun") else run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -393,7 +393,7 @@ def test_cli_usage_errors_exit_2(args: list[str], planned_ledger: Path, capsys: 
     before = ledger.count()
     code, _out, err = run_main([*args, "--db", str(planned_ledger)] if args[0] == "cohort" else args, capsys)
     assert code == 2
-    assert "Usage" in err or "Error" in err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert ledger.count() == before
 
 
