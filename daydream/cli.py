@@ -141,7 +141,7 @@ def init(db_path: str) -> None:
 @cli.command("migrate")
 @db_option
 def migrate_cmd(db_path: str) -> None:
-    """Alias of ``init``: bring the ledger schema up to date."""
+    """Alias of init: bring the ledger schema up to date."""
     click.get_current_context().invoke(init, db_path=db_path)
 
 
