@@ -522,7 +522,7 @@ class Runner:
             await limiter.wait()
             started = time.monotonic()
             try:
-                result: CallResult = await provider.complete(request)
+                result: CallResult = await self._complete_within_lease(provider, request)
             except CallFailed as failure:
                 self.stats.failed_calls += 1
                 self.stats.calls += 1
@@ -581,6 +581,19 @@ class Runner:
         else:
             outcome, texts = stage.outcome(gen, job.attempt, result.text, result.finish_reason, parse, parser_name)
         await self._submit(_WriteItem("result", job, [completed, *outcome], [result.text, *texts]))
+
+    async def _complete_within_lease(self, provider: Any, request: CallRequest) -> CallResult:
+        """One provider attempt, cut off before the claim's lease runs out.
+
+        Providers time out per read, so a server that trickles bytes could hold a call for ever;
+        past the lease another runner may take the claim over, so no call may outlive it.
+        """
+        deadline = max(1.0, self.options.lease_s * 0.9)
+        try:
+            return await asyncio.wait_for(provider.complete(request), timeout=deadline)
+        except asyncio.TimeoutError:
+            raise CallFailed("Timeout", f"no complete answer within {deadline:g}s (90% of the claim's lease)",
+                             retryable=True, latency_s=deadline) from None
 
     def _backoff(self, tries: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -287,13 +287,15 @@ def test_a_call_whose_lease_was_taken_over_is_recorded_as_superseded(tmp_path: P
 
     from daydream.runner import Runner
 
-    with StubLLMServer(latency_s=1.0) as server:
+    # A 0.3 s lease is shorter than the 1 s floor on a call's own deadline, so A's 0.8 s call can
+    # outlive its lease (as it could with clocks that disagree between hosts).
+    with StubLLMServer(latency_s=0.8) as server:
         ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
 
         async def both() -> None:
             first = Runner(ledger, options(lease_s=0.3))
             task = asyncio.create_task(first.run())
-            await asyncio.sleep(0.6)  # A's call is in flight and its lease has expired
+            await asyncio.sleep(0.5)  # A's call is in flight and its lease has expired
             await Runner(ledger, options(lease_s=30)).run()
             await task
 
@@ -304,3 +306,17 @@ def test_a_call_whose_lease_was_taken_over_is_recorded_as_superseded(tmp_path: P
     assert [bool(e.payload.get("superseded")) for e in completed].count(True) == 1
     assert ledger.query("SELECT status, calls FROM gen_state") == [("completed", 1)]
     assert len(ledger.events(type="ResponseParsed")) == 1
+
+
+def test_no_call_outlives_its_lease(tmp_path: Path) -> None:
+    """A server that never finishes (per-read timeouts never fire while bytes trickle) is cut off at
+    90% of the lease, recorded as a retryable timeout, and the retry succeeds."""
+    with StubLLMServer(script=[Reply(action="hang", hang_s=10)]) as server:
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
+        start = time.monotonic()
+        run_cohort(ledger, options(timeout_s=60, lease_s=1.5))
+        assert time.monotonic() - start < 8
+        assert server.calls == 2
+    failure = ledger.events(type="LLMCallFailed")[0].payload
+    assert failure["error_class"] == "Timeout" and "lease" in failure["message"] and failure["retryable"]
+    assert set(statuses(ledger).values()) == {"completed"}
