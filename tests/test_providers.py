@@ -585,3 +585,13 @@ def test_providers_satisfy_the_protocol(tmp_path: Path, ledger_path: Path) -> No
     assert isinstance(registry.get("offline")(model("unused")), Provider)
     assert isinstance(registry.get("replay")(model("unused"), replay_from=str(ledger_path)), Provider)
     assert json.dumps(sorted(registry.items))  # names are plain strings
+
+
+def test_openai_refusal_is_kept_as_the_answer_text(server: StubLLMServer) -> None:
+    body = {"id": "r1", "model": "m", "choices": [{"message": {"role": "assistant", "content": None,
+                                                              "refusal": "I can't help with that."},
+                                                  "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5}}
+    server.push(Reply(body=body))
+    result = call(openai(server.base_url))
+    assert result.text == "I can't help with that." and result.extra.get("refusal") is True

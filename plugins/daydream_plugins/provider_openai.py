@@ -307,6 +307,12 @@ class OpenAIProvider:
         reasoning = message.get("reasoning") or message.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             extra["reasoning_chars"] = len(reasoning)
+        refusal = message.get("refusal")
+        if not content and isinstance(refusal, str) and refusal.strip():
+            # The model declined (OpenAI's structured refusal): keep what it said as the answer, so
+            # the ledger shows why the generation then fails to parse or validate.
+            content = refusal
+            extra["refusal"] = True
         if provider_cost:
             extra["cost_source"] = "provider"
         elif cost is not None:
