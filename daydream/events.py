@@ -18,7 +18,8 @@ GenerationLinked    gen_id, stage, cohort_id              (an existing generatio
 GenerationImported  gen_id, stage, parent_gen_id?, combo_id?, template_id, model_id?, replicate,
                     generator, parser?, cohort_id?, status, prompt_hash?, raw_hash?, parsed_hash?, score?,
                     finish_reason?, prompt_tokens?, completion_tokens?, cost_usd?, latency_s?,
-                    error?, source, metadata{…verbatim}
+                    error?, source, metadata{…verbatim}, completes_import? (true: a second
+                    GenerationImported for a generation first imported without its results)
 PromptRendered      gen_id, attempt, prompt_hash, chars, template_id, template_hash
 LLMCallStarted      gen_id, attempt, call, model_id, provider, provider_model, lease_until, worker{…}
 LLMCallCompleted    gen_id, attempt, call, text_hash, chars, finish_reason?, prompt_tokens?,

@@ -515,6 +515,12 @@ class _Importer:
             gen_id: (stage, combo) for gen_id, stage, combo in
             ledger.query("SELECT gen_id, stage, combo_id FROM gen_state")}
         self.in_ledger = set(self.known)
+        # Generations imported before without their results (say, mid-run in Dagster): a later
+        # root that has them completes them with a second GenerationImported.
+        self.incomplete_before: set[str] = {
+            gen_id for (gen_id,) in ledger.query(
+                "SELECT gen_id FROM gen_state WHERE imported = 1 AND status = 'failed'")}
+        self.rereading: set[str] = set()
         self.members: set[tuple[str, str]] = set()
         self.writer = _Writer(ledger, report, batch_size, self._rejected, self._drop_present)
         self.unreadable: set[str] = set()  # gen_ids found on disk but not imported
@@ -523,7 +529,7 @@ class _Importer:
     def _drop_present(self, events: list[NewEvent]) -> list[NewEvent]:
         remaining = []
         for e in events:
-            if e.expected_version == 0 and self.ledger.stream_version(e.stream) > 0:
+            if e.expected_version is not None and self.ledger.stream_version(e.stream) != e.expected_version:
                 if e.type == ev.GENERATION_IMPORTED:
                     self._recount(e.payload, "skipped")
                 continue
@@ -628,7 +634,11 @@ class _Importer:
         to_read: list[Path] = []
         for folder in folders:
             gen_id = folder.name
-            if gen_id in self.in_ledger:
+            if (gen_id in self.incomplete_before and self.known[gen_id][0] == stage
+                    and gen_id not in self.rereading and folder.is_dir()):
+                self.rereading.add(gen_id)  # imported before without results: look again
+                to_read.append(folder)
+            elif gen_id in self.in_ledger:
                 counts.skipped += 1  # never re-read: nothing already in the ledger changes
             elif gen_id in self.known:
                 counts.unreadable += 1
@@ -663,6 +673,18 @@ class _Importer:
             self.report.problem(folder, str(exc), stage=stage, gen_id=gen_id)
             return
         payload, texts = build_payload(gen, combo)
+        if gen_id in self.incomplete_before:
+            # Imported before without its results. Only a now-complete generation is recorded
+            # again (a new event on its stream; the old one stays); otherwise nothing changes.
+            if payload["status"] != "completed":
+                counts.skipped += 1
+                return
+            counts.imported += 1
+            payload["completes_import"] = True
+            self.writer.add([NewEvent(ev.gen_stream(gen_id), ev.GENERATION_IMPORTED, payload,
+                                      expected_version=self.ledger.stream_version(ev.gen_stream(gen_id)))],
+                            texts)
+            return
         if payload["status"] == "completed":
             counts.imported += 1
         else:

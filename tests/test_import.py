@@ -690,3 +690,41 @@ def test_a_number_too_large_for_json_is_named_and_a_side_file_with_one_is_left_o
     assert "left out" in reasons[evaluation]
     assert report.stages["draft"].unreadable == 1 and report.stages["evaluation"].imported == 1
     assert gen_rows(ledger)[evaluation]["latency_s"] is None
+
+
+def test_a_generation_imported_without_results_is_completed_by_a_later_root(tmp_path: Path,
+                                                                           ledger_path: Path) -> None:
+    """Imported mid-run (an evaluation had no parsed.txt yet); the finished root completes it with
+    a second GenerationImported — the first one stays — and nothing else changes."""
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    evaluation = built.evaluations[0]
+    parsed = built.folder(evaluation) / "parsed.txt"
+    kept = parsed.read_bytes()
+    parsed.unlink()
+    ledger = Ledger.open(ledger_path)
+    import_dagster(ledger, built.root)
+    assert ledger.query("SELECT status FROM gen_state WHERE gen_id = ?", (evaluation,)) == [("failed",)]
+    before = ledger.count()
+
+    again = import_dagster(ledger, built.root)  # still incomplete: nothing to add
+    assert ledger.count() == before and again.stages["evaluation"].skipped == len(built.evaluations)
+
+    parsed.write_bytes(kept)
+    done = import_dagster(ledger, built.root)
+    assert done.stages["evaluation"].imported == 1
+    assert ledger.count() == before + 1
+    (status, score, error), = ledger.query("SELECT status, score, error FROM gen_state WHERE gen_id = ?",
+                                           (evaluation,))
+    assert status == "completed" and score == built.scores[evaluation] and error is None
+    stream = [e.type for e in ledger.stream(f"gen:{evaluation}")]
+    assert stream == ["GenerationImported", "GenerationImported"]
+    # The read side follows: nothing failed any more, and the score counts in the rankings.
+    assert ledger.query("SELECT SUM(failed) FROM cohort_progress") == [(0,)]
+    ranked = dict(ledger.query("SELECT essay_gen_id, n FROM essay_rankings"))
+    essay = ledger.query("SELECT parent_gen_id FROM gen_state WHERE gen_id = ?", (evaluation,))[0][0]
+    assert ranked[essay] == sum(1 for v in built.evaluations
+                                if ledger.query("SELECT parent_gen_id FROM gen_state WHERE gen_id = ?",
+                                                (v,))[0][0] == essay)
+    assert import_dagster(ledger, built.root).stages["evaluation"].imported == 0  # and once only
+    assert ledger.count() == before + 1
+    ledger.verify()

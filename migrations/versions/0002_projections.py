@@ -73,7 +73,16 @@ TRIGGERS = {
             {p('completion_tokens')}, {p('cost_usd')}, {p('latency_s')},
             CASE WHEN {p('raw_hash')} IS NULL THEN 0 ELSE 1 END, 0, {p('error')}, NEW.seq);
         INSERT OR IGNORE INTO cohort_members (cohort_id, gen_id, stage, seq)
-        SELECT {p('cohort_id')}, {p('gen_id')}, {p('stage')}, NEW.seq WHERE {p('cohort_id')} IS NOT NULL;""",
+        SELECT {p('cohort_id')}, {p('gen_id')}, {p('stage')}, NEW.seq WHERE {p('cohort_id')} IS NOT NULL;
+        UPDATE gen_state SET status = 'completed', prompt_hash = {p('prompt_hash')},
+            raw_hash = {p('raw_hash')}, parsed_hash = {p('parsed_hash')}, score = {p('score')},
+            finish_reason = {p('finish_reason')}, prompt_tokens = {p('prompt_tokens')},
+            completion_tokens = {p('completion_tokens')}, cost_usd = {p('cost_usd')},
+            latency_s = {p('latency_s')}, parser = COALESCE({p('parser')}, parser),
+            calls = CASE WHEN {p('raw_hash')} IS NULL THEN 0 ELSE 1 END, error = NULL,
+            updated_seq = NEW.seq
+            WHERE gen_id = {p('gen_id')} AND imported = 1 AND status = 'failed'
+              AND planned_seq < NEW.seq AND {p('status')} = 'completed';""",
     "PromptRendered": f"""
         UPDATE gen_state SET prompt_hash = {p('prompt_hash')}, template_hash =
             COALESCE({p('template_hash')}, template_hash), updated_seq = NEW.seq WHERE {CURRENT};""",
