@@ -66,9 +66,9 @@ def test_kill_9_then_rerun_pays_for_nothing_twice(tmp_path: Path, kill_after_cal
 
 
 def test_two_runners_on_one_ledger_never_make_a_call_twice(tmp_path: Path) -> None:
-    with StubLLMServer(latency_s=0.1) as server:
+    with StubLLMServer(latency_s=0.2) as server:
         ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=10, eval_replicates=2))
-        n_llm = len(llm_gen_ids(ledger))  # 40 calls of 0.1 s, two at a time: long enough to overlap
+        n_llm = len(llm_gen_ids(ledger))  # 40 calls of 0.2 s, two at a time: ~4 s, so they overlap
         procs = [start_run(ledger, concurrency=2), start_run(ledger, concurrency=2)]
         results = [p.communicate(timeout=180) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [err for _out, err in results]
