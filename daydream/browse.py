@@ -105,7 +105,10 @@ def metadata() -> dict[str, Any]:
         tables[name] = {"title": doc.title, "description": doc.description, "columns": dict(doc.columns)}
     for name, (title, description) in TABLES.items():
         tables[name] = {"title": title, "description": description}
-    tables["alembic_version"] = {"hidden": True}
+    # Plumbing, not data: the schema revision, and the always-empty view (with its list of event
+    # types) through which each append applies its events to the projections (migration 0004).
+    for name in ("alembic_version", "projection_feed", "projected_types"):
+        tables[name] = {"hidden": True}
     return {
         "title": "daydream ledger",
         "description": "Structured LLM experiments recorded as events. Start with cohort_progress, "

@@ -24,6 +24,7 @@ BUSY_TIMEOUT_S = 60.0
 # appends is copied back once, not ten times (measured: +35% on batched appends). The last
 # connection to close still checkpoints and removes the log.
 WAL_AUTOCHECKPOINT_PAGES = 10000
+PAGE_SIZE = 4096
 DEFAULT_DB = "ledger.db"
 
 
@@ -87,6 +88,8 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
+        # Only takes effect while the file is still empty (a new ledger); a no-op afterwards.
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")

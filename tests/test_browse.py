@@ -148,6 +148,10 @@ def test_every_view_and_column_is_titled_and_described(server: Server) -> None:
         assert tables[name]["title"] and tables[name]["description"]
         columns = [r["name"] for r in server.rows("/ledger.json", sql=f"SELECT name FROM pragma_table_info('{name}')")]
         assert set(tables[name]["columns"]) == set(columns)
+    every = {r["name"] for r in server.rows("/ledger.json", sql="SELECT name FROM sqlite_master "
+                                            "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")}
+    for name in every:  # every table and view is either explained or deliberately hidden
+        assert tables[name].get("hidden") or (tables[name]["title"] and tables[name]["description"]), name
     page = server.get("/ledger/essay_rankings").text
     assert views.VIEWS["essay_rankings"].description in page.replace("&#39;", "'")
     queries = meta["databases"]["ledger"]["queries"]

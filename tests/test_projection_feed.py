@@ -1,0 +1,114 @@
+"""Projections applied once per append (migration 0004) give exactly what 0002's per-row trigger gave."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import event
+
+from daydream import db
+from daydream.ledger import Event, Ledger, NewEvent
+from tests.read_fixtures import build_fixture
+
+PROJECTIONS = ("gen_state", "cohort_members", "combos", "cohort_totals", "cohort_essay_scores")
+
+
+def _at_revision(path: Path, revision: str) -> Ledger:
+    engine = db.create_ledger_engine(path, create=True)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), revision)
+        if conn.in_transaction():
+            conn.commit()
+    assert db.current_revision(engine) == revision
+    return Ledger(path, engine)
+
+
+def _replay(events: list[Event], into: Ledger, batch: int) -> None:
+    new = [NewEvent(e.stream, e.type, e.payload, causation_seq=e.causation_seq) for e in events]
+    for i in range(0, len(new), batch):
+        into.append(new[i:i + batch])
+
+
+def _projections(path: Path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(path) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in PROJECTIONS}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
+    """The read-side fixture's events (plans, calls, failures, retries, scores, links) as recorded."""
+    ledger = Ledger.init(tmp_path_factory.mktemp("recorded") / "ledger.db")[0]
+    build_fixture(ledger)
+    # Unrelated events in between, so batches mix projected and ignored types.
+    events = []
+    for e in ledger.events():
+        events.append(e)
+        events.append(Event(0, f"noise:{e.seq % 3}", 0, "NoiseRecorded", {"after": e.seq}, "", None, "", ""))
+    return events
+
+
+@pytest.mark.parametrize("batch", [1, 7, 10_000])
+def test_projections_match_the_per_row_trigger_of_0002_whatever_the_batching(
+        tmp_path: Path, recorded: list[Event], batch: int) -> None:
+    old = _at_revision(tmp_path / "old.db", "0003_views")  # projects with 0002's trigger on events
+    _replay(recorded, old, 1)
+    new = Ledger.init(tmp_path / "new.db")[0]
+    _replay(recorded, new, batch)
+    expected, got = _projections(old.path), _projections(new.path)
+    assert got["gen_state"] and got["cohort_members"] and got["cohort_essay_scores"]
+    assert got == expected
+    assert new.verify()[0] == len(recorded)
+
+
+def test_the_feed_runs_only_for_batches_with_projected_events(tmp_path: Path) -> None:
+    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+    ledger.engine.dispose()
+    statements: list[str] = []
+    event.listen(ledger.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    ledger.append([NewEvent(f"s:{i}", "NoiseRecorded", {"i": i}) for i in range(5)])
+    assert statements and not any("projection_feed" in s for s in statements)
+    plan = {"gen_id": "d_1", "stage": "draft", "cohort_id": "c", "model_id": "m", "replicate": 1}
+    ledger.append([NewEvent("s:0", "NoiseRecorded", {}), NewEvent("gen:d_1", "GenerationPlanned", plan)])
+    assert any(s.startswith("INSERT INTO projection_feed") for s in statements)
+    assert ledger.query("SELECT gen_id, planned_seq FROM gen_state") == [("d_1", 7)]
+
+
+def test_upgrade_from_0003_keeps_the_trigger_statements_and_downgrade_restores_them(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = _at_revision(path, "0003_views")
+
+    def schema() -> dict[str, str]:
+        with sqlite3.connect(path) as conn:
+            return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+
+    before = schema()
+    body = before["project_events"].split(" BEGIN ", 1)[1]
+    with ledger.engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), "head")
+        conn.commit() if conn.in_transaction() else None
+    after = schema()
+    assert "project_events" not in after
+    assert after["project_feed"].split(" BEGIN ", 1)[1] == body
+    types = {t for (t,) in ledger.query("SELECT type FROM projected_types")}
+    assert types == {t.strip(" '") for t in before["project_events"].split("IN (", 1)[1].split(")", 1)[0].split(",")}
+    with ledger.engine.connect() as conn:
+        command.downgrade(db._alembic_config(conn), "0003_views")
+        conn.commit() if conn.in_transaction() else None
+    restored = schema()
+    assert "project_feed" not in restored
+    assert restored["project_events"].split(" BEGIN ", 1)[1] == body
+
+
+def test_a_ledger_upgraded_by_another_process_while_open_keeps_projecting(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = _at_revision(path, "0003_views")
+    plan = {"gen_id": "d_1", "stage": "draft", "cohort_id": "c", "model_id": "m", "replicate": 1}
+    ledger.append([NewEvent("gen:d_1", "GenerationPlanned", plan)])  # projected by the 0002 trigger
+    Ledger.open(path)  # another opener upgrades the file to head: the trigger is gone
+    assert db.current_revision(ledger.engine) == db.head_revision()
+    ledger.append([NewEvent("gen:d_2", "GenerationPlanned", {**plan, "gen_id": "d_2"})])
+    assert ledger.query("SELECT gen_id, status FROM gen_state ORDER BY gen_id") == [
+        ("d_1", "planned"), ("d_2", "planned")]
