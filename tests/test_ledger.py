@@ -61,6 +61,40 @@ def test_append_assigns_versions_and_chains_hashes(ledger: Ledger) -> None:
     assert ledger.verify() == (5, 0)
 
 
+def test_the_fast_append_path_hashes_exactly_what_verify_recomputes(ledger: Ledger) -> None:
+    tricky = [
+        NewEvent("gen:é\"quoted\"", "Tÿpe\\x", {"z": 1.5, "a": [None, True, "line\nbreak\u2028"], "é": {"b": 1e20}}),
+        NewEvent("s", "X", {}, causation_seq=1),
+        NewEvent("s", "X", {"nested": {"k": [1, {"d": "\x00\t"}]}, "big": 2**70}, causation_seq=2),
+    ]
+    stored = ledger.append(tricky)
+    assert ledger.verify() == (3, 0)
+    assert ledger.events() == stored  # what append returned is exactly what is stored
+    assert stored[1].causation_seq == 1
+    with pytest.raises(ValueError, match="Circular"):
+        cyclic: dict = {}
+        cyclic["self"] = cyclic
+        ledger.append([NewEvent("s", "X", cyclic)])
+    assert ledger.count() == 3
+
+
+def test_new_ledgers_use_16k_pages_and_older_files_keep_theirs(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from daydream import db
+
+    new = Ledger.init(tmp_path / "new.db")[0]
+    assert new.query("PRAGMA page_size") == [(16384,)]
+    monkeypatch.setattr(db, "PAGE_SIZE", 4096)  # a ledger made before pages grew
+    Ledger.init(tmp_path / "old.db")
+    monkeypatch.undo()
+    old = Ledger.open(tmp_path / "old.db")
+    old.append([NewEvent("s", "X", {"i": i}) for i in range(10)])
+    assert old.query("PRAGMA page_size") == [(4096,)]
+    assert old.query("PRAGMA wal_autocheckpoint") == [(db.WAL_AUTOCHECKPOINT_BYTES // 4096,)]
+    assert new.query("PRAGMA wal_autocheckpoint") == [(db.WAL_AUTOCHECKPOINT_BYTES // 16384,)]
+    assert old.verify() == (10, 0)
+
+
 def test_texts_are_deduplicated_by_content(ledger: Ledger) -> None:
     h1, h2, h3 = ledger.put_texts(["same", "same", "other"])
     assert h1 == h2 != h3
