@@ -129,6 +129,38 @@ INSERT_TEXT = "INSERT OR IGNORE INTO texts (sha256, text, chars) VALUES (?, ?, ?
 _IN_CHUNK = 900
 
 
+def chain_events(events: Sequence[NewEvent], seq: int, prev: str, versions: dict[str, int],
+                 now: str) -> tuple[list[tuple], list[Event]]:
+    """Number, version and hash-chain ``events`` after position ``seq`` whose hash is ``prev``.
+
+    Returns the rows to insert (``EVENT_COLUMNS`` order, payloads as canonical JSON) and the events
+    as they will be stored; ``versions`` (stream -> current version) is advanced in place. This is
+    the hot path of every append, so the event's canonical JSON is spelled out inline;
+    ``event_hash`` is the readable definition, and ``verify`` recomputes every hash with it.
+    """
+    at = f',"recorded_at":{_json_str(now)},"seq":'
+    rows: list[tuple] = []
+    stored: list[Event] = []
+    add_row, add_event = rows.append, stored.append
+    version_of = versions.get
+    encode, quote, sha256 = _encode_payload, encode_basestring, hashlib.sha256
+    for e in events:
+        stream, type_, payload, causation = e.stream, e.type, e.payload, e.causation_seq
+        version = version_of(stream, 0) + 1
+        versions[stream] = version
+        seq += 1
+        payload_json = encode(payload)
+        if causation is not None:
+            causation = int(causation)
+        h = sha256(f'{prev}{{"causation_seq":{"null" if causation is None else causation},'
+                   f'"payload":{payload_json}{at}{seq},"stream":{quote(stream)},'
+                   f'"type":{quote(type_)},"version":{version}}}'.encode()).hexdigest()
+        add_row((seq, stream, version, type_, payload_json, now, causation, prev, h))
+        add_event(_new_tuple(Event, (seq, stream, version, type_, payload, now, causation, prev, h)))
+        prev = h
+    return rows, stored
+
+
 @dataclass
 class Ledger:
     """One ledger file. Cheap to create; holds an engine, no open transaction between calls."""
@@ -257,29 +289,7 @@ class Ledger:
         for stream, e in firsts.items():
             if e.expected_version is not None and e.expected_version != versions.get(stream, 0):
                 raise ConcurrencyConflict(stream, e.expected_version, versions.get(stream, 0))
-        now = self.clock()
-        # The event's canonical JSON (keys sorted) is spelled out here, the hot path of every
-        # append; ``event_hash`` is the readable definition and ``verify`` checks both agree.
-        at = f',"recorded_at":{_json_str(now)},"seq":'
-        rows = []
-        stored = []
-        add_row, add_event = rows.append, stored.append
-        version_of = versions.get
-        encode, quote, sha256 = _encode_payload, encode_basestring, hashlib.sha256
-        for e in events:
-            stream, type_, payload, causation = e.stream, e.type, e.payload, e.causation_seq
-            version = version_of(stream, 0) + 1
-            versions[stream] = version
-            seq += 1
-            payload_json = encode(payload)
-            if causation is not None:
-                causation = int(causation)
-            h = sha256(f'{prev}{{"causation_seq":{"null" if causation is None else causation},'
-                       f'"payload":{payload_json}{at}{seq},"stream":{quote(stream)},'
-                       f'"type":{quote(type_)},"version":{version}}}'.encode()).hexdigest()
-            add_row((seq, stream, version, type_, payload_json, now, causation, prev, h))
-            add_event(_new_tuple(Event, (seq, stream, version, type_, payload, now, causation, prev, h)))
-            prev = h
+        rows, stored = chain_events(events, seq, prev, versions, self.clock())
         try:
             cur.executemany(INSERT_EVENT, rows)
         except sqlite3.IntegrityError:
