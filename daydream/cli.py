@@ -189,6 +189,50 @@ def verify(db_path: str) -> None:
     click.echo(f"ok: {n_events} events and {n_texts} texts verified")
 
 
+@cli.group()
+def projections() -> None:
+    """Check or rebuild the tables derived from the events (gen_state, cohort_members, combos, totals)."""
+
+
+@projections.command("check")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def projections_check(db_path: str, as_json: bool) -> None:
+    """Rebuild the projections in a transaction that is rolled back and compare with what is stored.
+
+    Exit 0 when they match, 1 naming each table that drifted. Nothing is changed; writers wait
+    while it runs.
+    """
+    from daydream import projections as proj
+
+    outcome = proj.check(open_ledger(db_path))
+    if as_json:
+        echo_json({"ok": not outcome.drift, "events": outcome.events, "rows": outcome.rows,
+                   "drift": [{"table": d.table, "missing": len(d.missing), "unexpected": len(d.unexpected)}
+                             for d in outcome.drift]})
+    elif outcome.drift:
+        for d in outcome.drift:
+            click.echo(f"drift: {d.describe()}", err=True)
+        click.echo("run 'daydream projections rebuild' to recompute them from the events", err=True)
+    else:
+        click.echo(f"ok: projections match a rebuild from {outcome.events} projected events")
+    if outcome.drift:
+        sys.exit(1)
+
+
+@projections.command("rebuild")
+@db_option
+def projections_rebuild(db_path: str) -> None:
+    """Recompute every projection from the events in one transaction (events are not touched)."""
+    from daydream import projections as proj
+
+    outcome = proj.rebuild(open_ledger(db_path))
+    for d in outcome.drift:
+        click.echo(f"repaired {d.describe()}")
+    counts = ", ".join(f"{table} {n:,}" for table, n in outcome.rows.items())
+    click.echo(f"rebuilt from {outcome.events:,} projected events: {counts} rows")
+
+
 @cli.command()
 @db_option
 @click.argument("dest", type=click.Path(dir_okay=False))

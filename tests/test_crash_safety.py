@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daydream import projections
 from daydream.ledger import Ledger
 from daydream.testing import StubLLMServer
 from tests.runner_fixtures import (KEY_ENV, completed_calls_per_gen, daydream_cmd, pipeline_spec,
@@ -41,6 +42,7 @@ def assert_each_generation_called_once(ledger: Ledger) -> None:
     assert set(per_gen.values()) == {1}, {g: n for g, n in per_gen.items() if n != 1}
     assert ledger.query("SELECT DISTINCT status FROM gen_state") == [("completed",)]
     ledger.verify()
+    assert projections.check(ledger).drift == []  # claims, takeovers, releases: a replay agrees
 
 
 @pytest.mark.parametrize("kill_after_calls", [1, 7, 16])

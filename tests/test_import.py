@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import daydream.cli_import  # noqa: F401  (registers ``daydream import``)
 from daydream import events as ev
 from daydream import ids
+from daydream import projections
 from daydream.cli import cli
 from daydream.importer import ImportReport, _Writer, import_dagster, parse_score
 from daydream.ledger import Ledger, NewEvent, text_hash
@@ -169,6 +170,7 @@ def test_root_that_gained_generations_appends_only_those(tmp_path: Path, ledger_
         {g: 4 for g in added}
     rescore = ledger.query("SELECT stage, COUNT(*) FROM cohort_members WHERE cohort_id = 'rescore' GROUP BY stage")
     assert sorted(rescore) == [("essay", 2), ("evaluation", 2)]
+    assert projections.check(ledger).drift == []  # what two imports projected is what a replay gives
 
 
 def test_parents_already_in_the_ledger_count_and_pass_their_combo_down(tmp_path: Path,
@@ -425,6 +427,7 @@ def test_rescoring_imported_essays_calls_the_llm_only_for_new_evaluations(
     after = dict(ledger.query("SELECT stream, MAX(version) FROM events GROUP BY stream"))
     assert all(after[stream] == version for stream, version in imported_streams if stream.startswith("gen:"))
     assert "ok:" in invoke("verify", "--db", str(ledger_path))
+    assert projections.check(ledger).drift == []  # imported, planned, run: a replay agrees
 
 
 def test_a_generation_appended_by_another_writer_meanwhile_is_skipped_not_fatal(
