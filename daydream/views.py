@@ -137,7 +137,7 @@ VIEWS: dict[str, ViewDoc] = {
         "and not answered yet, or abandoned by a crashed worker).",
         {
             "seq": "seq of the event",
-            "stream": "Event stream, gen:<gen_id> (filter on it rather than gen_id: it is indexed)",
+            "stream": "Event stream, gen:<gen_id> (filtering on it or on gen_id is an index lookup)",
             "gen_id": _GEN, "stage": _STAGE, "attempt": "Generation attempt", "call": "Call number within the attempt",
             "try": "Try number of a failed call", "model_id": "Catalog model id",
             "provider": "Provider plugin", "resolved_model": "Model the provider says answered",

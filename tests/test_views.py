@@ -159,6 +159,27 @@ def test_llm_calls_list_every_try_with_its_outcome(fixture_ledger: Ledger) -> No
             done["resolved_model"]) == (100, 50, 0.002, 2.0, "m1-v1")
 
 
+def test_llm_calls_by_generation_or_stream_are_index_lookups_with_0003s_rows(fixture_ledger: Ledger) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "0005_llm_calls_by_stream.py"
+    spec = importlib.util.spec_from_file_location("m0005", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    with fixture_ledger.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        raw.execute(f"CREATE TEMP VIEW llm_calls_0003 AS {module.LLM_CALLS_0003}")
+        old = raw.execute("SELECT * FROM llm_calls_0003 ORDER BY seq").fetchall()
+        raw.execute("DROP VIEW temp.llm_calls_0003")
+    assert rows(fixture_ledger, "SELECT * FROM llm_calls ORDER BY seq") == [
+        dict(zip(rows(fixture_ledger, "SELECT * FROM llm_calls LIMIT 1")[0], r)) for r in old]
+    for where in ("gen_id = 'v_1b1'", "stream = 'gen:v_1b1'"):
+        plan = " | ".join(r["detail"] for r in rows(fixture_ledger, f"EXPLAIN QUERY PLAN SELECT * FROM llm_calls WHERE {where}"))
+        assert "SCAN" not in plan and "ix_events_type_seq" not in plan, plan
+        assert len(rows(fixture_ledger, f"SELECT * FROM llm_calls WHERE {where}")) == \
+            sum(r[2] == "v_1b1" for r in old) == 2
+
+
 def test_llm_calls_show_a_started_call_without_answer_as_open(fixture_ledger: Ledger) -> None:
     fixture_ledger.append([
         NewEvent("gen:v_2b2", "LLMCallStarted", {
