@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import QueuePool
 
-from daydream.errors import LedgerNotInitialised, LedgerPathError
+from daydream.errors import DaydreamError, LedgerMigrationError, LedgerNotInitialised, LedgerPathError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 60.0
@@ -151,18 +151,29 @@ def current_revision(engine: Engine) -> str | None:
         return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
-def migrate(engine: Engine) -> tuple[str | None, str]:
-    """Bring the ledger schema to the newest revision. Returns (revision before, revision after)."""
+def migrate(engine: Engine, path: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
+    """Bring the ledger schema to the newest revision. Returns (revision before, revision after).
+
+    All migrations run in one transaction: when one fails, the ledger stays exactly as it was and
+    ``LedgerMigrationError`` says which file, from which revision, and why.
+    """
     from alembic import command
 
     before = current_revision(engine)
     head = head_revision()
     if before == head:
         return before, head
-    with engine.connect() as conn:
-        command.upgrade(_alembic_config(conn), "head")
-        if conn.in_transaction():
-            conn.commit()
+    try:
+        with engine.connect() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+            if conn.in_transaction():
+                conn.commit()
+    except DaydreamError:
+        raise
+    except Exception as exc:
+        where = f"ledger {str(path)!r}" if path is not None else "the ledger"
+        raise LedgerMigrationError(f"cannot upgrade {where} from schema {before or 'none'} to {head} "
+                                   f"(left unchanged): {exc}") from exc
     return before, head
 
 
@@ -174,7 +185,7 @@ def open_engine(path: str | os.PathLike[str], *, readonly: bool = False) -> Engi
         raise LedgerNotInitialised(
             f"{str(path)!r} is a SQLite file but not a daydream ledger: run 'daydream init --db {path}'")
     if not readonly and rev != head_revision():
-        migrate(engine)
+        migrate(engine, path)
     return engine
 
 

@@ -27,6 +27,10 @@ class LedgerNotInitialised(DaydreamError):
     """The ledger file exists but has no schema, or an older one: run ``daydream init``."""
 
 
+class LedgerMigrationError(DaydreamError):
+    """The ledger's schema could not be upgraded; it was left as it was."""
+
+
 class ConcurrencyConflict(DaydreamError):
     """An append expected a stream version that another writer already took."""
 

@@ -185,7 +185,7 @@ class Ledger:
     def init(cls, path: str | os.PathLike[str]) -> tuple["Ledger", str | None, str]:
         """Create or upgrade the ledger at ``path``. Returns (ledger, revision before, revision after)."""
         engine = db.create_ledger_engine(path, create=True)
-        before, after = db.migrate(engine)
+        before, after = db.migrate(engine, path)
         return cls(Path(path), engine), before, after
 
     # ----------------------------------------------------------------- writing

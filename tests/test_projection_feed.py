@@ -112,3 +112,25 @@ def test_a_ledger_upgraded_by_another_process_while_open_keeps_projecting(tmp_pa
     ledger.append([NewEvent("gen:d_2", "GenerationPlanned", {**plan, "gen_id": "d_2"})])
     assert ledger.query("SELECT gen_id, status FROM gen_state ORDER BY gen_id") == [
         ("d_1", "planned"), ("d_2", "planned")]
+
+
+def test_a_ledger_whose_schema_cannot_be_upgraded_is_one_line_and_left_as_it_was(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from daydream.cli import cli
+
+    path = tmp_path / "ledger.db"
+    _at_revision(path, "0003_views").engine.dispose()
+    with sqlite3.connect(path) as conn:  # a hand-made trigger where 0002's should be
+        conn.execute("DROP TRIGGER project_events")
+        conn.execute("CREATE TRIGGER project_events AFTER INSERT ON events BEGIN SELECT 1; END")
+    before = path.read_bytes()
+    result = CliRunner().invoke(cli, ["init", "--db", str(path)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "0003_views" in lines[0] and "left unchanged" in lines[0]
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003_views",)]
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'projection_feed'").fetchone() == (0,)
+    assert len(path.read_bytes()) == len(before)
