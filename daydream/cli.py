@@ -238,7 +238,7 @@ def projections_rebuild(db_path: str) -> None:
 @click.argument("dest", type=click.Path(dir_okay=False))
 def backup(db_path: str, dest: str) -> None:
     """Write a consistent copy of the ledger to DEST (safe while others are writing)."""
-    target = open_ledger(db_path).backup(dest)
+    target = open_ledger(db_path, readonly=True).backup(dest)
     click.echo(f"backup written to {target}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -212,6 +213,17 @@ def test_backup_is_a_verified_copy(ledger_path: Path, tmp_path: Path) -> None:
     assert Ledger.open(dest).verify() == (10, 1)
     again = CliRunner().invoke(cli, ["backup", "--db", str(ledger_path), str(dest)])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_backup_reads_the_source_without_changing_a_byte(tmp_path: Path) -> None:
+    source = tmp_path / "example.db"  # the shipped example is in rollback-journal mode, compacted
+    shutil.copy(Path(__file__).resolve().parents[1] / "ledger.db.example", source)
+    before = source.read_bytes()
+    result = CliRunner().invoke(cli, ["backup", "--db", str(source), str(tmp_path / "copy.db")])
+    assert result.exit_code == 0, result.output
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "example.db"]
+    assert Ledger.open(tmp_path / "copy.db", readonly=True).verify()[0] > 0
 
 
 def test_backup_while_another_process_appends_is_consistent(ledger_path: Path, tmp_path: Path) -> None:
