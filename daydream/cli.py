@@ -208,14 +208,14 @@ def projections_check(db_path: str, as_json: bool) -> None:
     outcome = proj.check(open_ledger(db_path))
     if as_json:
         echo_json({"ok": not outcome.drift, "events": outcome.events, "rows": outcome.rows,
-                   "drift": [{"table": d.table, "missing": len(d.missing), "unexpected": len(d.unexpected)}
+                   "drift": [{"table": d.table, "missing": d.missing, "unexpected": d.unexpected}
                              for d in outcome.drift]})
     elif outcome.drift:
         for d in outcome.drift:
             click.echo(f"drift: {d.describe()}", err=True)
         click.echo("run 'daydream projections rebuild' to recompute them from the events", err=True)
     else:
-        click.echo(f"ok: projections match a rebuild from {outcome.events} projected events")
+        click.echo(f"ok: projections match a rebuild from {outcome.events:,} projected events")
     if outcome.drift:
         sys.exit(1)
 

@@ -12,7 +12,6 @@ never touched.
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,18 +28,25 @@ _REPLAY = ("INSERT INTO projection_feed SELECT seq, stream, version, type, paylo
 
 @dataclass
 class TableDrift:
-    """How one projection table differs from a rebuild: rows only in the rebuild, rows only stored."""
+    """How one projection table differs from a rebuild.
+
+    ``missing``: rows the events give that were not stored; ``unexpected``: stored rows the events
+    do not give. The ``*_sample`` lists hold the first few of each.
+    """
 
     table: str
     columns: list[str]
-    missing: list[tuple[Any, ...]] = field(default_factory=list)
-    unexpected: list[tuple[Any, ...]] = field(default_factory=list)
+    missing: int
+    unexpected: int
+    missing_sample: list[tuple[Any, ...]] = field(default_factory=list)
+    unexpected_sample: list[tuple[Any, ...]] = field(default_factory=list)
 
     def describe(self, limit: int = 3) -> str:
         """One line: counts, and the key (first column) of the first differing rows."""
-        keys = sorted({str(r[0]) for r in self.missing + self.unexpected})
-        shown = ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-        return (f"{self.table}: {len(self.missing)} row(s) missing, {len(self.unexpected)} row(s) that the "
+        keys = sorted({str(r[0]) for r in self.missing_sample + self.unexpected_sample})
+        shown = ", ".join(keys[:limit]) + (" …" if len(keys) > limit or self.missing + self.unexpected > len(
+            self.missing_sample) + len(self.unexpected_sample) else "")
+        return (f"{self.table}: {self.missing} row(s) missing, {self.unexpected} row(s) that the "
                 f"events do not give ({self.columns[0]} {shown})")
 
 
@@ -58,27 +64,40 @@ class _RolledBack(Exception):
         self.outcome = outcome
 
 
-def _snapshot(cur: sqlite3.Cursor, table: str) -> tuple[list[str], Counter[tuple[Any, ...]]]:
+def _kept(table: str, source: str) -> str:
     where = f" WHERE NOT ({_EMPTY[table]})" if table in _EMPTY else ""
-    result = cur.execute(f"SELECT * FROM {table}{where}")
-    columns = [d[0] for d in result.description]
-    return columns, Counter(tuple(r) for r in result)
+    return f"SELECT * FROM {source}{where}"
 
 
-def _rebuild_in(cur: sqlite3.Cursor) -> Outcome:
-    before = {t: _snapshot(cur, t) for t in TABLES}
+def _rows(cur: sqlite3.Cursor, sql: str) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r) for r in cur.execute(sql)), key=repr)
+
+
+def _rebuild_in(cur: sqlite3.Cursor, sample: int = 20) -> Outcome:
+    # The stored rows wait in temporary tables (SQLite's temp store, not Python memory: a 1M-event
+    # ledger's projections are hundreds of MB as Python tuples), then SQL tells the differences.
+    for table in TABLES:  # all kept before any is emptied: emptying one moves the counters
+        cur.execute(f"DROP TABLE IF EXISTS temp.before_{table}")
+        cur.execute(f"CREATE TEMP TABLE before_{table} AS {_kept(table, table)}")
     for table in TABLES:
         cur.execute(f"DELETE FROM {table}")
     cur.execute(_REPLAY)
     events = cur.execute("SELECT COUNT(*) FROM events WHERE type IN (SELECT type FROM projected_types)").fetchone()[0]
     drift, rows = [], {}
-    for table in TABLES:
-        columns, after = _snapshot(cur, table)
-        rows[table] = sum(after.values())
-        old = before[table][1]
-        if after != old:
-            drift.append(TableDrift(table, columns, sorted((after - old).elements(), key=repr),
-                                    sorted((old - after).elements(), key=repr)))
+    try:
+        for table in TABLES:
+            after, before = _kept(table, table), _kept(table, f"temp.before_{table}")
+            rows[table] = cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            n_missing = cur.execute(f"SELECT COUNT(*) FROM ({after} EXCEPT {before})").fetchone()[0]
+            n_unexpected = cur.execute(f"SELECT COUNT(*) FROM ({before} EXCEPT {after})").fetchone()[0]
+            if n_missing or n_unexpected:
+                columns = [d[0] for d in cur.execute(f"SELECT * FROM {table} LIMIT 0").description]
+                drift.append(TableDrift(table, columns, n_missing, n_unexpected,
+                                        _rows(cur, f"{after} EXCEPT {before} LIMIT {sample}"),
+                                        _rows(cur, f"{before} EXCEPT {after} LIMIT {sample}")))
+    finally:
+        for table in TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS temp.before_{table}")
     return Outcome(rows, drift, events)
 
 
