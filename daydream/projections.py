@@ -15,15 +15,13 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from daydream.ledger import Ledger
+from daydream.ledger import PROJECT_EVENTS, Ledger
 
 # Base projections first: the read-side counters follow them through their own triggers.
 TABLES = ("gen_state", "cohort_members", "combos", "cohort_totals", "cohort_essay_scores")
 # Counter rows that say "nothing" (a generation that left a cohort leaves zeros behind): the same
 # facts whether present or not.
 _EMPTY = {"cohort_totals": "generations = 0 AND calls = 0", "cohort_essay_scores": "n = 0"}
-_REPLAY = ("INSERT INTO projection_feed SELECT seq, stream, version, type, payload, recorded_at, causation_seq "
-           "FROM events WHERE type IN (SELECT type FROM projected_types) ORDER BY seq")
 
 
 @dataclass
@@ -44,8 +42,9 @@ class TableDrift:
     def describe(self, limit: int = 3) -> str:
         """One line: counts, and the key (first column) of the first differing rows."""
         keys = sorted({str(r[0]) for r in self.missing_sample + self.unexpected_sample})
-        shown = ", ".join(keys[:limit]) + (" …" if len(keys) > limit or self.missing + self.unexpected > len(
-            self.missing_sample) + len(self.unexpected_sample) else "")
+        sampled = len(self.missing_sample) + len(self.unexpected_sample)
+        more = len(keys) > limit or self.missing + self.unexpected > sampled
+        shown = ", ".join(keys[:limit]) + (" …" if more else "")
         return (f"{self.table}: {self.missing} row(s) missing, {self.unexpected} row(s) that the "
                 f"events do not give ({self.columns[0]} {shown})")
 
@@ -81,7 +80,7 @@ def _rebuild_in(cur: sqlite3.Cursor, sample: int = 20) -> Outcome:
         cur.execute(f"CREATE TEMP TABLE before_{table} AS {_kept(table, table)}")
     for table in TABLES:
         cur.execute(f"DELETE FROM {table}")
-    cur.execute(_REPLAY)
+    cur.execute(PROJECT_EVENTS, (0,))  # what every append runs for its own events: here, all of them
     events = cur.execute("SELECT COUNT(*) FROM events WHERE type IN (SELECT type FROM projected_types)").fetchone()[0]
     drift, rows = [], {}
     try:

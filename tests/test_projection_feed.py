@@ -7,22 +7,24 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
-from daydream import db
+from daydream import db, projections
 from daydream.ledger import Event, Ledger, NewEvent
 from tests.read_fixtures import build_fixture
 
-PROJECTIONS = ("gen_state", "cohort_members", "combos", "cohort_totals", "cohort_essay_scores")
+def _alembic(engine: Engine, move: str, revision: str) -> None:
+    """Run ``alembic upgrade|downgrade revision`` on the ledger behind ``engine``."""
+    with engine.connect() as conn:
+        getattr(command, move)(db._alembic_config(conn), revision)
+        if conn.in_transaction():
+            conn.commit()
+    assert db.current_revision(engine) == (db.head_revision() if revision == "head" else revision)
 
 
 def _at_revision(path: Path, revision: str) -> Ledger:
     engine = db.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
-        command.upgrade(db._alembic_config(conn), revision)
-        if conn.in_transaction():
-            conn.commit()
-    assert db.current_revision(engine) == revision
+    _alembic(engine, "upgrade", revision)
     return Ledger(path, engine)
 
 
@@ -34,7 +36,7 @@ def _replay(events: list[Event], into: Ledger, batch: int) -> None:
 
 def _projections(path: Path) -> dict[str, list[tuple]]:
     with sqlite3.connect(path) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in PROJECTIONS}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in projections.TABLES}
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +84,19 @@ def test_upgrade_from_0003_keeps_the_trigger_statements_and_downgrade_restores_t
 
     def schema() -> dict[str, str]:
         with sqlite3.connect(path) as conn:
-            return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+            return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'view')"))
 
     before = schema()
     body = before["project_events"].split(" BEGIN ", 1)[1]
-    with ledger.engine.connect() as conn:
-        command.upgrade(db._alembic_config(conn), "head")
-        conn.commit() if conn.in_transaction() else None
+    _alembic(ledger.engine, "upgrade", "head")
     after = schema()
     assert "project_events" not in after
     assert after["project_feed"].split(" BEGIN ", 1)[1] == body
     types = {t for (t,) in ledger.query("SELECT type FROM projected_types")}
     assert types == {t.strip(" '") for t in before["project_events"].split("IN (", 1)[1].split(")", 1)[0].split(",")}
-    with ledger.engine.connect() as conn:
-        command.downgrade(db._alembic_config(conn), "0003_views")
-        conn.commit() if conn.in_transaction() else None
+    _alembic(ledger.engine, "downgrade", "0003_views")
     restored = schema()
+    assert restored["llm_calls"] == before["llm_calls"]  # 0005's downgrade gives 0003's view back
     assert "project_feed" not in restored
     assert restored["project_events"].split(" BEGIN ", 1)[1] == body
 

@@ -168,7 +168,7 @@ def test_llm_calls_by_generation_or_stream_are_index_lookups_with_0003s_rows(fix
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     with fixture_ledger.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
-        raw.execute(f"CREATE TEMP VIEW llm_calls_0003 AS {module.LLM_CALLS_0003}")
+        raw.execute(f"CREATE TEMP VIEW llm_calls_0003 AS {module._view_0003()}")  # what downgrade restores
         old = raw.execute("SELECT * FROM llm_calls_0003 ORDER BY seq").fetchall()
         raw.execute("DROP VIEW temp.llm_calls_0003")
     assert rows(fixture_ledger, "SELECT * FROM llm_calls ORDER BY seq") == [

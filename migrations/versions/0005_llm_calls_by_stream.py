@@ -14,6 +14,9 @@ Revises: 0004_projection_feed
 Create Date: 2026-11-30
 """
 
+import importlib.util
+from pathlib import Path
+
 from alembic import op
 
 revision = "0005_llm_calls_by_stream"
@@ -52,37 +55,14 @@ WHERE +s.type = 'LLMCallStarted' AND NOT EXISTS (
       AND json_extract(o.payload, '$.attempt') = json_extract(s.payload, '$.attempt')
       AND json_extract(o.payload, '$.call') = json_extract(s.payload, '$.call'))"""
 
-# 0003's definition, for downgrade.
-LLM_CALLS_0003 = """-- One row per LLM call try: its outcome (completed, failed, or open while no answer is recorded).
-SELECT o.seq, o.stream, json_extract(o.payload, '$.gen_id') AS gen_id, g.stage,
-       json_extract(o.payload, '$.attempt') AS attempt, json_extract(o.payload, '$.call') AS call,
-       json_extract(o.payload, '$.try') AS try,
-       json_extract(o.payload, '$.model_id') AS model_id,
-       json_extract(o.payload, '$.provider') AS provider,
-       json_extract(o.payload, '$.resolved_model') AS resolved_model,
-       CASE o.type WHEN 'LLMCallCompleted' THEN 'completed' ELSE 'failed' END AS outcome,
-       json_extract(o.payload, '$.latency_s') AS latency_s,
-       json_extract(o.payload, '$.prompt_tokens') AS prompt_tokens,
-       json_extract(o.payload, '$.completion_tokens') AS completion_tokens,
-       json_extract(o.payload, '$.cost_usd') AS cost_usd,
-       json_extract(o.payload, '$.finish_reason') AS finish_reason,
-       json_extract(o.payload, '$.error_class') AS error_class,
-       json_extract(o.payload, '$.message') AS message,
-       o.recorded_at
-FROM events o LEFT JOIN gen_state g ON g.gen_id = json_extract(o.payload, '$.gen_id')
-WHERE o.type IN ('LLMCallCompleted', 'LLMCallFailed')
-UNION ALL
-SELECT s.seq, s.stream, json_extract(s.payload, '$.gen_id'), g.stage, json_extract(s.payload, '$.attempt'),
-       json_extract(s.payload, '$.call'), NULL, json_extract(s.payload, '$.model_id'),
-       json_extract(s.payload, '$.provider'), NULL, 'open', NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, s.recorded_at
-FROM events s LEFT JOIN gen_state g ON g.gen_id = json_extract(s.payload, '$.gen_id')
-WHERE s.type = 'LLMCallStarted' AND NOT EXISTS (
-    -- answered, or given back unsent (ClaimReleased: no call was made, nothing is in flight)
-    SELECT 1 FROM events o WHERE o.stream = s.stream AND o.version > s.version
-      AND o.type IN ('LLMCallCompleted', 'LLMCallFailed', 'ClaimReleased')
-      AND json_extract(o.payload, '$.attempt') = json_extract(s.payload, '$.attempt')
-      AND json_extract(o.payload, '$.call') = json_extract(s.payload, '$.call'))"""
+
+def _view_0003() -> str:
+    """0003's definition (for downgrade), read from that migration rather than copied here."""
+    path = Path(__file__).with_name("0003_views.py")
+    spec = importlib.util.spec_from_file_location("daydream_migration_0003", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.VIEWS["llm_calls"].strip()
 
 
 def upgrade() -> None:
@@ -92,4 +72,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS llm_calls")
-    op.execute(f"CREATE VIEW llm_calls AS {LLM_CALLS_0003}")
+    op.execute(f"CREATE VIEW llm_calls AS {_view_0003()}")
