@@ -102,17 +102,19 @@ def build_dagster_root(dest: Path, *, seed_raw: Path | None = None, n_combos: in
                        evaluation_templates: tuple[str, ...] = ("daydreaming-verification-v2",),
                        evaluation_models: tuple[str, ...] = ("sonnet-4",),
                        evaluation_replicates: int = 1, text_chars: int = 300,
-                       cohort_id: str = "legacy-cohort") -> BuiltRoot:
+                       cohort_id: str = "legacy-cohort",
+                       concepts: list[str] | None = None) -> BuiltRoot:
     """Write a data root at ``dest`` and return what is in it.
 
     Drafts: combos × draft templates × draft models (replicate 1; the first combo is the legacy
     ``combo_v1_85128e4e5ef3``). One essay per draft and essay template (legacy essay ids have no
     model). Evaluations: essays × templates × models × replicates. Essays carry the combo only on
-    every other one and evaluations never, as in the previous pipeline's metadata.
+    every other one and evaluations never, as in the previous pipeline's metadata. ``concepts``
+    (ids) replaces the default concept list when no seed catalog is given.
     """
     dest.mkdir(parents=True, exist_ok=True)
     built = BuiltRoot(root=dest, cohort_id=cohort_id)
-    concepts = list(DEFAULT_CONCEPTS)
+    concepts = list(concepts or DEFAULT_CONCEPTS)
     if seed_raw is not None:
         shutil.copytree(seed_raw, dest / "1_raw")
         with (seed_raw / "concepts_metadata.csv").open(newline="", encoding="utf-8") as handle:
