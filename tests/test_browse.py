@@ -171,23 +171,30 @@ def test_browse_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
         browse.build_datasette(not_ledger)
 
 
-def test_markdown_plugin_leaves_other_datasettes_alone(tmp_path: Path) -> None:
+def test_our_plugin_leaves_other_datasettes_alone(tmp_path: Path) -> None:
+    # Datasette's plugin manager is global: once browse registered our plugin, a plain Datasette in
+    # the same process must still show the same file exactly as Datasette would.
+    import asyncio
+
     from datasette.app import Datasette
 
-    from daydream import datasette_markdown
+    path = tmp_path / "fixture.db"
+    ledger, _, _ = Ledger.init(path)
+    build_fixture(ledger)
+    ledger.engine.dispose()
 
-    other = Datasette()
-    assert datasette_markdown.render_cell(value="# x", column="essay", table=None, database="ledger",
-                                          datasette=other) is None
-    ours = browse.build_datasette(_tiny_ledger(tmp_path))
-    assert "<h1>x</h1>" in datasette_markdown.render_cell(value="# x", column="essay", table=None,
-                                                          database="ledger", datasette=ours)
+    async def pages() -> tuple[str, str]:
+        ours = browse.build_datasette(path)
+        other = Datasette([str(path)])
+        mine = (await ours.client.get("/ledger/generations?stage=essay")).text
+        theirs = (await other.client.get("/fixture/generations?stage=essay")).text
+        return mine, theirs
 
-
-def _tiny_ledger(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.db"
-    Ledger.init(path)
-    return path
+    mine, theirs = asyncio.run(pages())
+    assert "<h1>Tide Lanterns</h1>" in mine and "daydream.css" in mine
+    assert 'href="/ledger/generations?gen_id=d_one"' in mine
+    assert "<h1>Tide Lanterns</h1>" not in theirs and "daydream.css" not in theirs
+    assert "# Tide Lanterns" in theirs and "gen_id=d_one" not in theirs
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
