@@ -153,27 +153,33 @@ PAGES = {
     "essay_rankings, one cohort by rank": ("/essay_rankings?cohort_id=big&_sort=rank", True),
     "essay_rankings.json, one cohort by rank": ("/essay_rankings.json?cohort_id=big&_sort=rank", True),
     "generation page (one essay)": ("/generations?gen_id=e_5", False),
+    "generations (first page)": ("/generations", False),
     "events (first page)": ("/events", False),
 }
 
 
-def time_pages(path: Path, runs: int = 5) -> dict[str, tuple[float, int]]:
-    """Median wall time in ms and HTTP status of each page in ``PAGES``, after one warm-up each."""
+def time_pages(path: Path, runs: int = 5) -> dict[str, tuple[float, float, int]]:
+    """Median wall and CPU time in ms, and HTTP status, of each page in ``PAGES`` (one warm-up each).
+
+    CPU time covers every thread of this process (Datasette runs SQL in its own threads), so it
+    stays honest when other work shares the machine and stretches the wall time.
+    """
     from daydream.browse import DATABASE, build_datasette
 
-    async def measure() -> dict[str, tuple[float, int]]:
+    async def measure() -> dict[str, tuple[float, float, int]]:
         ds = build_datasette(path)
         found = {}
         for name, (page, _) in PAGES.items():
             url = f"/{DATABASE}{page}"
             await ds.client.get(url)  # first use opens connections and fills caches
-            walls, status = [], 0
+            walls, cpus, status = [], [], 0
             for _ in range(runs):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 response = await ds.client.get(url)
                 walls.append((time.perf_counter() - t0) * 1000)
+                cpus.append((time.process_time() - c0) * 1000)
                 status = response.status_code
-            found[name] = (statistics.median(walls), status)
+            found[name] = (statistics.median(walls), statistics.median(cpus), status)
         return found
 
     return asyncio.run(measure())
@@ -201,14 +207,14 @@ def main() -> None:
                 if ms >= BUDGET_MS:
                     failed.append(name)
             print(f"{name:42s} {ms:8.1f} ms {cpu:8.1f} ms  {n:7,} rows  {mark}")
-        print(f"\n{'Datasette page':42s} {'wall':>8s}")
-        for name, (ms, status) in time_pages(path).items():
+        print(f"\n{'Datasette page (daydream browse)':42s} {'wall':>8s}    {'cpu':>8s}")
+        for name, (ms, cpu, status) in time_pages(path).items():
             mark = ""
             if PAGES[name][1]:
                 mark = "ok" if ms < BUDGET_MS else f"OVER {BUDGET_MS:.0f} ms"
                 if ms >= BUDGET_MS:
                     failed.append(name)
-            print(f"{name:42s} {ms:8.1f} ms  HTTP {status}  {mark}")
+            print(f"{name:42s} {ms:8.1f} ms {cpu:8.1f} ms  HTTP {status}  {mark}")
         if failed:
             raise SystemExit(f"over budget: {', '.join(failed)}")
 

@@ -122,12 +122,11 @@ def metadata() -> dict[str, Any]:
         tables[name]["hidden"] = True
     for name in PLUMBING:
         tables[name] = {"hidden": True}
-    tables["essay_rankings"]["sort"] = "rank"
     return {
         "title": "daydream ledger",
         "description": "Structured LLM experiments recorded as events. Start with cohort_progress, "
                        "essay_rankings or the canned queries below.",
-        "databases": {DATABASE: {"tables": tables, "queries": CANNED_QUERIES}},
+        "databases": {DATABASE: {"title": "daydream ledger", "tables": tables, "queries": CANNED_QUERIES}},
     }
 
 

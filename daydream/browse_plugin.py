@@ -44,6 +44,8 @@ SHORT_HASH = 12
 # JSON this short reads fine on one line; anything longer is folded.
 INLINE_JSON_CHARS = 72
 STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
+# Views that are machinery, not reading (the append path of migration 0004).
+PLUMBING_VIEWS = frozenset({"projection_feed"})
 
 
 @dataclass
@@ -170,14 +172,15 @@ async def in_thread(datasette: Any, fn: Any, *args: Any) -> Any:
 async def essay_card(datasette: Any, state: Browsed, gen_id: str) -> Markup:
     """An essay in a ranking: its title linking to its page (with its evaluations), its concepts."""
     db = datasette.get_database(state.database)
+    # Straight from gen_state and texts: the generations view would also fetch the prompt.
     found = (await db.execute(
-        "SELECT g.parsed, g.response, c.concept_ids, (SELECT MAX(seq) FROM events "
-        "WHERE type = 'CatalogImported') AS catalog_seq FROM generations g "
-        "LEFT JOIN combos c ON c.combo_id = g.combo_id WHERE g.gen_id = ?", [gen_id])).first()
+        "SELECT (SELECT text FROM texts WHERE sha256 = COALESCE(g.parsed_hash, g.raw_hash)) AS text, "
+        "c.concept_ids, (SELECT MAX(seq) FROM events WHERE type = 'CatalogImported') AS catalog_seq "
+        "FROM gen_state g LEFT JOIN combos c ON c.combo_id = g.combo_id WHERE g.gen_id = ?", [gen_id])).first()
     links = Links(datasette, state.database)
     if found is None:
         return links.gen_link(gen_id)
-    title = views.essay_title(found["parsed"] or found["response"], fallback=gen_id)
+    title = views.essay_title(found["text"], fallback=gen_id)
     names = await in_thread(datasette, state.concept_names, found["catalog_seq"])
     concepts = [names.get(c, c) for c in parse_json(found["concept_ids"] or "[]") or []]
     href = escape(links.generation(gen_id))
@@ -230,6 +233,14 @@ def extra_css_urls(datasette: Any) -> list[str]:
     if browsed(datasette) is None:
         return []
     return [datasette.urls.path(f"/{STATIC}/daydream.css")]
+
+
+@hookimpl
+def extra_body_script(view_name: str, datasette: Any) -> str:
+    # A row page shows one row: its folded cells (a text, a payload) open, ready to read.
+    if browsed(datasette) is None or view_name != "row":
+        return ""
+    return "document.querySelectorAll('details.dd-fold').forEach(d => { d.open = true; });"
 
 
 @hookimpl
@@ -295,10 +306,15 @@ def home(ledger: Ledger) -> dict[str, Any]:
     comparison_columns = [r["name"] for r in views.query(ledger, "SELECT name FROM pragma_table_info('comparisons')")] \
         if "comparisons" in existing else []
     latest = views.query(ledger, "SELECT seq, stream, type, recorded_at FROM events ORDER BY seq DESC LIMIT 12")
+    # Every view of the ledger, the documented ones with their title; plumbing stays out.
+    guide = [(name, doc.title, doc.description) for name, doc in views.VIEWS.items() if name in existing]
+    guide += [(r["name"], r["name"], "") for r in views.query(
+        ledger, "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")
+        if r["name"] not in views.VIEWS and r["name"] not in PLUMBING_VIEWS]
     return {
         "cohorts": list(cohorts.values()), "stages": stages, "latest": latest,
-        "last_seq": latest[0]["seq"] if latest else 0,
-        "views": [(name, doc) for name, doc in views.VIEWS.items() if name in existing],
+        "last_seq": latest[0]["seq"] if latest else 0, "file": ledger.path.name, "path": str(ledger.path),
+        "views": guide,
         "comparisons": "comparisons" in existing,
         "comparisons_by_cohort": "cohort_id" in comparison_columns,
     }
@@ -314,11 +330,10 @@ def generation(ledger: Ledger, gen_id: str) -> dict[str, Any] | None:
         found = views.lineage(ledger, gen_id)
     except NotFound:
         return None
-    g = found["generation"]
-    found["title"] = views.essay_title(g["parsed"] or g["response"]) if g["stage"] != "evaluation" else None
-    for child in found["children"]:
-        child["title"] = views.essay_title(child["parsed"] or child["response"]) \
-            if child["stage"] != "evaluation" else None
+    # Essays have titles (their first heading); drafts and evaluations are known by their id.
+    for g in (found["generation"], *found["ancestors"], *found["children"]):
+        g["title"] = views.essay_title(g["parsed"] or g["response"]) if g["stage"] == "essay" else None
+    found["title"] = found["generation"]["title"]
     # An essay's standing in each cohort that scores it: rank = 1 + essays with a higher mean (the
     # RANK() of essay_rankings), read from the per-cohort sums so no whole cohort is ranked.
     found["standings"] = views.query(ledger, """
