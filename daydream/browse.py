@@ -124,8 +124,8 @@ def metadata() -> dict[str, Any]:
         tables[name] = {"hidden": True}
     return {
         "title": "daydream ledger",
-        "description": "Structured LLM experiments recorded as events. Start with cohort_progress, "
-                       "essay_rankings or the canned queries below.",
+        "description": "Structured LLM experiments recorded as events. The ledger's page starts with "
+                       "its cohorts: progress, rankings, failures and spend.",
         "databases": {DATABASE: {"title": "daydream ledger", "tables": tables, "queries": CANNED_QUERIES}},
     }
 

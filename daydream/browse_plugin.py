@@ -11,6 +11,14 @@ generation, read with the same functions ``daydream status`` and ``daydream show
 
 Datasette's plugin manager is global, so every hook does nothing unless the Datasette instance was
 built by ``daydream.browse`` (which attaches a ``Browsed`` under ``FLAG``).
+
+Why not the registry's plugins (checked against Datasette 0.65.5): datasette-render-markdown keeps a
+model's own ``<img src>`` and ``<a href>`` tags as live HTML (it sanitises rather than escapes) and
+renders with a second Markdown engine unlike report.html's; datasette-pretty-json pretty-prints but
+cannot fold, and would format every JSON cell of every Datasette in the environment;
+datasette-json-html turns any JSON cell shaped like a link or image, a model's answer included,
+into HTML; datasette-template-sql would move into templates the queries that ``daydream.views``
+already runs for ``status`` and ``show``.
 """
 
 from __future__ import annotations

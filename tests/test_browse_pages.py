@@ -9,6 +9,7 @@ rendered DOM (nothing wider than the viewport, links that resolve, titles, no in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -201,10 +202,11 @@ def free_port() -> int:
 
 
 class Site:
-    def __init__(self, base: str, db: Path, evil: dict[str, str]) -> None:
+    def __init__(self, base: str, db: Path, evil: dict[str, str], digest: str) -> None:
         self.base = base
         self.db = db
         self.evil = evil
+        self.digest = digest  # of the ledger file before the server opened it
 
     def url(self, path: str, **args: Any) -> str:
         return f"{self.base}{path}" + (f"?{urlencode(args)}" if args else "")
@@ -219,6 +221,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ledger = Ledger.open(db)  # brings an older example up to this schema
     evil = add_evil_essay(ledger)
     ledger.engine.dispose()
+    digest = hashlib.sha256(db.read_bytes()).hexdigest()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
     proc = subprocess.Popen(["uv", "run", "daydream", "browse", "--db", str(db), "--port", str(port)],
@@ -235,7 +238,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"daydream browse did not start: {proc.stderr.read()[-800:] if proc.stderr else ''}")
             time.sleep(0.2)
-        yield Site(base, db, evil)
+        yield Site(base, db, evil, digest)
     finally:
         proc.terminate()
         try:
@@ -459,3 +462,9 @@ def test_script_in_model_text_is_shown_as_text_and_never_runs(
     if name == "evil-essay":
         assert "<script>window.__dd_pwned = 'prompt'</script>" in again["text"]
         assert re.search(r"<img src=x onerror=", again["text"])
+
+
+def test_browsing_every_page_left_the_ledger_file_as_it_was(site: Site) -> None:
+    # Runs last in this module: every page above was served from this file, read-only.
+    assert hashlib.sha256(site.db.read_bytes()).hexdigest() == site.digest
+    assert not Path(f"{site.db}-wal").exists() or Path(f"{site.db}-wal").stat().st_size == 0
