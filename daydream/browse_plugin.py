@@ -34,7 +34,8 @@ from datasette import hookimpl
 from markupsafe import Markup, escape
 
 from daydream import views
-from daydream.datasette_markdown import FOLDED_TABLES, MARKDOWN_COLUMNS, folded, markdown_cell, plain_text
+from daydream.datasette_markdown import (FOLDED_TABLES, MARKDOWN_COLUMNS, first_line, folded, markdown_cell,
+                                         plain_text)
 from daydream.errors import NotFound
 from daydream.ledger import Ledger
 
@@ -189,7 +190,8 @@ async def essay_card(datasette: Any, state: Browsed, gen_id: str) -> Markup:
     if found is None:
         return links.gen_link(gen_id)
     title = views.essay_title(found["text"], fallback=gen_id)
-    names = await in_thread(datasette, state.concept_names, found["catalog_seq"])
+    seq = found["catalog_seq"]
+    names = state.concepts[1] if seq == state.concepts[0] else await in_thread(datasette, state.concept_names, seq)
     concepts = [names.get(c, c) for c in parse_json(found["concept_ids"] or "[]") or []]
     href = escape(links.generation(gen_id))
     html = f'<a class="dd-title" href="{href}">{escape(title)}</a>'
@@ -226,7 +228,7 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
             # To the second; the full timestamp (microseconds, zone) on hover.
             return Markup(f'<span title="{escape(value)}">{escape(value[:19].replace("T", " "))}</span>')
         if table == "texts" and column == "text":
-            return folded(value.strip().splitlines()[0][:120] if value.strip() else "(blank)", plain_text(value))
+            return folded(first_line(value) or "(blank)", plain_text(value))
         data = parse_json(value)
         if data is not None:
             return json_html(data)

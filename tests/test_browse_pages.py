@@ -9,6 +9,8 @@ rendered DOM (nothing wider than the viewport, links that resolve, titles, no in
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -59,8 +61,11 @@ class Chromium:
         self._from_browser, from_browser_w = os.pipe()
 
         def wire_pipes() -> None:
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
+            # Through fds above 4 first, in case a pipe end already sits on fd 3 or 4.
+            high_r = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
+            high_w = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
 
         self.proc = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
@@ -136,8 +141,6 @@ class Chromium:
         height = int(self.js("document.documentElement.scrollHeight"))
         self.resize(min(height, 12000))
         data = self.call("Page.captureScreenshot", session=True, format="png")["data"]
-        import base64
-
         path.write_bytes(base64.b64decode(data))
         self.resize(1000)
 
@@ -462,6 +465,13 @@ def test_script_in_model_text_is_shown_as_text_and_never_runs(
     if name == "evil-essay":
         assert "<script>window.__dd_pwned = 'prompt'</script>" in again["text"]
         assert re.search(r"<img src=x onerror=", again["text"])
+
+
+def test_the_injection_check_catches_a_page_that_passes_model_text_through(browser: Chromium) -> None:
+    # The same payloads served as raw HTML do run, so the checks above would see it if ours did.
+    browser.open("data:text/html," + quote(EVIL_ESSAY))
+    found = browser.js(NOT_RUN)
+    assert found["pwned"] is not None and found["handlers"] > 0
 
 
 def test_browsing_every_page_left_the_ledger_file_as_it_was(site: Site) -> None:
