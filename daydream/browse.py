@@ -2,8 +2,10 @@
 
 ``build_datasette`` returns a configured ``Datasette`` for one ledger file: opened read-only (the
 file is never written through it), no CORS, metadata from ``daydream.views`` describing every view
-and column, canned queries for the questions people ask most, Markdown rendering of essays and
-prompts (our ``datasette_markdown`` plugin), and no truncation of long text. ``serve`` runs it.
+and column, canned queries for the questions people ask most, the projection and bookkeeping
+tables hidden (one click away), and our plugin (``daydream.browse_plugin``) with the templates and
+stylesheet under ``daydream/datasette/``: a home page per ledger, a page per generation, rows that
+link to each other, model text rendered as escaped Markdown. ``serve`` runs it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
 
-from daydream import datasette_markdown, db, views
+from daydream import browse_plugin, db, views
 from daydream.db import check_path
 from daydream.errors import UsageError
+from daydream.ledger import Ledger
 
 DATABASE = "ledger"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+FILES = Path(__file__).resolve().parent / "datasette"
 
 TABLES: dict[str, tuple[str, str]] = {
     "events": ("Events (the ledger)", "Every fact daydream recorded, in order, hash-chained. Append-only."),
@@ -78,10 +82,12 @@ ORDER BY cost_usd DESC, model_id, stage""",
     },
     "failures": {
         "title": "Failures",
-        "description": "Generations whose current attempt failed, newest first, with the reason.",
+        "description": "Generations whose current attempt failed, newest first, with the reason. "
+                       "Leave cohort empty for every cohort.",
         "sql": """SELECT gen_id, stage, kind, reason, template_id, model_id, attempt, failed_calls,
        blocked_children, failed_seq
 FROM failures
+WHERE :cohort = '' OR gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = :cohort)
 ORDER BY failed_seq DESC""",
     },
     "pending_work": {
@@ -98,6 +104,13 @@ ORDER BY planned_seq""",
 }
 
 
+# Listed only under "hidden tables": projections a view already shows in readable form ...
+HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores")
+# ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
+# event types) through which each append applies its events to the projections (migration 0004).
+PLUMBING = ("alembic_version", "projection_feed", "projected_types")
+
+
 def metadata() -> dict[str, Any]:
     """Datasette metadata: titles and descriptions of every view, column and table; canned queries."""
     tables: dict[str, Any] = {}
@@ -105,15 +118,15 @@ def metadata() -> dict[str, Any]:
         tables[name] = {"title": doc.title, "description": doc.description, "columns": dict(doc.columns)}
     for name, (title, description) in TABLES.items():
         tables[name] = {"title": title, "description": description}
-    # Plumbing, not data: the schema revision, and the always-empty view (with its list of event
-    # types) through which each append applies its events to the projections (migration 0004).
-    for name in ("alembic_version", "projection_feed", "projected_types"):
+    for name in HIDDEN:
+        tables[name]["hidden"] = True
+    for name in PLUMBING:
         tables[name] = {"hidden": True}
     return {
         "title": "daydream ledger",
-        "description": "Structured LLM experiments recorded as events. Start with cohort_progress, "
-                       "essay_rankings or the canned queries below.",
-        "databases": {DATABASE: {"tables": tables, "queries": CANNED_QUERIES}},
+        "description": "Structured LLM experiments recorded as events. The ledger's page starts with "
+                       "its cohorts: progress, rankings, failures and spend.",
+        "databases": {DATABASE: {"title": "daydream ledger", "tables": tables, "queries": CANNED_QUERIES}},
     }
 
 
@@ -129,13 +142,16 @@ SETTINGS = {
 def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
     """A read-only Datasette on the ledger at ``db_path`` with daydream's metadata and plugin."""
     path = check_path(db_path, create=False)
-    db.open_engine(path, readonly=True).dispose()  # a daydream ledger, not just any SQLite file
-    if not pm.is_registered(datasette_markdown):
-        pm.register(datasette_markdown, name="daydream_markdown")
-    ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False)
+    # A daydream ledger, not just any SQLite file; the plugin reads it through the same query
+    # functions as 'daydream status' and 'daydream show'.
+    ledger = Ledger(Path(path), db.open_engine(path, readonly=True))
+    if not pm.is_registered(browse_plugin):
+        pm.register(browse_plugin, name="daydream_browse")
+    ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False, template_dir=str(FILES / "templates"),
+                   static_mounts=[(browse_plugin.STATIC, str(FILES / "static"))])
     # Datasette reads a mutable file through mode=ro connections and we never ask it to write.
     ds.add_database(Database(ds, path=str(Path(path).resolve()), is_mutable=True), name=DATABASE)
-    setattr(ds, datasette_markdown.FLAG, {DATABASE})
+    setattr(ds, browse_plugin.FLAG, browse_plugin.Browsed(DATABASE, ledger))
     return ds
 
 

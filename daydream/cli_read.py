@@ -155,7 +155,11 @@ def report(db_path: str, cohort: str, out_dir: str | None, top: int) -> None:
               help="Address to listen on (loopback by default; anything else exposes the ledger).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True, help="Port to listen on.")
 def browse(db_path: str, host: str, port: int) -> None:
-    """Browse the ledger in Datasette (read-only): views, canned queries, essays as Markdown."""
+    """Browse the ledger in Datasette (read-only), starting from its home page.
+
+    Cohorts with progress and links, a page per generation with its lineage, texts and events,
+    essay rankings with titles, every view and canned query; model text is shown, never run.
+    """
     from daydream.browse import LOOPBACK, serve
 
     if host not in LOOPBACK:

@@ -1,43 +1,56 @@
-"""A Datasette plugin of ours: show essays, prompts and responses as rendered Markdown.
+"""Model text as HTML for ``daydream browse``: rendered Markdown, or plain wrapped text, never raw HTML.
 
-It implements Datasette's ``render_cell`` hook for the text columns of the daydream views (and of
-the canned queries, which have no table). Raw HTML inside model output is escaped, never passed
-through, and it only acts on Datasette instances built by ``daydream.browse`` (which set a flag), so
-registering it in Datasette's global plugin manager changes nothing for other instances.
+Essays, drafts, prompts and answers are Markdown written by a model, so they are untrusted: they go
+through the report's renderer (markdown-it with HTML disabled), which escapes any tag a model wrote
+(``<script>`` or ``<img onerror=…>`` reads as text). Long texts in a table can be folded into a
+``<details>`` whose summary is their first line. ``daydream.browse_plugin`` decides which cells use
+which.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from datasette import hookimpl
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from daydream.report import render_markdown
 
-FLAG = "_daydream_markdown_columns"
 # Columns holding Markdown, by view; None is for canned and ad-hoc queries.
 MARKDOWN_COLUMNS: dict[str | None, frozenset[str]] = {
     "generations": frozenset({"prompt", "response", "parsed"}),
     "failures": frozenset({"response"}),
     None: frozenset({"essay", "prompt", "response", "parsed", "text"}),
 }
+# In these views a row holds whole texts next to many short columns, so each text is folded.
+FOLDED_TABLES = frozenset({"generations", "failures"})
+SUMMARY_CHARS = 120
 
 
-def markdown_cell(text: str) -> Markup:
-    """One cell's Markdown as HTML that keeps its own line breaks only where Markdown puts them."""
+def markdown_html(text: str) -> Markup:
+    """Markdown as HTML that keeps its own line breaks only where Markdown puts them."""
     rendered = render_markdown(text).strip().replace(">\n<", "><")
-    # Datasette's stylesheet shows <em> in cells small and grey (its marker for NULL); undo that.
-    rendered = rendered.replace("<em>", '<em style="font-size: inherit; color: inherit">')
-    return Markup(f'<div class="daydream-markdown" style="white-space: normal; max-width: 60em">{rendered}</div>')
+    return Markup(f'<div class="dd-markdown">{rendered}</div>')
 
 
-@hookimpl
-def render_cell(value: Any, column: str, table: str | None, database: str, datasette: Any) -> Markup | None:
-    """Render Markdown columns of daydream's views; leave every other cell to Datasette."""
-    databases = getattr(datasette, FLAG, None)
-    if not databases or database not in databases or not isinstance(value, str) or not value:
-        return None
-    if column not in MARKDOWN_COLUMNS.get(table, frozenset()):
-        return None
-    return markdown_cell(value)
+def first_line(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """The first non-empty line of ``text`` without Markdown heading marks, shortened to ``limit``."""
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return ""
+
+
+def folded(summary: str, body: Markup, extra_class: str = "") -> Markup:
+    """``body`` inside a closed ``<details>`` whose one-line summary is ``summary`` (escaped)."""
+    classes = f"dd-fold {extra_class}".strip()
+    return Markup(f'<details class="{classes}"><summary>{escape(summary)}</summary>{body}</details>')
+
+
+def markdown_cell(text: str, fold: bool = False) -> Markup:
+    """One cell's Markdown; with ``fold``, closed behind its first line."""
+    html = markdown_html(text)
+    return folded(first_line(text) or "(blank)", html) if fold else html
+
+
+def plain_text(text: str) -> Markup:
+    """Text shown exactly as written, wrapped to the page (templates, specs, raw answers)."""
+    return Markup(f'<div class="dd-plain">{escape(text)}</div>')

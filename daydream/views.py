@@ -262,9 +262,12 @@ def unpriced_counts(ledger: Ledger, cohort_id: str | None = None) -> dict[tuple[
     """
     where = "WHERE g.calls > g.failed_calls AND g.cost_usd IS NULL" + (" AND m.cohort_id = ?" if cohort_id else "")
     params = (cohort_id,) if cohort_id else ()
+    # One cohort: walk its members. Every cohort: one pass over gen_state, then the member index for
+    # the few unpriced ones (walking every membership instead took 250 ms at 1M events, this 45 ms).
+    join = "cohort_members m JOIN gen_state g" if cohort_id else "gen_state g CROSS JOIN cohort_members m"
     return {(r["cohort_id"], r["stage"]): r["n"] for r in _dicts(ledger, f"""
-        SELECT m.cohort_id, g.stage, COUNT(*) AS n FROM cohort_members m
-        JOIN gen_state g ON g.gen_id = m.gen_id {where} GROUP BY m.cohort_id, g.stage""", params)}
+        SELECT m.cohort_id, g.stage, COUNT(*) AS n FROM {join} ON g.gen_id = m.gen_id {where}
+        GROUP BY m.cohort_id, g.stage""", params)}
 
 
 def latest_catalog(ledger: Ledger) -> dict[str, Any]:

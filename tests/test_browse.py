@@ -171,23 +171,30 @@ def test_browse_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
         browse.build_datasette(not_ledger)
 
 
-def test_markdown_plugin_leaves_other_datasettes_alone(tmp_path: Path) -> None:
+def test_our_plugin_leaves_other_datasettes_alone(tmp_path: Path) -> None:
+    # Datasette's plugin manager is global: once browse registered our plugin, a plain Datasette in
+    # the same process must still show the same file exactly as Datasette would.
+    import asyncio
+
     from datasette.app import Datasette
 
-    from daydream import datasette_markdown
+    path = tmp_path / "fixture.db"
+    ledger, _, _ = Ledger.init(path)
+    build_fixture(ledger)
+    ledger.engine.dispose()
 
-    other = Datasette()
-    assert datasette_markdown.render_cell(value="# x", column="essay", table=None, database="ledger",
-                                          datasette=other) is None
-    ours = browse.build_datasette(_tiny_ledger(tmp_path))
-    assert "<h1>x</h1>" in datasette_markdown.render_cell(value="# x", column="essay", table=None,
-                                                          database="ledger", datasette=ours)
+    async def pages() -> tuple[str, str]:
+        ours = browse.build_datasette(path)
+        other = Datasette([str(path)])
+        mine = (await ours.client.get("/ledger/generations?stage=essay")).text
+        theirs = (await other.client.get("/fixture/generations?stage=essay")).text
+        return mine, theirs
 
-
-def _tiny_ledger(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.db"
-    Ledger.init(path)
-    return path
+    mine, theirs = asyncio.run(pages())
+    assert "<h1>Tide Lanterns</h1>" in mine and "daydream.css" in mine
+    assert 'href="/ledger/generations?gen_id=d_one"' in mine
+    assert "<h1>Tide Lanterns</h1>" not in theirs and "daydream.css" not in theirs
+    assert "# Tide Lanterns" in theirs and "gen_id=d_one" not in theirs
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -223,3 +230,54 @@ def test_browse_on_a_port_in_use_is_one_line_and_non_zero(server: Server) -> Non
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("error: ") and port in lines[0] and "in use" in lines[0]
     assert "Traceback" not in run.stderr
+
+
+def _page(path: Path, url: str) -> tuple[int, str]:
+    import asyncio
+
+    async def get() -> tuple[int, str]:
+        response = await browse.build_datasette(path).client.get(url)
+        return response.status_code, response.text
+
+    return asyncio.run(get())
+
+
+@pytest.mark.parametrize("columns,link", [
+    ("'c-one' AS cohort_id, 'draft_template' AS factor, 0.5 AS diff", "/ledger/comparisons?cohort_id=c-one"),
+    ("'draft_template' AS factor, 0.5 AS diff", "/ledger/comparisons"),
+])
+def test_home_page_links_comparisons_only_when_the_ledger_has_them(tmp_path: Path, columns: str, link: str) -> None:
+    import sqlite3
+
+    path = tmp_path / "fixture.db"
+    ledger, _, _ = Ledger.init(path)
+    build_fixture(ledger)
+    ledger.engine.dispose()
+    status, home = _page(path, "/ledger")
+    assert status == 200 and "comparisons" not in home.lower()
+    # What 'daydream compare' (issue 13) adds: a view of the paired rows behind each comparison.
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE VIEW comparisons AS SELECT {columns}")
+    status, home = _page(path, "/ledger")
+    assert status == 200 and f'href="{link}"' in home
+    assert _page(path, link)[0] == 200
+
+
+def test_home_page_of_an_empty_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    Ledger.init(path)
+    status, home = _page(path, "/ledger")
+    assert status == 200
+    assert "No cohorts yet" in home and "daydream cohort plan" in home
+
+
+def test_a_generation_page_for_an_unknown_id_is_the_empty_table(tmp_path: Path) -> None:
+    path = tmp_path / "fixture.db"
+    ledger, _, _ = Ledger.init(path)
+    build_fixture(ledger)
+    ledger.engine.dispose()
+    status, page = _page(path, "/ledger/generations?gen_id=e_nope")
+    assert status == 200 and "0 rows" in page
+    status, page = _page(path, "/ledger/generations?gen_id=e_one")
+    assert status == 200 and 'rel="up" href="/ledger/generations?gen_id=d_one"' in page
+    assert 'rel="down" href="/ledger/generations?gen_id=v_1a1"' in page
