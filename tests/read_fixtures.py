@@ -7,13 +7,13 @@ calls, parses, scores, a failure, a retry, a reused generation) with exactly the
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from daydream.ledger import Ledger, NewEvent, text_hash
+from tests.runner_fixtures import daydream_cmd
 
 COHORT = "c-one"
 COHORT2 = "c-two"
@@ -190,18 +190,10 @@ _DEMO: dict[str, Path] = {}
 
 
 def demo_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ledger holding the finished ``daydream demo`` cohort, built once per test session.
-
-    Skips the calling test when ``daydream demo`` is not available.
-    """
+    """A ledger holding the finished ``daydream demo`` cohort, built once per test session."""
     if "path" not in _DEMO:
-        if shutil.which("uv") is None:
-            pytest.skip("uv is not on PATH")
-        probe = subprocess.run(["uv", "run", "daydream", "demo", "--help"], capture_output=True, text=True)
-        if probe.returncode != 0:
-            pytest.skip("'daydream demo' is not available")
         path = tmp_path_factory.mktemp("demo") / "demo.db"
-        run = subprocess.run(["uv", "run", "daydream", "demo", "--db", str(path), "--quiet"],
+        run = subprocess.run(daydream_cmd("demo", "--db", str(path), "--quiet"),
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         _DEMO["path"] = path

@@ -23,6 +23,7 @@ import pytest
 from daydream import browse, views
 from daydream.ledger import Ledger
 from tests.read_fixtures import COHORT, COHORT2, build_fixture, import_unpriced
+from tests.runner_fixtures import daydream_cmd
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,8 +50,6 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
     db = tmp_path_factory.mktemp("browse") / "ledger.db"
     ledger, _, _ = Ledger.init(db)
     build_fixture(ledger)
@@ -58,7 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ledger.engine.dispose()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
-    proc = subprocess.Popen(["uv", "run", "daydream", "browse", "--db", str(db), "--port", str(port)],
+    proc = subprocess.Popen(daydream_cmd("browse", "--db", str(db), "--port", str(port)),
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -222,7 +221,7 @@ def test_browse_on_a_port_in_use_is_one_line_and_non_zero(server: Server) -> Non
     # announce itself and then print the web server's own error.
     port = server.base.rsplit(":", 1)[1]
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
-    run = subprocess.run(["uv", "run", "daydream", "browse", "--db", str(server.db), "--port", port],
+    run = subprocess.run(daydream_cmd("browse", "--db", str(server.db), "--port", port),
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert run.stdout == ""

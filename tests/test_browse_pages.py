@@ -30,6 +30,7 @@ import pytest
 
 from daydream import views
 from daydream.ledger import Ledger, NewEvent, text_hash
+from tests.runner_fixtures import daydream_cmd
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -217,8 +218,6 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
     db = tmp_path_factory.mktemp("pages") / "demo.db"
     shutil.copyfile(REPO / "ledger.db.example", db)
     ledger = Ledger.open(db)  # brings an older example up to this schema
@@ -227,7 +226,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
-    proc = subprocess.Popen(["uv", "run", "daydream", "browse", "--db", str(db), "--port", str(port)],
+    proc = subprocess.Popen(daydream_cmd("browse", "--db", str(db), "--port", str(port)),
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
