@@ -8,7 +8,7 @@ rubric's answers by hand and for scripts. ``reparse`` re-parses a cohort's recor
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -23,28 +23,21 @@ from daydream.scales import bind_scale, parse_scale_option, takes_scale
 SHOWN_CHANGES = 20
 
 
-def _read_answer(source: str) -> str:
-    if source == "-":
-        data = click.get_binary_stream("stdin").read()
-        where = "stdin"
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"{source}: cannot read the answer: {exc.strerror or exc}") from None
-        where = source
+def _read_answer(source: BinaryIO) -> str:
+    name = getattr(source, "name", "-")
+    where = "stdin" if not isinstance(name, str) or name in ("-", "<stdin>") else name
     try:
-        return data.decode("utf-8-sig")
+        return source.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{where}: the answer is not UTF-8 text (byte {exc.start})") from None
 
 
 @cli.command("parse")
 @click.argument("parser_name", metavar="PARSER")
-@click.argument("source", metavar="[FILE|-]", default="-")
+@click.argument("source", metavar="[FILE|-]", default="-", type=click.File("rb"))
 @click.option("--scale", metavar="MIN-MAX",
               help="The rubric's scale for a score parser, like 0-10 or 1-5 (default 0-9).")
-def parse_cmd(parser_name: str, source: str, scale: str | None) -> None:
+def parse_cmd(parser_name: str, source: BinaryIO, scale: str | None) -> None:
     """Run parser PARSER on one saved answer (FILE, or stdin) and print what it extracts.
 
     For `score` the number alone is printed, on the rubric's --scale. When the parser refuses the
