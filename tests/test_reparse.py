@@ -161,6 +161,18 @@ def test_a_cohort_reparsed_on_its_new_scale_is_rescored_keeping_both_parses(judg
     assert all(c["new"] == 0 for c in plan.counts.values())
 
 
+def test_planning_before_reparsing_a_changed_scale_says_to_reparse(judged) -> None:
+    from daydream.errors import CatalogError
+
+    ledger, catalog, spec_path, _server = judged
+    set_scale(catalog, [0, 10])
+    with pytest.raises(CatalogError, match=r"'judge-ten' changed since 6 planned generation\(s\).*"
+                                           r"'daydream reparse --cohort ID' first re-scores"):
+        plan_cohort(ledger, spec_path, catalog, cohort_id="t")
+    reparse(ledger, "t")
+    plan_cohort(ledger, spec_path, catalog, cohort_id="t")
+
+
 def test_replaying_a_reparsed_ledger_derives_the_same_scores(judged, tmp_path: Path) -> None:
     ledger, catalog, spec_path, server = judged
     set_scale(catalog, [0, 10])
