@@ -61,11 +61,12 @@ def parse_scale_option(text: str) -> Scale:
 # A range as rubrics write it: "0-10", "0 – 9", "0 to 10", "1 and 5", "0 (none) to 9 (best)".
 _RANGE = r"(\d{1,3})\s*(?:\([^)\n]{0,80}\)\s*)?(?:-|–|—|to|and)\s*(\d{1,3})"
 # Statements about the answer's own format, which decide over any other statement:
-# "SCORE: 0-10 (0 = …)" (the score line the rubric asks for, with a range instead of a value), and
-# "X is a single digit from 0 to 9" / "with X being a digit 0-9".
+# "SCORE: 0-10 (0 = …)" (the score line the rubric asks for, with a range instead of a value),
+# "X is a single digit from 0 to 9" / "with X being a digit 0-9", and "SCORE: X (0-9)".
 _FORMAT = [
     re.compile(rf"^\W*(?:final\s+|overall\s+)?score\W*[:=]\W*{_RANGE}", re.IGNORECASE | re.MULTILINE),
     re.compile(rf"\b(?:digit|number|integer)\s+(?:from\s+|between\s+|in\s+)?{_RANGE}", re.IGNORECASE),
+    re.compile(rf"\bscore\W*[:=]\s*X\s*[(\[]\s*{_RANGE}", re.IGNORECASE),  # "SCORE: X (0-9)"
 ]
 # Statements about the scale of the score: "on a scale of 0 to 10", "convert to 0-9 scale",
 # "Scoring Rubric (0-9)", "holistic score (0–9)", "Score_0_9", "assign a score from 0 to 9",

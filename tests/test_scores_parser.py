@@ -86,6 +86,11 @@ ACCEPTED = [
     ("> **Final Score:** 8/10 means excellent.\n\nThis essay is weaker.\n\n**Final Score:** 5/10", TEN, 5),
     ("Format required:\n```\nSCORE: 9\n```\nReasoning...\nSCORE: 3", NINE, 3),
     ("SCORE: 0-10 (0 = no scientific rigor, 10 = exemplary)\n\nREASONING: ...\nSCORE: 6", TEN, 6),
+    # --- a reasoning model's draft in <think> is not its answer; JSON keys are labels too
+    ("<think>\nFinal score: 6? No — Final score: 7.\n</think>\n\n**Final Score:** 8/10", TEN, 8),
+    ("<think>the essay is weak</think>\nSCORE: 2/5", FIVE, 2),
+    ('{\n  "reasoning": "clear but derivative",\n  "final_score": 6\n}', NINE, 6),
+    ("Score: 7/10 → solid, derivative", TEN, 7),
     # --- numbers that are not scores around a real one
     (f"In 2023, 10 concepts were combined.\n1. First idea\n2. Second idea\n{JUSTIFICATION}\nSCORE: 2", FIVE, 2),
     # --- invisible characters and Windows line ends

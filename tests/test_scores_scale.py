@@ -69,6 +69,7 @@ def test_every_seed_rubric_loads_with_the_scale_its_text_asks_for(seed_data: Pat
     ("**Example (Score: 8-9):** good\n- **Excellent (13-15)**: …\nSCORE: X", (0, 9)),
     # The answer's format statement decides over the rest.
     ("Each criterion on a scale of 0 to 5.\nFinal line: SCORE: X, X a single digit 0-9", (0, 9)),
+    ("Rate each criterion on a scale of 1 to 5, then end with SCORE: X (0-10).", (0, 10)),
     ("No numbers at all.", (0, 9)),
 ])
 def test_infer_scale_reads_what_a_rubric_states(text: str, scale: tuple[int, int]) -> None:

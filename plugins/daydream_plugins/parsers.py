@@ -112,9 +112,10 @@ _ORDERED = re.compile(r"^\d{1,2}[.)]\s+")
 _RULE = re.compile(r"^[-=_*\s]{3,}$")  # a horizontal rule, or the underline of a heading
 _TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 # The labels judges put before their score: SCORE, Score, Final Score, Overall score, Rating (any
-# case), which may state a scale: "Score (0-10)", "Rating [1-5]", "Score_0_9", "Score (out of 10)".
+# case; also as a JSON key, "final_score": 7), which may state a scale: "Score (0-10)",
+# "Rating [1-5]", "Score_0_9", "Score (out of 10)".
 _LABEL = re.compile(
-    r"^(?:(?:the|my|our)\s+)?(?:(?P<strong>final|overall)\s+)?(?:score|rating)(?![A-Za-z])"
+    r"^[\"']?(?:(?:the|my|our)\s+)?(?:(?P<strong>final|overall)[\s_]+)?(?:score|rating)(?![A-Za-z])[\"']?"
     r"(?:\s*[(\[]\s*(?:(?P<lo>\d+)\s*(?:-|–|—|to)\s*(?P<hi>\d+)|out\s+of\s+(?P<of>\d+))\s*[)\]]"
     r"|_(?P<ulo>\d+)_(?P<uhi>\d+))?(?P<after>.*)$", re.IGNORECASE)
 # A table row that names only the final or overall result ("| Overall | 7/10 |").
@@ -131,7 +132,7 @@ _VALUE = re.compile(
 # What may follow a value: nothing, punctuation, a remark set off by a dash, a comma or brackets
 # ("7 — solid", "8/10 (strong originality)"), or a unit ("4 points"). A remark that holds another
 # number ("7 or 8", "7-8", "7 because 3 ideas…") makes the value ambiguous.
-_REST_OK = re.compile(r"^(?:[.,;:!)\]\-–—(]|(?:points?|pts|stars?)\b)", re.IGNORECASE)
+_REST_OK = re.compile(r"^(?:[.,;:!)\]\-–—(→]|(?:points?|pts|stars?)\b)", re.IGNORECASE)
 _HAS_DIGIT = re.compile(r"\d")
 
 
@@ -280,6 +281,11 @@ def _find_scores(raw: str) -> list[_Found]:
     return found
 
 
+def _without_reasoning(raw: str) -> str:
+    """``raw`` with <think>/<thinking> blocks blanked out, line numbers kept."""
+    return _THINKING.sub(lambda m: "\n" * m.group(0).count("\n"), raw)
+
+
 def _line_preview(raw: str, *numbers: int) -> str:
     lines = raw.splitlines()
     shown = [f"line {n}: {lines[n - 1].strip()}" for n in sorted(set(numbers)) if 0 < n <= len(lines)]
@@ -293,16 +299,18 @@ def parse_score(raw: str, *, scale: tuple[int, int] = DEFAULT_SCALE) -> Parsed:
     headers, bullets, backticks and table pipes ignored) and a value on the same line or the next
     non-empty one: ``7``, ``7.5``, ``7/10``, ``7 / 10``, ``7 out of 10``, ``(7/10)``. The score is
     the last one labelled final or overall, else the last labelled one: other labelled scores are
-    per-criterion scores, drafts or the rubric quoted back (so is text in blockquotes and code
-    blocks while anything outside them is labelled). ParseFailure, never a guess, when: no score is
+    per-criterion scores, drafts or the rubric quoted back (so is text in <think> blocks,
+    blockquotes and code blocks while anything outside them is labelled). ParseFailure, never a
+    guess, when: no score is
     labelled; the value is not one number ("7 or 8", "7-8"); two final/overall scores differ (both
     are named); a denominator or a scale in the label differs from the rubric's; the value is
     outside the scale.
     """
     scale = (int(scale[0]), int(scale[1]))
     low, high = scale
-    found = _find_scores(raw)
-    pool = [f for f in found if not f.quoted] or found
+    # A reasoning model's <think> block, blockquotes and code blocks hold drafts and quotes: they
+    # count only when nothing else in the answer is labelled.
+    pool = [f for f in _find_scores(_without_reasoning(raw)) if not f.quoted] or _find_scores(raw)
     if not pool:
         raise ParseFailure("score: no labelled score (like 'SCORE: 7' or 'Final Score: 7/10') in the answer",
                            raw.strip()[-PREVIEW_CHARS:])
