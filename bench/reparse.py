@@ -5,7 +5,8 @@ way real judges write them (a few paragraphs of justification, then ``**Final Sc
 ``SCORE: 8``, a table …), imports it, then re-parses the imported cohort twice: the first pass
 records our parser's reading of every answer, the second must append nothing. Printed side by side
 with the import of the same root, which reads and appends the same generations; plus the score
-parser's own cost per answer.
+parser's own cost per answer, and what migration 0008's projection statements (a score's scale)
+add to each append: scored evaluations appended to a ledger at 0005 and one at 0008, interleaved.
 
     uv run python bench/reparse.py [--combos 100] [--keep DIR]
 """
@@ -25,9 +26,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from dagster_root import build_dagster_root  # noqa: E402
 
-from daydream import plugins  # noqa: E402
+from alembic import command  # noqa: E402
+
+from daydream import db, plugins  # noqa: E402
 from daydream.importer import import_dagster  # noqa: E402
-from daydream.ledger import Ledger  # noqa: E402
+from daydream.ledger import Ledger, NewEvent, text_hash  # noqa: E402
 from daydream.reparse import reparse  # noqa: E402
 
 SEED_RAW = REPO.parent / "shared" / "seed-data" / "1_raw"
@@ -93,6 +96,53 @@ def run(folder: Path, combos: int) -> None:
     print(f"reparse (again): {twice:6.2f} s  {n / twice:7.0f} gens/s  0 events ({twice / imported:.2f}x the import)")
 
 
+def _ledger_at(path: Path, revision: str) -> Ledger:
+    engine = db.create_ledger_engine(path, create=True)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), revision)
+        if conn.in_transaction():
+            conn.commit()
+    return Ledger(path, engine)
+
+
+def _scored(prefix: str, n: int) -> list[NewEvent]:
+    """``n`` evaluations from plan to score: five projected events each."""
+    events = []
+    for i in range(n):
+        gen_id = f"v_{prefix}_{i}"
+        stream = f"gen:{gen_id}"
+        events += [
+            NewEvent(stream, "GenerationPlanned", {
+                "gen_id": gen_id, "stage": "evaluation", "parent_gen_id": "e_1", "template_id": "r",
+                "template_hash": None, "generator": "llm", "parser": "score", "model_id": "m", "replicate": 1,
+                "cohort_id": "c"}),
+            NewEvent(stream, "PromptRendered", {"gen_id": gen_id, "attempt": 1, "prompt_hash": text_hash(gen_id),
+                                                "chars": 1, "template_id": "r", "template_hash": None}),
+            NewEvent(stream, "LLMCallCompleted", {"gen_id": gen_id, "attempt": 1, "call": 1,
+                                                  "text_hash": text_hash(gen_id), "chars": 1, "latency_s": 0.1,
+                                                  "model_id": "m", "provider": "p"}),
+            NewEvent(stream, "ResponseParsed", {"gen_id": gen_id, "attempt": 1, "parser": "score",
+                                                "parsed_hash": text_hash("7"), "chars": 1}),
+            NewEvent(stream, "ScoreRecorded", {"gen_id": gen_id, "attempt": 1, "score": 7, "scale": [0, 10]})]
+    return events
+
+
+def feed_cost(folder: Path, rounds: int = 12, per_round: int = 2000) -> None:
+    ledgers = {"0005": _ledger_at(folder / "at0005.db", "0005_llm_calls_by_stream"),
+               "0008": _ledger_at(folder / "at0008.db", "0008_scores_scale")}
+    laps: dict[str, list[float]] = {name: [] for name in ledgers}
+    for r in range(rounds):
+        order = sorted(ledgers, reverse=bool(r % 2))  # alternate who goes first
+        for name in order:
+            events = _scored(f"{name}{r}", per_round)
+            start = time.perf_counter()
+            ledgers[name].append(events)
+            laps[name].append((time.perf_counter() - start) / len(events))
+    old, new = statistics.median(laps["0005"]), statistics.median(laps["0008"])
+    print(f"append, scored evaluations: 0005 {old * 1e6:5.1f} µs/event, 0008 {new * 1e6:5.1f} µs/event "
+          f"({new / old:.2f}x; medians of {rounds} batches of {per_round * 5} events)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--combos", type=int, default=100, help="combos (32 evaluations each)")
@@ -101,9 +151,11 @@ def main() -> None:
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         run(args.keep, args.combos)
+        feed_cost(args.keep)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             run(Path(tmp), args.combos)
+            feed_cost(Path(tmp))
 
 
 if __name__ == "__main__":
