@@ -89,8 +89,10 @@ def reparse_cmd(db_path: str, cohort_id: str, stage: str | None, template: str |
     """Re-parse a cohort's recorded answers after a parser or scale change: no LLM call.
 
     Each finished generation's answer goes through its stage's parser again, with the parser and
-    rubric scale its catalog names now; what changed is recorded as new parse events (the old ones
-    stay in the history). Running it again appends nothing.
+    rubric scale its catalog names now (the cohort's catalog folder, read again, or --catalog);
+    what changed is recorded as new parse events (the old ones stay in the history). Running it
+    again appends nothing. A draft or essay whose parsed text a child was already made from is left
+    alone; so is a template whose text changed since (it keeps its recorded parser and scale).
     """
     report = reparse(open_ledger(db_path), cohort_id, stage=stage, template=template, catalog=catalog,
                      dry_run=dry_run)

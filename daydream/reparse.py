@@ -89,6 +89,10 @@ class ReparseReport:
             self.notes.append(text)
 
 
+class _Skip(Exception):
+    """A generation that cannot be re-parsed; the message says why."""
+
+
 @dataclass
 class _Decision:
     row: dict[str, Any]
@@ -213,8 +217,7 @@ class _Reparser:
         try:
             parse = self.parsers.get(parser_name)
         except DaydreamError:
-            self.report.note(f"parser {parser_name!r} is not registered: its generations were skipped")
-            return None
+            raise _Skip(f"parser {parser_name!r} is not registered") from None
         if stage.scored:
             parse = bind_scale(parse, scale or DEFAULT_SCALE)
         gen = {k: row[k] for k in ("gen_id", "stage", "parent_gen_id", "template_id", "model_id", "replicate")}
@@ -350,7 +353,12 @@ def _decide(reparser: _Reparser, rows: list[dict[str, Any]], report: ReparseRepo
         raw = texts.get(row["raw_hash"]) if why is None else None
         if why is None and raw is None:
             why = "its answer's text is missing from the ledger"
-        decision = reparser.decide(row, raw) if why is None and raw is not None else None
+        decision = None
+        if why is None and raw is not None:
+            try:
+                decision = reparser.decide(row, raw)
+            except _Skip as skip:
+                why = str(skip)
         if why is not None:
             counts.skipped += 1
             if why not in ("not finished", "copy-mode generations have no answer to parse"):

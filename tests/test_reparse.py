@@ -265,3 +265,28 @@ def test_a_parser_change_unblocks_children_but_never_rewrites_a_parse_they_used(
     kept = reparse(ledger, "p")
     assert kept.stages["draft"].skipped == 2 and ledger.last_seq() == last
     assert any("children were made from their current parse" in n for n in kept.notes)
+
+
+def test_an_imported_cohort_is_rescored_with_its_rubrics_scale(tmp_path: Path, seed_data: Path) -> None:
+    from daydream.importer import import_dagster
+    from tests.dagster_root import build_dagster_root
+
+    built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=2,
+                               evaluation_templates=("daydreaming-verification",))  # a 0-10 rubric
+    first, second = built.evaluations[:2]
+    (built.folder(first) / "raw.txt").write_text("Analysis…\n\n**Final Score:** 10/10\n\nStrong work.\n")
+    (built.folder(first) / "parsed.txt").write_text("Strong work.\n")  # the old parser misread it
+    (built.folder(second) / "raw.txt").write_text("Analysis…\nSCORE: 7 or 8\n")
+    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+    import_dagster(ledger, built.root)
+    assert score_rows(ledger)[first][4] == "failed"
+
+    report = reparse(ledger, built.cohort_id)
+    assert report.catalog == str(built.root / "1_raw")
+    rows = score_rows(ledger)
+    assert rows[first] == (10.0, 0, 10, 1.0, "parsed")
+    assert rows[second][4] == "parse_failed"  # refused, not guessed
+    # The drafts and essays were the parents of what was imported: their parse is left alone.
+    assert report.stages["draft"].skipped == report.stages["draft"].examined - report.stages["draft"].unchanged
+    assert ledger.verify()[0] == ledger.last_seq() and projections.check(ledger).drift == []
+    assert reparse(ledger, built.cohort_id).events_appended == 0
