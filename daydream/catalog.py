@@ -17,10 +17,13 @@ from typing import Any
 
 import yaml
 
-from daydream.errors import CatalogError
+from daydream.errors import CatalogError, UsageError
 from daydream.ledger import canonical_json, text_hash
+from daydream.scales import DEFAULT_SCALE, Scale, coerce_scale, infer_scale, parse_scale_option, scale_label
 
 STAGES = ("draft", "essay", "evaluation")
+# Stages whose templates are rubrics: their answers are scores on the template's scale.
+SCORED_STAGES = ("evaluation",)
 LEVELS = ("sentence", "paragraph", "article")
 # Fallback chain for a concept description: start at the requested level, then go down.
 _FALLBACK = ("article", "paragraph", "sentence")
@@ -67,7 +70,11 @@ class Concept:
 
 @dataclass(frozen=True)
 class Template:
-    """A prompt template of one stage; copy-mode templates have no text."""
+    """A prompt template of one stage; copy-mode templates have no text.
+
+    ``scale`` is the (min, max) of a rubric's scores (evaluation templates only; None means the
+    default 0-9).
+    """
 
     stage: str
     id: str
@@ -76,11 +83,33 @@ class Template:
     generator: str
     description: str = ""
     path: str | None = None
+    scale: Scale | None = None
+
+    @property
+    def score_scale(self) -> Scale | None:
+        """The scale its answers are scored on: the declared one, 0-9 by default; None if unscored."""
+        if self.stage not in SCORED_STAGES:
+            return None
+        return self.scale or DEFAULT_SCALE
+
+    @property
+    def text_hash(self) -> str | None:
+        """sha256 of the template text, the key of the text in the ledger (None for copy templates)."""
+        return text_hash(self.text) if self.text is not None else None
 
     @property
     def hash(self) -> str | None:
-        """sha256 of the template text (None for copy templates)."""
-        return text_hash(self.text) if self.text is not None else None
+        """The template's identity: its text and, for rubrics, its scale (None for copy templates).
+
+        It is the text's sha256 when the scale is the default (so templates without scores, and
+        rubrics on 0-9, keep the hash they always had), otherwise a sha256 of the text's hash and
+        the scale: changing a rubric's scale changes its identity as editing its text does.
+        """
+        digest = self.text_hash
+        scale = self.score_scale
+        if digest is None or scale is None or scale == DEFAULT_SCALE:
+            return digest
+        return hashlib.sha256(f"{digest}\nscale {scale[0]} {scale[1]}".encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -145,8 +174,13 @@ class Catalog:
         templates = []
         for stage in sorted(self.templates):
             for t in sorted(self.templates[stage].values(), key=lambda t: t.id):
-                templates.append({"stage": t.stage, "id": t.id, "hash": t.hash, "parser": t.parser,
-                                  "generator": t.generator, "description": t.description})
+                entry = {"stage": t.stage, "id": t.id, "hash": t.hash, "parser": t.parser,
+                         "generator": t.generator, "description": t.description}
+                if t.score_scale is not None:
+                    entry["scale"] = list(t.score_scale)
+                if t.hash != t.text_hash:  # the identity is not the text's key: record both
+                    entry["text_hash"] = t.text_hash
+                templates.append(entry)
                 if t.text is not None:
                     texts.append(t.text)
         models = [m.as_dict() for m in sorted(self.models.values(), key=lambda m: m.id)]
@@ -294,7 +328,7 @@ def _load_ours(root: Path) -> Catalog:
                 text = _read_template(tpath)
             templates.setdefault(stage, {})[tid] = _make_template(
                 stage, tid, text, entry.get("parser"), generator, str(entry.get("description") or ""),
-                str(tpath) if tpath else None, where)
+                str(tpath) if tpath else None, where, _declared_scale(entry, stage, tid, text, where))
 
     models: dict[str, Model] = {}
     raw_models = _read_yaml(root / "models.yaml") or []
@@ -318,15 +352,44 @@ def _read_template(path: Path, what: str = "template") -> str:
         raise CatalogError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
+def _declared_scale(entry: dict[str, Any], stage: str, tid: str, text: str | None, where: str) -> Scale | None:
+    """The ``scale:`` of a templates.yaml entry: checked, and required where the rubric's text
+    asks for another range than the default (otherwise its top scores would all fail to parse)."""
+    if entry.get("scale") is not None:
+        if stage not in SCORED_STAGES:
+            raise CatalogError(f"{where}: template {tid!r}: 'scale' applies to evaluation templates only")
+        return coerce_scale(entry["scale"], f"{where}: template {tid!r}")
+    if stage in SCORED_STAGES and text is not None:
+        asked = infer_scale(text)
+        if asked != DEFAULT_SCALE:
+            raise CatalogError(
+                f"{where}: evaluation template {tid!r} asks for scores {scale_label(asked)} but declares no "
+                f"scale (the default is {scale_label(DEFAULT_SCALE)}); add 'scale: [{asked[0]}, {asked[1]}]' "
+                f"to its entry (or 'scale: [0, 9]' to keep 0-9)")
+    return None
+
+
 def _make_template(stage: str, tid: str, text: str | None, parser: Any, generator: str,
-                   description: str, path: str | None, where: str) -> Template:
+                   description: str, path: str | None, where: str, scale: Scale | None = None) -> Template:
     if stage not in STAGES:
         raise CatalogError(f"{where}: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     if generator not in GENERATORS:
         raise CatalogError(f"{where}: template {tid!r} has generator {generator!r}; expected llm or copy")
     name = str(parser).strip() if parser not in (None, "") else ""
     name = LEGACY_PARSER_ALIASES.get(name, name) or DEFAULT_PARSERS[stage]
-    return Template(stage, tid, text, name, generator, description, path)
+    return Template(stage, tid, text, name, generator, description, path, scale)
+
+
+def _legacy_scale(stage: str, tid: str, text: str | None, declared: str, where: str) -> Scale | None:
+    """A 1_raw rubric's scale: an optional ``scale`` CSV column ("0-10"), else read from its text."""
+    if stage not in SCORED_STAGES:
+        return None
+    if declared:
+        try:
+            return parse_scale_option(declared)
+        except UsageError:
+            raise CatalogError(f"{where}: template {tid!r}: scale {declared!r}; expected MIN-MAX like 0-10") from None
+    return infer_scale(text) if text is not None else None
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -374,13 +437,16 @@ def _load_legacy(raw: Path) -> Catalog:
                 text = _read_template(tpath)
             templates[stage][tid] = _make_template(stage, tid, text, row.get("parser"), generator,
                                                    row.get("description", ""),
-                                                   str(tpath) if tpath else None, str(meta))
+                                                   str(tpath) if tpath else None, str(meta),
+                                                   _legacy_scale(stage, tid, text, row.get("scale", ""), str(meta)))
         # Older template files that the CSV no longer lists stay usable (e.g. to re-score imports).
         if folder.is_dir():
             for f in sorted(folder.glob("*.txt")):
                 if f.stem not in templates[stage]:
+                    text = _read_template(f)
                     templates[stage][f.stem] = _make_template(
-                        stage, f.stem, _read_template(f), None, "llm", "", str(f), str(folder))
+                        stage, f.stem, text, None, "llm", "", str(f), str(folder),
+                        _legacy_scale(stage, f.stem, text, "", str(folder)))
 
     release = _legacy_release_dates(raw.parent / "openrouter_free_models.csv")
     models: dict[str, Model] = {}
@@ -438,7 +504,7 @@ def catalog_from_ledger(ledger: Any, catalog_hash: str) -> Catalog:
                            f"catalog {catalog_hash[:16]}")
     payload = found[0].payload
     hashes = [h for c in payload["concepts"] for h in c["levels"].values()]
-    hashes += [t["hash"] for t in payload["templates"] if t.get("hash")]
+    hashes += [t.get("text_hash") or t["hash"] for t in payload["templates"] if t.get("hash")]
     texts = ledger.get_texts(hashes)
     missing = sorted(set(h for h in hashes if h not in texts))
     if missing:
@@ -449,8 +515,9 @@ def catalog_from_ledger(ledger: Any, catalog_hash: str) -> Catalog:
     templates: dict[str, dict[str, Template]] = {s: {} for s in STAGES}
     for t in payload["templates"]:
         templates.setdefault(t["stage"], {})[t["id"]] = Template(
-            t["stage"], t["id"], texts[t["hash"]] if t.get("hash") else None, t.get("parser"),
-            t["generator"], t.get("description", ""), None)
+            t["stage"], t["id"], texts[t.get("text_hash") or t["hash"]] if t.get("hash") else None,
+            t.get("parser"), t["generator"], t.get("description", ""), None,
+            tuple(t["scale"]) if t.get("scale") else None)  # type: ignore[arg-type]
     models = {}
     for m in payload["models"]:
         models[m["id"]] = Model(**m)

@@ -14,10 +14,13 @@ from typing import Any, Protocol, runtime_checkable
 # ----------------------------------------------------------------------------- parsers
 @dataclass(frozen=True)
 class Parsed:
-    """What a parser extracted: the parsed text, and for evaluations the 0–9 score."""
+    """What a parser extracted: the parsed text, and for evaluations the score and the scale
+    (min, max) it is on (``daydream.scales.bind_scale`` fills in the rubric's scale when a parser
+    leaves it out)."""
 
     text: str
     score: float | None = None
+    scale: tuple[int, int] | None = None
 
 
 class ParseFailure(Exception):

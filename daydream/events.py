@@ -8,7 +8,9 @@ SQLite triggers (migration 0002), so they are always consistent with the log.
 Payload fields (``?`` = may be null):
 
 CatalogImported     catalog_hash, source, concepts[{id, name, levels{level: text_hash}}],
-                    templates[{stage, id, hash?, parser, generator, description}], models[{…}]
+                    templates[{stage, id, hash?, parser, generator, description, scale? [min, max]
+                    (rubrics), text_hash? (when the scale makes hash differ from the text's sha256)}],
+                    models[{…}]
 ComboDefined        combo_id, concept_ids[], level, k
 SpecCompiled        cohort_id, spec_hash, spec_path, catalog_hash, rows, spec_version
 CohortPlanned       cohort_id, spec_hash, catalog_hash, spec_version, planned{stage: n}, linked{stage: n}
@@ -19,7 +21,8 @@ GenerationImported  gen_id, stage, parent_gen_id?, combo_id?, template_id, model
                     generator, parser?, cohort_id?, status, prompt_hash?, raw_hash?, parsed_hash?, score?,
                     finish_reason?, prompt_tokens?, completion_tokens?, cost_usd?, latency_s?,
                     error?, source, metadata{…verbatim}, completes_import? (true: a second
-                    GenerationImported for a generation first imported without its results)
+                    GenerationImported for a generation first imported without its results),
+                    scale? [min, max] (evaluations: the rubric's scale the score was read on)
 PromptRendered      gen_id, attempt, prompt_hash, chars, template_id, template_hash
 LLMCallStarted      gen_id, attempt, call, model_id, provider, provider_model, lease_until, worker{…}
 LLMCallCompleted    gen_id, attempt, call, text_hash, chars, finish_reason?, prompt_tokens?,
@@ -31,9 +34,12 @@ LLMCallFailed       gen_id, attempt, call, try, model_id, provider, error_class,
                     generation is pending again — interrupted, or the model's key was refused)
 ClaimReleased       gen_id, attempt, call, reason   (a claim given back before its call was sent:
                     stopped, interrupted or out of budget; the generation is pending again)
-ResponseParsed      gen_id, attempt, parser, parsed_hash, chars, copied_from?
-ParseFailed         gen_id, attempt, parser, reason, preview
-ScoreRecorded       gen_id, attempt, essay_gen_id, score, rubric, evaluator, replicate
+ResponseParsed      gen_id, attempt, parser, parsed_hash, chars, copied_from?, reparsed?, template_hash?
+ParseFailed         gen_id, attempt, parser, reason, preview, reparsed?, template_hash?
+                    (reparsed: true — written by ``daydream reparse`` from the recorded answer, with
+                    the template hash whose parser and scale it used; the earlier parse stays)
+ScoreRecorded       gen_id, attempt, essay_gen_id, score, scale [min, max] (absent before scales:
+                    0-9), rubric, evaluator, replicate, reparsed?
 GenerationFailed    gen_id, attempt, reason, error_class, raw_hash?
 GenerationRetried   gen_id, attempt (the new one), previous_attempt, reason
 ReportPublished     cohort_id, out_dir, files{name: sha256}

@@ -46,6 +46,8 @@ def register_parsers(register: Callable[[str, Callable[[str], Any]], None]) -> N
 
     :param register: call ``register(name, parse)``; ``parse(raw_text)`` returns a
         ``daydream.contracts.Parsed`` or raises ``daydream.contracts.ParseFailure`` with a reason.
+        A parser of scores that also accepts a ``scale`` keyword is given the rubric's
+        ``(min, max)``; every score is checked against that scale either way.
     :return: nothing.
     """
 

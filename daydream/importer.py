@@ -30,6 +30,7 @@ from daydream import events as ev
 from daydream.catalog import LEGACY_PARSER_ALIASES, load_catalog
 from daydream.errors import ConcurrencyConflict, DaydreamError, ImportError_, LedgerIntegrityError
 from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.scales import DEFAULT_SCALE, Scale
 
 STAGES = ("draft", "essay", "evaluation")
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
@@ -321,17 +322,20 @@ def _try_read(stage: str, folder: Path) -> LegacyGeneration | Unreadable:
         return exc
 
 
-def parse_score(parsed: str) -> float | int:
-    """The 0–9 score on the last non-empty line of an evaluation's parsed.txt (ValueError if none)."""
+def parse_score(parsed: str, scale: Scale = DEFAULT_SCALE) -> float | int:
+    """The score on the last non-empty line of an evaluation's parsed.txt, on the rubric's ``scale``
+    (0–9 by default): ``7.0`` from a 0-10 rubric is 7 on 0-10. ValueError if there is none."""
+    low, high = scale
     lines = [line.strip() for line in parsed.splitlines() if line.strip()]
     if not lines:
         raise ValueError("parsed.txt is empty, expected a score on its last line")
     match = _SCORE_LINE.match(lines[-1])
     if not match:
-        raise ValueError(f"last line of parsed.txt is {lines[-1][:40]!r}, expected a number 0–9")
+        raise ValueError(f"last line of parsed.txt is {lines[-1][:40]!r}, expected a number {low}–{high}")
     value = float(match.group(1))
-    if not 0 <= value <= 9:
-        raise ValueError(f"score {match.group(1)} on the last line of parsed.txt is not in 0–9")
+    if not low <= value <= high:
+        raise ValueError(f"score {match.group(1)} on the last line of parsed.txt is not in {low}–{high} "
+                         "(the rubric's scale)")
     return int(value) if value.is_integer() else value
 
 
@@ -356,8 +360,13 @@ def _usage(raw_meta: dict[str, Any]) -> tuple[int | None, int | None, float | No
             None if completion is None else int(completion), cost)
 
 
-def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str, Any], list[str]]:
-    """The ``GenerationImported`` payload of one generation and the texts it refers to."""
+def build_payload(gen: LegacyGeneration, combo_id: str | None,
+                  scale: Scale | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The ``GenerationImported`` payload of one generation and the texts it refers to.
+
+    ``scale`` is the rubric's scale, for evaluations (default 0–9); it is recorded with the score.
+    """
+    scale = scale or DEFAULT_SCALE
     texts = [t for t in (gen.prompt, gen.raw, gen.parsed) if t is not None]
     status, error, score = "completed", None, None
     if gen.parsed is None:
@@ -371,7 +380,7 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str
         status, error = "failed", f"parsed.txt present but {why}"
     elif gen.stage == "evaluation":
         try:
-            score = parse_score(gen.parsed)
+            score = parse_score(gen.parsed, scale)
         except ValueError as exc:
             status, error = "failed", str(exc)
     raw_meta = gen.raw_metadata or {}
@@ -406,6 +415,8 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None) -> tuple[dict[str
         "metadata": {"metadata": gen.metadata, "raw_metadata": gen.raw_metadata,
                      "parsed_metadata": gen.parsed_metadata},
     }
+    if gen.stage == "evaluation":
+        payload["scale"] = list(scale)
     return payload, texts
 
 
@@ -524,6 +535,13 @@ class _Importer:
         self.members: set[tuple[str, str]] = set()
         self.writer = _Writer(ledger, report, batch_size, self._rejected, self._drop_present)
         self.unreadable: set[str] = set()  # gen_ids found on disk but not imported
+        # Rubric scales by evaluation template id: the root's catalog, else what the ledger's
+        # catalog snapshots record (later ones win).
+        self.scales: dict[str, Scale] = {}
+        for event in ledger.events(type=ev.CATALOG_IMPORTED):
+            for t in event.payload.get("templates", []):
+                if t.get("stage") == "evaluation":
+                    self.scales[t["id"]] = tuple(t.get("scale") or DEFAULT_SCALE)  # type: ignore[assignment]
 
     # -- callbacks of the writer
     def _drop_present(self, events: list[NewEvent]) -> list[NewEvent]:
@@ -564,6 +582,8 @@ class _Importer:
         try:
             catalog = load_catalog(raw)
             payload, texts = catalog.snapshot()
+            self.scales.update({tid: t.score_scale or DEFAULT_SCALE
+                                for tid, t in catalog.templates.get("evaluation", {}).items()})
         except (DaydreamError, OSError, UnicodeDecodeError, ValueError) as exc:
             # A damaged catalog must not stop the generations from being imported.
             self.report.problem(raw, f"catalog not imported: {exc}")
@@ -672,7 +692,7 @@ class _Importer:
             self.unreadable.add(gen_id)
             self.report.problem(folder, str(exc), stage=stage, gen_id=gen_id)
             return
-        payload, texts = build_payload(gen, combo)
+        payload, texts = build_payload(gen, combo, self._scale(gen))
         if gen_id in self.incomplete_before:
             # Imported before without its results. Only a now-complete generation is recorded
             # again (a new event on its stream; the old one stays); otherwise nothing changes.
@@ -699,6 +719,12 @@ class _Importer:
             self.members.add((gen.cohort_id, gen_id))
         self.writer.add([NewEvent(ev.gen_stream(gen_id), ev.GENERATION_IMPORTED, payload,
                                   expected_version=0)], texts)
+
+    def _scale(self, gen: LegacyGeneration) -> Scale | None:
+        """The scale of an evaluation's rubric (0–9 for a rubric in no catalog, as it always was)."""
+        if gen.stage != "evaluation":
+            return None
+        return self.scales.get(gen.template_id, DEFAULT_SCALE)
 
     def _lineage(self, gen: LegacyGeneration) -> str | None:
         """Check the parent and return the combo (carried down from the parent when absent)."""

@@ -303,7 +303,8 @@ def _check_template_hashes(ledger: Ledger, design: _Design, catalog: Catalog) ->
         raise CatalogError(f"catalog {catalog.source}: {stage} template {tid!r} changed since {len(old)} "
                            f"planned generation(s) used it (text {old[0][:12]} -> {new[:12]}){others}; "
                            f"give the edited template a new id (e.g. {tid}-v2) so old and new results "
-                           "stay apart")
+                           "stay apart (if only a rubric's scale changed, 'daydream reparse --cohort ID' "
+                           "first re-scores the recorded answers on it)")
 
 
 # ----------------------------------------------------------------------------- planning

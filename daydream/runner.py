@@ -33,6 +33,7 @@ from daydream.pending import (COHORT_FILTER, GEN_COLUMNS, PENDING_SQL, RECLAIM_S
 from daydream.contracts import CallFailed, CallRequest, CallResult, StageInput
 from daydream.errors import DaydreamError, UsageError
 from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.scales import DEFAULT_SCALE, bind_scale
 
 DEFAULT_CONCURRENCY = 16
 
@@ -105,19 +106,31 @@ class Context:
     models: dict[str, dict[str, Any]]
     concepts: dict[str, dict[str, Any]]
     combos: dict[str, dict[str, Any]]
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # by template hash (identity)
 
     @classmethod
     def load(cls, ledger: Ledger) -> "Context":
         models: dict[str, dict[str, Any]] = {}
         concepts: dict[str, dict[str, Any]] = {}
+        templates: dict[str, dict[str, Any]] = {}
         for event in ledger.events(type="CatalogImported"):  # later snapshots win
             for model in event.payload.get("models", []):
                 models[model["id"]] = model
             for concept in event.payload.get("concepts", []):
                 concepts[concept["id"]] = concept
+            templates.update((t["hash"], t) for t in event.payload.get("templates", []) if t.get("hash"))
         combos = {cid: {"concept_ids": json.loads(ids), "level": level, "k": k}
                   for cid, ids, level, k in ledger.query("SELECT combo_id, concept_ids, level, k FROM combos")}
-        return cls(models, concepts, combos)
+        return cls(models, concepts, combos, templates)
+
+    def template_text_hash(self, template_hash: str | None) -> str | None:
+        """Where a template's text is in ``texts``: its hash, unless a rubric's scale is part of it."""
+        return self.templates.get(template_hash or "", {}).get("text_hash") or template_hash
+
+    def template_scale(self, template_hash: str | None) -> tuple[int, int] | None:
+        """The scale a template's scores are on, as its catalog snapshot records it (None: default)."""
+        scale = self.templates.get(template_hash or "", {}).get("scale")
+        return (int(scale[0]), int(scale[1])) if scale else None
 
     def concept_list(self, ledger: Ledger, combo_id: str | None, cache: dict[str, str]) -> list[dict[str, str]] | None:
         """[{id, name, content}] of a combo at its description level (falling back as catalogs do)."""
@@ -350,7 +363,7 @@ class Runner:
     def _render(self, job: _Job) -> str:
         gen = job.gen
         stage = self.stages.get(gen["stage"])
-        template_text = self._text(gen["template_hash"])
+        template_text = self._text(self.ctx.template_text_hash(gen["template_hash"]))
         if template_text is None:
             raise _GenFailure("TemplateMissing",
                               f"template {gen['template_id']!r} (sha256 {str(gen['template_hash'])[:12]}…) is not in the ledger")
@@ -579,6 +592,8 @@ class Runner:
                 "reason": str(exc)})]
             texts = []
         else:
+            if stage.scored:  # the parser reads scores on the rubric's scale
+                parse = bind_scale(parse, self.ctx.template_scale(gen["template_hash"]) or DEFAULT_SCALE)
             outcome, texts = stage.outcome(gen, job.attempt, result.text, result.finish_reason, parse, parser_name)
         await self._submit(_WriteItem("result", job, [completed, *outcome], [result.text, *texts]))
 

@@ -232,7 +232,9 @@ def _apply_pair(factors: list[_Factor], rule: PairRule) -> list[_Factor]:
         if rule.balance in ("right", "both"):
             checks.append((rule.right, rdomain, Counter(p[1] for p in pairs)))
         for side, domain, counts in checks:
-            per_value = {str(_unwrap(v)): counts.get(v, 0) for v in domain}
+            # Only levels the allowed pairs name count: a level no pair names is dropped by the
+            # pair (as the previous pipeline's DSL did), not an imbalance.
+            per_value = {str(_unwrap(v)): counts[v] for v in domain if counts.get(v)}
             if len(set(per_value.values())) > 1:
                 detail = ", ".join(f"{k}={n}" for k, n in per_value.items())
                 raise SpecError(f"{rule.where}: pair {rule.name!r} is not balanced on {side!r}: {detail}")

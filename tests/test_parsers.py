@@ -152,6 +152,11 @@ ACCEPTED = [
     ("Analysis...\nFinal score: 7 (out of 9)", 7.0, "7"),
     ("Analysis...\nSCORE: 8/9.", 8.0, "8"),
     ("Good.\r\nSCORE: 7   \t\r\n\r\n  ", 7.0, "7"),  # Windows newlines, trailing whitespace
+    # Issue 12 made these scores (they were refusals when only the last three lines were read):
+    ("Analysis...\nSCORE: 7, strong mechanism", 7.0, "7"),  # a remark without a number
+    ("Analysis...\nSCORE: 7\nFinal score: 8", 8.0, "8"),  # the final score wins over an earlier one
+    ("SCORE: 7\nline\nline\nline", 7.0, "7"),  # justification after the score
+    ("| Score | 7 | strong in 3 ways |", 7.0, "7"),  # a remark cell in the table
     # A score in a markdown table row at the end: a label cell and one value cell.
     ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |\n| **SCORE** | **7** |", 7.0, "7"),
     ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |\n| Final score | 7/9 |\n", 7.0, "7"),
@@ -164,27 +169,24 @@ ACCEPTED = [
 
 @pytest.mark.parametrize("raw,score,text", ACCEPTED)
 def test_score_accepts(raw: str, score: float, text: str) -> None:
-    assert parse("score", raw) == Parsed(text, score=score)
+    assert parse("score", raw) == Parsed(text, score=score, scale=(0, 9))
 
 
 REJECTED = [
-    ("Analysis without any score.", "no score line"),
-    ("", "no score line"),
-    ("Analysis...\nSCORE: 10", "outside the 0-9 range"),
-    ("Analysis...\nSCORE: 9.5", "outside the 0-9 range"),
+    ("Analysis without any score.", "no labelled score"),
+    ("", "no labelled score"),
+    ("Analysis...\nSCORE: 10", "outside the rubric's scale 0-9"),
+    ("Analysis...\nSCORE: 9.5", "outside the rubric's scale 0-9"),
     ("Analysis...\nSCORE: 7 or 8", "ambiguous"),
     ("Analysis...\nSCORE: 7-8", "ambiguous"),
-    ("Analysis...\nSCORE: -1", "ambiguous"),
-    ("Analysis...\nSCORE: 7/10", "not on the 0-9 scale"),
-    ("Analysis...\nScore: 7 (out of 10)", "not on the 0-9 scale"),
-    ("Analysis...\nSCORE: 7, strong mechanism", "ambiguous"),
-    ("Analysis...\nSCORE: 7\nFinal score: 8", "different scores"),
-    ("Analysis...\nSCORE: X", "no score line"),  # the template's placeholder echoed back
-    ("SCORE: 7\nline\nline\nline", "no score line"),  # far from the end: not "the last lines"
+    ("Analysis...\nSCORE: -1", "outside the rubric's scale 0-9"),
+    ("Analysis...\nSCORE: 7/10", "out of 10, but the rubric's scale is 0-9"),
+    ("Analysis...\nScore: 7 (out of 10)", "out of 10, but the rubric's scale is 0-9"),
+    ("Analysis...\nFinal score: 7\nFinal score: 8", "two different final scores"),
+    ("Analysis...\nSCORE: X", "no labelled score"),  # the template's placeholder echoed back
     ("| Criterion | Score |\n|---|---|\n| Final score | 7 | 8 |", "ambiguous"),  # two value cells
-    ("| Score | 7 | strong in 3 ways |", "ambiguous"),
-    ("| Novelty | 6 |\n| Rigor | 8 |\n| Total | 14 |", "no score line"),  # no row is labelled score
-    ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |", "no score line"),  # a column header is no score
+    ("| Novelty | 6 |\n| Rigor | 8 |\n| Total | 14 |", "no labelled score"),  # no row is labelled score
+    ("| Criterion | Score |\n|---|---|\n| Novelty | 6 |", "no labelled score"),  # a column header is no score
 ]
 
 
@@ -194,11 +196,11 @@ def test_score_rejects(raw: str, reason: str) -> None:
         parse("score", raw)
 
 
-def test_score_failure_previews_the_last_lines() -> None:
+def test_score_failure_previews_the_line_at_fault() -> None:
     raw = "\n".join(f"line {i}" for i in range(20)) + "\nSCORE: 7 or 8"
     with pytest.raises(ParseFailure) as info:
         parse("score", raw)
-    assert info.value.preview == "line 18\nline 19\nSCORE: 7 or 8"
+    assert info.value.preview == "line 21: SCORE: 7 or 8"
 
 
 def test_in_last_line_is_the_score_parser() -> None:

@@ -13,6 +13,10 @@ from daydream import db, projections
 from daydream.ledger import Event, Ledger, NewEvent
 from tests.read_fixtures import build_fixture
 
+# The last revision before 0008 appended its own statements to the feed's trigger.
+FEED_REVISION = "0005_llm_calls_by_stream"
+
+
 def _alembic(engine: Engine, move: str, revision: str) -> None:
     """Run ``alembic upgrade|downgrade revision`` on the ledger behind ``engine``."""
     with engine.connect() as conn:
@@ -57,7 +61,8 @@ def test_projections_match_the_per_row_trigger_of_0002_whatever_the_batching(
         tmp_path: Path, recorded: list[Event], batch: int) -> None:
     old = _at_revision(tmp_path / "old.db", "0003_views")  # projects with 0002's trigger on events
     _replay(recorded, old, 1)
-    new = Ledger.init(tmp_path / "new.db")[0]
+    # 0004's feed as it was made; 0008 adds scales to gen_state (tests/test_scores_migration.py).
+    new = _at_revision(tmp_path / "new.db", FEED_REVISION)
     _replay(recorded, new, batch)
     expected, got = _projections(old.path), _projections(new.path)
     assert got["gen_state"] and got["cohort_members"] and got["cohort_essay_scores"]
@@ -88,7 +93,7 @@ def test_upgrade_from_0003_keeps_the_trigger_statements_and_downgrade_restores_t
 
     before = schema()
     body = before["project_events"].split(" BEGIN ", 1)[1]
-    _alembic(ledger.engine, "upgrade", "head")
+    _alembic(ledger.engine, "upgrade", FEED_REVISION)
     after = schema()
     assert "project_events" not in after
     assert after["project_feed"].split(" BEGIN ", 1)[1] == body

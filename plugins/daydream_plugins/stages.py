@@ -13,6 +13,7 @@ from typing import Any, Callable
 from daydream.contracts import Parsed, ParseFailure, StageInput
 from daydream.hookspecs import hookimpl
 from daydream.ledger import NewEvent, text_hash
+from daydream.scales import DEFAULT_SCALE
 
 MIN_DRAFT_LINES = 3
 
@@ -93,7 +94,7 @@ class EssayStage(BuiltinStage):
 
 
 class EvaluationStage(BuiltinStage):
-    """Score an essay 0–9 against a rubric."""
+    """Score an essay against a rubric, on the rubric's scale (0–9 unless it declares another)."""
 
     name = "evaluation"
     prefix = "v_"
@@ -109,10 +110,13 @@ class EvaluationStage(BuiltinStage):
     def score_events(self, gen: dict[str, Any], attempt: int, parsed: Parsed) -> list[NewEvent]:
         if parsed.score is None:
             return []
+        # The scale travels with the score, so a score is self-describing: views and comparisons
+        # across rubrics need no catalog lookup, and a re-scored generation keeps both in history.
+        scale = list(parsed.scale or DEFAULT_SCALE)
         return [NewEvent(f"gen:{gen['gen_id']}", "ScoreRecorded", {
             "gen_id": gen["gen_id"], "attempt": attempt, "essay_gen_id": gen.get("parent_gen_id"),
-            "score": parsed.score, "rubric": gen.get("template_id"), "evaluator": gen.get("model_id"),
-            "replicate": gen.get("replicate")})]
+            "score": parsed.score, "scale": scale, "rubric": gen.get("template_id"),
+            "evaluator": gen.get("model_id"), "replicate": gen.get("replicate")})]
 
     def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
