@@ -220,7 +220,7 @@ def _numpy() -> Any:
     return numpy
 
 
-def _rng(seed: int, key: Any) -> tuple[Any, Any]:
+def random_streams(seed: int, key: Any) -> tuple[Any, Any]:
     """Two independent generators (bootstrap, permutation) for one comparison: seeded by ``seed``
     and a stable hash of ``key``, so no comparison's numbers depend on which others are computed."""
     np = _numpy()
@@ -241,12 +241,15 @@ def expanded_level(n: int) -> float:
     return 0.5 * math.erfc(x / math.sqrt(2))
 
 
-def _interval(boot: Any, n: int) -> tuple[float | None, float | None]:
-    if n < 2:
-        return None, None
+def interval(boot: Any, n: int) -> tuple[float | None, float | None]:
+    """The expanded percentile 95% interval of the bootstrap values ``boot`` from ``n`` units
+    (``None`` for fewer than two units; resamples that came out undefined, NaN, are left out)."""
     np = _numpy()
+    boot = np.asarray(boot, dtype=float)
+    if n < 2 or not np.isfinite(boot).any():
+        return None, None
     tail = expanded_level(n)
-    low, high = np.quantile(boot, [tail, 1.0 - tail])
+    low, high = np.nanquantile(boot, [tail, 1.0 - tail])
     return float(low), float(high)
 
 
@@ -285,6 +288,27 @@ def bootstrap_ratios(sums: Any, counts: Any, rng: Any, resamples: int) -> Any:
     for size in _chunks(resamples, n):
         idx = rng.integers(0, n, size=(size, n))
         out[at:at + size] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+        at += size
+    return out
+
+
+def bootstrap_ratio_difference(units: Sequence[Sequence[float]], rng: Any, resamples: int) -> Any:
+    """``resamples`` differences of two cluster means, units drawn with replacement.
+
+    Each unit is ``(sum_1, count_1, sum_2, count_2)``; a resample's value is
+    ``sum(sum_1) / sum(count_1) - sum(sum_2) / sum(count_2)`` over its units, NaN when a resample
+    happens to hold no value of one group (``interval`` leaves those out).
+    """
+    np = _numpy()
+    table = np.asarray(units, dtype=float).reshape(-1, 4)
+    n = len(table)
+    out = np.empty(resamples)
+    at = 0
+    for size in _chunks(resamples, n):
+        idx = rng.integers(0, n, size=(size, n))
+        totals = table[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[at:at + size] = totals[:, 0] / totals[:, 1] - totals[:, 2] / totals[:, 3]
         at += size
     return out
 
@@ -473,8 +497,8 @@ def _compare_levels(rows_a: Sequence[Score], rows_b: Sequence[Score], factor: st
         unit_a = np.bincount(pair_unit, score_a, n_units) / counts
         unit_b = np.bincount(pair_unit, score_b, n_units) / counts
         d = unit_a - unit_b
-        boot_rng, perm_rng = _rng(seed, [factor, a, b, within])
-        low, high = _interval(bootstrap_means(d, boot_rng, resamples), n_units) if n_units > 1 else (None, None)
+        boot_rng, perm_rng = random_streams(seed, [factor, a, b, within])
+        low, high = interval(bootstrap_means(d, boot_rng, resamples), n_units)
         p, method = sign_flip_p(d, perm_rng, resamples)
         stats = dict(mean_a=float(unit_a.mean()), mean_b=float(unit_b.mean()), diff=float(d.mean()),
                      ci_low=low, ci_high=high, p=p, p_method=method)
@@ -612,7 +636,7 @@ def group_means(rows: Sequence[Score], axes: Sequence[str], *, seed: int = DEFAU
         n = int(counts.sum())
         low = high = None
         if len(units) > 1:
-            boot_rng, _ = _rng(seed, ["mean", list(names), list(key)])
-            low, high = _interval(bootstrap_ratios(sums, counts, boot_rng, resamples), len(units))
+            boot_rng, _ = random_streams(seed, ["mean", list(names), list(key)])
+            low, high = interval(bootstrap_ratios(sums, counts, boot_rng, resamples), len(units))
         out.append(GroupMean(key, n, len(units), float(sums.sum() / n), low, high))
     return out
