@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from daydream.cli import cli, db_option, echo_table, open_ledger
-from daydream.compare import AXIS_NAMES, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS
+from daydream.compare import AXIS_NAMES, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, few_units_note
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -80,10 +80,9 @@ def compare_cmd(db_path: str, cohort: str, by: str, within: tuple[str, ...], rub
     click.echo("averaged within units. 95% CI: cluster bootstrap over units. p: sign-flip permutation test")
     n = len(result.comparisons)
     click.echo(f"on unit differences; p_holm: Holm-adjusted over the {n} comparison{'s' if n != 1 else ''} shown.")
-    few = sorted({c.n_units for c in result.comparisons if 0 < c.n_units <= 5})
+    few = few_units_note(result.comparisons)
     if few:
-        floors = ", ".join(f"{n} units: {2 / 2 ** n:.4g}" for n in few)
-        click.echo(f"note: with few units p cannot be small (smallest possible p with {floors}).")
+        click.echo(f"note: {few.strip()}")
     if any(c.n_units and c.n_units > EXACT_SIGN_FLIP_UNITS for c in result.comparisons):
         click.echo(f"p with more than {EXACT_SIGN_FLIP_UNITS} units is estimated from {resamples:,} random "
                    f"sign patterns (smallest possible {1 / (resamples + 1):.2g}).")

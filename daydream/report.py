@@ -30,7 +30,7 @@ from markdown_it import MarkdownIt
 
 from daydream import views
 from daydream.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, ComparisonSet, Score, compare,
-                              group_means, label, levels, read_scores, t95)
+                              few_units_note, group_means, label, levels, read_scores, t95)
 from daydream.errors import UsageError
 from daydream.events import REPORT_PUBLISHED
 from daydream.ledger import Ledger, NewEvent
@@ -517,9 +517,10 @@ def report_markdown(data: ReportData, analysis: Analysis) -> str:
     for found in analysis.comparisons:
         out += [f"### {_comparison_title(found)}", "",
                 _md_table(_comparison_header(found), _comparison_cells(found)), ""]
-        out += [f"Skipped {line}." for line in found.skipped]
-        if found.skipped:
-            out.append("")
+        notes = [f"Skipped {line}." for line in found.skipped]
+        few = few_units_note(found.comparisons)
+        notes += [f"Note: {few.strip()}"] if few else []
+        out += [*notes, ""] if notes else []
     out += ["## Templates × models", "",
             "Mean score of each template and model, with its clustered 95% interval and the number of units.", ""]
     tables = template_model_tables(analysis.template_model)
@@ -666,7 +667,8 @@ def forest_svg(found: ComparisonSet) -> str:
         cy = top_pad + i * row_h + row_h / 2
         parts.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" class="tick">{_e(name)}</text>')
         if c.ci_low is not None and c.ci_high is not None:
-            parts.append(f'<line x1="{x(c.ci_low):.1f}" y1="{cy:.1f}" x2="{x(c.ci_high):.1f}" y2="{cy:.1f}" class="ci"/>')
+            parts.append(f'<line x1="{x(c.ci_low):.1f}" y1="{cy:.1f}" x2="{x(c.ci_high):.1f}" '
+                         f'y2="{cy:.1f}" class="ci"/>')
         parts.append(f'<circle cx="{x(c.diff):.1f}" cy="{cy:.1f}" r="4" class="dot"><title>{_e(name)}: '
                      f'{fmt(c.diff, 3)}, 95% CI {fmt(c.ci_low, 3)}–{fmt(c.ci_high, 3)}, {c.n_units} units, '
                      f'{c.n_pairs} pairs, p_holm {fmt(c.p_holm, 4)}</title></circle>')
@@ -782,6 +784,9 @@ def report_html(data: ReportData, analysis: Analysis) -> str:
         body.append(forest_svg(found))
         body.append(_html_table(_comparison_header(found), _comparison_cells(found, 3)))
         body += [f"<p>Skipped {html.escape(line)}.</p>" for line in found.skipped]
+        few = few_units_note(found.comparisons)
+        if few:
+            body.append(f"<p>Note: {html.escape(few.strip())}</p>")
     body.append('<h2 id="template-model">Templates × models</h2>')
     tables = template_model_tables(analysis.template_model)
     body.append("<p>Mean score of each template and model, with its clustered 95% interval and the number "

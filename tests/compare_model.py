@@ -61,5 +61,5 @@ def simulate_scores(model: Model, n_combos: int, *, rubrics: int = 2, evaluators
                         score = judge_score(model, quality, seed, c, level, r, j, k)
                         rows.append(Score(f"v_{draft}_{r}_{j}_{k}", f"e_{draft}", draft, f"combo_{c}", level,
                                           "writer", 1, "copy-draft", None, 1, f"rubric_{r}", f"judge_{j}", k,
-                                          score, False, True))
+                                          score, 0, 1))
     return rows
