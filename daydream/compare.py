@@ -437,7 +437,10 @@ def match_pairs(rows_a: Sequence[Score], rows_b: Sequence[Score],
         found = False
         for j in index.get(strict(r), ()):
             s = rows_b[j]
-            if all(r[v] == s[v] or r[c] or s[c] for v, c in checks):
+            for v, c in checks:  # a model axis: equal, or either side a copy (no model)
+                if r[v] != s[v] and not r[c] and not s[c]:
+                    break
+            else:
                 pairs.append((i, j))
                 used_b.add(j)
                 found = True
