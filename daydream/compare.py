@@ -297,20 +297,26 @@ def bootstrap_ratios(sums: Any, counts: Any, rng: Any, resamples: int) -> Any:
 
 
 def bootstrap_ratio_difference(units: Sequence[Sequence[float]], rng: Any, resamples: int) -> Any:
-    """``resamples`` differences of two cluster means, units drawn with replacement.
+    """``resamples`` differences of two cluster means, units drawn with replacement within strata.
 
     Each unit is ``(sum_1, count_1, sum_2, count_2)``; a resample's value is
-    ``sum(sum_1) / sum(count_1) - sum(sum_2) / sum(count_2)`` over its units, NaN when a resample
-    happens to hold no value of one group (``interval`` leaves those out).
+    ``sum(sum_1) / sum(count_1) - sum(sum_2) / sum(count_2)`` over its units. Units holding only
+    group 1, only group 2, or both are resampled separately (a stratified cluster bootstrap), so
+    every resample keeps as many units of each kind as the data have and both means stay defined.
     """
     np = _numpy()
     table = np.asarray(units, dtype=float).reshape(-1, 4)
+    strata = [table[(table[:, 1] > 0) & (table[:, 3] == 0)], table[(table[:, 1] == 0) & (table[:, 3] > 0)],
+              table[(table[:, 1] > 0) & (table[:, 3] > 0)]]
+    strata = [s for s in strata if len(s)]
     n = len(table)
     out = np.empty(resamples)
     at = 0
     for size in _chunks(resamples, n):
-        idx = rng.integers(0, n, size=(size, n))
-        totals = table[idx].sum(axis=1)
+        totals = np.zeros((size, 4))
+        for stratum in strata:
+            idx = rng.integers(0, len(stratum), size=(size, len(stratum)))
+            totals += stratum[idx].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[at:at + size] = totals[:, 0] / totals[:, 1] - totals[:, 2] / totals[:, 3]
         at += size
@@ -523,6 +529,7 @@ def _compare_levels(rows_a: Sequence[Score], rows_b: Sequence[Score], factor: st
         losses=int(np.count_nonzero(score_a < score_b)), p_holm=None, **stats)
 
 
+MAX_COMPARISONS = 1000  # pairs of levels one call may compare (100 combos would be 4,950)
 FEW_UNITS = 5  # at or below this many units, intervals and p-values are flagged as weak
 
 
@@ -563,8 +570,8 @@ def compare(rows: Sequence[Score], by: str, within: Sequence[str] = (), *, rubri
     comparisons returned. The statistics are those of the module docstring.
 
     Raises ``UsageError`` for an unknown factor or rubric, a ``within`` axis equal to ``by``, a
-    factor with fewer than two levels, or ``resamples`` below 1; ``NotFound`` when there are no
-    scores.
+    factor with fewer than two levels or so many that more than ``MAX_COMPARISONS`` pairs would be
+    compared, or ``resamples`` below 1; ``NotFound`` when there are no scores.
     """
     factor = axis_name(by)
     within_axes = tuple(axis_name(w, "--within") for w in within)
@@ -595,9 +602,17 @@ def compare(rows: Sequence[Score], by: str, within: Sequence[str] = (), *, rubri
     get_slice = _key_getter(within_axes)
     for r in rows:
         slices[get_slice(r)].append(r)
+    fi = _INDEX[factor]
+    planned = 0
+    for part in slices.values():
+        k = len({r[fi] for r in part if r[fi] is not None})
+        planned += k * (k - 1) // 2
+    if planned > MAX_COMPARISONS:
+        raise UsageError(f"{factor} has {len(found)} levels{where}: {planned:,} pairwise comparisons, more than "
+                         f"{MAX_COMPARISONS:,} (too many to read or to correct for); compare a factor with "
+                         "fewer levels")
     comparisons: list[Comparison] = []
     skipped: list[str] = []
-    fi = _INDEX[factor]
     for key in sorted(slices, key=lambda k: tuple(_sort_key(label(v) if v is None else v) for v in k)):
         part = slices[key]
         within_map = dict(zip(within_axes, key)) if within_axes else None

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from daydream.compare import Score
+from daydream.compare import Score, bootstrap_ratio_difference, bootstrap_ratios, interval, random_streams
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
@@ -206,8 +205,6 @@ class Offset:
 
 def evaluator_offsets(scores: Sequence[Score], *, seed: int, resamples: int) -> tuple[list[Offset], str | None]:
     """Every judge's ``Offset``, or an empty list and the reason none can be computed."""
-    from daydream.compare import random_streams, bootstrap_ratios, interval
-
     judges = sorted({s.evaluation_llm or "" for s in scores})
     if len(judges) < 2:
         shown = f" ({judges[0]})" if judges else ""
@@ -264,11 +261,17 @@ def _split_by_author(items: Iterable[tuple[Score, float]], judge: str) -> dict[s
     return units
 
 
+def _difference_interval(units: list[list[float]], rng: Any, resamples: int) -> tuple[float | None, float | None]:
+    """The interval of own − other over ``units`` (see ``SelfPreference``), or none with fewer than
+    two units on either side."""
+    if sum(1 for u in units if u[1]) < 2 or sum(1 for u in units if u[3]) < 2:
+        return None, None
+    return interval(bootstrap_ratio_difference(units, rng, resamples), len(units))
+
+
 def self_preference(scores: Sequence[Score], *, seed: int, resamples: int) -> tuple[list[SelfPreference], str | None]:
     """A ``SelfPreference`` for every judge whose model also wrote essays in ``scores`` and that
     scored essays of other models too; otherwise an empty list and the reason."""
-    from daydream.compare import random_streams, bootstrap_ratio_difference, interval
-
     authors = {s.author for s in scores if s.author is not None}
     judges = sorted({s.evaluation_llm for s in scores if s.evaluation_llm in authors})
     if not judges:
@@ -284,14 +287,13 @@ def self_preference(scores: Sequence[Score], *, seed: int, resamples: int) -> tu
         mean_own = sum(u[0] for u in own) / sum(u[1] for u in own)
         mean_other = sum(u[2] for u in other) / sum(u[3] for u in other)
         rng, rng_adj = random_streams(seed, ["self-preference", judge])
-        low, high = interval(bootstrap_ratio_difference(list(raw.values()), rng, resamples), len(raw))
+        low, high = _difference_interval(list(raw.values()), rng, resamples)
         adjusted = adj_low = adj_high = None
-        adj = _split_by_author(residuals, judge)
-        if any(u[1] for u in adj.values()) and any(u[3] for u in adj.values()):
-            vals = list(adj.values())
+        vals = list(_split_by_author(residuals, judge).values())
+        if any(u[1] for u in vals) and any(u[3] for u in vals):
             adjusted = (sum(u[0] for u in vals) / sum(u[1] for u in vals)
                         - sum(u[2] for u in vals) / sum(u[3] for u in vals))
-            adj_low, adj_high = interval(bootstrap_ratio_difference(vals, rng_adj, resamples), len(vals))
+            adj_low, adj_high = _difference_interval(vals, rng_adj, resamples)
         out.append(SelfPreference(judge, int(sum(u[1] for u in own)), int(sum(u[3] for u in other)),
                                   mean_own, mean_other, mean_own - mean_other, low, high, adjusted,
                                   adj_low, adj_high))

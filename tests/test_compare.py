@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from daydream.cli import main
+from daydream.errors import UsageError
 from daydream.compare import (EXACT_SIGN_FLIP_UNITS, Comparison, compare, compare_cohort, expanded_level, holm,
                               paired_rows, read_scores, sign_flip_p)
 from daydream.ledger import Ledger, NewEvent, text_hash
@@ -222,6 +223,15 @@ def test_one_level_error_lists_the_factors_that_can_be_compared(hand: Ledger) ->
     with pytest.raises(Exception, match="factors with two or more levels: combo, draft_template, "
                                         "evaluation_replicate"):
         compare_cohort(hand, "hand", "evaluation_llm")
+
+
+def test_a_factor_with_too_many_levels_is_refused_before_any_work() -> None:
+    rows = simulate_scores(Model({f"t{i:02d}": 0.0 for i in range(46)}), 2, rubrics=1, replicates=1)
+    with pytest.raises(UsageError, match="draft_template has 46 levels: 1,035 pairwise comparisons, more than "
+                                         "1,000"):
+        compare(rows, "draft_template")
+    fewer = [r for r in rows if r.draft_template != "t45"]
+    assert len(compare(fewer, "draft_template", resamples=10).comparisons) == 990  # 45 levels: fine
 
 
 # ------------------------------------------------------------------------------------ determinism
