@@ -207,6 +207,11 @@ def ledger_state(ledger: Ledger) -> tuple[int, str]:
      "draft_template is the factor compared (--by); it cannot also be a --within axis"),
     (["hand", "--by", "draft_template", "--within", "colour"], 2, "unknown factor 'colour' for --within"),
     (["hand", "--by", "rubric", "--rubric", "r"], 2, "--rubric keeps one rubric, so rubrics cannot be compared"),
+    (["hand", "--by", "draft_template", "--within", "draft_gen_id"], 2, "unknown factor 'draft_gen_id'"),
+    (["copies", "--by", "essay_template", "--within", "essay_llm"], 2,
+     "essay_template has one level within each level of essay_llm: nothing to compare (essay_llm = (none): "
+     "1 level of essay_template; essay_llm = m1: 1 level of essay_template; essay_llm = m2: 1 level of "
+     "essay_template)"),
     (["hand", "--by", "draft_template", "--resamples", "0"], 2, "Invalid value for '--resamples'"),
 ])
 def test_bad_input_is_one_line_a_nonzero_exit_and_nothing_written(
