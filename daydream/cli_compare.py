@@ -39,7 +39,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--rubric", default=None, metavar="R",
               help="Only this rubric's scores (by default rubrics are averaged within each unit).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per comparison (JSON lines).")
-@click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, metavar="N",
               help="Seed of the bootstrap and permutation draws (same seed, same numbers).")
 @click.option("--resamples", type=click.IntRange(min=1), default=DEFAULT_RESAMPLES, show_default=True,
               metavar="N", help="Bootstrap resamples (and random sign patterns for the p-value).")
