@@ -29,8 +29,8 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from daydream import views
-from daydream.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, ComparisonSet, Score, compare,
-                              few_units_note, group_means, label, levels, read_scores, t95)
+from daydream.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, ComparisonSet, Score,
+                              compare, few_units_note, group_means, label, levels, read_scores, t95)
 from daydream.errors import UsageError
 from daydream.events import REPORT_PUBLISHED
 from daydream.ledger import Ledger, NewEvent
@@ -494,7 +494,9 @@ def _comparison_title(found: ComparisonSet) -> str:
 
 
 def _settings(data: ReportData) -> str:
-    return f"{data.resamples:,} bootstrap resamples, seed {data.seed}"
+    return (f"{data.resamples:,} bootstrap resamples, seed {data.seed}; p is exact up to "
+            f"{EXACT_SIGN_FLIP_UNITS} units, else estimated from {data.resamples:,} random sign patterns "
+            f"(so never below {1 / (data.resamples + 1):.2g})")
 
 
 def report_markdown(data: ReportData, analysis: Analysis) -> str:

@@ -98,7 +98,8 @@ def test_agreement_says_why_alpha_cannot_be_computed() -> None:
                                 "judges scoring the same essays")
     assert agreement.replicates_reason.startswith("one replicate per essay and judge")
     apart = [score("e1", "j1", 5), score("e2", "j2", 7)]
-    assert rubric_agreement(apart, "r").reason == "no essay was scored by two judges, so their scores cannot be compared"
+    assert rubric_agreement(apart, "r").reason == ("no essay was scored by two judges, so their scores cannot be "
+                                                   "compared")
     flat = [score("e1", "j1", 5), score("e1", "j2", 5), score("e2", "j1", 5), score("e2", "j2", 5)]
     assert rubric_agreement(flat, "r").reason.startswith("every judge gave every essay the same score")
     assert rubric_agreement(flat, "other").reason == "no scores for this rubric yet"
