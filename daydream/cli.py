@@ -270,7 +270,7 @@ def _load_command_modules() -> None:
     # Each area's commands live in their own module; importing registers them on ``cli``.
     import importlib
 
-    for name in ("cli_cohort", "cli_run", "cli_read", "cli_import", "cli_parse"):
+    for name in ("cli_cohort", "cli_run", "cli_read", "cli_import", "cli_parse", "cli_compare"):
         try:
             importlib.import_module(f"daydream.{name}")
         except ModuleNotFoundError as exc:

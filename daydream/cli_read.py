@@ -133,16 +133,26 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
               help="Folder to write into (default: reports/COHORT).")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
               help="How many of the best essays to include in full (and as results/<gen_id>.md).")
-def report(db_path: str, cohort: str, out_dir: str | None, top: int) -> None:
+@click.option("--seed", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Seed of the bootstrap draws (default: the one daydream compare uses).")
+@click.option("--resamples", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Bootstrap resamples (default: as daydream compare, 2000).")
+def report(db_path: str, cohort: str, out_dir: str | None, top: int, seed: int | None,
+           resamples: int | None) -> None:
     """Write the cohort's report (CSV tables, report.md, report.html, top essays) and record it.
 
-    Files: scores.csv, pivot.csv, rankings.csv, summary.csv, reliability.csv, report.md,
-    report.html and results/<gen_id>.md. Running it again on the same ledger gives identical files.
+    Files: scores.csv, pivot.csv, rankings.csv, summary.csv, comparisons.csv, template_model.csv,
+    reliability.csv, judges.csv, self_preference.csv, report.md, report.html and
+    results/<gen_id>.md. The comparisons are those of 'daydream compare COHORT --by FACTOR' for
+    every template and model factor. Running it again on the same ledger gives identical files.
     """
+    from daydream.compare import DEFAULT_RESAMPLES, DEFAULT_SEED
     from daydream.report import default_out_dir, publish_report
 
     ledger = open_ledger(db_path)
-    published = publish_report(ledger, cohort, out_dir or default_out_dir(cohort), top=top)
+    published = publish_report(ledger, cohort, out_dir or default_out_dir(cohort), top=top,
+                               seed=DEFAULT_SEED if seed is None else seed,
+                               resamples=DEFAULT_RESAMPLES if resamples is None else resamples)
     click.echo(f"report for cohort {cohort} written to {published.out_dir}/ "
                f"({len(published.files)} files, ReportPublished seq {published.seq}):")
     for name in published.files:

@@ -184,6 +184,42 @@ VIEWS: dict[str, ViewDoc] = {
             "essays": "Distinct essays evaluated", "mean": "Mean score",
             "stdev": "Sample standard deviation", "parse_failure_rate": "Share of evaluations whose answer did not parse",
         }),
+    # Migration 0009: what daydream compare reads and pairs, so any of its numbers can be redone in SQL.
+    "evaluation_design": ViewDoc(
+        "Evaluation design",
+        "Per cohort: every scored evaluation with the design of its whole lineage (combo, draft, "
+        "essay and evaluation templates, models and replicates) and the independent unit it belongs to.",
+        {
+            "cohort_id": _COHORT, "evaluation_gen_id": "Evaluation generation id",
+            "essay_gen_id": "The essay evaluated", "draft_gen_id": "The essay's draft (NULL without one)",
+            "unit_gen_id": "Independent unit: the draft, or the essay when there is no draft",
+            "combo": "Concept combination", "draft_template": "Draft template id",
+            "draft_llm": "Model that wrote the draft", "draft_replicate": "Draft replicate index",
+            "draft_copy": "1 when the draft was copied (no model)", "essay_template": "Essay template id",
+            "essay_llm": "Model that wrote the essay (NULL for a copy)", "essay_replicate": "Essay replicate index",
+            "essay_copy": "1 when the essay is a copy of its draft (no model)",
+            "evaluation_template": "Rubric (evaluation template id)", "evaluation_llm": "Evaluator model id",
+            "evaluation_replicate": "Evaluation replicate index",
+            "score": "The score compared: as given, or score_norm (0-1) when the cohort's rubrics use different scales",
+            "scale_min": "Lowest score of the rubric's scale", "scale_max": "Highest score of the rubric's scale",
+        }),
+    "comparisons": ViewDoc(
+        "Comparisons: matched pairs",
+        "The pairs behind daydream compare: for each factor, two scored evaluations of one cohort at "
+        "levels a < b, equal on every other design axis (a copy's missing model matches any model). "
+        "Filter on cohort_id, factor, a and b; n_pairs is COUNT(*), wins SUM(score_a > score_b), and "
+        "diff the mean over units of AVG(diff) GROUP BY unit.",
+        {
+            "cohort_id": _COHORT, "factor": "The design axis compared", "a": "Level A (the smaller)",
+            "b": "Level B", "unit": "Independent unit the pair is averaged into (the unit of A, '+', the unit of B)",
+            "combo": "Concept combination", "draft_template": "Draft template (side A)",
+            "draft_llm": "Draft model (side A)", "draft_replicate": "Draft replicate",
+            "essay_template": "Essay template (side A)", "essay_llm": "Essay model (side A)",
+            "essay_replicate": "Essay replicate", "evaluation_template": "Rubric (side A)",
+            "evaluation_llm": "Evaluator (side A)", "evaluation_replicate": "Evaluation replicate",
+            "evaluation_a": "Evaluation at level A", "evaluation_b": "Evaluation at level B",
+            "score_a": "Score at A", "score_b": "Score at B", "diff": "score_a - score_b",
+        }),
 }
 
 

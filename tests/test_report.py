@@ -16,7 +16,8 @@ from daydream.ledger import Ledger
 from daydream.report import ReportData, comparison_svg, heatmap_svg, publish_report, render_markdown
 from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpriced
 
-FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "reliability.csv", "report.md", "report.html"}
+FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "comparisons.csv", "template_model.csv",
+         "reliability.csv", "judges.csv", "self_preference.csv", "report.md", "report.html"}
 
 
 @pytest.fixture
@@ -66,6 +67,39 @@ def test_report_writes_every_file_with_hand_computed_numbers(fixture_ledger: Led
     assert summary[("evaluator", "ev1")]["mean"] == "7.7500"
     assert {k[0] for k in summary} == {"draft_template", "draft_model", "essay_template", "essay_model",
                                        "rubric", "evaluator"}
+    # The interval resamples units (drafts), not the five scores: d_one holds 8, 7, 9 and d_two 5, 6.
+    # A resample is {d_one, d_one} → 8, {d_two, d_two} → 5.5 or a mix → 35 / 5 = 7; with two units
+    # the expanded percentile interval reaches the extremes: 5.5 – 8.
+    rubric_a = summary[("rubric", "rubric_a")]
+    assert (rubric_a["units"], rubric_a["ci95_low"], rubric_a["ci95_high"]) == ("2", "5.5000", "8.0000")
+
+    comparisons = {(r["factor"], r["a"], r["b"]): r for r in read_csv(out / "comparisons.csv")}
+    # One judge, one rubric, one model per stage: only rubrics and evaluators have two levels.
+    assert set(comparisons) == {("evaluation_template", "rubric_a", "rubric_b"),
+                                ("evaluation_llm", "ev1", "ev2")}
+    # rubric_a − rubric_b: only e_one · ev1 · r1 has both (8 − 9); the other four rubric_a scores
+    # have no rubric_b partner and are counted, not used.
+    rubrics = comparisons[("evaluation_template", "rubric_a", "rubric_b")]
+    assert [rubrics[k] for k in ("n_pairs", "n_units", "n_unmatched", "diff", "wins", "ties", "losses",
+                                 "ci_low", "p")] == ["1", "1", "4", "-1.0000", "0", "0", "1", "", "1.0000"]
+    # ev1 − ev2 on rubric_a, replicate 1: e_one 8 − 7, e_two 5 − 6; ev1's replicate 2 and rubric_b
+    # scores have no ev2 partner.
+    judges = comparisons[("evaluation_llm", "ev1", "ev2")]
+    assert [judges[k] for k in ("n_pairs", "n_units", "n_unmatched", "mean_a", "mean_b", "diff", "wins",
+                                "losses", "ci_low", "ci_high", "p", "p_holm")] == [
+        "2", "2", "2", "6.5000", "6.5000", "0.0000", "1", "1", "-1.0000", "1.0000", "1.0000", "1.0000"]
+
+    cells = {(r["stage"], r["template"], r["model"]): r for r in read_csv(out / "template_model.csv")}
+    assert set(cells) == {("draft", "links", "m1"), ("essay", "essay_plain", "m1")}
+    # 8 + 7 + 9 + 9 + 5 + 6 = 44 over 6 scores from 2 drafts
+    assert (cells[("draft", "links", "m1")]["mean"], cells[("draft", "links", "m1")]["units"]) == ("7.3333", "2")
+
+    # Offsets on rubric_a: e_one ev1 8.5 (mean of 8, 9) vs ev2 7 → ±0.75; e_two 5 vs 6 → ∓0.5.
+    offsets = {r["evaluator"]: r for r in read_csv(out / "judges.csv")}
+    assert [offsets["ev1"][k] for k in ("cells", "units", "offset", "ci95_low", "ci95_high")] == [
+        "2", "2", "0.1250", "-0.5000", "0.7500"]
+    assert offsets["ev2"]["offset"] == "-0.1250"
+    assert read_csv(out / "self_preference.csv") == []  # no judge wrote an essay
 
     reliability = {r["rubric"]: r for r in read_csv(out / "reliability.csv")}
     # rubric_a units: e_one (ev1 mean of 8 and 9 = 8.5, ev2 7), e_two (ev1 5, ev2 6).
@@ -80,6 +114,13 @@ def test_report_writes_every_file_with_hand_computed_numbers(fixture_ledger: Led
     # rubric_b: one evaluator per essay → alpha undefined; 1 parse failure of 2 finished
     assert (reliability["rubric_b"]["alpha_ordinal"], reliability["rubric_b"]["parse_failure_rate"]) == (
         "", "0.5000")
+    # ...and the report says why instead of leaving a blank.
+    assert reliability["rubric_b"]["alpha_note"].startswith("one judge (ev1) scored this rubric")
+    assert reliability["rubric_a"]["alpha_note"] == ""
+    # Between replicates only e_one · ev1 has two (8, 9): one pairable unit, whose disagreement is
+    # exactly what chance gives → 0. rubric_b has one replicate everywhere.
+    assert reliability["rubric_a"]["alpha_replicates"] == "0.0000"
+    assert reliability["rubric_b"]["alpha_replicates_note"].startswith("one replicate per essay and judge")
 
     result = (out / "results" / "e_one.md").read_text(encoding="utf-8")
     assert result.startswith("# Tide Lanterns\n")
@@ -88,15 +129,22 @@ def test_report_writes_every_file_with_hand_computed_numbers(fixture_ledger: Led
 
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "| 1 | e_one | 8.2500 | 4 |" in md and "A **bold** idea" in md
+    assert "Krippendorff's alpha is how much the judges agree" in md
+    assert "— (one judge (ev1) scored this rubric" in md
+    assert "Not computed: no judge's model also wrote essays" in md
 
 
 def test_report_html_is_self_contained_with_charts_and_essays(fixture_ledger: Ledger, tmp_path: Path) -> None:
     publish_report(fixture_ledger, COHORT, tmp_path, top=2)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>")
-    for chart in ('class="chart histogram"', 'class="chart comparison"', 'class="chart heatmap"'):
+    for chart in ('class="chart histogram"', 'class="chart comparison"', 'class="chart heatmap"',
+                  'class="chart forest"'):
         assert chart in page
     assert page.count('class="chart histogram"') == 2  # one per rubric
+    # A forest plot for each factor with two levels (rubric, evaluator); one-level factors get none.
+    assert page.count('class="chart forest"') == 2
+    assert "Rubric: A − B, 95% CI" in page and "Draft template: A − B" not in page
     assert "95% CI" in page
     assert "<h1>Tide Lanterns</h1>" in page and "<strong>bold</strong>" in page
     assert "Last line: the swarm returns at dusk." in page  # the second essay in full
