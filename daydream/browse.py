@@ -38,6 +38,8 @@ TABLES: dict[str, tuple[str, str]] = {
                       "Running sums per cohort, stage and model behind cohort_progress and spend."),
     "cohort_essay_scores": ("Cohort essay scores (projection)",
                             "Running score sums per cohort and essay behind essay_rankings."),
+    "chain_head": ("Chain head", "The seq and hash of the last event, moved by every append; "
+                                 "daydream verify checks that the chain ends there."),
 }
 
 CANNED_QUERIES: dict[str, dict[str, Any]] = {

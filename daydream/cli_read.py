@@ -19,6 +19,8 @@ STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running
                   "tokens", "cost_usd"]
 # In --json only; the table notes it next to the cost.
 JSON_EXTRA = ["unpriced"]
+# The texts `show` prints, and the gen_state hash column behind each.
+TEXT_COLUMNS = {"prompt": "prompt", "response": "raw", "parsed": "parsed"}
 
 
 def cost_cell(cost: float | None, unpriced: int) -> str:
@@ -85,10 +87,13 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     """
     ledger = open_ledger(db_path, readonly=True)
     found = views.lineage(ledger, gen_id)
-    if as_json:
-        echo_json(found)
-        return
     g = found["generation"]
+    # A hash whose text is gone (deleted behind daydream's back) is said, never silently skipped.
+    missing = {label: g[f"{column}_hash"] for label, column in TEXT_COLUMNS.items()
+               if g[f"{column}_hash"] and g[label] is None}
+    if as_json:
+        echo_json({**found, "missing_texts": missing})
+        return
     combo = found["combo"]
     if combo:
         names = ", ".join(f"{c['name']} ({c['id']})" for c in combo["concepts"]) or "(concepts unknown)"
@@ -117,9 +122,15 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     for key, value in details:
         click.echo(f"{key:>10}: {value}")
     if not no_text:
-        for label in ("prompt", "response", "parsed"):
-            if g[label] is not None and not (label == "parsed" and g["parsed"] == g["response"]):
+        for label in TEXT_COLUMNS:
+            if label in missing:
+                click.echo(f"\n--- {label} ---\n(missing: text {missing[label][:16]}… is not in the ledger; "
+                           "run 'daydream verify')")
+            elif g[label] is not None and not (label == "parsed" and g["parsed"] == g["response"]):
                 click.echo(f"\n--- {label} ---\n{g[label].rstrip()}")
+    if missing:
+        click.echo(f"warning: {len(missing)} text(s) of {gen_id} missing from the ledger "
+                   f"({', '.join(missing)}): run 'daydream verify'", err=True)
     click.echo("\n--- events ---")
     echo_table(["seq", "v", "type", "payload"],
                [[e["seq"], e["version"], e["type"], json.dumps(e["payload"], ensure_ascii=False, sort_keys=True)]
