@@ -1,7 +1,7 @@
 """Read-side commands: ``status``, ``show``, ``report`` and ``browse``.
 
 They only read the ledger through the SQL views (``daydream.views``), except ``report``, which
-also records one ``ReportPublished`` event. Importing this module registers the commands on the
+also records one ``ReportPublished`` event (when the ledger is writable). Importing this module registers the commands on the
 ``daydream`` click group.
 """
 
@@ -14,6 +14,7 @@ import click
 
 from daydream import views
 from daydream.cli import cli, db_option, echo_json, echo_table, open_ledger
+from daydream.errors import LedgerReadOnly
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
                   "tokens", "cost_usd"]
@@ -152,10 +153,15 @@ def report(db_path: str, cohort: str, out_dir: str | None, top: int) -> None:
     """
     from daydream.report import default_out_dir, publish_report
 
-    ledger = open_ledger(db_path)
+    try:
+        ledger = open_ledger(db_path)
+    except LedgerReadOnly:
+        ledger = open_ledger(db_path, readonly=True)  # a report is worth having unrecorded too
     published = publish_report(ledger, cohort, out_dir or default_out_dir(cohort), top=top)
+    recorded = (f"ReportPublished seq {published.seq}" if published.seq is not None
+                else "not recorded: the ledger is read-only")
     click.echo(f"report for cohort {cohort} written to {published.out_dir}/ "
-               f"({len(published.files)} files, ReportPublished seq {published.seq}):")
+               f"({len(published.files)} files, {recorded}):")
     for name in published.files:
         click.echo(f"  {published.out_dir / name}")
 

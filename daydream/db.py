@@ -312,7 +312,13 @@ def create_ledger_engine(path: str | os.PathLike[str], *, create: bool = False,
         info = inspect_file(p)
         if not (create and force):
             refuse_foreign(info)
-        refuse_unknown_revision(info)
+        elif info.foreign and info.revision is not None:
+            raise LedgerForeignFile(
+                f"{str(p)!r} is a SQLite database of another application with its own alembic_version "
+                f"(revision {info.revision!r}); daydream cannot add a ledger to it, even with --force, "
+                "without taking over that table: use another --db path")
+        if info.is_ledger:
+            refuse_unknown_revision(info)
         if not readonly:
             check_writable(p)
     return _engine(p, readonly)
@@ -385,8 +391,9 @@ def open_engine(path: str | os.PathLike[str], *, readonly: bool = False) -> Engi
     info = inspect_file(p)
     refuse_foreign(info)
     if info.revision is None:
-        raise LedgerNotInitialised(
-            f"{str(path)!r} is an empty SQLite file, not yet a daydream ledger: run 'daydream init --db {path}'")
+        what = ("has a ledger's tables but no schema revision (alembic_version is empty)" if info.tables
+                else "is an empty SQLite file, not yet a daydream ledger")
+        raise LedgerNotInitialised(f"{str(path)!r} {what}: run 'daydream init --db {path}'")
     refuse_unknown_revision(info)
     if not readonly:
         check_writable(p)

@@ -88,7 +88,10 @@ def test_a_read_only_ledger_can_be_read_and_writing_commands_say_read_only(
             assert result.returncode == 0, (args, result.stderr)
             assert "read-only" not in result.stderr
         assert "ok: projections match" in unprivileged("verify", "--full", "--db", str(path)).stdout
-        for args in (["run"], ["report", "c", "--out", str(tmp_path / "r")], ["cohort", "plan", str(tmp_path / "c.yaml")]):
+        report = unprivileged("report", "c", "--out", str(tmp_path / "r"), "--db", str(path))
+        assert report.returncode == 0, report.stderr
+        assert "not recorded: the ledger is read-only" in report.stdout and (tmp_path / "r" / "scores.csv").is_file()
+        for args in (["run"], ["rerun", "--cohort", "c", "--failed"], ["cohort", "plan", str(tmp_path / "c.yaml")]):
             result = unprivileged(*args, "--db", str(path))
             assert result.returncode == 1
             line = one_line(result)
@@ -268,3 +271,35 @@ def test_a_read_only_file_mode_is_named_when_writing(finished: tuple[Path, str])
     finally:
         path.chmod(0o644)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_init_force_will_not_take_over_another_applications_alembic_table(tmp_path: Path) -> None:
+    path = foreign_file(tmp_path / "app.sqlite")
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        conn.execute("INSERT INTO alembic_version VALUES ('a1b2c3_their_schema')")
+    conn.close()
+    before = snapshot(tmp_path)
+    result = run_cli("init", "--force", "--db", str(path))
+    assert result.returncode == 1
+    line = one_line(result)
+    assert "its own alembic_version (revision 'a1b2c3_their_schema')" in line and "newer daydream" not in line
+    assert snapshot(tmp_path) == before
+
+
+def test_an_upgraded_old_ledger_has_exactly_the_schema_of_a_new_one(tmp_path: Path) -> None:
+    from alembic import command
+
+    from tests.read_fixtures import build_fixture
+
+    path = tmp_path / "old.db"
+    engine = ddb.create_ledger_engine(path, create=True)
+    with engine.connect() as conn:
+        command.upgrade(ddb._alembic_config(conn), "0002_projections")
+        conn.commit()
+    build_fixture(Ledger(path, engine))
+    engine.dispose()
+    upgraded = Ledger.open(path)
+    assert ddb.schema_drift(upgraded.engine) == []
+    result = run_cli("verify", "--full", "--db", str(path))
+    assert result.returncode == 0, result.stderr
