@@ -235,7 +235,7 @@ def verify(db_path: str, full: bool) -> None:
     except LedgerIntegrityError as exc:
         click.echo(f"verify failed: {exc}", err=True)
         sys.exit(1)
-    head = (f"head seq {report.head[0]} ({report.head[1][:16]}…) matches the stored head"
+    head = (f"the chain ends at the stored head: seq {report.head[0]}, hash {report.head[1]}"
             if report.head is not None else "no stored head to compare (schema older than 0006: "
             "'daydream init' upgrades it)")
     click.echo(f"ok: {report.events} events verified, {head}; {report.texts} texts verified "
