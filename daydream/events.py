@@ -80,13 +80,14 @@ ALL_TYPES = (
 )
 
 # Payload fields holding the sha256 of a text stored in ``texts`` (``daydream verify`` checks that
-# each one is there). ReportPublished's file hashes are of files on disk, not stored texts.
+# each one is there). ReportPublished's file hashes are of files on disk, not stored texts. A
+# ``template_hash`` names a template's identity (a rubric's may cover its scale too, so it need not
+# be a text's key): the template's text is referenced by the catalog snapshot that defines it.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     SPEC_COMPILED: ("spec_hash",),
     COHORT_PLANNED: ("spec_hash",),
-    GENERATION_PLANNED: ("template_hash",),
     GENERATION_IMPORTED: ("prompt_hash", "raw_hash", "parsed_hash"),
-    PROMPT_RENDERED: ("prompt_hash", "template_hash"),
+    PROMPT_RENDERED: ("prompt_hash",),
     LLM_CALL_COMPLETED: ("text_hash",),
     LLM_CALL_FAILED: ("raw_hash",),
     RESPONSE_PARSED: ("parsed_hash",),
@@ -103,8 +104,10 @@ def text_references(type_: str, payload: dict[str, Any]) -> list[tuple[str, str]
         for c in payload.get("concepts") or ():
             refs += [(f"concept {c.get('id')} {level}", h) for level, h in (c.get("levels") or {}).items()
                      if isinstance(h, str)]
-        refs += [(f"{t.get('stage')} template {t.get('id')}", t["hash"]) for t in payload.get("templates") or ()
-                 if isinstance(t.get("hash"), str)]
+        for t in payload.get("templates") or ():
+            text = t.get("text_hash") or t.get("hash")  # text_hash: when the identity is not the text's key
+            if isinstance(text, str):
+                refs.append((f"{t.get('stage')} template {t.get('id')}", text))
     return refs
 
 
