@@ -42,6 +42,8 @@ TABLES: dict[str, tuple[str, str]] = {
                       "Running sums per cohort, stage and model behind cohort_progress and spend."),
     "cohort_essay_scores": ("Cohort essay scores (projection)",
                             "Running score sums per cohort and essay behind essay_rankings."),
+    "chain_head": ("Chain head", "The seq and hash of the last event, moved by every append; "
+                                 "daydream verify checks that the chain ends there."),
 }
 
 CANNED_QUERIES: dict[str, dict[str, Any]] = {
@@ -105,7 +107,7 @@ ORDER BY planned_seq""",
 
 
 # Listed only under "hidden tables": projections a view already shows in readable form ...
-HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores")
+HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "chain_head")
 # ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
 # event types) through which each append applies its events to the projections (migration 0004).
 PLUMBING = ("alembic_version", "projection_feed", "projected_types")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from daydream.errors import CatalogError, UsageError
 from daydream.ledger import canonical_json, text_hash
 from daydream.scales import DEFAULT_SCALE, Scale, coerce_scale, infer_scale, parse_scale_option, scale_label
+from daydream.yaml_loading import YAMLTooLarge, load_yaml
 
 STAGES = ("draft", "essay", "evaluation")
 # Stages whose templates are rubrics: their answers are scores on the template's scale.
@@ -114,7 +117,12 @@ class Template:
 
 @dataclass(frozen=True)
 class Model:
-    """A model as the runner calls it: provider, endpoint, limits and prices (USD per 1M tokens)."""
+    """A model as the runner calls it: provider, endpoint, limits and prices (USD per 1M tokens).
+
+    Its *identity* (``IDENTITY_FIELDS``: what is called and with which output-changing parameters)
+    is fixed for good by the first plan that uses the id in a ledger; its *settings* (``SETTINGS_FIELDS``:
+    key variable, limits, prices) may change later, and runs use the newest recorded.
+    """
 
     id: str
     provider: str
@@ -133,6 +141,55 @@ class Model:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form, exactly as recorded in the catalog snapshot."""
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two definitions the same model: endpoint, name and output-changing parameters."""
+        return model_identity(self.as_dict())
+
+    @property
+    def identity_hash(self) -> str:
+        """sha256 of the canonical JSON of ``identity()``."""
+        return identity_hash(self.identity())
+
+
+# What a model id *is*: the provider, the model name, the endpoint, and every parameter daydream
+# sends that changes the answer (temperature and max_tokens, per stage too). Changing one of them
+# under an id that has planned work is refused: give the new definition a new id.
+IDENTITY_FIELDS = ("provider", "model", "base_url", "temperature", "max_tokens", "stages")
+# How a model is used, not what it answers: may change from one plan to the next (recorded).
+SETTINGS_FIELDS = ("api_key_env", "concurrency", "rpm", "price_in", "price_out", "release_date")
+MODEL_FIELDS = ("id", *IDENTITY_FIELDS, *SETTINGS_FIELDS)
+STAGE_PARAMS = ("temperature", "max_tokens")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def model_identity(definition: dict[str, Any]) -> dict[str, Any]:
+    """The identity part of a model definition (a ``Model.as_dict()`` or snapshot entry)."""
+    found = {k: definition.get(k) for k in IDENTITY_FIELDS}
+    found["stages"] = {str(stage): {k: v for k, v in sorted((params or {}).items())}
+                       for stage, params in sorted((found["stages"] or {}).items()) if params}
+    return found
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    """sha256 of a model identity's canonical JSON."""
+    return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()
+
+
+def model_settings(definition: dict[str, Any]) -> dict[str, Any]:
+    """The settings part of a model definition."""
+    return {k: definition.get(k) for k in SETTINGS_FIELDS}
+
+
+def describe_identity(identity: dict[str, Any]) -> str:
+    """A model identity on one line: ``provider=openai model=x base_url=… temperature=0.2``."""
+    parts = []
+    for key in IDENTITY_FIELDS:
+        value = identity.get(key)
+        if value in (None, {}, ""):
+            continue
+        parts.append(f"{key}={canonical_json(value) if isinstance(value, dict) else value}")
+    return " ".join(parts)
 
 
 @dataclass
@@ -203,13 +260,92 @@ class Catalog:
 
 
 # ----------------------------------------------------------------------------- model defaults
+def is_openrouter(base_url: str | None) -> bool:
+    """Whether ``base_url`` is OpenRouter's (the only endpoint the default key variable is for)."""
+    if not base_url:
+        return False
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and (host == "openrouter.ai" or host.endswith(".openrouter.ai"))
+
+
+def _base_url(value: Any, model_id: str, where: str) -> str:
+    """A checked ``base_url`` without a trailing slash.
+
+    A URL with credentials or a query string would put a secret into every snapshot, event, error
+    and Datasette page, so it is refused, and the message never repeats the URL.
+    """
+    url = str(value).strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise CatalogError(f"{where}: model {model_id!r}: base_url is not a valid URL (not shown, in case it "
+                           "holds a secret); expected e.g. http://localhost:11434/v1") from None
+    if "@" in parts.netloc:
+        raise CatalogError(f"{where}: model {model_id!r}: base_url holds credentials (user:password@host); "
+                           "refused so that they are not recorded (the URL is not shown): put the key in an "
+                           "environment variable and name it with api_key_env")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise CatalogError(f"{where}: model {model_id!r}: base_url has a query string or fragment; refused so "
+                           "that no key in it is recorded (the URL is not shown): expected scheme://host[:port]/path, "
+                           "with the key in an environment variable named by api_key_env")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CatalogError(f"{where}: model {model_id!r}: base_url {url!r} is not an http(s) URL; expected e.g. "
+                           "https://openrouter.ai/api/v1 or http://localhost:11434/v1")
+    return url.rstrip("/")
+
+
+def _api_key_env(value: Any, base_url: str | None, provider: str, model_id: str, where: str) -> str | None:
+    """The environment variable holding the model's key, or None for no key.
+
+    Omitted: ``$OPENROUTER_API_KEY`` for OpenRouter's endpoint, and no key for any other (a local
+    or third-party server must not receive the OpenRouter key). ``none`` says "no key" explicitly.
+    """
+    if value is None or str(value).strip() == "":
+        return DEFAULT_API_KEY_ENV if provider == "openai" and is_openrouter(base_url) else None
+    name = str(value).strip()
+    if name.lower() == "none":
+        return None
+    if not _ENV_NAME.fullmatch(name):
+        raise CatalogError(f"{where}: model {model_id!r}: api_key_env must be the *name* of an environment "
+                           "variable (letters, digits and _; e.g. OPENROUTER_API_KEY) or none; the value given "
+                           "is not shown, in case it is the key itself")
+    return name
+
+
+def _stage_params(stages: Any, model_id: str, where: str) -> dict[str, dict]:
+    if not isinstance(stages, dict) or any(not isinstance(v, dict) for v in stages.values()):
+        raise CatalogError(f"{where}: model {model_id!r}: 'stages' must map a stage to settings")
+    out: dict[str, dict] = {}
+    for stage, params in stages.items():
+        unknown = sorted(str(k) for k in params if k not in STAGE_PARAMS)
+        if unknown:
+            raise CatalogError(f"{where}: model {model_id!r}: stages.{stage} has unknown setting(s) "
+                               f"{', '.join(repr(u) for u in unknown)}; expected {' or '.join(STAGE_PARAMS)}")
+        try:
+            out[str(stage)] = {k: (float(v) if k == "temperature" else int(v)) for k, v in params.items()
+                               if v not in (None, "")}
+        except (TypeError, ValueError):
+            raise CatalogError(f"{where}: model {model_id!r}: stages.{stage} has a non-numeric setting: "
+                               f"{params!r}") from None
+        if out[str(stage)].get("max_tokens", 1) < 1:
+            raise CatalogError(f"{where}: model {model_id!r}: stages.{stage}.max_tokens must be >= 1")
+    return out
+
+
 def make_model(raw: dict[str, Any], where: str) -> Model:
-    """Build a Model from a mapping, applying the provider and free-tier defaults."""
+    """Build a Model from a mapping, applying the provider, key and free-tier defaults."""
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: expected a mapping with id, provider, model; got {raw!r}")
     model_id = str(raw.get("id") or "").strip()
     if not model_id:
         raise CatalogError(f"{where}: model entry without an 'id': {raw!r}")
+    # An unknown key (top_p, say) would be silently ignored: the user would believe it applies.
+    unknown = sorted(str(k) for k in raw if k not in MODEL_FIELDS)
+    if unknown:
+        raise CatalogError(f"{where}: model {model_id!r} has unknown field(s) {', '.join(repr(u) for u in unknown)}; "
+                           f"known: {', '.join(MODEL_FIELDS)}")
     provider = str(raw.get("provider") or "openai").strip()
     if provider not in PROVIDERS:
         raise CatalogError(f"{where}: model {model_id!r} has provider {provider!r}; "
@@ -218,17 +354,14 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
     if not name:
         raise CatalogError(f"{where}: model {model_id!r} lacks 'model' (the provider's model name)")
     free = name.endswith(":free")
-    if provider == "openai":
-        base_url = raw.get("base_url") or DEFAULT_BASE_URL
-        api_key_env = raw.get("api_key_env") or DEFAULT_API_KEY_ENV
-    else:
-        base_url = raw.get("base_url")
-        api_key_env = raw.get("api_key_env")
+    base_url = raw.get("base_url")
+    base_url = _base_url(base_url, model_id, where) if base_url not in (None, "") else None
+    if provider == "openai" and base_url is None:
+        base_url = DEFAULT_BASE_URL
+    api_key_env = _api_key_env(raw.get("api_key_env"), base_url, provider, model_id, where)
     concurrency = raw.get("concurrency", 1 if free else 10)
     rpm = raw.get("rpm", 20 if free else None)
-    stages = raw.get("stages") or {}
-    if not isinstance(stages, dict) or any(not isinstance(v, dict) for v in stages.values()):
-        raise CatalogError(f"{where}: model {model_id!r}: 'stages' must map a stage to settings")
+    stages = _stage_params(raw.get("stages") or {}, model_id, where)
     try:
         model = Model(
             id=model_id, provider=provider, model=name, base_url=base_url, api_key_env=api_key_env,
@@ -237,7 +370,7 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
             release_date=None if raw.get("release_date") in (None, "") else str(raw["release_date"]),
             temperature=_opt_float(raw.get("temperature")),
             max_tokens=None if raw.get("max_tokens") in (None, "") else int(raw["max_tokens"]),
-            stages={str(k): dict(v) for k, v in stages.items()},
+            stages=stages,
         )
     except (TypeError, ValueError) as exc:
         raise CatalogError(f"{where}: model {model_id!r} has a non-numeric limit or price: {exc}") from None
@@ -281,7 +414,9 @@ def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise CatalogError(f"catalog file {str(path)!r} is missing")
     try:
-        return yaml.safe_load(_read_template(path, "catalog file"))
+        return load_yaml(_read_template(path, "catalog file"))[0]
+    except YAMLTooLarge as exc:
+        raise CatalogError(f"{path}: refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -322,7 +457,8 @@ def _load_ours(root: Path) -> Catalog:
             generator = str(entry.get("generator") or "llm")
             text, tpath = None, None
             if generator == "llm":
-                tpath = root / "templates" / stage / str(entry.get("file") or f"{tid}.j2")
+                tpath = _inside(root, root / "templates" / stage / str(entry.get("file") or f"{tid}.j2"),
+                                f"{where}: template {tid!r}")
                 if not tpath.is_file():
                     raise CatalogError(f"{where}: template {tid!r}: file {str(tpath)!r} is missing")
                 text = _read_template(tpath)
@@ -340,6 +476,19 @@ def _load_ours(root: Path) -> Catalog:
             raise CatalogError(f"{root / 'models.yaml'}: model {model.id!r} is defined twice; expected unique ids")
         models[model.id] = model
     return Catalog(concepts, templates, models, str(root), _read_combo_mappings(root))
+
+
+def _inside(root: Path, path: Path, where: str) -> Path:
+    """``path`` when it resolves (symbolic links followed) inside the catalog folder ``root``.
+
+    A ``file:`` of ``../../secrets.txt`` would otherwise record any readable file of the machine
+    in the ledger as a template.
+    """
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise CatalogError(f"{where}: file {str(path.relative_to(root) if path.is_relative_to(root) else path)!r} "
+                           f"resolves outside the catalog folder {str(root)!r}; expected a file inside it")
+    return path
 
 
 def _read_template(path: Path, what: str = "template") -> str:
@@ -431,7 +580,7 @@ def _load_legacy(raw: Path) -> Catalog:
             generator = row.get("generator") or "llm"
             text, tpath = None, None
             if generator == "llm":
-                tpath = folder / f"{tid}.txt"
+                tpath = _inside(raw, folder / f"{tid}.txt", f"{meta}: template {tid!r}")
                 if not tpath.is_file():
                     raise CatalogError(f"{meta}: template {tid!r}: file {str(tpath)!r} is missing")
                 text = _read_template(tpath)
@@ -524,6 +673,83 @@ def catalog_from_ledger(ledger: Any, catalog_hash: str) -> Catalog:
     combos = {c["combo_id"]: {k: v for k, v in c.items() if k != "combo_id"}
               for c in payload.get("combos", [])}
     return Catalog(concepts, templates, models, payload.get("source", ""), combos)
+
+
+# ----------------------------------------------------------------------------- models in the ledger
+@dataclass(frozen=True)
+class RecordedModel:
+    """What a model id means in a ledger: its definition and identity, and where that comes from.
+
+    ``definition`` is a ``Model.as_dict()``: the identity as first planned, the newest settings.
+    ``version`` is the version of the id's ``model:<id>`` stream (0 when none: a ledger from before
+    model identities were recorded). ``binding`` is False for a definition no plan has used (one
+    only found in a catalog snapshot), which a later plan may replace.
+    """
+
+    definition: dict[str, Any]
+    identity_hash: str
+    version: int
+    binding: bool
+    source: str
+
+
+def recorded_models(ledger: Any) -> dict[str, RecordedModel]:
+    """Every model id the ledger knows, as planned work must be called.
+
+    The ``model:<id>`` streams decide (``ModelDefined``, then ``ModelSettingsChanged``). Ids without
+    one come from ``CatalogImported`` snapshots: for a ledger planned before model identities were
+    recorded, the *first* snapshot a plan used that defines the id fixes its identity (a later
+    catalog never redefines it) and the newest snapshot with that identity gives its settings; an
+    id no plan used takes the newest snapshot's definition.
+    """
+    from daydream import events as ev
+
+    found: dict[str, RecordedModel] = {}
+    for e in ledger.events(type=[ev.MODEL_DEFINED, ev.MODEL_SETTINGS_CHANGED]):
+        p = e.payload
+        mid = p["model_id"]
+        if e.type == ev.MODEL_DEFINED:
+            definition = dict(p["definition"])
+        elif mid in found:
+            definition = {**found[mid].definition, **p["settings"]}
+        else:  # a settings change without its definition: nothing to apply it to
+            continue
+        found[mid] = RecordedModel(definition, p["identity_hash"], e.version, True, f"{e.type} seq {e.seq}")
+    snapshots = ledger.events(type=ev.CATALOG_IMPORTED)
+    if not snapshots:
+        return found
+    legacy = {e.payload.get("catalog_hash") for e in ledger.events(type=ev.COHORT_PLANNED)
+              if "models" not in e.payload}
+    first_legacy: dict[str, tuple[dict[str, Any], str]] = {}
+    newest: dict[str, tuple[dict[str, Any], str]] = {}
+    newest_same: dict[str, dict[str, Any]] = {}
+    for e in snapshots:
+        label = f"catalog {str(e.payload.get('catalog_hash'))[:16]} (seq {e.seq})"
+        for m in e.payload.get("models", []):
+            mid = m.get("id")
+            if mid in found or not mid:
+                continue
+            if e.payload.get("catalog_hash") in legacy and mid not in first_legacy:
+                first_legacy[mid] = (m, label)
+            newest[mid] = (m, label)
+            if mid in first_legacy and model_identity(m) == model_identity(first_legacy[mid][0]):
+                newest_same[mid] = m
+    for mid, (m, label) in newest.items():
+        binding = mid in first_legacy
+        if binding:
+            m, label = first_legacy[mid]
+            m = {**m, **model_settings(newest_same.get(mid, m))}
+        definition = _without_default_key_elsewhere(m)
+        found[mid] = RecordedModel(definition, identity_hash(model_identity(definition)), 0, binding, label)
+    return found
+
+
+def _without_default_key_elsewhere(definition: dict[str, Any]) -> dict[str, Any]:
+    # Snapshots recorded before the key rule gave every openai model $OPENROUTER_API_KEY whatever
+    # its base_url: never send that key to a server that is not OpenRouter.
+    if definition.get("api_key_env") == DEFAULT_API_KEY_ENV and not is_openrouter(definition.get("base_url")):
+        return {**definition, "api_key_env": None}
+    return dict(definition)
 
 
 # ----------------------------------------------------------------------------- template checks

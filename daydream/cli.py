@@ -7,6 +7,7 @@ exit code (1, or 2 for usage errors). ``DAYDREAM_DEBUG=1`` shows the traceback i
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ import click
 
 from daydream import __version__, plugins
 from daydream.db import default_db_path
-from daydream.errors import DaydreamError, LedgerIntegrityError
+from daydream.errors import DaydreamError, LedgerIntegrityError, LedgerReadOnly, UsageError
 from daydream.ledger import Event, Ledger
 
 
@@ -34,8 +35,27 @@ def db_option(func: Any) -> Any:
 
 
 def open_ledger(db_path: str, *, readonly: bool = False) -> Ledger:
-    """Open an existing ledger for a command (errors are DaydreamErrors, printed by main)."""
-    return Ledger.open(db_path, readonly=readonly)
+    """Open an existing ledger for a command (errors are DaydreamErrors, printed by main).
+
+    Read commands pass ``readonly``: they work on a read-only file or folder too. A command that
+    writes, pointed at a ledger it cannot write, says so and names itself.
+    """
+    try:
+        return Ledger.open(db_path, readonly=readonly)
+    except LedgerReadOnly as exc:
+        ctx = click.get_current_context(silent=True)
+        command = f"'{ctx.command_path}'" if ctx is not None else "this command"
+        raise LedgerReadOnly(f"{exc}: {command} writes to the ledger; make it writable, or work on a copy "
+                             "('daydream backup')") from None
+
+
+def open_ledger_for_check(db_path: str) -> Ledger:
+    """A ledger to check: writable when the file allows it (checks then run in a rolled-back
+    transaction), read-only otherwise (checks then run on a temporary copy)."""
+    try:
+        return Ledger.open(db_path)
+    except LedgerReadOnly:
+        return Ledger.open(db_path, readonly=True)
 
 
 def echo_json(value: Any) -> None:
@@ -127,9 +147,11 @@ def cli() -> None:
 
 @cli.command()
 @db_option
-def init(db_path: str) -> None:
+@click.option("--force", is_flag=True,
+              help="Also add a ledger's tables to a SQLite file of another application (refused without it).")
+def init(db_path: str, force: bool) -> None:
     """Create a ledger, or upgrade an existing one to the current schema (idempotent)."""
-    _ledger, before, after = Ledger.init(db_path)
+    _ledger, before, after = Ledger.init(db_path, force=force)
     if before == after:
         click.echo(f"{db_path}: ledger already at schema {after}")
     elif before is None:
@@ -142,7 +164,7 @@ def init(db_path: str) -> None:
 @db_option
 def migrate_cmd(db_path: str) -> None:
     """Alias of init: bring the ledger schema up to date."""
-    click.get_current_context().invoke(init, db_path=db_path)
+    click.get_current_context().invoke(init, db_path=db_path, force=False)
 
 
 def _event_dict(e: Event) -> dict[str, Any]:
@@ -163,6 +185,8 @@ def events(db_path: str, type_: str | None, stream: str | None, after: int, limi
            as_json: bool) -> None:
     """List events in seq order."""
     ledger = open_ledger(db_path, readonly=True)
+    if type_ is not None:
+        check_event_type(ledger, type_)
     found = ledger.events(after=after, type=type_, stream=stream, limit=limit)
     if as_json:
         for e in found:
@@ -176,17 +200,63 @@ def events(db_path: str, type_: str | None, stream: str | None, after: int, limi
     echo_table(["seq", "recorded_at", "stream", "v", "type", "payload"], rows)
 
 
+def check_event_type(ledger: Ledger, type_: str) -> None:
+    """UsageError for an event type that is neither daydream's nor recorded in this ledger."""
+    from daydream.events import ALL_TYPES
+
+    if type_ in ALL_TYPES or ledger.query("SELECT 1 FROM events WHERE type = ? LIMIT 1", (type_,)):
+        return
+    recorded = [r[0] for r in ledger.query("SELECT DISTINCT type FROM events")]
+    known = sorted(set(ALL_TYPES) | set(recorded))
+    close = difflib.get_close_matches(type_, known, n=1, cutoff=0.6) or \
+        [k for k in known if k.lower() == type_.lower()]
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"unknown event type {type_!r}{hint}; known types: {', '.join(known)}")
+
+
 @cli.command()
 @db_option
-def verify(db_path: str) -> None:
-    """Recompute the hash chain and every text hash; exit 1 naming the first bad seq."""
+@click.option("--full", is_flag=True,
+              help="Also compare the schema with the migrations' and run 'projections check'.")
+def verify(db_path: str, full: bool) -> None:
+    """Prove the ledger unaltered; exit 1 naming the first flaw.
+
+    Recomputes the hash chain (no seq missing, every hash matching its event), checks that the last
+    event is the stored chain head (so removed events at the end show), that every text an event
+    refers to is stored, and every stored text against its hash. With --full, also that the schema
+    (append-only and projection triggers, views) is what the migrations create and that the
+    projections match a rebuild from the events. Never changes the ledger.
+    """
+    from daydream import db
+
     ledger = open_ledger(db_path, readonly=True)
     try:
-        n_events, n_texts = ledger.verify()
+        report = ledger.check_integrity()
     except LedgerIntegrityError as exc:
         click.echo(f"verify failed: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"ok: {n_events} events and {n_texts} texts verified")
+    head = (f"the chain ends at the stored head: seq {report.head[0]}, hash {report.head[1]}"
+            if report.head is not None else "no stored head to compare (schema older than 0006: "
+            "'daydream init' upgrades it)")
+    click.echo(f"ok: {report.events} events verified, {head}; {report.texts} texts verified "
+               f"({report.referenced_texts} referenced by events, all present)")
+    if not full:
+        return
+    drift = db.schema_drift(ledger.engine)
+    if drift:
+        for problem in drift:
+            click.echo(f"verify failed: schema: {problem}", err=True)
+        sys.exit(1)
+    click.echo("ok: schema is what the migrations create (append-only guards, projection triggers, views)")
+    from daydream import projections as proj
+
+    outcome = proj.check(ledger)
+    if outcome.drift:
+        for d in outcome.drift:
+            click.echo(f"verify failed: projections: {d.describe()}", err=True)
+        click.echo("run 'daydream projections rebuild' to recompute them from the events", err=True)
+        sys.exit(1)
+    click.echo(f"ok: projections match a rebuild from {outcome.events:,} projected events")
 
 
 @cli.group()
@@ -205,7 +275,7 @@ def projections_check(db_path: str, as_json: bool) -> None:
     """
     from daydream import projections as proj
 
-    outcome = proj.check(open_ledger(db_path))
+    outcome = proj.check(open_ledger_for_check(db_path))
     if as_json:
         echo_json({"ok": not outcome.drift, "events": outcome.events, "rows": outcome.rows,
                    "drift": [{"table": d.table, "missing": d.missing, "unexpected": d.unexpected}
@@ -223,7 +293,11 @@ def projections_check(db_path: str, as_json: bool) -> None:
 @projections.command("rebuild")
 @db_option
 def projections_rebuild(db_path: str) -> None:
-    """Recompute every projection from the events in one transaction (events are not touched)."""
+    """Recompute every projection from the events in one transaction (events are not touched).
+
+    Refused when the events fail verification or the projection trigger was altered: the rebuild
+    would adopt the altered data. A projection table edited by hand is repaired.
+    """
     from daydream import projections as proj
 
     outcome = proj.rebuild(open_ledger(db_path))

@@ -1,7 +1,7 @@
 """Read-side commands: ``status``, ``show``, ``report`` and ``browse``.
 
 They only read the ledger through the SQL views (``daydream.views``), except ``report``, which
-also records one ``ReportPublished`` event. Importing this module registers the commands on the
+also records one ``ReportPublished`` event (when the ledger is writable). Importing this module registers the commands on the
 ``daydream`` click group.
 """
 
@@ -14,11 +14,14 @@ import click
 
 from daydream import views
 from daydream.cli import cli, db_option, echo_json, echo_table, open_ledger
+from daydream.errors import LedgerReadOnly
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
                   "tokens", "cost_usd"]
 # In --json only; the table notes it next to the cost.
 JSON_EXTRA = ["unpriced"]
+# The texts `show` prints, and the gen_state hash column behind each.
+TEXT_COLUMNS = {"prompt": "prompt", "response": "raw", "parsed": "parsed"}
 
 
 def cost_cell(cost: float | None, unpriced: int) -> str:
@@ -85,10 +88,13 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     """
     ledger = open_ledger(db_path, readonly=True)
     found = views.lineage(ledger, gen_id)
-    if as_json:
-        echo_json(found)
-        return
     g = found["generation"]
+    # A hash whose text is gone (deleted behind daydream's back) is said, never silently skipped.
+    missing = {label: g[f"{column}_hash"] for label, column in TEXT_COLUMNS.items()
+               if g[f"{column}_hash"] and g[label] is None}
+    if as_json:
+        echo_json({**found, "missing_texts": missing})
+        return
     combo = found["combo"]
     if combo:
         names = ", ".join(f"{c['name']} ({c['id']})" for c in combo["concepts"]) or "(concepts unknown)"
@@ -117,9 +123,15 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     for key, value in details:
         click.echo(f"{key:>10}: {value}")
     if not no_text:
-        for label in ("prompt", "response", "parsed"):
-            if g[label] is not None and not (label == "parsed" and g["parsed"] == g["response"]):
+        for label in TEXT_COLUMNS:
+            if label in missing:
+                click.echo(f"\n--- {label} ---\n(missing: text {missing[label][:16]}… is not in the ledger; "
+                           "run 'daydream verify')")
+            elif g[label] is not None and not (label == "parsed" and g["parsed"] == g["response"]):
                 click.echo(f"\n--- {label} ---\n{g[label].rstrip()}")
+    if missing:
+        click.echo(f"warning: {len(missing)} text(s) of {gen_id} missing from the ledger "
+                   f"({', '.join(missing)}): run 'daydream verify'", err=True)
     click.echo("\n--- events ---")
     echo_table(["seq", "v", "type", "payload"],
                [[e["seq"], e["version"], e["type"], json.dumps(e["payload"], ensure_ascii=False, sort_keys=True)]
@@ -149,12 +161,17 @@ def report(db_path: str, cohort: str, out_dir: str | None, top: int, seed: int |
     from daydream.compare import DEFAULT_RESAMPLES, DEFAULT_SEED
     from daydream.report import default_out_dir, publish_report
 
-    ledger = open_ledger(db_path)
+    try:
+        ledger = open_ledger(db_path)
+    except LedgerReadOnly:
+        ledger = open_ledger(db_path, readonly=True)  # a report is worth having unrecorded too
     published = publish_report(ledger, cohort, out_dir or default_out_dir(cohort), top=top,
                                seed=DEFAULT_SEED if seed is None else seed,
                                resamples=DEFAULT_RESAMPLES if resamples is None else resamples)
+    recorded = (f"ReportPublished seq {published.seq}" if published.seq is not None
+                else "not recorded: the ledger is read-only")
     click.echo(f"report for cohort {cohort} written to {published.out_dir}/ "
-               f"({len(published.files)} files, ReportPublished seq {published.seq}):")
+               f"({len(published.files)} files, {recorded}):")
     for name in published.files:
         click.echo(f"  {published.out_dir / name}")
 

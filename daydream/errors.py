@@ -31,6 +31,18 @@ class LedgerMigrationError(DaydreamError):
     """The ledger's schema could not be upgraded; it was left as it was."""
 
 
+class LedgerSchemaTooNew(DaydreamError):
+    """The ledger was written by a newer daydream: its schema revision is one this one does not know."""
+
+
+class LedgerForeignFile(DaydreamError):
+    """The file is a SQLite database of another application; daydream leaves it untouched."""
+
+
+class LedgerReadOnly(DaydreamError):
+    """A command that writes was pointed at a ledger the process cannot write to."""
+
+
 class ConcurrencyConflict(DaydreamError):
     """An append expected a stream version that another writer already took."""
 

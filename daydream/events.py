@@ -1,7 +1,7 @@
 """Event types: the facts daydream records, and the payload each one carries.
 
 Streams: ``catalog:<hash16>``, ``cohort:<cohort_id>``, ``combo:<combo_id>``, ``gen:<gen_id>``,
-``report:<cohort_id>``. Every payload is self-contained JSON (large texts by sha256 into ``texts``).
+``model:<model_id>``, ``report:<cohort_id>``. Every payload is self-contained JSON (large texts by sha256 into ``texts``).
 The ``gen_state`` and ``cohort_members`` projection tables are maintained from these events by
 SQLite triggers (migration 0002), so they are always consistent with the log.
 
@@ -13,9 +13,17 @@ CatalogImported     catalog_hash, source, concepts[{id, name, levels{level: text
                     models[{…}]
 ComboDefined        combo_id, concept_ids[], level, k
 SpecCompiled        cohort_id, spec_hash, spec_path, catalog_hash, rows, spec_version
-CohortPlanned       cohort_id, spec_hash, catalog_hash, spec_version, planned{stage: n}, linked{stage: n}
+CohortPlanned       cohort_id, spec_hash, catalog_hash, spec_version, planned{stage: n}, linked{stage: n},
+                    models{model_id: identity_hash} (the models its new generations are planned on)
+ModelDefined        model_id, identity_hash, identity{provider, model, base_url?, temperature?,
+                    max_tokens?, stages{}}, definition{…the catalog's model entry}, catalog_hash,
+                    cohort_id  (first plan on a model id: what the id means in this ledger, for good)
+ModelSettingsChanged model_id, identity_hash, settings{api_key_env?, concurrency, rpm?, price_in?,
+                    price_out?, release_date?}, previous{…}, catalog_hash, cohort_id  (a later catalog
+                    with the same identity but other prices or limits; runs use the newest)
 GenerationPlanned   gen_id, stage, parent_gen_id?, combo_id?, template_id, template_hash?, generator,
-                    parser?, model_id?, replicate, cohort_id, catalog_hash?
+                    parser?, model_id?, model_hash? (the model's identity_hash), replicate, cohort_id,
+                    catalog_hash?
 GenerationLinked    gen_id, stage, cohort_id              (an existing generation joins a cohort)
 GenerationImported  gen_id, stage, parent_gen_id?, combo_id?, template_id, model_id?, replicate,
                     generator, parser?, cohort_id?, status, prompt_hash?, raw_hash?, parsed_hash?, score?,
@@ -47,6 +55,8 @@ ReportPublished     cohort_id, out_dir, files{name: sha256}
 
 from __future__ import annotations
 
+from typing import Any
+
 CATALOG_IMPORTED = "CatalogImported"
 COMBO_DEFINED = "ComboDefined"
 SPEC_COMPILED = "SpecCompiled"
@@ -65,13 +75,46 @@ SCORE_RECORDED = "ScoreRecorded"
 GENERATION_FAILED = "GenerationFailed"
 GENERATION_RETRIED = "GenerationRetried"
 REPORT_PUBLISHED = "ReportPublished"
+MODEL_DEFINED = "ModelDefined"
+MODEL_SETTINGS_CHANGED = "ModelSettingsChanged"
 
 ALL_TYPES = (
     CATALOG_IMPORTED, COMBO_DEFINED, SPEC_COMPILED, COHORT_PLANNED, GENERATION_PLANNED,
     GENERATION_LINKED, GENERATION_IMPORTED, PROMPT_RENDERED, LLM_CALL_STARTED, LLM_CALL_COMPLETED,
     LLM_CALL_FAILED, CLAIM_RELEASED, RESPONSE_PARSED, PARSE_FAILED, SCORE_RECORDED, GENERATION_FAILED,
-    GENERATION_RETRIED, REPORT_PUBLISHED,
+    GENERATION_RETRIED, REPORT_PUBLISHED, MODEL_DEFINED, MODEL_SETTINGS_CHANGED,
 )
+
+# Payload fields holding the sha256 of a text stored in ``texts`` (``daydream verify`` checks that
+# each one is there). ReportPublished's file hashes are of files on disk, not stored texts. A
+# ``template_hash`` names a template's identity (a rubric's may cover its scale too, so it need not
+# be a text's key): the template's text is referenced by the catalog snapshot that defines it.
+TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    SPEC_COMPILED: ("spec_hash",),
+    COHORT_PLANNED: ("spec_hash",),
+    GENERATION_IMPORTED: ("prompt_hash", "raw_hash", "parsed_hash"),
+    PROMPT_RENDERED: ("prompt_hash",),
+    LLM_CALL_COMPLETED: ("text_hash",),
+    LLM_CALL_FAILED: ("raw_hash",),
+    RESPONSE_PARSED: ("parsed_hash",),
+    GENERATION_FAILED: ("raw_hash",),
+}
+
+
+def text_references(type_: str, payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, sha256) of every stored text an event of ``type_`` refers to."""
+    refs = [(name, value) for name in TEXT_FIELDS.get(type_, ()) if isinstance(value := payload.get(name), str)]
+    if type_ == SPEC_COMPILED and isinstance(payload.get("includes"), dict):
+        refs += [(f"includes[{k}]", v) for k, v in payload["includes"].items() if isinstance(v, str)]
+    elif type_ == CATALOG_IMPORTED:
+        for c in payload.get("concepts") or ():
+            refs += [(f"concept {c.get('id')} {level}", h) for level, h in (c.get("levels") or {}).items()
+                     if isinstance(h, str)]
+        for t in payload.get("templates") or ():
+            text = t.get("text_hash") or t.get("hash")  # text_hash: when the identity is not the text's key
+            if isinstance(text, str):
+                refs.append((f"{t.get('stage')} template {t.get('id')}", text))
+    return refs
 
 
 def gen_stream(gen_id: str) -> str:
@@ -92,3 +135,8 @@ def combo_stream(combo_id: str) -> str:
 def catalog_stream(catalog_hash: str) -> str:
     """The stream of one catalog snapshot."""
     return f"catalog:{catalog_hash[:16]}"
+
+
+def model_stream(model_id: str) -> str:
+    """The stream of one model id: its identity (ModelDefined) and later settings changes."""
+    return f"model:{model_id}"

@@ -125,6 +125,9 @@ PROJECT_EVENTS = ("INSERT INTO projection_feed SELECT seq, stream, version, type
                   "causation_seq FROM events WHERE seq > ? AND type IN (SELECT type FROM projected_types) "
                   "ORDER BY seq")
 INSERT_TEXT = "INSERT OR IGNORE INTO texts (sha256, text, chars) VALUES (?, ?, ?)"
+# The stored head of the chain (migration 0006) moves with every append, from exactly where the
+# append found it.
+ADVANCE_HEAD = "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?"
 # SQLite limits bound parameters per statement; stay well under the old default of 999.
 _IN_CHUNK = 900
 
@@ -161,6 +164,35 @@ def chain_events(events: Sequence[NewEvent], seq: int, prev: str, versions: dict
     return rows, stored
 
 
+def head_mismatch(cur: sqlite3.Cursor, last_seq: int, last_hash: str) -> str:
+    """Why the stored chain head is not the last event (seq ``last_seq``, hash ``last_hash``)."""
+    row = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+    if row is None:
+        return "the stored chain head is missing (table chain_head is empty)"
+    head_seq, head_hash = row
+    if head_seq > last_seq:
+        return (f"the stored chain head is at seq {head_seq} but the last event is seq {last_seq}: "
+                f"{head_seq - last_seq} event(s) at the end of the ledger were removed")
+    if head_seq < last_seq:
+        return (f"the stored chain head is at seq {head_seq} but events go on to seq {last_seq}: events "
+                "were added without advancing the head (outside daydream, or by a daydream older than 0006)")
+    return (f"the last event (seq {last_seq}) is not the one the stored chain head records "
+            f"(hash {head_hash[:12]}… vs {last_hash[:12]}…): it was replaced")
+
+
+class IntegrityReport(NamedTuple):
+    """What ``Ledger.check_integrity`` proved.
+
+    ``head`` is the stored chain head (seq, hash) it matched, or None when the ledger's schema
+    predates stored heads (0006) and a removed tail could not be ruled out.
+    """
+
+    events: int
+    texts: int
+    referenced_texts: int
+    head: tuple[int, str] | None
+
+
 @dataclass
 class Ledger:
     """One ledger file. Cheap to create; holds an engine, no open transaction between calls."""
@@ -168,23 +200,29 @@ class Ledger:
     path: Path
     engine: Engine
     clock: Callable[[], str] = field(default=utc_now)
+    readonly: bool = False
     # Stream versions this process knows, valid only while the ledger's last seq is ``_known_at``
     # (i.e. nobody else appended since our last write): saves a lookup per stream per append.
     _known: dict[str, int] = field(default_factory=dict, repr=False)
     _known_at: int = field(default=-1, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _projected: frozenset[str] = field(default=frozenset(), repr=False)
+    _has_head: bool = field(default=False, repr=False)
     _projected_schema: int = field(default=-1, repr=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> "Ledger":
         """Open an existing ledger (upgrading its schema when older than this daydream)."""
-        return cls(Path(path), db.open_engine(path, readonly=readonly))
+        return cls(Path(path), db.open_engine(path, readonly=readonly), readonly=readonly)
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str]) -> tuple["Ledger", str | None, str]:
-        """Create or upgrade the ledger at ``path``. Returns (ledger, revision before, revision after)."""
-        engine = db.create_ledger_engine(path, create=True)
+    def init(cls, path: str | os.PathLike[str], *, force: bool = False) -> tuple["Ledger", str | None, str]:
+        """Create or upgrade the ledger at ``path``. Returns (ledger, revision before, revision after).
+
+        Another application's SQLite file is refused unless ``force`` (then the ledger's tables are
+        added beside its own).
+        """
+        engine = db.create_ledger_engine(path, create=True, force=force)
         before, after = db.migrate(engine, path)
         return cls(Path(path), engine), before, after
 
@@ -267,7 +305,7 @@ class Ledger:
             return [], {}
         last = cur.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
-        before = seq
+        before, before_hash = seq, prev
         known = self._known if seq == self._known_at else {}
         # The first event of each stream carries the batch's expectation for that stream.
         firsts: dict[str, NewEvent] = {}
@@ -301,6 +339,14 @@ class Ledger:
         projected = self._projected_types(cur)
         if any(e.type in projected for e in events):
             cur.execute(PROJECT_EVENTS, (before,))
+        if self._has_head:
+            # Compare-and-set: the head must be the last event we chained onto. When it is not,
+            # events were removed (or added) behind daydream's back; moving the head on would
+            # erase the evidence, so the append is refused and verify says what happened.
+            cur.execute(ADVANCE_HEAD, (stored[-1].seq, stored[-1].hash, before, before_hash))
+            if cur.rowcount != 1:
+                raise LedgerIntegrityError(None, head_mismatch(cur, before, before_hash) +
+                                           "; nothing was appended: run 'daydream verify'")
         return stored, versions
 
     def _projected_types(self, cur: sqlite3.Cursor) -> frozenset[str]:
@@ -308,12 +354,16 @@ class Ledger:
 
         Read again whenever the schema changed (another process may have upgraded the ledger
         under us); empty on a schema older than 0004, whose trigger on ``events`` projects rows.
+        Also notes whether the schema stores the chain head (0006).
         """
         schema = cur.execute("PRAGMA schema_version").fetchone()[0]
         if schema != self._projected_schema:
-            has = cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projected_types'")
+            tables = {r[0] for r in cur.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('projected_types', 'chain_head')")}
             self._projected = frozenset(
-                r[0] for r in cur.execute("SELECT type FROM projected_types")) if has.fetchone() else frozenset()
+                r[0] for r in cur.execute("SELECT type FROM projected_types")) \
+                if "projected_types" in tables else frozenset()
+            self._has_head = "chain_head" in tables
             self._projected_schema = schema
         return self._projected
 
@@ -408,44 +458,98 @@ class Ledger:
     def verify(self) -> tuple[int, int]:
         """Recompute the hash chain and every text hash. Returns (events, texts) checked.
 
-        Raises ``LedgerIntegrityError`` naming the first event (or text) that does not match.
+        Raises ``LedgerIntegrityError`` naming the first event (or text) that does not match; see
+        ``check_integrity`` for everything it checks.
         """
+        report = self.check_integrity()
+        return report.events, report.texts
+
+    def check_integrity(self) -> "IntegrityReport":
+        """Prove the ledger is what its appends wrote; raise ``LedgerIntegrityError`` at the first flaw.
+
+        Checks, in one read snapshot (appends may go on meanwhile): every event's hash and its link
+        to the one before, with no seq missing; that the last event is the stored chain head (so a
+        removed tail shows); that every text an event refers to is stored; and that every stored
+        text matches its hash and length.
+        """
+        from daydream.events import text_references
+
         prev = GENESIS_HASH
         expected_seq = 0
         n_events = 0
+        referenced: set[str] = set()
         with self.engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             cur = raw.cursor()
-            cur.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
-            while True:
-                batch = cur.fetchmany(10000)
-                if not batch:
-                    break
-                for seq, stream, version, type_, payload, recorded_at, causation, prev_hash, h in batch:
-                    expected_seq += 1
-                    if seq != expected_seq:
-                        raise LedgerIntegrityError(expected_seq, f"event missing (next stored seq is {seq})")
-                    if prev_hash != prev:
-                        raise LedgerIntegrityError(seq, "prev_hash does not match the previous event's hash")
-                    try:
-                        json.loads(payload)
-                    except ValueError:
-                        raise LedgerIntegrityError(seq, "payload is not valid JSON") from None
-                    if event_hash(prev, seq, stream, version, type_, payload, recorded_at, causation) != h:
-                        raise LedgerIntegrityError(seq, "hash does not match the event's content (altered)")
-                    prev = h
-                    n_events += 1
-            n_texts = 0
-            cur.execute("SELECT sha256, text, chars FROM texts ORDER BY sha256")
-            while True:
-                batch = cur.fetchmany(2000)
-                if not batch:
-                    break
-                for key, body, chars in batch:
-                    if text_hash(body) != key or len(body) != chars:
-                        raise LedgerIntegrityError(None, f"text {key[:16]}… does not match its hash or length")
-                    n_texts += 1
-        return n_events, n_texts
+            lookup = raw.cursor()
+            cur.execute("BEGIN")  # one snapshot: the head read at the end belongs to the events read
+            try:
+                cur.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+                while True:
+                    batch = cur.fetchmany(10000)
+                    if not batch:
+                        break
+                    wanted: dict[str, tuple[int, str, str]] = {}
+                    for seq, stream, version, type_, payload, recorded_at, causation, prev_hash, h in batch:
+                        expected_seq += 1
+                        if seq != expected_seq:
+                            raise LedgerIntegrityError(expected_seq, f"event missing (next stored seq is {seq})")
+                        if prev_hash != prev:
+                            raise LedgerIntegrityError(seq, "prev_hash does not match the previous event's hash")
+                        try:
+                            body = json.loads(payload)
+                        except ValueError:
+                            raise LedgerIntegrityError(seq, "payload is not valid JSON") from None
+                        if event_hash(prev, seq, stream, version, type_, payload, recorded_at, causation) != h:
+                            raise LedgerIntegrityError(seq, "hash does not match the event's content (altered)")
+                        prev = h
+                        n_events += 1
+                        if isinstance(body, dict):
+                            for where, ref in text_references(type_, body):
+                                if ref not in referenced and ref not in wanted:
+                                    wanted[ref] = (seq, type_, where)
+                    self._check_texts_exist(lookup, wanted)
+                    referenced.update(wanted)
+                head = self._stored_head(lookup)
+                if head is not None and head != (expected_seq, prev):
+                    first = expected_seq + 1 if head[0] > expected_seq else None
+                    raise LedgerIntegrityError(first, head_mismatch(lookup, expected_seq, prev))
+                n_texts = 0
+                cur.execute("SELECT sha256, text, chars FROM texts ORDER BY sha256")
+                while True:
+                    batch = cur.fetchmany(2000)
+                    if not batch:
+                        break
+                    for key, body, chars in batch:
+                        if text_hash(body) != key or len(body) != chars:
+                            raise LedgerIntegrityError(None, f"text {key[:16]}… does not match its hash or length")
+                        n_texts += 1
+            finally:
+                raw.rollback() if raw.in_transaction else None
+        return IntegrityReport(n_events, n_texts, len(referenced), head)
+
+    @staticmethod
+    def _check_texts_exist(cur: sqlite3.Cursor, wanted: dict[str, tuple[int, str, str]]) -> None:
+        names = list(wanted)
+        for i in range(0, len(names), _IN_CHUNK):
+            chunk = names[i:i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = {r[0] for r in cur.execute(f"SELECT sha256 FROM texts WHERE sha256 IN ({marks})", chunk)}
+            missing = [h for h in chunk if h not in found]
+            if missing:
+                first = min(missing, key=lambda h: wanted[h][0])
+                seq, type_, where = wanted[first]
+                raise LedgerIntegrityError(seq, f"{type_} refers to text {first[:16]}… ({where}), which is "
+                                                "missing from texts (deleted)")
+
+    @staticmethod
+    def _stored_head(cur: sqlite3.Cursor) -> tuple[int, str] | None:
+        """(seq, hash) of the stored chain head; None on a schema older than 0006, which has none."""
+        has = cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chain_head'").fetchone()
+        if not has:
+            return None
+        row = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+        return (row[0], row[1]) if row else (-1, "")
 
     def compact(self) -> None:
         """Fold the write-ahead log into the file, leave WAL mode and VACUUM: one self-contained file."""

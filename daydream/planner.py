@@ -17,7 +17,8 @@ from typing import Any
 
 from daydream import events as ev
 from daydream import ids, plugins
-from daydream.catalog import Catalog, Template, check_template, load_catalog
+from daydream.catalog import (Catalog, Template, check_template, describe_identity, load_catalog, model_identity,
+                              model_settings, recorded_models)
 from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
 from daydream.ledger import Ledger, NewEvent, text_hash
 from daydream.spec_dsl import Spec, compile_spec, load_spec
@@ -307,6 +308,54 @@ def _check_template_hashes(ledger: Ledger, design: _Design, catalog: Catalog) ->
                            "first re-scores the recorded answers on it)")
 
 
+def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str,
+                  catalog_hash: str) -> tuple[dict[str, str], list[NewEvent]]:
+    """Fix what each model id of the plan means; refuse a catalog that redefines one.
+
+    A model id's identity (provider, model name, base URL, output-changing parameters) is fixed by
+    the first plan that uses it (``ModelDefined`` on ``model:<id>``): generations are planned, and
+    later called, as that model. A catalog defining the id otherwise is refused, so that no run
+    ever sends work planned under one definition to another endpoint. Prices, limits and the key
+    variable may change: a ``ModelSettingsChanged`` records it. Returns ({model_id: identity_hash}
+    for the plan's models, the events to append with the plan).
+    """
+    used = sorted({g.model_id for stage in design.gens.values() for g in stage.values() if g.model_id})
+    if not used:
+        return {}, []
+    recorded = recorded_models(ledger)
+    hashes: dict[str, str] = {}
+    events: list[NewEvent] = []
+    for model_id in used:
+        model = catalog.model(model_id)
+        identity, digest = model.identity(), model.identity_hash
+        hashes[model_id] = digest
+        known = recorded.get(model_id)
+        stream = ev.model_stream(model_id)
+        if known is not None and known.binding:
+            if known.identity_hash != digest:
+                old = model_identity(known.definition)
+                differs = [k for k in old if old[k] != identity.get(k)]
+                raise CatalogError(
+                    f"catalog {catalog.source}: model {model_id!r} is already planned in ledger {ledger.path} "
+                    f"as {describe_identity(old)}; this catalog defines it as {describe_identity(identity)} "
+                    f"(differs in {', '.join(differs)}): work planned on the first definition must not be "
+                    f"sent to another; give the new definition a new id (e.g. {model_id}-2)")
+            if known.version > 0:
+                old_settings, new_settings = model_settings(known.definition), model_settings(model.as_dict())
+                if old_settings != new_settings:
+                    events.append(NewEvent(stream, ev.MODEL_SETTINGS_CHANGED, {
+                        "model_id": model_id, "identity_hash": digest, "settings": new_settings,
+                        "previous": old_settings, "catalog_hash": catalog_hash, "cohort_id": cohort,
+                    }, expected_version=known.version))
+                continue
+        # First plan on this id (or on a ledger that has not recorded it yet): record what it is.
+        events.append(NewEvent(stream, ev.MODEL_DEFINED, {
+            "model_id": model_id, "identity_hash": digest, "identity": identity,
+            "definition": model.as_dict(), "catalog_hash": catalog_hash, "cohort_id": cohort,
+        }, expected_version=0))
+    return hashes, events
+
+
 # ----------------------------------------------------------------------------- planning
 def _resolve_catalog(catalog: Catalog | str | Path | None, spec: Spec) -> Catalog:
     if isinstance(catalog, Catalog):
@@ -428,6 +477,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
 
     snapshot, catalog_texts = cat.snapshot()
     catalog_hash = snapshot["catalog_hash"]
+    model_hashes, model_events = _model_events(ledger, design, cat, cohort, catalog_hash)
     members = {r[0] for r in ledger.query("SELECT gen_id FROM cohort_members WHERE cohort_id = ?", (cohort,))}
     cohort_stream = ev.cohort_stream(cohort)
     cohort_version = ledger.stream_version(cohort_stream)
@@ -468,8 +518,8 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                 "gen_id": g.gen_id, "stage": stage, "parent_gen_id": parent_id, "combo_id": combo,
                 "template_id": g.template.id, "template_hash": g.template.hash,
                 "generator": g.template.generator, "parser": g.template.parser,
-                "model_id": g.model_id, "replicate": g.replicate, "cohort_id": cohort,
-                "catalog_hash": catalog_hash,
+                "model_id": g.model_id, "model_hash": model_hashes.get(g.model_id or ""),
+                "replicate": g.replicate, "cohort_id": cohort, "catalog_hash": catalog_hash,
             }, expected_version=0))
 
     # A new spec version when the spec, an included file or the catalog changed since the last one.
@@ -490,6 +540,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
             events.append(NewEvent(ev.catalog_stream(catalog_hash), ev.CATALOG_IMPORTED, snapshot,
                                    expected_version=0))
             texts.extend(catalog_texts)
+        events.extend(model_events)
         for cid, d in sorted(new_combos.items()):
             events.append(NewEvent(ev.combo_stream(cid), ev.COMBO_DEFINED, {
                 "combo_id": cid, "concept_ids": sorted(d["concept_ids"]), "level": d["level"],
@@ -515,6 +566,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
             "spec_version": spec_version,
             "planned": {s: c["new"] for s, c in counts.items()},
             "linked": {s: c["linked"] for s, c in counts.items()},
+            "models": model_hashes,
         }, expected_version=cohort_version if first_on_cohort else None))
     if events and not dry_run:
         ledger.append(events, texts=texts)

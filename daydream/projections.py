@@ -6,15 +6,20 @@ empties them and feeds every projected event, in seq order, through ``projection
 path each append uses (migration 0004) — in one write transaction. ``check`` does the same inside a
 transaction it then rolls back, and says which rows differ from what is stored: a projection that
 drifted (hand edits, a bug since fixed) shows up there, and ``rebuild`` repairs it. Events are
-never touched.
+never touched, and a rebuild is refused when the events fail verification or the projection
+trigger was altered: it would otherwise adopt tampered data as the truth.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from daydream import db
+from daydream.errors import LedgerIntegrityError
 from daydream.ledger import PROJECT_EVENTS, Ledger
 
 # Base projections first: the read-side counters follow them through their own triggers.
@@ -100,13 +105,45 @@ def _rebuild_in(cur: sqlite3.Cursor, sample: int = 20) -> Outcome:
     return Outcome(rows, drift, events)
 
 
+def ensure_trustworthy(ledger: Ledger) -> None:
+    """Refuse to rebuild from a ledger whose events or projection machinery were altered.
+
+    A rebuild replays the events through the projection trigger: events that fail verification
+    (a score edited with the append-only triggers dropped) or an edited trigger would be adopted
+    as the truth, and every report would publish them. Raises ``LedgerIntegrityError``.
+    """
+    try:
+        ledger.check_integrity()
+    except LedgerIntegrityError as exc:
+        raise LedgerIntegrityError(exc.seq, f"{exc.reason}; refusing to rebuild the projections from events "
+                                            "that fail verification (they would adopt the altered data): "
+                                            "restore the ledger from a backup") from None
+    drift = db.schema_drift(ledger.engine)
+    if drift:
+        more = f" (and {len(drift) - 1} more)" if len(drift) > 1 else ""
+        raise LedgerIntegrityError(None, f"the schema was altered: {drift[0]}{more}; refusing to rebuild the "
+                                         "projections through it: run 'daydream verify --full'")
+
+
 def rebuild(ledger: Ledger) -> Outcome:
-    """Recompute every projection from the events, in one transaction; return what changed."""
+    """Recompute every projection from the events, in one transaction; return what changed.
+
+    Only from a ledger that verifies (``ensure_trustworthy``): a projection that drifted is
+    repaired, altered events are never adopted.
+    """
+    ensure_trustworthy(ledger)
     return ledger._write(_rebuild_in)
 
 
 def check(ledger: Ledger) -> Outcome:
-    """Rebuild inside a transaction that is rolled back: the ledger is left exactly as it was."""
+    """Rebuild inside a transaction that is rolled back: the ledger is left exactly as it was.
+
+    A ledger opened read-only is checked on a temporary copy instead (brought to the current
+    schema there), since even a rolled-back transaction needs the write lock.
+    """
+    if ledger.readonly:
+        return _check_copy(ledger)
+
     def work(cur: sqlite3.Cursor) -> None:
         raise _RolledBack(_rebuild_in(cur))
 
@@ -115,3 +152,14 @@ def check(ledger: Ledger) -> Outcome:
     except _RolledBack as done:
         return done.outcome
     raise AssertionError("unreachable: the check always rolls back")
+
+
+def _check_copy(ledger: Ledger) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="daydream-check-") as folder:
+        copy = Path(folder) / "ledger.db"
+        ledger.backup(copy)
+        scratch = Ledger.open(copy)
+        try:
+            return check(scratch)
+        finally:
+            scratch.engine.dispose()

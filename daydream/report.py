@@ -910,7 +910,7 @@ class PublishedReport:
 
     out_dir: Path
     files: dict[str, str]
-    seq: int
+    seq: int | None  # None: not recorded (the ledger is read-only)
 
 
 def _stale_results(ledger: Ledger, target: Path, current: set[str]) -> list[Path]:
@@ -941,7 +941,8 @@ def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int
     """Write the cohort's report into ``out_dir`` and record one ``ReportPublished`` event.
 
     ``seed`` and ``resamples`` drive every bootstrap and permutation draw (as in ``daydream
-    compare``), so the same ledger and options give byte-identical files.
+    compare``), so the same ledger and options give byte-identical files. A ledger opened read-only
+    gets the files all the same, unrecorded (``seq`` None).
     """
     if top < 0:
         raise UsageError(f"--top must be 0 or more, got {top}")
@@ -964,6 +965,8 @@ def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int
     except OSError as exc:
         raise UsageError(f"cannot write the report into {str(target)!r}: {exc.strerror}") from None
     hashes = {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())}
+    if ledger.readonly:
+        return PublishedReport(target, hashes, None)
     [event] = ledger.append([NewEvent(f"report:{cohort_id}", REPORT_PUBLISHED, {
         "cohort_id": cohort_id, "out_dir": str(target.resolve()), "files": hashes})])
     return PublishedReport(target, hashes, event.seq)

@@ -26,6 +26,7 @@ from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from daydream import plugins
+from daydream.catalog import recorded_models
 from daydream.claims import iso_utc, worker_identity, worker_is_dead
 from daydream.pacing import RateLimiter, model_limits, model_params
 from daydream.pending import (COHORT_FILTER, GEN_COLUMNS, PENDING_SQL, RECLAIM_SQL, STAGE_ORDER,
@@ -110,12 +111,12 @@ class Context:
 
     @classmethod
     def load(cls, ledger: Ledger) -> "Context":
-        models: dict[str, dict[str, Any]] = {}
+        # Models as planned: an id's identity is the one its first plan recorded, never what a
+        # later catalog (another cohort's) says; prices and limits are the newest recorded.
+        models = {mid: found.definition for mid, found in recorded_models(ledger).items()}
         concepts: dict[str, dict[str, Any]] = {}
         templates: dict[str, dict[str, Any]] = {}
         for event in ledger.events(type="CatalogImported"):  # later snapshots win
-            for model in event.payload.get("models", []):
-                models[model["id"]] = model
             for concept in event.payload.get("concepts", []):
                 concepts[concept["id"]] = concept
             templates.update((t["hash"], t) for t in event.payload.get("templates", []) if t.get("hash"))

@@ -23,6 +23,7 @@ import yaml
 from daydream import ids
 from daydream.errors import SpecError
 from daydream.ledger import canonical_json, text_hash
+from daydream.yaml_loading import YAMLTooLarge, load_yaml
 
 if TYPE_CHECKING:
     from daydream.spec_compile import compile_spec as compile_spec
@@ -198,7 +199,9 @@ class _Reader:
             return target, out, header
         if suffix in (".yaml", ".yml", ".json"):
             try:
-                data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+                data = json.loads(text) if suffix == ".json" else load_yaml(text)[0]
+            except YAMLTooLarge as exc:
+                raise self.error(key, f"included file {rel!r} refused: {exc}") from None
             except (ValueError, yaml.YAMLError) as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -300,8 +303,9 @@ def load_spec(path: str | Path) -> Spec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{spec_path}: cannot read spec: {exc}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = load_yaml(text)  # parsed once; aliases that would explode it are refused
+    except YAMLTooLarge as exc:
+        raise SpecError(f"{spec_path}: refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

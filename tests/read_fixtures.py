@@ -18,6 +18,8 @@ from tests.runner_fixtures import daydream_cmd
 COHORT = "c-one"
 COHORT2 = "c-two"
 CATALOG_HASH = "f" * 64
+# Every text an event refers to is stored, as a real plan stores its spec (verify checks it).
+SPEC_TEXTS = {COHORT: "cohort_id: c-one\n", COHORT2: "cohort_id: c-two\n"}
 
 # Scores chosen so that every mean is easy to check by hand:
 # e_one:  rubric_a ev1 r1 = 8, ev2 r1 = 7, ev1 r2 = 9; rubric_b ev1 r1 = 9 (after one parse failure
@@ -109,9 +111,9 @@ def build_fixture(ledger: Ledger) -> None:
         NewEvent("combo:combo_b", "ComboDefined",
                  {"combo_id": "combo_b", "concept_ids": ["c_bee", "c_tide"], "level": "sentence", "k": 2}),
         NewEvent(f"cohort:{COHORT}", "CohortPlanned", {
-            "cohort_id": COHORT, "spec_hash": "s" * 64, "catalog_hash": CATALOG_HASH,
+            "cohort_id": COHORT, "spec_hash": text_hash(SPEC_TEXTS[COHORT]), "catalog_hash": CATALOG_HASH,
             "spec_version": 1, "planned": {"draft": 3, "essay": 3, "evaluation": 8}, "linked": {}}),
-    ])
+    ], texts=[SPEC_TEXTS[COHORT]])
     # Planning: three drafts, three essays, eight evaluations.
     plans = [
         _planned("d_one", "draft", COHORT, "links", "m1", combo="combo_a"),
@@ -168,8 +170,9 @@ def build_fixture(ledger: Ledger) -> None:
 
     # A second cohort reuses e_one (with its draft) and one of its evaluations: score 8.
     ledger.append([NewEvent(f"cohort:{COHORT2}", "CohortPlanned", {
-        "cohort_id": COHORT2, "spec_hash": "t" * 64, "catalog_hash": CATALOG_HASH, "spec_version": 1,
-        "planned": {}, "linked": {"draft": 1, "essay": 1, "evaluation": 1}})])
+        "cohort_id": COHORT2, "spec_hash": text_hash(SPEC_TEXTS[COHORT2]), "catalog_hash": CATALOG_HASH,
+        "spec_version": 1, "planned": {}, "linked": {"draft": 1, "essay": 1, "evaluation": 1}})],
+        texts=[SPEC_TEXTS[COHORT2]])
     ledger.append([NewEvent(f"gen:{g}", "GenerationLinked", {"gen_id": g, "stage": s, "cohort_id": COHORT2})
                    for g, s in (("d_one", "draft"), ("e_one", "essay"), ("v_1a1", "evaluation"))])
 

@@ -20,7 +20,7 @@ from daydream.planner import plan_cohort
 COHORTS = repo_catalog_dir().parent / "cohorts"
 DEMO = COHORTS / "demo.yaml"
 PLANNED_FIELDS = {"gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
-                  "parser", "model_id", "replicate", "cohort_id", "catalog_hash"}
+                  "parser", "model_id", "model_hash", "replicate", "cohort_id", "catalog_hash"}
 
 
 def planned(ledger: Ledger) -> dict[str, dict]:
@@ -36,7 +36,8 @@ def test_demo_plan_records_catalog_combos_spec_and_every_generation(ledger: Ledg
     assert result.cohort_id == "demo" and result.spec_version == 1 and result.rows == 64
     assert {s: c["new"] for s, c in result.counts.items()} == {"draft": 8, "essay": 16, "evaluation": 64}
     assert types(ledger) == {ev.CATALOG_IMPORTED: 1, ev.COMBO_DEFINED: 4, ev.SPEC_COMPILED: 1,
-                             ev.GENERATION_PLANNED: 88, ev.COHORT_PLANNED: 1}
+                             ev.GENERATION_PLANNED: 88, ev.COHORT_PLANNED: 1,
+                             ev.MODEL_DEFINED: 1}
     assert result.events == ledger.count()
 
     catalog = load_catalog()
@@ -184,7 +185,7 @@ def test_rescoring_existing_essays_plans_only_evaluations(ledger: Ledger, tmp_pa
 
 def test_dry_run_counts_but_appends_nothing(ledger: Ledger) -> None:
     result = plan_cohort(ledger, DEMO, dry_run=True)
-    assert result.dry_run and result.events == 95 and result.counts["evaluation"]["new"] == 64
+    assert result.dry_run and result.events == 96 and result.counts["evaluation"]["new"] == 64
     assert ledger.count() == 0
 
 
@@ -217,7 +218,7 @@ def test_cli_plan_list_show_and_compile(ledger_path: Path, tmp_path: Path) -> No
     runner = CliRunner()
     out = runner.invoke(cli, ["cohort", "plan", str(DEMO), "--db", str(ledger_path)], catch_exceptions=False)
     assert out.exit_code == 0, out.output
-    assert "cohort demo: spec v1" in out.output and "appended 95 events" in out.output
+    assert "cohort demo: spec v1" in out.output and "appended 96 events" in out.output
     assert [line.split() for line in out.output.splitlines()[2:]] == [
         ["draft", "8", "0", "0"], ["essay", "16", "0", "0"], ["evaluation", "64", "0", "0"]]
     again = runner.invoke(cli, ["cohort", "plan", str(DEMO), "--db", str(ledger_path), "--format", "json"])

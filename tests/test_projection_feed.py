@@ -67,6 +67,8 @@ def test_projections_match_the_per_row_trigger_of_0002_whatever_the_batching(
     expected, got = _projections(old.path), _projections(new.path)
     assert got["gen_state"] and got["cohort_members"] and got["cohort_essay_scores"]
     assert got == expected
+    build_fixture(source := Ledger.init(tmp_path / "texts.db")[0])  # the texts the events refer to
+    new.put_texts(t for (t,) in source.query("SELECT text FROM texts"))
     assert new.verify()[0] == len(recorded)
 
 

@@ -10,7 +10,7 @@ to see the rows behind one comparison and recompute n_pairs, wins, ties and loss
 difference per unit, in SQL. New views only; nothing is replaced.
 
 Revision ID: 0009_comparisons
-Revises: 0005_llm_calls_by_stream
+Revises: 0008_scores_scale
 Create Date: 2026-11-30
 """
 

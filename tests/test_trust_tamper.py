@@ -1,0 +1,176 @@
+"""Tampering that used to pass unseen (issue 10, point 5), each done the hostile way: with the
+append-only triggers dropped, on a real ledger, checked through the real command line.
+
+- the last events deleted: verify compares the chain with the stored head;
+- a text an event refers to deleted: verify names the event, show says the text is missing;
+- a score edited in its event (0 -> 9): verify fails, projections rebuild refuses to adopt it;
+- a score edited in the projection, or the projection trigger rewritten: verify --full fails,
+  rebuild repairs the first and refuses the second.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from daydream import db as ddb
+from daydream.errors import LedgerIntegrityError
+from daydream.ledger import Ledger, NewEvent
+from daydream.planner import plan_cohort
+from tests.runner_fixtures import pipeline_spec, run_cli, write_spec
+
+
+@pytest.fixture
+def finished(tmp_path: Path) -> Path:
+    """A ledger with one finished offline draft -> essay -> evaluation chain (two combos)."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger.init(path)[0]
+    plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(n_combos=2, model="offline")), cohort_id="c")
+    ledger.engine.dispose()
+    ran = run_cli("run", "--db", str(path))
+    assert ran.returncode == 0, ran.stderr
+    return path
+
+
+def hostile(path: Path, *statements: str, drop: tuple[str, ...] = ()) -> None:
+    """Run SQL the way an attacker would: straight on the file, the guards in ``drop`` dropped first."""
+    with sqlite3.connect(path) as conn:
+        for trigger in drop:
+            conn.execute(f"DROP TRIGGER {trigger}")
+        for sql in statements:
+            conn.execute(sql)
+
+
+def one(path: Path, sql: str) -> tuple:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchone()
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = run_cli(*args)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_deleting_the_last_events_fails_verify_and_blocks_appends(finished: Path) -> None:
+    last = one(finished, "SELECT MAX(seq) FROM events")[0]
+    assert cli("verify", "--db", str(finished))[0] == 0
+    hostile(finished, f"DELETE FROM events WHERE seq > {last - 2}", drop=("events_no_delete",))
+    code, out, err = cli("verify", "--db", str(finished))
+    assert code == 1 and out == ""
+    assert err.strip() == (f"verify failed: seq {last - 1}: the stored chain head is at seq {last} but the last "
+                           f"event is seq {last - 2}: 2 event(s) at the end of the ledger were removed")
+    # Appending would move the head past the evidence: refused, nothing written.
+    with pytest.raises(LedgerIntegrityError, match="2 event.s. at the end of the ledger were removed.*nothing was appended"):
+        Ledger.open(finished).append([NewEvent("s", "ThingHappened", {})])
+    assert one(finished, "SELECT MAX(seq) FROM events")[0] == last - 2
+
+
+def test_the_stored_head_cannot_be_rewound_or_removed_without_dropping_its_guards(finished: Path) -> None:
+    with sqlite3.connect(finished) as conn:
+        with pytest.raises(sqlite3.DatabaseError, match="only moves forward"):
+            conn.execute("UPDATE chain_head SET seq = seq - 1")
+        with pytest.raises(sqlite3.DatabaseError, match="cannot be deleted"):
+            conn.execute("DELETE FROM chain_head")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO chain_head (id, seq, hash) VALUES (2, 0, '')")
+
+
+def test_a_deleted_response_text_fails_verify_and_show_says_it_is_missing(finished: Path) -> None:
+    gen_id, raw_hash = one(finished, "SELECT gen_id, raw_hash FROM gen_state WHERE stage = 'essay' LIMIT 1")
+    seq = one(finished, f"SELECT seq FROM events WHERE type = 'LLMCallCompleted' "
+                        f"AND json_extract(payload, '$.text_hash') = '{raw_hash}'")[0]
+    hostile(finished, f"DELETE FROM texts WHERE sha256 = '{raw_hash}'", drop=("texts_no_delete",))
+    code, _out, err = cli("verify", "--db", str(finished))
+    assert code == 1
+    assert f"seq {seq}: LLMCallCompleted refers to text {raw_hash[:16]}… (text_hash), which is missing" in err
+    code, out, err = cli("show", gen_id, "--db", str(finished))
+    assert code == 0
+    assert f"--- response ---\n(missing: text {raw_hash[:16]}… is not in the ledger; run 'daydream verify')" in out
+    assert f"text(s) of {gen_id} missing from the ledger (response" in err  # (and parsed, the same text)
+    code, out, _ = cli("show", gen_id, "--db", str(finished), "--json")
+    assert json.loads(out)["missing_texts"]["response"] == raw_hash
+
+
+def test_a_score_edited_in_its_event_is_never_adopted_by_a_rebuild(finished: Path, tmp_path: Path) -> None:
+    gen_id, score = one(finished, "SELECT gen_id, score FROM gen_state WHERE stage = 'evaluation' LIMIT 1")
+    seq = one(finished, f"SELECT seq FROM events WHERE type = 'ScoreRecorded' AND stream = 'gen:{gen_id}'")[0]
+    forged = 9.0 if score != 9 else 0.0
+    hostile(finished, f"UPDATE events SET payload = json_set(payload, '$.score', {forged}) WHERE seq = {seq}",
+            drop=("events_no_update",))
+
+    code, _out, err = cli("verify", "--db", str(finished))
+    assert code == 1 and f"seq {seq}: hash does not match the event's content (altered)" in err
+    code, out, err = cli("projections", "rebuild", "--db", str(finished))
+    assert code == 1 and out == ""
+    assert err.strip() == (f"error: seq {seq}: hash does not match the event's content (altered); refusing to "
+                           "rebuild the projections from events that fail verification (they would adopt the "
+                           "altered data): restore the ledger from a backup")
+    assert one(finished, f"SELECT score FROM gen_state WHERE gen_id = '{gen_id}'")[0] == score
+    code, _out, err = cli("report", "c", "--db", str(finished), "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    with open(tmp_path / "report" / "scores.csv", newline="") as fh:
+        published = {row["evaluation_gen_id"]: row for row in csv.DictReader(fh)}
+    assert float(published[gen_id]["score"]) == score  # the recorded score, not the forged one
+
+
+def test_a_score_edited_in_the_projection_is_caught_by_verify_full_and_repaired(finished: Path) -> None:
+    gen_id, score = one(finished, "SELECT gen_id, score FROM gen_state WHERE stage = 'evaluation' LIMIT 1")
+    hostile(finished, f"UPDATE gen_state SET score = {9 if score != 9 else 0} WHERE gen_id = '{gen_id}'")
+    assert cli("verify", "--db", str(finished))[0] == 0  # the events are intact
+    code, out, err = cli("verify", "--full", "--db", str(finished))
+    assert code == 1 and "ok: schema is what the migrations create" in out
+    assert f"verify failed: projections: gen_state: 1 row(s) missing, 1 row(s) that the events do not give " \
+           f"(gen_id {gen_id})" in err
+    code, out, _ = cli("projections", "rebuild", "--db", str(finished))
+    assert code == 0 and out.startswith(f"repaired gen_state: 1 row(s) missing")
+    assert one(finished, f"SELECT score FROM gen_state WHERE gen_id = '{gen_id}'")[0] == score
+    assert cli("verify", "--full", "--db", str(finished))[0] == 0
+
+
+def test_a_rewritten_projection_trigger_fails_verify_full_and_blocks_rebuild(finished: Path) -> None:
+    sql = one(finished, "SELECT sql FROM sqlite_master WHERE name = 'project_feed'")[0]
+    forged = sql.replace("score = json_extract(NEW.payload, '$.score')", "score = 9", 1)
+    assert forged != sql
+    hostile(finished, "DROP TRIGGER project_feed", forged)
+    code, _out, err = cli("verify", "--full", "--db", str(finished))
+    assert code == 1
+    assert f"verify failed: schema: trigger project_feed differs from what migration {ddb.head_revision()} created" in err
+    code, _out, err = cli("projections", "rebuild", "--db", str(finished))
+    assert code == 1 and "the schema was altered: trigger project_feed differs" in err
+    assert one(finished, "SELECT COUNT(*) FROM gen_state WHERE score = 9 AND stage = 'evaluation'")[0] == \
+        one(finished, "SELECT COUNT(*) FROM events WHERE type = 'ScoreRecorded' "
+                      "AND json_extract(payload, '$.score') = 9")[0]
+
+
+def test_a_dropped_guard_alone_shows_in_verify_full(finished: Path) -> None:
+    with sqlite3.connect(finished) as conn:
+        conn.execute("DROP TRIGGER events_no_update")
+        conn.execute("CREATE TRIGGER sneaky AFTER INSERT ON texts BEGIN SELECT 1; END")
+    code, _out, err = cli("verify", "--full", "--db", str(finished))
+    assert code == 1
+    assert "verify failed: schema: trigger events_no_update is missing" in err
+    assert "verify failed: schema: trigger sneaky on texts was not created by daydream's migrations" in err
+
+
+def test_upgrading_an_old_ledger_stores_its_current_head(tmp_path: Path) -> None:
+    from alembic import command
+
+    path = tmp_path / "old.db"
+    engine = ddb.create_ledger_engine(path, create=True)
+    with engine.connect() as conn:
+        command.upgrade(ddb._alembic_config(conn), "0005_llm_calls_by_stream")
+        conn.commit()
+    old = Ledger(path, engine)
+    stored = old.append([NewEvent("s", "ThingHappened", {"i": i}) for i in range(5)])
+    assert old.check_integrity().head is None  # nothing to compare with before 0006
+    engine.dispose()
+    upgraded = Ledger.open(path)
+    assert upgraded.check_integrity().head == (5, stored[-1].hash)
+    upgraded.append([NewEvent("s", "ThingHappened", {"i": 5})])
+    assert upgraded.check_integrity().head[0] == 6
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == ddb.APPLICATION_ID
