@@ -20,8 +20,8 @@ from pathlib import Path
 
 from alembic import command
 
-from daydream import db
-from daydream.ledger import Ledger, NewEvent
+from daydream.ledger import db
+from daydream.ledger.store import Ledger, NewEvent
 
 
 def at_revision(path: Path, revision: str) -> Ledger:
@@ -71,7 +71,7 @@ def main() -> None:
         n = args.events * 2
         for i in range(0, n, 1000):
             chunk = [f"text {j}" for j in range(i, i + 1000)]
-            from daydream.ledger import text_hash
+            from daydream.ledger.store import text_hash
             texts.append([NewEvent(f"gen:{j}", "LLMCallCompleted", {"text_hash": text_hash(t), "i": j})
                           for j, t in zip(range(i, i + 1000), chunk)], texts=chunk)
         runs = []

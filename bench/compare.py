@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from daydream.compare import compare, read_scores
-from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.read.compare import compare, read_scores
+from daydream.ledger.store import Ledger, NewEvent, text_hash
 
 COHORT = "bench"
 BUDGET_S = 10.0

@@ -24,8 +24,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from dagster_root import build_dagster_root  # noqa: E402
 
-from daydream.importer import import_dagster  # noqa: E402
-from daydream.ledger import Ledger  # noqa: E402
+from daydream.transfer.importer import import_dagster  # noqa: E402
+from daydream.ledger.store import Ledger  # noqa: E402
 
 # 12 concepts give 4,083 distinct combinations of 2 or more: room for --combos up to that.
 CONCEPTS = [f"bench-concept-{i:02d}" for i in range(12)]

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from daydream import db
-from daydream.ledger import Ledger, NewEvent, chain_events
+from daydream.ledger import db
+from daydream.ledger.store import Ledger, NewEvent, chain_events
 
 
 def small_events(n: int) -> list[NewEvent]:
@@ -134,7 +134,7 @@ def floors(events: list[NewEvent], batch: int, repeat: int, plain: float) -> Non
     """What no ledger keeping these indexes and this chain can go below, measured here."""
     import hashlib
 
-    from daydream.ledger import _encode_payload
+    from daydream.ledger.store import _encode_payload
 
     print("floors (medians):")
     best = None

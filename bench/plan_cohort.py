@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from daydream.catalog import load_catalog
-from daydream.ledger import Ledger, NewEvent, canonical_json, utc_now
-from daydream.planner import plan_cohort
-from daydream.spec_dsl import compile_spec, load_spec
+from daydream.design.catalog import load_catalog
+from daydream.ledger.store import Ledger, NewEvent, canonical_json, utc_now
+from daydream.design.planner import plan_cohort
+from daydream.design.spec_dsl import compile_spec, load_spec
 
 COMPILE_SPEC = """\
 # 100 combos x 5 draft templates x 2 draft models x 5 essay templates x 20 rubric/evaluator pairs

@@ -28,10 +28,11 @@ from dagster_root import build_dagster_root  # noqa: E402
 
 from alembic import command  # noqa: E402
 
-from daydream import db, plugins  # noqa: E402
-from daydream.importer import import_dagster  # noqa: E402
-from daydream.ledger import Ledger, NewEvent, text_hash  # noqa: E402
-from daydream.reparse import reparse  # noqa: E402
+from daydream.ledger import db
+from daydream import plugins  # noqa: E402
+from daydream.transfer.importer import import_dagster  # noqa: E402
+from daydream.ledger.store import Ledger, NewEvent, text_hash  # noqa: E402
+from daydream.run.reparse import reparse  # noqa: E402
 
 SEED_RAW = REPO.parent / "shared" / "seed-data" / "1_raw"
 PARAGRAPH = ("The essay connects the default mode network to a generator-verifier loop and argues that "

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from daydream.ledger import Ledger
-from daydream.planner import plan_cohort
-from daydream.runner import RunOptions, run_cohort
+from daydream.ledger.store import Ledger
+from daydream.design.planner import plan_cohort
+from daydream.run.runner import RunOptions, run_cohort
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ENV = "DAYDREAM_BENCH_KEY"

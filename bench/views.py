@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.ledger.store import Ledger, NewEvent, text_hash
 
 RUBRICS = ("originality", "coherence", "insight", "style")
 EVALUATORS = ("judge_a", "judge_b")
@@ -164,7 +164,7 @@ def time_pages(path: Path, runs: int = 5) -> dict[str, tuple[float, float, int]]
     CPU time covers every thread of this process (Datasette runs SQL in its own threads), so it
     stays honest when other work shares the machine and stretches the wall time.
     """
-    from daydream.browse import DATABASE, build_datasette
+    from daydream.read.browse import DATABASE, build_datasette
 
     async def measure() -> dict[str, tuple[float, float, int]]:
         ds = build_datasette(path)

@@ -2,7 +2,7 @@
 
 These are the plugin contracts. A provider knows HTTP (or nothing at all, offline) but not the
 ledger; a parser turns raw text into parsed text; a stage knows what variables its templates get and
-how to judge an answer. The runner (``daydream.runner``) turns their results into events.
+how to judge an answer. The runner (``daydream.run.runner``) turns their results into events.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 @dataclass(frozen=True)
 class Parsed:
     """What a parser extracted: the parsed text, and for evaluations the score and the scale
-    (min, max) it is on (``daydream.scales.bind_scale`` fills in the rubric's scale when a parser
+    (min, max) it is on (``daydream.design.scales.bind_scale`` fills in the rubric's scale when a parser
     leaves it out)."""
 
     text: str

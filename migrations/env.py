@@ -1,6 +1,6 @@
 """Alembic environment for the daydream ledger.
 
-daydream drives Alembic from code (``daydream.db.migrate``) and hands it an open connection through
+daydream drives Alembic from code (``daydream.ledger.db.migrate``) and hands it an open connection through
 ``config.attributes["connection"]``; there is no ``alembic.ini``. Running ``alembic`` by hand works
 too with ``-x db=PATH``.
 """

@@ -1,7 +1,7 @@
 """A known model of scores for the comparison tests: template effects, draft and essay effects, judge noise.
 
 ``true_quality`` and ``judge_score`` are the model itself; ``simulate_scores`` draws a whole cohort
-from it as ``daydream.compare.Score`` rows (what ``read_scores`` returns), and the loopback server of
+from it as ``daydream.read.compare.Score`` rows (what ``read_scores`` returns), and the loopback server of
 ``test_compare_pipeline`` answers real LLM calls with the same two functions, so the library-level
 replications and the end-to-end runs are draws from one and the same model.
 """
@@ -12,7 +12,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from daydream.compare import Score
+from daydream.read.compare import Score
 
 
 @dataclass(frozen=True)

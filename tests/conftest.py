@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daydream.ledger import Ledger
+from daydream.ledger.store import Ledger
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_DATA = Path(os.environ.get("DAYDREAM_SEED_DATA", REPO.parent / "shared" / "seed-data"))

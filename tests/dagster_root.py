@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daydream import ids
+from daydream.design import ids
 
 LEGACY_COMBO = "combo_v1_85128e4e5ef3"  # a combo id from the previous pipeline, kept verbatim
 DEFAULT_CONCEPTS = ["default-mode-network", "mind-wandering", "combinatorial-search",

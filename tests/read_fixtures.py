@@ -2,7 +2,7 @@
 
 ``build_fixture`` appends the events a real run would record (catalog, combos, plans, prompts,
 calls, parses, scores, a failure, a retry, a reused generation) with exactly the payloads of
-``daydream.events``. The scores are chosen so every mean, rank and alpha can be checked by hand.
+``daydream.ledger.events``. The scores are chosen so every mean, rank and alpha can be checked by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.ledger.store import Ledger, NewEvent, text_hash
 from tests.runner_fixtures import daydream_cmd
 
 COHORT = "c-one"

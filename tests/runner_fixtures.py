@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from daydream.ledger import Ledger
-from daydream.planner import plan_cohort
+from daydream.ledger.store import Ledger
+from daydream.design.planner import plan_cohort
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ENV = "DAYDREAM_TEST_STUB_KEY"

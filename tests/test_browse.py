@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from daydream import browse, views
-from daydream.ledger import Ledger
+from daydream.read import browse, views
+from daydream.ledger.store import Ledger
 from tests.read_fixtures import COHORT, COHORT2, build_fixture, import_unpriced
 from tests.runner_fixtures import daydream_cmd
 

@@ -28,8 +28,8 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from daydream import views
-from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.read import views
+from daydream.ledger.store import Ledger, NewEvent, text_hash
 from tests.runner_fixtures import daydream_cmd
 
 REPO = Path(__file__).resolve().parent.parent

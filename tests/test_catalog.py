@@ -10,11 +10,11 @@ import jinja2
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
-from daydream import events as ev
-from daydream.catalog import (Catalog, Concept, catalog_from_ledger, load_catalog, make_model,
+from daydream.ledger import events as ev
+from daydream.design.catalog import (Catalog, Concept, catalog_from_ledger, load_catalog, make_model,
                               repo_catalog_dir)
 from daydream.errors import CatalogError
-from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.ledger.store import Ledger, NewEvent, text_hash
 
 ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined)
 STARTER = load_catalog()
@@ -220,7 +220,7 @@ def test_folder_without_a_catalog_is_rejected(tmp_path: Path) -> None:
 
 def test_legacy_lenient_parser_keeps_its_lenient_behaviour(seed_data) -> None:
     from daydream import plugins
-    from daydream.catalog import load_catalog
+    from daydream.design.catalog import load_catalog
 
     catalog = load_catalog(seed_data / "1_raw")
     lenient = [t for t in catalog.templates["draft"].values() if t.parser == "essay_block_lenient"]

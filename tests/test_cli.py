@@ -103,7 +103,7 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
 
 
 def test_events_lists_json_lines(ledger_path: Path) -> None:
-    from daydream.ledger import Ledger, NewEvent
+    from daydream.ledger.store import Ledger, NewEvent
     Ledger.open(ledger_path).append([NewEvent("s", "ThingHappened", {"k": "v"})])
     result = CliRunner().invoke(cli, ["events", "--db", str(ledger_path), "--json", "--type", "ThingHappened"])
     assert result.exit_code == 0
@@ -113,7 +113,7 @@ def test_events_lists_json_lines(ledger_path: Path) -> None:
 
 
 def test_output_into_a_closed_pipe_stops_quietly(ledger_path: Path) -> None:
-    from daydream.ledger import Ledger, NewEvent
+    from daydream.ledger.store import Ledger, NewEvent
     Ledger.open(ledger_path).append([NewEvent(f"s{i}", "ThingHappened", {"i": i}) for i in range(3000)])
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DEBUG"}
     proc = subprocess.Popen([sys.executable, "-m", "daydream", "events", "--db", str(ledger_path)],

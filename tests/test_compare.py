@@ -18,10 +18,10 @@ import pytest
 
 from daydream.cli import main
 from daydream.errors import UsageError
-from daydream.compare import (EXACT_SIGN_FLIP_UNITS, Comparison, compare, compare_cohort, expanded_level, holm,
+from daydream.read.compare import (EXACT_SIGN_FLIP_UNITS, Comparison, compare, compare_cohort, expanded_level, holm,
                               paired_rows, read_scores, sign_flip_p)
-from daydream.ledger import Ledger, NewEvent, text_hash
-from daydream.report import publish_report
+from daydream.ledger.store import Ledger, NewEvent, text_hash
+from daydream.read.report import publish_report
 from tests.compare_model import Model, simulate_scores
 from tests.read_fixtures import demo_ledger
 
@@ -297,7 +297,7 @@ def view_pairs(ledger: Ledger, cohort: str, factor: str) -> list[tuple[Any, ...]
 
 
 def library_pairs(rows: list, factor: str) -> list[tuple[Any, ...]]:
-    from daydream.compare import levels
+    from daydream.read.compare import levels
 
     found = levels(rows, factor)
     out = []

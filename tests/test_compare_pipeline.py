@@ -30,11 +30,11 @@ import pytest
 import yaml
 
 from daydream.cli import main
-from daydream.compare import compare_cohort
-from daydream.ledger import Ledger
-from daydream.planner import plan_cohort
-from daydream.report import publish_report
-from daydream.runner import RunOptions, run_cohort
+from daydream.read.compare import compare_cohort
+from daydream.ledger.store import Ledger
+from daydream.design.planner import plan_cohort
+from daydream.read.report import publish_report
+from daydream.run.runner import RunOptions, run_cohort
 from daydream.testing import StubLLMServer
 from daydream_plugins.provider_offline import offline_answer
 from tests.compare_model import Model, judge_score, true_quality

@@ -19,7 +19,7 @@ import math
 import statistics
 from collections import defaultdict
 
-from daydream.compare import Score, compare, t95
+from daydream.read.compare import Score, compare, t95
 from tests.compare_model import Model, simulate_scores
 
 N_COHORTS = 300

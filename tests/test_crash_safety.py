@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from daydream import projections
-from daydream.ledger import Ledger
+from daydream.ledger import projections
+from daydream.ledger.store import Ledger
 from daydream.testing import StubLLMServer
 from tests.runner_fixtures import (KEY_ENV, completed_calls_per_gen, daydream_cmd, pipeline_spec,
                                    planned_ledger, subprocess_env)

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from daydream.cli import cli
-from daydream.ledger import Ledger
+from daydream.ledger.store import Ledger
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "ledger.db.example"

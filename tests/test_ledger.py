@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from daydream.cli import cli
 from daydream.errors import ConcurrencyConflict, LedgerIntegrityError
-from daydream.ledger import GENESIS_HASH, Ledger, NewEvent, text_hash
+from daydream.ledger.store import GENESIS_HASH, Ledger, NewEvent, text_hash
 
 
 def schema(path: Path) -> list[tuple]:
@@ -81,7 +81,7 @@ def test_the_fast_append_path_hashes_exactly_what_verify_recomputes(ledger: Ledg
 
 def test_new_ledgers_use_16k_pages_and_older_files_keep_theirs(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from daydream import db
+    from daydream.ledger import db
 
     new = Ledger.init(tmp_path / "new.db")[0]
     assert new.query("PRAGMA page_size") == [(16384,)]

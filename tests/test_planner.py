@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from daydream import events as ev
-from daydream import ids
-from daydream.catalog import catalog_from_ledger, load_catalog, repo_catalog_dir
+from daydream.ledger import events as ev
+from daydream.design import ids
+from daydream.design.catalog import catalog_from_ledger, load_catalog, repo_catalog_dir
 from daydream.cli import cli
-from daydream.ledger import Ledger, NewEvent
-from daydream.planner import plan_cohort
+from daydream.ledger.store import Ledger, NewEvent
+from daydream.design.planner import plan_cohort
 
 COHORTS = repo_catalog_dir().parent / "cohorts"
 DEMO = COHORTS / "demo.yaml"
@@ -289,7 +289,7 @@ def test_two_plans_at_once_both_succeed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from daydream.ledger import Ledger
+    from daydream.ledger.store import Ledger
 
     db = tmp_path / "race.db"
     Ledger.init(db)

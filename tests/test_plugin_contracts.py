@@ -9,7 +9,7 @@ import pytest
 
 from daydream import plugins
 from daydream.contracts import CallFailed, CallRequest, CallResult, Parsed, ParseFailure, Stage, StageInput
-from daydream.ledger import NewEvent
+from daydream.ledger.store import NewEvent
 
 STAGES = sorted(plugins.stages().items)
 PARSERS = sorted(plugins.parsers().items)
@@ -63,7 +63,7 @@ def test_provider_contract(name: str, tmp_path) -> None:
              "api_key_env": None, "price_in": None, "price_out": None}
     options = {"timeout_s": 1.0}
     if name == "replay":
-        from daydream.ledger import Ledger
+        from daydream.ledger.store import Ledger
         options["replay_from"] = str(Ledger.init(tmp_path / "empty.db")[0].path)
     provider = factory(model, **options)
     assert inspect.iscoroutinefunction(provider.complete)

@@ -9,8 +9,8 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, event
 
-from daydream import db, projections
-from daydream.ledger import Event, Ledger, NewEvent
+from daydream.ledger import db, projections
+from daydream.ledger.store import Event, Ledger, NewEvent
 from tests.read_fixtures import build_fixture
 
 # The last revision before 0008 appended its own statements to the feed's trigger.

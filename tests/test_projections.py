@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from daydream import projections
+from daydream.ledger import projections
 from daydream.cli import cli
-from daydream.ledger import Ledger
+from daydream.ledger.store import Ledger
 from tests.read_fixtures import build_fixture
 
 TABLES = projections.TABLES

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from daydream_plugins.provider_openai import OpenAIProvider, compute_cost, parse_retry_after
 
-from daydream import events as ev
+from daydream.ledger import events as ev
 from daydream import plugins
 from daydream.contracts import CallFailed, CallRequest, CallResult, Provider
 from daydream.errors import ProviderError
-from daydream.ledger import Ledger, NewEvent, text_hash
+from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.testing import Reply, StubLLMServer
 
 KEY_ENV = "DAYDREAM_TEST_STUB_KEY"

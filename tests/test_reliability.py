@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from daydream.compare import Score
-from daydream.reliability import (LEVELS, evaluator_offsets, krippendorff_alpha, replicate_spread, rubric_agreement,
+from daydream.read.compare import Score
+from daydream.read.reliability import (LEVELS, evaluator_offsets, krippendorff_alpha, replicate_spread, rubric_agreement,
                                   self_preference, units_from_raters)
 
 N = None

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from daydream import projections
+from daydream.ledger import projections
 from daydream.cli import cli
 from daydream.errors import NotFound, UsageError
-from daydream.ledger import Ledger
-from daydream.planner import plan_cohort
-from daydream.reparse import reparse
-from daydream.runner import RunOptions, run_cohort
+from daydream.ledger.store import Ledger
+from daydream.design.planner import plan_cohort
+from daydream.run.reparse import reparse
+from daydream.run.runner import RunOptions, run_cohort
 from daydream.testing import StubLLMServer
 from tests.runner_fixtures import KEY_ENV, pipeline_spec, stub_catalog, write_spec
 
@@ -268,7 +268,7 @@ def test_a_parser_change_unblocks_children_but_never_rewrites_a_parse_they_used(
 
 
 def test_an_imported_cohort_is_rescored_with_its_rubrics_scale(tmp_path: Path, seed_data: Path) -> None:
-    from daydream.importer import import_dagster
+    from daydream.transfer.importer import import_dagster
     from tests.dagster_root import build_dagster_root
 
     built = build_dagster_root(tmp_path / "root", seed_raw=seed_data / "1_raw", n_combos=2,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from daydream.cli import main
-from daydream.ledger import Ledger
-from daydream.report import ReportData, comparison_svg, heatmap_svg, publish_report, render_markdown
+from daydream.ledger.store import Ledger
+from daydream.read.report import ReportData, comparison_svg, heatmap_svg, publish_report, render_markdown
 from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpriced
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "comparisons.csv", "template_model.csv",
@@ -245,7 +245,7 @@ def test_default_report_folder_stays_under_reports_whatever_the_cohort_id(
         capsys: pytest.CaptureFixture[str]) -> None:
     # Cohort ids come from specs and imports; one like "../evil" must not steer the default
     # folder (reports/COHORT) out of reports/.
-    from daydream.ledger import NewEvent
+    from daydream.ledger.store import NewEvent
 
     fixture_ledger.append([NewEvent("gen:d_one", "GenerationLinked",
                                     {"gen_id": "d_one", "stage": "draft", "cohort_id": "../evil"})])
@@ -268,7 +268,7 @@ def test_report_md_nests_essay_headings_under_the_essay_section(fixture_ledger: 
     lines = (tmp_path / "r" / "report.md").read_text(encoding="utf-8").splitlines()
     assert [line for line in lines if line.startswith("# ")] == [f"# Report: cohort {COHORT}"]
     assert "#### Tide Lanterns" in lines and "#### Honey Tides" in lines
-    from daydream.report import demote_headings
+    from daydream.read.report import demote_headings
 
     text = "# A\n\n```\n# not a heading\n```\n\n###### deep\n\n#hashtag"
     assert demote_headings(text, 3) == "#### A\n\n```\n# not a heading\n```\n\n###### deep\n\n#hashtag"
@@ -330,6 +330,6 @@ def test_report_of_a_cohort_with_nothing_scored_yet(ledger: Ledger, tmp_path: Pa
 @pytest.mark.parametrize("df, exact", [(1, 12.706), (3, 3.182), (30, 2.042), (31, 2.0395), (60, 2.0003),
                                        (120, 1.9799), (1000, 1.9623)])
 def test_t_critical_values_match_the_tables(df: int, exact: float) -> None:
-    from daydream.report import t95
+    from daydream.read.report import t95
 
     assert t95(df) == pytest.approx(exact, abs=0.0005)

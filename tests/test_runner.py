@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from daydream.cli import cli
-from daydream.ledger import Ledger
-from daydream.runner import RunOptions, pending_counts, retry_generations, run_cohort
+from daydream.ledger.store import Ledger
+from daydream.run.runner import RunOptions, pending_counts, retry_generations, run_cohort
 from daydream.testing import Reply, StubLLMServer
 from tests.runner_fixtures import (KEY_ENV, completed_calls_per_gen, drafts_spec, pipeline_spec,
                                    planned_ledger)
@@ -285,7 +285,7 @@ def test_a_call_whose_lease_was_taken_over_is_recorded_as_superseded(tmp_path: P
     (both were paid), but only the current claimant's answer is projected and parsed."""
     import asyncio
 
-    from daydream.runner import Runner
+    from daydream.run.runner import Runner
 
     # A 0.3 s lease is shorter than the 1 s floor on a call's own deadline, so A's 0.8 s call can
     # outlive its lease (as it could with clocks that disagree between hosts).

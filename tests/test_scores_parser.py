@@ -12,7 +12,7 @@ import pytest
 
 from daydream import plugins
 from daydream.contracts import Parsed, ParseFailure
-from daydream.scales import bind_scale
+from daydream.design.scales import bind_scale
 
 NINE, TEN, FIVE = (0, 9), (0, 10), (1, 5)
 

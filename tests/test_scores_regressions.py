@@ -16,8 +16,8 @@ import pytest
 from daydream import plugins
 from daydream.contracts import Parsed, ParseFailure
 from daydream.errors import SpecError
-from daydream.spec_compile import compile_spec
-from daydream.spec_dsl import load_spec
+from daydream.design.spec_compile import compile_spec
+from daydream.design.spec_dsl import load_spec
 
 
 def idea(raw: str) -> Parsed:

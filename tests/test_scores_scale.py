@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daydream import events as ev
-from daydream.catalog import catalog_from_ledger, load_catalog, repo_catalog_dir
+from daydream.ledger import events as ev
+from daydream.design.catalog import catalog_from_ledger, load_catalog, repo_catalog_dir
 from daydream.errors import CatalogError, UsageError
-from daydream.importer import import_dagster
-from daydream.ledger import Ledger, NewEvent, text_hash
-from daydream.planner import plan_cohort
-from daydream.runner import RunOptions, run_cohort
-from daydream.scales import DEFAULT_SCALE, infer_scale, parse_scale_option
+from daydream.transfer.importer import import_dagster
+from daydream.ledger.store import Ledger, NewEvent, text_hash
+from daydream.design.planner import plan_cohort
+from daydream.run.runner import RunOptions, run_cohort
+from daydream.design.scales import DEFAULT_SCALE, infer_scale, parse_scale_option
 from tests.dagster_root import build_dagster_root
 
 # What every rubric of the previous pipeline asks for, read by hand from its text.
@@ -210,7 +210,7 @@ def test_the_scores_view_shows_each_scale_and_the_normalised_score(ledger: Ledge
     ledger.append([NewEvent("gen:v_five", "GenerationRetried", {"gen_id": "v_five", "attempt": 2,
                                                                 "previous_attempt": 1, "reason": "x"})])
     assert scores(ledger)["v_five"] == (None, None, None, None, "pending")
-    from daydream import projections
+    from daydream.ledger import projections
     assert projections.check(ledger).drift == []
 
 
@@ -258,7 +258,7 @@ def test_a_run_renders_and_scores_a_rubric_whose_identity_includes_its_scale(tmp
 def test_upgrading_fills_the_scale_of_existing_scores_and_downgrading_restores_0005(tmp_path: Path) -> None:
     from alembic import command
 
-    from daydream import db
+    from daydream.ledger import db
     from tests.read_fixtures import build_fixture
 
     path = tmp_path / "ledger.db"
@@ -282,7 +282,7 @@ def test_upgrading_fills_the_scale_of_existing_scores_and_downgrading_restores_0
     move("upgrade", "0008_scores_scale")
     ledger = Ledger(path, engine)
     assert ledger.query("SELECT COUNT(*) FROM scores WHERE scale_min = 0 AND scale_max = 9")[0][0] == scored
-    from daydream import projections
+    from daydream.ledger import projections
     assert projections.check(ledger).drift == []  # the fill gives what a replay gives
     move("downgrade", "0005_llm_calls_by_stream")
     assert schema() == before

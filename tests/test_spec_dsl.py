@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from daydream import ids
-from daydream.spec_dsl import compile_spec, load_spec
+from daydream.design import ids
+from daydream.design.spec_dsl import compile_spec, load_spec
 
 FIXTURE_COUNTS = {
     "baseline_cartesian": 12,

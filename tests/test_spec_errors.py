@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from daydream.catalog import repo_catalog_dir
+from daydream.design.catalog import repo_catalog_dir
 from daydream.cli import main
-from daydream.ledger import Ledger
-from daydream.planner import plan_cohort
+from daydream.ledger.store import Ledger
+from daydream.design.planner import plan_cohort
 
 BASE_AXES = """\
 axes:

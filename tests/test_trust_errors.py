@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daydream import db as ddb
-from daydream.catalog import load_catalog
+from daydream.ledger import db as ddb
+from daydream.design.catalog import load_catalog
 from daydream.errors import CatalogError, SpecError
-from daydream.ledger import Ledger
-from daydream.planner import plan_cohort
-from daydream.spec_dsl import load_spec
-from daydream.yaml_loading import YAMLTooLarge, load_yaml
+from daydream.ledger.store import Ledger
+from daydream.design.planner import plan_cohort
+from daydream.design.spec_dsl import load_spec
+from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
 from tests.runner_fixtures import REPO, daydream_cmd, drafts_spec, run_cli, subprocess_env, write_spec
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from daydream.catalog import DEFAULT_API_KEY_ENV, make_model
+from daydream.design.catalog import DEFAULT_API_KEY_ENV, make_model
 from daydream.errors import CatalogError
 from daydream.testing import StubLLMServer
 from tests.runner_fixtures import REPO, drafts_spec, run_cli, subprocess_env, write_spec

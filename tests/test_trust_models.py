@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from daydream import events as ev
-from daydream.catalog import Model, load_catalog, make_model, recorded_models
+from daydream.ledger import events as ev
+from daydream.design.catalog import Model, load_catalog, make_model, recorded_models
 from daydream.errors import CatalogError
-from daydream.ledger import Ledger, NewEvent
-from daydream.planner import plan_cohort
-from daydream.runner import Context
+from daydream.ledger.store import Ledger, NewEvent
+from daydream.design.planner import plan_cohort
+from daydream.run.runner import Context
 from daydream.testing import StubLLMServer
 from tests.runner_fixtures import REPO, drafts_spec, run_cli, subprocess_env, write_spec
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from daydream import db as ddb
+from daydream.ledger import db as ddb
 from daydream.errors import LedgerIntegrityError
-from daydream.ledger import Ledger, NewEvent
-from daydream.planner import plan_cohort
+from daydream.ledger.store import Ledger, NewEvent
+from daydream.design.planner import plan_cohort
 from tests.runner_fixtures import pipeline_spec, run_cli, write_spec
 
 

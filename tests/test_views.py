@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from daydream import views
-from daydream.ledger import Ledger, NewEvent
+from daydream.read import views
+from daydream.ledger.store import Ledger, NewEvent
 from tests.read_fixtures import COHORT, COHORT2, ESSAY_ONE, build_fixture, demo_ledger, import_unpriced
 
 
@@ -368,7 +368,7 @@ def test_show_of_unknown_generation_is_one_line(fixture_ledger: Ledger, capsys: 
 def test_upgrading_a_ledger_with_work_fills_the_read_projections(tmp_path: Path, fixture_ledger: Ledger) -> None:
     from alembic import command
 
-    from daydream import db
+    from daydream.ledger import db
 
     old = tmp_path / "old.db"
     engine = db.create_ledger_engine(old, create=True)

@@ -1,6 +1,6 @@
 """Projection tables kept current by triggers: ``gen_state``, ``cohort_members``, ``combos``.
 
-These are derived state, rebuilt from ``events`` at any time (``daydream.projections.rebuild``,
+These are derived state, rebuilt from ``events`` at any time (``daydream.ledger.projections.rebuild``,
 ``daydream projections rebuild``); triggers on INSERT into ``events`` keep them consistent in the same
 transaction as the event, so no reader ever sees an event without its projection (0004 moves these
 statements to a trigger the ledger runs once per append). Unlike ``events`` they may be updated.

@@ -3,7 +3,7 @@
 Every view reads the projection tables of 0002 (``gen_state``, ``cohort_members``, ``combos``) or
 the ``events`` log itself, so it is always in step with the ledger. Each view starts with a SQL
 comment saying what one row is (SQLite keeps it in ``sqlite_master``); the column-level
-descriptions live in ``daydream.views`` and are shown by Datasette.
+descriptions live in ``daydream.read.views`` and are shown by Datasette.
 
 Revision ID: 0003_views
 Revises: 0002_projections
@@ -128,7 +128,7 @@ READ_TRIGGERS = {
 }
 
 # Recomputes both tables from gen_state and cohort_members (used when upgrading a ledger that
-# already holds work; daydream.views.refresh_read_projections runs the same SQL).
+# already holds work; daydream.read.views.refresh_read_projections runs the same SQL).
 FILL_TOTALS = f"""
 INSERT INTO cohort_totals (cohort_id, stage, model_key, {', '.join(TOTALS_COLUMNS)})
 SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM(g.status = 'completed'),

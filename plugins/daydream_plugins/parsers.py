@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from daydream.contracts import Parsed, ParseFailure
 from daydream.hookspecs import hookimpl
-from daydream.scales import DEFAULT_SCALE
+from daydream.design.scales import DEFAULT_SCALE
 
 PREVIEW_CHARS = 300
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daydream import events as ev
+from daydream.ledger import events as ev
 from daydream.contracts import CallFailed, CallRequest, CallResult
 from daydream.errors import ProviderError
 from daydream.hookspecs import hookimpl
-from daydream.ledger import Ledger, text_hash
+from daydream.ledger.store import Ledger, text_hash
 
 PROVIDER_NAME = "replay"
 

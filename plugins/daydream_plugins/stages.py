@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from daydream.contracts import Parsed, ParseFailure, StageInput
 from daydream.hookspecs import hookimpl
-from daydream.ledger import NewEvent, text_hash
-from daydream.scales import DEFAULT_SCALE
+from daydream.ledger.store import NewEvent, text_hash
+from daydream.design.scales import DEFAULT_SCALE
 
 MIN_DRAFT_LINES = 3
 

@@ -1,0 +1,130 @@
+"""CLI commands for specs and cohorts: ``daydream spec compile`` and ``daydream cohort …``.
+
+They are thin wrappers over ``daydream.design.spec_dsl`` and ``daydream.design.planner``: parse options, call the
+library, print a table, CSV or JSON lines. Errors are ``DaydreamError``s, which ``daydream.cli.main``
+turns into one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import click
+
+from daydream.design.catalog import load_catalog
+from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
+from daydream.design.planner import STAGE_ORDER, list_cohorts, plan_cohort, show_cohort, validate_spec
+from daydream.design.spec_dsl import compile_spec, load_spec
+
+FORMATS = click.Choice(["table", "csv", "jsonl"])
+
+
+def _print_rows(rows: list[dict], fmt: str, limit: int | None) -> None:
+    shown = rows[:limit] if limit is not None else rows
+    # Headers from the first row (every row has the same keys), so --limit 0 still prints them.
+    headers = list(rows[0]) if rows else []
+    if fmt == "jsonl":
+        for row in shown:
+            click.echo(json.dumps(row, ensure_ascii=False))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=headers, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(shown)
+    else:
+        echo_table(headers, [[row.get(h) for h in headers] for row in shown])
+        if limit is not None and len(rows) > limit:
+            click.echo(f"… {len(rows) - limit} more rows ({len(rows)} in all)")
+
+
+@click.group()
+def spec() -> None:
+    """Compile cohort specs (YAML axes and rules) into design rows."""
+
+
+@spec.command("compile")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=True))
+@click.option("--catalog", "catalog_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also validate the rows against this catalog (daydream or 1_raw layout).")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="Output format of the rows.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Print at most N rows.")
+def spec_compile(spec_path: str, catalog_dir: str | None, fmt: str, limit: int | None) -> None:
+    """Print the design rows SPEC compiles to (validated against a catalog when one is given)."""
+    loaded = load_spec(spec_path)
+    rows = compile_spec(loaded)
+    if catalog_dir is not None or loaded.catalog is not None:
+        validate_spec(loaded, rows, load_catalog(catalog_dir or loaded.catalog))
+    _print_rows(rows, fmt, limit)
+
+
+@click.group()
+def cohort() -> None:
+    """Plan cohorts into the ledger and inspect them."""
+
+
+@cohort.command("plan")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=True))
+@click.option("--cohort-id", metavar="ID", help="Cohort id (default: the spec file's stem, or its "
+              "folder name for …/config.yaml).")
+@click.option("--catalog", "catalog_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Catalog folder (default: the spec's 'catalog:' key, else the repo's specs/catalog).")
+@click.option("--dry-run", is_flag=True, help="Validate and count, but append nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format of the summary.")
+@db_option
+def cohort_plan(spec_path: str, cohort_id: str | None, catalog_dir: str | None, dry_run: bool,
+                fmt: str, db_path: str) -> None:
+    """Validate SPEC against its catalog and append its generations to the ledger."""
+    ledger = open_ledger(db_path)
+    result = plan_cohort(ledger, spec_path, catalog_dir, cohort_id=cohort_id, dry_run=dry_run)
+    if fmt == "json":
+        echo_json(result.as_dict())
+        return
+    verb = "would append" if dry_run else "appended"
+    click.echo(f"cohort {result.cohort_id}: spec v{result.spec_version} ({result.spec_hash[:12]}), "
+               f"{result.rows} rows; {verb} {result.events} events")
+    echo_table(["stage", "new", "linked", "existing"],
+               [[s, c["new"], c["linked"], c["existing"]] for s, c in result.counts.items()])
+
+
+@cohort.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cohort_list(db_path: str, as_json: bool) -> None:
+    """List planned cohorts with their spec version and members per stage."""
+    cohorts = list_cohorts(open_ledger(db_path, readonly=True))
+    if as_json:
+        echo_json(cohorts)
+        return
+    if not cohorts:
+        click.echo("no cohorts")
+        return
+    echo_table(["cohort", "spec", "version", "planned_at", *STAGE_ORDER],
+               [[c["cohort_id"], c["spec_hash"][:12], c["spec_version"], c["planned_at"][:19],
+                 *[c.get("members", {}).get(s, 0) for s in STAGE_ORDER]] for c in cohorts])
+
+
+@cohort.command("show")
+@click.argument("cohort_id", metavar="ID")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cohort_show(cohort_id: str, db_path: str, as_json: bool) -> None:
+    """Show one cohort: spec hash and version, when planned, members per stage and status."""
+    info = show_cohort(open_ledger(db_path, readonly=True), cohort_id)
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(f"cohort {info['cohort_id']}")
+    click.echo(f"  spec: v{info['spec_version']} {info['spec_hash']} ({info['spec_path']})")
+    click.echo(f"  catalog: {info['catalog_hash']}")
+    click.echo(f"  planned at: {info['planned_at']} (first {info['first_planned_at']})")
+    statuses = sorted({k for v in info["stages"].values() for k in v if k != "total"})
+    echo_table(["stage", "total", *statuses],
+               [[s, v["total"], *[v.get(k, 0) for k in statuses]] for s, v in info["stages"].items()])
+
+
+# Added to the ``daydream`` group by daydream.cli.
+COMMANDS = (spec, cohort)

@@ -1,0 +1,236 @@
+"""CLI commands that execute work: ``daydream run``, ``daydream rerun`` and ``daydream demo``.
+
+Part of the CLI layer (with ``cli.py``): the only place, besides it, that prints. The work itself is
+done by ``daydream.run.runner``; this module draws progress and turns outcomes into exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
+from daydream.errors import UsageError
+from daydream.ledger.store import Ledger
+from daydream.run.runner import RunOptions, Runner, RunStats, pending_counts, retry_generations
+
+DEMO_COHORT = "demo"
+
+
+class ProgressView:
+    """Live lines per stage on a terminal; plain lines every few seconds otherwise."""
+
+    def __init__(self, stream: Any = None, interval_s: float | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval_s if interval_s is not None else (0.2 if self.tty else 5.0)
+        self.last = 0.0
+        self.drawn = 0
+
+    def lines(self, stats: RunStats) -> list[str]:
+        out = []
+        for name, st in sorted(stats.stages.items()):
+            out.append(f"{name:<11} done {st.done:>6}  pending {st.pending:>6}  failed {st.failed:>5}  "
+                       f"in flight {st.in_flight:>4}")
+        out.append(f"calls {stats.calls} (failed {stats.failed_calls})  tokens {stats.tokens:,}  "
+                   f"spent ${stats.spent_usd:.4f}  {time.monotonic() - stats.started:.1f}s")
+        return out
+
+    def __call__(self, stats: RunStats, final: dict[str, dict[str, int]]) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.interval:
+            return
+        self.last = now
+        lines = self.lines(stats)
+        if self.tty:
+            if self.drawn:
+                self.stream.write(f"\x1b[{self.drawn}F")
+            for line in lines:
+                self.stream.write("\x1b[2K" + line + "\n")
+            self.drawn = len(lines)
+        elif not final:
+            self.stream.write("progress: " + " | ".join(lines) + "\n")
+        self.stream.flush()
+
+
+def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: bool) -> None:
+    if as_json:
+        echo_json({**stats.as_dict(), "ledger": counts})
+        return
+    rows = [[stage, c["total"], c["completed"], c["failed"], c["running"], c["ready"] + c["blocked"]]
+            for stage, c in counts.items()]
+    if rows:
+        echo_table(["stage", "planned", "completed", "failed", "running", "pending"], rows)
+    click.echo(f"this run: {stats.completed} completed ({stats.copied} copied), {stats.failed} failed, "
+               f"{stats.calls} calls ({stats.failed_calls} failed), {stats.tokens:,} tokens, "
+               f"${stats.spent_usd:.4f}, {time.monotonic() - stats.started:.1f}s")
+    if stats.stopped_reason:
+        click.echo(f"stopped: {stats.stopped_reason}")
+
+
+def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunStats:
+    """Run with progress display and Ctrl-C handling: the first Ctrl-C stops claiming, in-flight
+    calls are released, the writer finishes, and the command exits 130."""
+    view = None if quiet else ProgressView()
+    runner = Runner(ledger, options, view)
+    interrupted = {"hit": False}
+
+    async def main() -> RunStats:
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            if not interrupted["hit"]:
+                interrupted["hit"] = True
+                runner.request_stop("interrupted (Ctrl-C)")
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        except (NotImplementedError, RuntimeError):
+            pass
+        return await runner.run()
+
+    stats = asyncio.run(main())
+    if interrupted["hit"]:
+        stats.stopped_reason = "interrupted (Ctrl-C)"
+    return stats
+
+
+def _run_options(**kw: Any) -> RunOptions:
+    options = RunOptions()
+    for key, value in kw.items():
+        if value is not None:
+            setattr(options, key, value)
+    return options
+
+
+@click.command("run")
+@db_option
+@click.option("--cohort", metavar="ID", help="Only generations of this cohort.")
+@click.option("--stage", metavar="S", help="Only this stage (draft, essay, evaluation).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Process at most N generations.")
+@click.option("--concurrency", type=click.IntRange(min=1, max=1000), default=16, show_default=True,
+              metavar="N", help="Calls in flight at once, across models (per-model limits still apply).")
+@click.option("--budget", type=click.FloatRange(min=0), metavar="USD",
+              help="Stop claiming new calls once spend in this run would exceed USD.")
+@click.option("--dry-run", is_flag=True, help="Show what is pending; call nothing, record nothing.")
+@click.option("--replay-from", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help="Answer every call from another ledger's recorded calls (same prompt and model).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), metavar="S",
+              help="Seconds to wait for one LLM answer (default 300).")
+@click.option("--max-tries", type=click.IntRange(min=1, max=20), metavar="N",
+              help="Attempts per call on retryable errors (default 4).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def run_cmd(db_path: str, cohort: str | None, stage: str | None, limit: int | None, concurrency: int,
+            budget: float | None, dry_run: bool, replay_from: str | None, timeout_s: float | None,
+            max_tries: int | None, as_json: bool, quiet: bool) -> None:
+    """Run pending generations until nothing is left: render, call, parse, score.
+
+    Safe to interrupt and re-run: completed calls are never repeated, and a claim left by a crashed
+    run is picked up again. Several `daydream run` processes may work on one ledger at once.
+    """
+    ledger = open_ledger(db_path)
+    if cohort and not ledger.query("SELECT 1 FROM cohort_members WHERE cohort_id = ? LIMIT 1", (cohort,)):
+        raise UsageError(f"--cohort {cohort!r}: no such cohort in {db_path} (see 'daydream cohort list')")
+    options = _run_options(cohort=cohort, stage=stage, limit=limit, concurrency=concurrency, budget=budget,
+                           dry_run=dry_run, replay_from=replay_from, timeout_s=timeout_s, max_tries=max_tries)
+    if dry_run:
+        counts = pending_counts(ledger, cohort, stage)
+        if as_json:
+            echo_json({"dry_run": True, "ledger": counts})
+            return
+        rows = [[s, c["total"], c["completed"], c["failed"], c["ready"], c["blocked"]] for s, c in counts.items()]
+        echo_table(["stage", "planned", "completed", "failed", "ready", "blocked"], rows)
+        click.echo("dry run: nothing called, nothing recorded")
+        return
+    stats = execute(ledger, options, quiet=quiet or as_json)
+    _print_summary(stats, pending_counts(ledger, cohort, stage), as_json)
+    if stats.stopped_reason and stats.stopped_reason.startswith("interrupted"):
+        sys.exit(130)
+    if stats.fatal_models:
+        for model_id, message in stats.fatal_models.items():
+            click.echo(f"error: model {model_id}: {message}; its remaining work was left pending", err=True)
+        sys.exit(1)
+
+
+@click.command("rerun")
+@db_option
+@click.argument("gen_ids", nargs=-1, metavar="[GEN_ID]...")
+@click.option("--cohort", metavar="ID", help="Rerun generations of this cohort.")
+@click.option("--stage", metavar="S", help="With --cohort: only this stage.")
+@click.option("--failed", "failed_only", is_flag=True, help="With --cohort: only failed generations.")
+@click.option("--reason", default="rerun requested", show_default=True, help="Why (recorded in the event).")
+def rerun_cmd(db_path: str, gen_ids: tuple[str, ...], cohort: str | None, stage: str | None,
+              failed_only: bool, reason: str) -> None:
+    """Record a new attempt for generations; the next `daydream run` performs it.
+
+    Give GEN_IDs, or --cohort (optionally with --stage and --failed). The old attempt stays in the
+    ledger's history.
+    """
+    if bool(gen_ids) == bool(cohort):
+        raise UsageError("give either GEN_ID arguments or --cohort, not both and not neither")
+    if (stage or failed_only) and not cohort:
+        raise UsageError("--stage and --failed go with --cohort")
+    ledger = open_ledger(db_path)
+    retried = retry_generations(ledger, list(gen_ids) or None, cohort=cohort, stage=stage,
+                                failed_only=failed_only, reason=reason)
+    click.echo(f"{len(retried)} generation(s) will be run again by 'daydream run'")
+
+
+@click.command("demo")
+@db_option
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Essays to print.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option("--compact", is_flag=True,
+              help="Afterwards leave one self-contained file (no write-ahead log; vacuumed), as for "
+                   "ledger.db.example.")
+def demo_cmd(db_path: str, top: int, quiet: bool, compact: bool) -> None:
+    """Plan the reference demo cohort on the offline model, run it, and print the top essays.
+
+    Needs no network and no API key. Creates the ledger if it does not exist; running it again
+    repeats nothing.
+    """
+    from daydream.design.catalog import repo_catalog_dir
+    from daydream.design.planner import plan_cohort
+
+    spec = repo_catalog_dir().parent / "cohorts" / "demo.yaml"
+    ledger, _before, _after = Ledger.init(db_path)
+    result = plan_cohort(ledger, spec, cohort_id=DEMO_COHORT)
+    click.echo(f"planned cohort {DEMO_COHORT}: "
+               + ", ".join(f"{stage} {sum(c.values())}" for stage, c in result.counts.items()))
+    stats = execute(ledger, RunOptions(cohort=DEMO_COHORT), quiet=quiet)
+    _print_summary(stats, pending_counts(ledger, DEMO_COHORT), False)
+    if stats.stopped_reason and stats.stopped_reason.startswith("interrupted"):
+        sys.exit(130)
+    _print_top(ledger, DEMO_COHORT, top)
+    if compact:
+        ledger.compact()
+    click.echo(f"\nledger: {db_path}  (try: daydream status {DEMO_COHORT} --db {db_path}; "
+               f"daydream report {DEMO_COHORT} --db {db_path}; daydream browse --db {db_path})")
+
+
+def _print_top(ledger: Ledger, cohort: str, top: int) -> None:
+    rows = ledger.query(
+        """SELECT e.gen_id, e.template_id, d.template_id, AVG(v.score) AS mean, COUNT(v.score), e.parsed_hash
+           FROM cohort_members m
+           JOIN gen_state e ON e.gen_id = m.gen_id AND e.stage = 'essay'
+           LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id
+           JOIN gen_state v ON v.parent_gen_id = e.gen_id AND v.stage = 'evaluation' AND v.status = 'completed'
+           WHERE m.cohort_id = ?
+           GROUP BY e.gen_id ORDER BY mean DESC, e.gen_id LIMIT ?""", (cohort, top))
+    click.echo(f"\ntop {len(rows)} essays of {cohort} (mean score over rubrics and evaluators):")
+    for rank, (gen_id, essay_tpl, draft_tpl, mean, n, parsed_hash) in enumerate(rows, 1):
+        text = ledger.get_text(parsed_hash) or ""
+        first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")
+        click.echo(f"{rank}. {gen_id}  mean {mean:.2f} over {n} scores  (draft {draft_tpl or '-'}, essay {essay_tpl})")
+        click.echo(f"   {first[:110]}")
+
+
+# Added to the ``daydream`` group by daydream.cli.
+COMMANDS = (run_cmd, rerun_cmd, demo_cmd)

@@ -1,0 +1,1 @@
+"""The read side: SQL views, reports, comparisons, judge reliability and Datasette browsing."""

@@ -1,0 +1,68 @@
+"""Finding work: which generations are ready to run, which claims may be taken over, and counts.
+
+Everything here reads the ``gen_state`` projection; the queries walk the
+``ix_gen_state_status_stage_seq`` index in plan order and stop at their limit.
+"""
+
+from __future__ import annotations
+
+from daydream.ledger.store import Ledger
+
+STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
+
+_SELECT_GEN = """
+SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
+       g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
+       p.parsed_hash
+FROM gen_state g
+LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
+"""
+# Ready work of one stage in plan order: walks ix_gen_state_status_stage_seq and stops at the limit.
+PENDING_SQL = _SELECT_GEN + """
+WHERE g.status = 'planned' AND g.stage = :stage
+  AND (g.parent_gen_id IS NULL OR p.status = 'completed') {cohort}
+ORDER BY g.planned_seq
+LIMIT :limit
+"""
+# Claims that may be abandoned: lease expired, or held by a process on this host (maybe dead).
+RECLAIM_SQL = _SELECT_GEN + """
+WHERE g.status = 'running' AND (g.lease_until < :now OR g.worker LIKE :host) {cohort} {stage}
+ORDER BY g.planned_seq
+LIMIT :limit
+"""
+COHORT_FILTER = ("AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort "
+                 "AND m.gen_id = g.gen_id)")
+
+GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
+               "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash")
+
+
+def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None = None) -> dict[str, dict[str, int]]:
+    """Per stage: planned (total), completed, failed, running, ready, blocked."""
+    where, params = [], []
+    if cohort:
+        where.append("g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)")
+        params.append(cohort)
+    if stage:
+        where.append("g.stage = ?")
+        params.append(stage)
+    sql = f"""
+        SELECT g.stage, g.status, (g.parent_gen_id IS NULL OR p.status = 'completed') AS ready, COUNT(*)
+        FROM gen_state g LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
+        {'WHERE ' + ' AND '.join(where) if where else ''}
+        GROUP BY 1, 2, 3"""
+    out: dict[str, dict[str, int]] = {}
+    for st, status, ready, n in ledger.query(sql, params):
+        row = out.setdefault(st, {"total": 0, "completed": 0, "failed": 0, "running": 0, "ready": 0, "blocked": 0})
+        row["total"] += n
+        if status == "completed":
+            row["completed"] += n
+        elif status == "failed":
+            row["failed"] += n
+        elif status == "running":
+            row["running"] += n
+        elif ready:
+            row["ready"] += n
+        else:
+            row["blocked"] += n
+    return dict(sorted(out.items(), key=lambda kv: STAGE_ORDER.get(kv[0], 9)))
