@@ -38,6 +38,9 @@ TABLES: dict[str, tuple[str, str]] = {
                       "Running sums per cohort, stage and model behind cohort_progress and spend."),
     "cohort_essay_scores": ("Cohort essay scores (projection)",
                             "Running score sums per cohort and essay behind essay_rankings."),
+    "workers": ("Workers (runs)", "One row per daydream run: host, process, last heartbeat and grace. "
+                "Operational state, not part of the hash chain: a claim is live while its worker's "
+                "heartbeat is recent."),
 }
 
 CANNED_QUERIES: dict[str, dict[str, Any]] = {
