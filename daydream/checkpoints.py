@@ -26,6 +26,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from daydream.db import WAL_SIZE_LIMIT_BYTES
 from daydream.ledger import Ledger
 
 WAL_CHECKPOINT_BYTES = int(os.environ.get("DAYDREAM_WAL_CHECKPOINT_BYTES", 16 * 2**20))
@@ -36,7 +37,10 @@ class WalKeeper:
 
     def __init__(self, ledger: Ledger, threshold: int = WAL_CHECKPOINT_BYTES) -> None:
         self.ledger = ledger
-        self.threshold = max(int(threshold), 1)
+        # The log file is trimmed back only to WAL_SIZE_LIMIT_BYTES when it starts over, so the
+        # file's size measures the log only above that: a threshold below it would checkpoint
+        # after every commit.
+        self.threshold = max(int(threshold), 2 * WAL_SIZE_LIMIT_BYTES)
         self.wal = Path(f"{ledger.path}-wal")
         self.checkpoints = 0
         self.peak = 0

@@ -249,16 +249,15 @@ def abandoned_claim(cur: sqlite3.Cursor, gen_id: str, attempt: int) -> Abandoned
 
 def takeover_reason(cur: sqlite3.Cursor, worker: dict[str, Any]) -> str:
     """Why a claim of ``worker`` may be taken over, in words (recorded on the new claim)."""
-    who = f"{worker.get('host', '?')} pid {worker.get('pid', '?')}"
     row = cur.execute(f"SELECT w.stopped_at, {SINCE_BEAT}, w.grace_s FROM workers w WHERE w.worker_id = ?",
                       (worker.get("run"),)).fetchone()
     if row is not None and row[0] is not None:
-        return f"its worker ({who}) had stopped"
+        return "its worker had stopped"
     if row is not None and row[1] is not None and row[1] > row[2]:
-        return f"its worker ({who}) stopped heartbeating {row[1]:.0f} s ago (grace {row[2]:g} s)"
+        return f"its worker stopped heartbeating {row[1]:.0f} s ago (grace {row[2]:g} s)"
     if worker_is_dead(json.dumps(worker)):
-        return f"its worker ({who}) is no longer running on this machine"
-    return f"its lease ran out ({who} left no heartbeat)"
+        return "its worker's process is gone from this machine"
+    return "its lease ran out (a worker without heartbeats)"
 
 
 # ----------------------------------------------------------------------------- cost of a lost call

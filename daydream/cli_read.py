@@ -125,6 +125,14 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     ]
     if g["error"]:
         details.append(("error", g["error"]))
+    cut = [e["payload"] for e in found["events"] if e["type"] == "LLMCallCompleted" and e["payload"].get("truncated")]
+    if cut:
+        details.append(("truncated", f"the answer was cut at {cut[-1]['max_response_bytes']:,} of "
+                                     f"{cut[-1]['original_bytes']:,} bytes (--max-response-bytes)"))
+    lost = [e["payload"] for e in found["events"] if e["type"] == "LLMCallLost"]
+    if lost:
+        estimate = sum(p.get("estimated_cost_usd") or 0 for p in lost)
+        details.append(("lost", f"{len(lost)} request(s) sent, outcome unknown (est. ${estimate:.6f})"))
     for key, value in details:
         click.echo(f"{key:>10}: {value}")
     if not no_text:

@@ -82,8 +82,10 @@ def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: 
     if stats.taken_over:
         click.echo(f"took over {stats.taken_over} claim(s) of stopped workers")
     if stats.lost_calls:
+        unknown = f", {stats.lost_unestimated} without an estimate (no price or nothing to go by)" \
+            if stats.lost_unestimated else ""
         click.echo(f"{stats.lost_calls} request(s) sent and never answered (outcome unknown): "
-                   f"~${stats.lost_estimated_usd:.4f} estimated, counted apart in status and spend")
+                   f"~${stats.lost_estimated_usd:.4f} estimated{unknown}; counted apart in status and spend")
     if stats.truncated:
         click.echo(f"{stats.truncated} answer(s) over --max-response-bytes were cut and marked truncated")
     if stats.waited_s >= 1:

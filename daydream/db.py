@@ -26,7 +26,7 @@ BUSY_TIMEOUT_S = 60.0
 WAL_AUTOCHECKPOINT_BYTES = 40 * 2**20
 # When a checkpoint lets the log start over, the next commit trims the file to this size, so the
 # file's size tells how much log there is (daydream.checkpoints keeps it bounded during runs).
-WAL_SIZE_LIMIT_BYTES = 4 * 2**20
+WAL_SIZE_LIMIT_BYTES = 2**20
 # Page size of new ledgers. Appends insert at scattered places of the (stream, version) index, and
 # each commit writes every page it touched to the log: 16 KiB pages mean fewer, fuller pages per
 # commit (bench/ledger_append.py: +12% batched appends vs 4 KiB), and essays of a few KB fit a

@@ -116,6 +116,7 @@ class RunStats:
     # Requests recorded as lost by this run (taken-over claims of dead workers, interrupted calls).
     lost_calls: int = 0
     lost_estimated_usd: float = 0.0
+    lost_unestimated: int = 0
     taken_over: int = 0
     truncated: int = 0
     replay_misses: int = 0
@@ -132,6 +133,7 @@ class RunStats:
             "fatal_models": self.fatal_models, "elapsed_s": round(time.monotonic() - self.started, 3),
             "failures": [g.as_dict() for g in self.failure_groups()],
             "lost_calls": self.lost_calls, "lost_estimated_usd": round(self.lost_estimated_usd, 6),
+            "lost_without_estimate": self.lost_unestimated,
             "taken_over": self.taken_over, "truncated_responses": self.truncated,
             "replay_misses": self.replay_misses, "waited_for_other_workers_s": round(self.waited_s, 1),
         }
@@ -261,7 +263,8 @@ class Runner:
         self._unwritten = 0  # items handed to the writer and not yet committed
         self._writer_error: Exception | None = None
         self._wal = WalKeeper(ledger, options.wal_checkpoint_bytes)
-        self._takeovers: list[str] = []
+        # (worker, reason) -> [claims, lost requests, estimate, unpriced]: said after each batch
+        self._takeovers: dict[tuple[str, str], list[Any]] = {}
         self._waiting_since: float | None = None
         self._waiting_said = (0.0, -1)
 
@@ -458,8 +461,9 @@ class Runner:
             beat = f"; last heartbeat {held.beat_age_s:.0f} s ago" if held.beat_age_s is not None else ""
             takeover = (f"; if they stopped now they would be taken over within {held.takeover_in_s:.0f} s"
                         if held.takeover_in_s is not None else "")
+            waited = f"; waited {now - self._waiting_since:.0f} s so far" if now - self._waiting_since >= 1 else ""
             self._say(f"waiting for {held.claims} claim(s) held by other workers "
-                      f"({', '.join(held.workers)}{beat}){takeover}; waited {now - self._waiting_since:.0f} s so far")
+                      f"({', '.join(held.workers)}{beat}){takeover}{waited}")
         return True
 
     def _end_wait(self) -> None:
@@ -895,7 +899,12 @@ class Runner:
                         item.future.set_result(ok)
                     if ok and item.kind in ("result", "claim"):
                         self._count(item)
-                for line in self._takeovers:
+                for (who, reason), (n, lost, cost, unpriced) in self._takeovers.items():
+                    line = f"took over {n} claim(s) of {who}: {reason}"
+                    if lost:
+                        priced = f"est. ${cost:.4f}" + (f", {unpriced} without an estimate" if unpriced else "")
+                        line += (f"; {lost} request(s) it had sent have no answer: recorded as lost "
+                                 f"(outcome unknown, {priced})")
                     self._say(line)
                 self._takeovers.clear()
             self._flushed.set()
@@ -904,7 +913,9 @@ class Runner:
         for event in item.events:
             if event.type == "LLMCallLost":
                 self.stats.lost_calls += 1
-                self.stats.lost_estimated_usd += event.payload.get("estimated_cost_usd") or 0.0
+                estimate = event.payload.get("estimated_cost_usd")
+                self.stats.lost_estimated_usd += estimate or 0.0
+                self.stats.lost_unestimated += estimate is None
         if item.kind != "result":
             return
         gen = item.job.gen
@@ -1016,12 +1027,11 @@ class Runner:
                                               "lost_requests": len(lost)}
         item.events = lost + item.events
         who = f"{old_worker.get('host', '?')} pid {old_worker.get('pid', '?')}"
-        if lost:
-            cost = sum(e.payload["estimated_cost_usd"] or 0 for e in lost)
-            self._takeovers.append(f"took over {job.gen['gen_id']} from {who} ({reason}); {len(lost)} request(s) "
-                                   f"it sent have no answer: recorded as lost (outcome unknown, est. ${cost:.4f})")
-        else:
-            self._takeovers.append(f"took over {job.gen['gen_id']} from {who} ({reason})")
+        tally = self._takeovers.setdefault((who, reason.split(" (")[0]), [0, 0, 0.0, 0])
+        tally[0] += 1
+        tally[1] += len(lost)
+        tally[2] += sum(e.payload["estimated_cost_usd"] or 0 for e in lost)
+        tally[3] += sum(e.payload["estimated_cost_usd"] is None for e in lost)
 
     def _answers_lost(self, cur: sqlite3.Cursor, job: _Job, payload: dict[str, Any]) -> dict[str, Any]:
         """A late answer to a request another worker recorded as lost: name that record."""
