@@ -20,7 +20,7 @@ import os
 import random
 import sqlite3
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -41,6 +41,10 @@ from daydream.errors import DaydreamError, UsageError
 from daydream.ledger import Ledger, NewEvent, text_hash
 
 DEFAULT_CONCURRENCY = 16
+# Write items that hold up a request (claims, sent marks), and how many other items the writer
+# commits in one transaction before it looks for those again.
+_URGENT = ("claim", "sent")
+_CHUNK = 100
 DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
 # A model whose calls fail this many generations in a row (after their retries), with no success in
 # between, is stopped for the run: its endpoint is down or refuses everything, and its remaining
@@ -261,10 +265,13 @@ class Runner:
         self._reserved_usd = 0.0
         self._progress_at = 0.0
         self._unwritten = 0  # items handed to the writer and not yet committed
+        self._urgent: deque[_WriteItem] = deque()  # claims and sent marks, taken by the writer thread
+        self._writing = False  # the writer thread is at work (it will see new urgent items)
         self._writer_error: Exception | None = None
         self._wal = WalKeeper(ledger, options.wal_checkpoint_bytes)
         # (worker, reason) -> [claims, lost requests, estimate, unpriced]: said after each batch
         self._takeovers: dict[tuple[str, str], list[Any]] = {}
+        self._batch_takeovers: dict[tuple[str, str], list[Any]] = {}
         self._waiting_since: float | None = None
         self._waiting_said = (0.0, -1)
 
@@ -365,10 +372,13 @@ class Runner:
             return False
         return gen["generator"] == "copy" or gen["model_id"] not in self.stats.fatal_models
 
-    def _query_pending(self, window: int) -> list[dict[str, Any]]:
+    def _query_pending(self, wanted: int) -> list[dict[str, Any]]:
+        """Up to ``wanted`` startable generations: claims to take over first, then ready work."""
         now = iso_utc(datetime.now(timezone.utc))
         cohort = COHORT_FILTER if self.options.cohort else ""
-        params: dict[str, Any] = {"limit": window}
+        # Pages are big enough to step over what this run already has in hand in one go.
+        page = wanted + len(self._in_flight)
+        params: dict[str, Any] = {"limit": page}
         if self.options.cohort:
             params["cohort"] = self.options.cohort
         names = [self.options.stage] if self.options.stage else sorted(
@@ -376,20 +386,19 @@ class Runner:
         found: list[dict[str, Any]] = []
         with self.ledger.engine.connect() as conn:
             reclaim_sql = RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else "")
-            reclaim_params = {**params, "now": now, "local": claims.local_claims_pattern(self.worker)}
+            reclaim_params = {**params, "now": now, "local": claims.local_claims_pattern(self.worker),
+                              "run": self.worker["run"]}
             if self.options.stage:
                 reclaim_params["stage"] = self.options.stage
             for row in conn.exec_driver_sql(reclaim_sql, reclaim_params).fetchall():
                 gen = dict(zip(GEN_COLUMNS, row))
-                if gen["worker"] == self.worker_json or not self._startable(gen):
-                    continue
-                if self._takeable(row[len(GEN_COLUMNS):], gen):
+                if self._startable(gen) and self._takeable(row[len(GEN_COLUMNS):], gen):
                     found.append(gen)
             for name in names:
-                # Page on in plan order past generations this run leaves alone (a stopped model,
-                # replay misses), so work behind them is still reached.
+                # Page on in plan order past generations this run leaves alone (in hand, a
+                # stopped model, replay misses), so work behind them is still reached.
                 after = 0
-                while len(found) < window:
+                while len(found) < wanted:
                     rows = conn.exec_driver_sql(PENDING_SQL.format(cohort=cohort),
                                                 {**params, "stage": name, "after": after}).fetchall()
                     for row in rows:
@@ -397,11 +406,11 @@ class Runner:
                         after = gen["planned_seq"]
                         if self._startable(gen):
                             found.append(gen)
-                    if len(rows) < window:
+                    if len(rows) < page:
                         break
-                if len(found) >= window:
+                if len(found) >= wanted:
                     break
-        return found
+        return found[:wanted]
 
     def _takeable(self, liveness: tuple, gen: dict[str, Any]) -> bool:
         """A running claim returned by RECLAIM_SQL: stale heartbeat, expired lease, or a local pid."""
@@ -420,7 +429,7 @@ class Runner:
             room = self._capacity() - len(self._in_flight)
             started = 0
             if room > 0:
-                for gen in self._query_pending(room + len(self._in_flight)):
+                for gen in self._query_pending(room):
                     if self._stop or len(self._in_flight) >= self._capacity():
                         break
                     if self.options.limit is not None and self.stats.claimed >= self.options.limit:
@@ -862,39 +871,45 @@ class Runner:
     async def _submit(self, item: _WriteItem) -> None:
         assert self._queue is not None
         self._unwritten += 1
+        if item.kind in _URGENT:
+            # A claim or a sent mark holds up a request: it skips the queue of results, and the
+            # writer thread picks it up between batches even while it is busy.
+            self._urgent.append(item)
+            if not self._writing:
+                self._queue.put_nowait(_WriteItem("wake", _Job({}), [], []))
+            return
         await self._queue.put(item)
 
     async def _writer(self) -> None:
         assert self._queue is not None and self._flushed is not None
+        loop = asyncio.get_running_loop()
         ending = False
         while not ending:
-            first = await self._queue.get()
-            items = [first]
+            items = [] if self._urgent else [await self._queue.get()]
             while len(items) < self.options.batch_size:
                 try:
                     items.append(self._queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
             ending = any(i.kind == "end" for i in items)
-            items = [i for i in items if i.kind != "end"]
             if ending:  # drain what is left
                 while True:
                     try:
-                        extra = self._queue.get_nowait()
+                        items.append(self._queue.get_nowait())
                     except asyncio.QueueEmpty:
                         break
-                    if extra.kind != "end":
-                        items.append(extra)
-            if items:
+            rest = [i for i in items if i.kind not in ("end", "wake")]
+            if rest or self._urgent:
+                self._writing = True
                 try:
-                    outcome = await asyncio.to_thread(self._write_batch, items)
-                except Exception as exc:  # the ledger refused the batch: stop cleanly, say why
-                    self._writer_error = self._writer_error or exc
-                    self.request_stop(f"ledger write failed: {exc}")
-                    outcome = [False] * len(items)
+                    written, error = await asyncio.to_thread(self._write_cycle, rest, loop)
                 finally:
-                    self._unwritten -= len(items)
-                for item, ok in zip(items, outcome):
+                    self._writing = False
+                if error is not None:  # the ledger refused a batch: stop cleanly, say why
+                    self._writer_error = self._writer_error or error
+                    self.request_stop(f"ledger write failed: {error}")
+                self._unwritten -= len(written)
+                for item, ok in written:
                     if item.future is not None and not item.future.done():
                         item.future.set_result(ok)
                     if ok and item.kind in ("result", "claim"):
@@ -908,6 +923,38 @@ class Runner:
                     self._say(line)
                 self._takeovers.clear()
             self._flushed.set()
+
+    def _write_cycle(self, rest: list[_WriteItem], loop: asyncio.AbstractEventLoop
+                     ) -> tuple[list[tuple[_WriteItem, bool]], Exception | None]:
+        """In the writer thread: the urgent items first (their waiters wake as soon as they are
+        committed), then the other items in chunks, taking urgent ones again between chunks."""
+        written: list[tuple[_WriteItem, bool]] = []
+        failed: list[Exception] = []
+
+        def write(batch: list[_WriteItem], wake: bool) -> None:
+            # After a failure nothing more is written: every item is answered False.
+            outcome = [False] * len(batch)
+            if batch and not failed:
+                try:
+                    outcome = self._write_batch(batch)
+                except Exception as exc:  # noqa: BLE001 - reported by the coroutine
+                    failed.append(exc)
+            for item, ok in zip(batch, outcome):
+                written.append((item, ok))
+                if wake and item.future is not None:
+                    loop.call_soon_threadsafe(_resolve, item.future, ok)
+
+        def write_urgent() -> None:
+            batch = []
+            while self._urgent:
+                batch.append(self._urgent.popleft())
+            write(batch, wake=True)
+
+        for i in range(0, max(len(rest), 1), _CHUNK):
+            write_urgent()
+            write(rest[i:i + _CHUNK], wake=False)
+        write_urgent()
+        return written, (failed[0] if failed else None)
 
     def _count(self, item: _WriteItem) -> None:
         for event in item.events:
@@ -937,10 +984,12 @@ class Runner:
 
     def _write_batch(self, items: list[_WriteItem]) -> list[bool]:
         accepted: list[bool] = []
+        takeovers: dict[tuple[str, str], list[Any]] = {}
 
         def build(cur: sqlite3.Cursor) -> tuple[list[NewEvent], list[str]]:
             accepted.clear()
-            self._takeovers.clear()
+            takeovers.clear()
+            self._batch_takeovers = takeovers
             events: list[NewEvent] = []
             texts: list[str] = []
             beat = False
@@ -959,6 +1008,10 @@ class Runner:
             return events, texts
 
         self.ledger.transact(build)
+        for key, tally in takeovers.items():
+            total = self._takeovers.setdefault(key, [0, 0, 0.0, 0])
+            for i, value in enumerate(tally):
+                total[i] += value
         for item, ok in zip(items, accepted):
             if not ok and item.kind == "result":
                 self.stats.lost_claims += 1
@@ -1027,7 +1080,7 @@ class Runner:
                                               "lost_requests": len(lost)}
         item.events = lost + item.events
         who = f"{old_worker.get('host', '?')} pid {old_worker.get('pid', '?')}"
-        tally = self._takeovers.setdefault((who, reason.split(" (")[0]), [0, 0, 0.0, 0])
+        tally = self._batch_takeovers.setdefault((who, reason.split(" (")[0]), [0, 0, 0.0, 0])
         tally[0] += 1
         tally[1] += len(lost)
         tally[2] += sum(e.payload["estimated_cost_usd"] or 0 for e in lost)
@@ -1060,6 +1113,11 @@ class Runner:
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(self.stats, pending_counts(self.ledger, self.options.cohort, self.options.stage))
+
+
+def _resolve(future: asyncio.Future, ok: bool) -> None:
+    if not future.done():
+        future.set_result(ok)
 
 
 class _GenFailure(Exception):
