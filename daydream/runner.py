@@ -954,6 +954,9 @@ class Runner:
             write_urgent()
             write(rest[i:i + _CHUNK], wake=False)
         write_urgent()
+        # Last, once every waiter is awake: a checkpoint must run here, between two of the
+        # writer's commits, for the log to start over (one beside a busy writer never catches up).
+        self._wal.after_commit()
         return written, (failed[0] if failed else None)
 
     def _count(self, item: _WriteItem) -> None:
@@ -1015,7 +1018,6 @@ class Runner:
         for item, ok in zip(items, accepted):
             if not ok and item.kind == "result":
                 self.stats.lost_claims += 1
-        self._wal.after_commit()
         return list(accepted)
 
     def _guard(self, cur: sqlite3.Cursor, item: _WriteItem) -> bool:
