@@ -61,8 +61,8 @@ def test_a_dead_worker_on_another_host_is_taken_over_after_its_grace(tmp_path: P
     # … and took over only once the remote heartbeat was older than the grace.
     takeovers = [e for e in ledger.events(type="LLMCallStarted") if "took_over" in e.payload]
     assert len(takeovers) == 4
-    assert all(ELSEWHERE in e.payload["took_over"]["reason"] and "stopped heartbeating" in e.payload["took_over"]["reason"]
-               for e in takeovers)
+    assert all(e.payload["took_over"]["worker"]["host"] == ELSEWHERE
+               and "stopped heartbeating" in e.payload["took_over"]["reason"] for e in takeovers)
     assert min(seconds(e.recorded_at) for e in takeovers) - seconds(last_beat) >= grace
     # The four requests the dead worker sent are counted: the server's count matches the ledger's.
     outcomes = dict(ledger.query("SELECT outcome, COUNT(*) FROM llm_calls GROUP BY outcome"))
