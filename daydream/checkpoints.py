@@ -53,14 +53,21 @@ class WalKeeper:
             return 0
 
     def after_commit(self) -> None:
-        """Checkpoint when the log passed its bound (call from the writer, outside a transaction)."""
+        """Checkpoint when the log passed its bound (call from the writer, outside a transaction).
+
+        Never raises: a checkpoint that cannot run now (readers, no space for the database to
+        grow) is tried again after the next commit, and a full disk stops the next commit anyway.
+        """
         size = self.size()
         self.peak = max(self.peak, size)
         if size < self.threshold:
             return
-        busy, logged, copied = self._checkpoint("PASSIVE")
-        if (busy or copied < logged) and size >= 2 * self.threshold:
-            self._checkpoint("RESTART")
+        try:
+            busy, logged, copied = self._checkpoint("PASSIVE")
+            if (busy or copied < logged) and size >= 2 * self.threshold:
+                self._checkpoint("RESTART")
+        except sqlite3.Error:
+            pass
 
     def truncate(self) -> None:
         """Fold the whole log into the database and empty it (end of a run); never raises."""

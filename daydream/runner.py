@@ -903,6 +903,8 @@ class Runner:
                 self._writing = True
                 try:
                     written, error = await asyncio.to_thread(self._write_cycle, rest, loop)
+                except Exception as exc:  # a bug, not a refusal: still stop cleanly (waiters are cancelled)
+                    written, error = [(item, False) for item in rest], exc
                 finally:
                     self._writing = False
                 if error is not None:  # the ledger refused a batch: stop cleanly, say why
