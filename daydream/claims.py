@@ -247,6 +247,20 @@ def abandoned_claim(cur: sqlite3.Cursor, gen_id: str, attempt: int) -> Abandoned
                           prompt_chars)
 
 
+def still_takeable(cur: sqlite3.Cursor, worker_json: str | None) -> bool:
+    """Checked again inside the claiming transaction: a worker whose heartbeat came back since we
+    looked (it was only late) keeps its claims."""
+    try:
+        run = (json.loads(worker_json) or {}).get("run") if worker_json else None
+    except (ValueError, AttributeError):
+        run = None
+    row = cur.execute(f"SELECT w.stopped_at IS NOT NULL OR {SINCE_BEAT} > w.grace_s FROM workers w "
+                      "WHERE w.worker_id = ?", (run,)).fetchone() if run else None
+    if row is None:
+        return True  # no heartbeat row: the lease or the local pid decided, and still does
+    return bool(row[0]) or worker_is_dead(worker_json)
+
+
 def takeover_reason(cur: sqlite3.Cursor, worker: dict[str, Any]) -> str:
     """Why a claim of ``worker`` may be taken over, in words (recorded on the new claim)."""
     row = cur.execute(f"SELECT w.stopped_at, {SINCE_BEAT}, w.grace_s FROM workers w WHERE w.worker_id = ?",

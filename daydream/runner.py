@@ -1035,7 +1035,8 @@ class Runner:
             observed_status, _attempt, observed_worker = item.observed
             if status == "planned":
                 return True
-            if status == "running" and observed_status == "running" and worker == observed_worker:
+            if (status == "running" and observed_status == "running" and worker == observed_worker
+                    and claims.still_takeable(cur, worker)):
                 self._take_over(cur, item, worker)
                 return True
             return False

@@ -48,17 +48,24 @@ def test_a_dead_worker_on_another_host_is_taken_over_after_its_grace(tmp_path: P
         server.hold()
         remote = start_run(ledger, "--claim-grace", str(grace), host=ELSEWHERE)
         wait_until(lambda: server.held == 4, "the remote worker's four requests")
-        os.kill(remote.pid, signal.SIGKILL)  # the other machine goes away mid-call
-        remote.wait(timeout=30)
-        server.release()
-        (last_beat,) = ledger.query("SELECT heartbeat_at FROM workers WHERE host = ?", (ELSEWHERE,))[0]
-        local = start_run(ledger)
-        _out, err = local.communicate(timeout=120)
+        # A local run finds nothing but the remote's live claims: it waits, and says so …
+        log = tmp_path / "local.err"
+        with open(log, "w") as err_file:
+            local = subprocess.Popen(daydream_cmd("run", "--db", str(ledger.path), "--quiet"),
+                                     stdout=subprocess.PIPE, stderr=err_file, text=True,
+                                     env=subprocess_env(**{KEY_ENV: "k"}))
+            wait_until(lambda: "waiting for 4 claim(s) held by other workers" in log.read_text(),
+                       "the local run to say it waits")
+            os.kill(remote.pid, signal.SIGKILL)  # … then the other machine goes away mid-call
+            remote.wait(timeout=30)
+            server.release()
+            (last_beat,) = ledger.query("SELECT heartbeat_at FROM workers WHERE host = ?", (ELSEWHERE,))[0]
+            _out, _ = local.communicate(timeout=120)
+        err = log.read_text()
         assert local.returncode == 0, err
         total = server.calls
-    # It waited (and said so) rather than finishing with "0 completed" …
-    assert "waiting for 4 claim(s) held by other workers" in err and ELSEWHERE in err
-    # … and took over only once the remote heartbeat was older than the grace.
+    assert ELSEWHERE in err
+    # It took over only once the remote heartbeat was older than the grace.
     takeovers = [e for e in ledger.events(type="LLMCallStarted") if "took_over" in e.payload]
     assert len(takeovers) == 4
     assert all(e.payload["took_over"]["worker"]["host"] == ELSEWHERE
@@ -71,11 +78,11 @@ def test_a_dead_worker_on_another_host_is_taken_over_after_its_grace(tmp_path: P
 
 
 def test_a_live_slow_worker_on_another_host_is_not_taken_over(tmp_path: Path) -> None:
-    # Each answer takes 4 s, four times the remote worker's grace: only its heartbeat keeps its
+    # Each answer takes 6 s, three times the remote worker's grace: only its heartbeat keeps its
     # claims, and a second runner must leave them alone (and wait for them, saying so).
-    with StubLLMServer(latency_s=4.0) as server:
+    with StubLLMServer(latency_s=6.0) as server:
         ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(4))
-        remote = start_run(ledger, "--claim-grace", "1", host=ELSEWHERE)
+        remote = start_run(ledger, "--claim-grace", "2", host=ELSEWHERE)
         wait_until(lambda: server.calls == 4, "the remote worker's four requests")
         local = start_run(ledger)
         local_out, local_err = local.communicate(timeout=120)

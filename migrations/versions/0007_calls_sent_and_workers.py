@@ -18,7 +18,8 @@ Two things a runner did not record before:
   nothing about the experiment). Times are the database's own clock, so runners on several
   machines agree on "how long ago" whatever their clocks say.
 
-``failures`` also gains ``error_class`` (the failing event's class, for grouping by reason).
+``failures`` gains ``error_class`` (the failing event's class, for grouping by reason) and finds
+the failing event through the generation's stream instead of the type index.
 
 Revision ID: 0007_calls_sent_and_workers
 Revises: 0005_llm_calls_by_stream
@@ -26,6 +27,7 @@ Create Date: 2026-12-01
 """
 
 import re
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -71,15 +73,25 @@ FROM (
   FROM ({LOST}) x JOIN cohort_members m ON m.gen_id = x.gen_id
   GROUP BY m.cohort_id, x.stage, x.model_id
 ) l ON l.cohort_id = s.cohort_id AND l.stage = s.stage AND l.model_id IS s.model_id""",
-    "failures": """
--- One row per generation whose current attempt failed: what, why, and the event that says so.
-SELECT f.*, CASE WHEN e.type = 'ParseFailed' THEN 'ParseFailed'
-                 WHEN f.failed_seq IS NULL THEN 'Imported'
-                 ELSE COALESCE(json_extract(e.payload, '$.error_class'), 'Unknown') END AS error_class
-FROM (
-{inner}
-) f LEFT JOIN events e ON e.seq = f.failed_seq""",
 }
+
+# 0003's failures with two changes: the failing event is found through the generation's stream
+# (0003's correlated MAX(seq) went through the type index and scanned every failure for each row:
+# 1.2 s for 900 failures at 300k events, now a few ms), and error_class, the reason to group by.
+_NEWEST_FAILURE = """FROM events x WHERE x.stream = 'gen:' || g.gen_id
+          AND +x.type IN ('GenerationFailed', 'ParseFailed') ORDER BY x.version DESC LIMIT 1"""
+FAILURES = f"""-- One row per generation whose current attempt failed: what, why, and the event that says so.
+SELECT g.gen_id, g.stage, g.template_id, g.model_id, g.attempt, g.origin_cohort_id,
+       CASE WHEN g.error LIKE 'ParseFailed:%' THEN 'parse' ELSE 'generation' END AS kind,
+       g.error AS reason, g.calls, g.failed_calls,
+       (SELECT COUNT(*) FROM gen_state c WHERE c.parent_gen_id = g.gen_id) AS blocked_children,
+       (SELECT x.seq {_NEWEST_FAILURE}) AS failed_seq,
+       (SELECT t.text FROM texts t WHERE t.sha256 = g.raw_hash) AS response,
+       COALESCE((SELECT CASE WHEN x.type = 'ParseFailed' THEN 'ParseFailed'
+                             ELSE COALESCE(json_extract(x.payload, '$.error_class'), 'Unknown') END
+                 {_NEWEST_FAILURE}), 'Imported') AS error_class
+FROM gen_state g
+WHERE g.status = 'failed'"""
 
 # Calls live on their generation's stream; the joins on it keep "one generation" and "one stream"
 # an index lookup (see 0005). A request is identified by (attempt, call, try) within its stream.
@@ -166,25 +178,29 @@ def upgrade() -> None:
         inner = _view_sql(name)
         op.execute(f"DROP VIEW {name}")
         op.execute(f"CREATE VIEW {name} AS {wrapper.strip().format(inner=f'{BEGIN}{chr(10)}{inner}{chr(10)}{END}')}")
-    op.execute("DROP VIEW llm_calls")
-    op.execute(f"CREATE VIEW llm_calls AS {LLM_CALLS}")
+    for name, sql in (("llm_calls", LLM_CALLS), ("failures", FAILURES)):
+        op.execute(f"DROP VIEW {name}")
+        op.execute(f"CREATE VIEW {name} AS {sql}")
 
 
-def _view_0005() -> str:
-    """0005's llm_calls (for downgrade), read from that migration rather than copied here."""
+def _migration(name: str) -> Any:
+    """An earlier migration module (for downgrade), read from its file rather than copied here."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).with_name("0005_llm_calls_by_stream.py")
-    spec = importlib.util.spec_from_file_location("daydream_migration_0005", path)
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"daydream_migration_{name}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.LLM_CALLS
+    return module
 
 
 def downgrade() -> None:
-    op.execute("DROP VIEW llm_calls")
-    op.execute(f"CREATE VIEW llm_calls AS {_view_0005()}")
+    previous = {"llm_calls": _migration("0005_llm_calls_by_stream").LLM_CALLS,
+                "failures": _migration("0003_views").VIEWS["failures"].strip()}
+    for name, sql in previous.items():
+        op.execute(f"DROP VIEW {name}")
+        op.execute(f"CREATE VIEW {name} AS {sql}")
     for name in WRAPPERS:
         found = _WRAPPED.search(_view_sql(name))
         if found is None:
