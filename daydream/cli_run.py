@@ -130,8 +130,9 @@ def _exit_code(stats: RunStats) -> int:
 
 
 def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunStats:
-    """Run with progress display and Ctrl-C handling: the first Ctrl-C stops claiming, in-flight
-    calls are released, the writer finishes, and the command exits 130."""
+    """Run with progress display and Ctrl-C handling: the first Ctrl-C stops claiming, requests in
+    flight are recorded as lost (sent, outcome unknown) and their claims released, the writer
+    finishes, and the command exits 130."""
     view = None if quiet else ProgressView()
     # Notices (waiting for other workers, claims taken over) show even with --quiet.
     runner = Runner(ledger, options, view, notice=lambda line: click.echo(f"note: {line}", err=True))
