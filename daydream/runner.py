@@ -19,6 +19,7 @@ import json
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -259,18 +260,20 @@ class Runner:
         self._streak: dict[str, int] = defaultdict(int)  # model -> generations failed in a row
         self._estimates: dict[tuple[str, str], tuple[int | None, int]] = {}
         self._stop = False
-        self._queue: asyncio.Queue[_WriteItem] | None = None
         self._flushed: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
         self._reserved_usd = 0.0
         self._progress_at = 0.0
         self._unwritten = 0  # items handed to the writer and not yet committed
-        self._urgent: deque[_WriteItem] = deque()  # claims and sent marks, taken by the writer thread
-        self._writing = False  # the writer thread is at work (it will see new urgent items)
+        # What the writer thread has to write: claims and sent marks first, then the rest.
+        self._urgent: deque[_WriteItem] = deque()
+        self._inbox: deque[_WriteItem] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._write_failed: Exception | None = None
         self._writer_error: Exception | None = None
         self._wal = WalKeeper(ledger, options.wal_checkpoint_bytes)
-        # (worker, reason) -> [claims, lost requests, estimate, unpriced]: said after each batch
-        self._takeovers: dict[tuple[str, str], list[Any]] = {}
+        # Takeovers of the batch being written (writer thread): said once it is committed.
         self._batch_takeovers: dict[tuple[str, str], list[Any]] = {}
         self._waiting_since: float | None = None
         self._waiting_said = (0.0, -1)
@@ -296,9 +299,12 @@ class Runner:
             await self._check_replay_source()  # before anything is claimed or recorded
         self.ledger.transact(lambda cur: (claims.register_worker(cur, self.worker, self.options.claim_grace_s),
                                           ([], []))[1])
-        self._queue = asyncio.Queue()
         self._flushed = asyncio.Event()
-        writer = asyncio.create_task(self._writer())
+        loop = asyncio.get_running_loop()
+        writer_done: asyncio.Future = loop.create_future()
+        writer = threading.Thread(target=self._writer_thread, args=(loop, writer_done),
+                                  name="daydream-writer", daemon=True)
+        writer.start()
         heart = asyncio.create_task(self._heartbeat())
         try:
             await self._feed()
@@ -312,8 +318,10 @@ class Runner:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             heart.cancel()
             await asyncio.gather(heart, return_exceptions=True)
-            await self._queue.put(_WriteItem("end", _Job({}), [], []))
-            await writer
+            with self._wake:
+                self._closing = True
+                self._wake.notify()
+            await writer_done  # everything handed to the writer is written and reported
             for provider in self._providers.values():
                 closer = getattr(provider, "aclose", None)
                 if closer:
@@ -863,103 +871,82 @@ class Runner:
         else:
             release["reason"] = f"{message} before the call was sent"
         events.append(NewEvent(stream, "ClaimReleased", release))
-        assert self._queue is not None
-        self._unwritten += 1
-        self._queue.put_nowait(_WriteItem("result", job, events, []))
+        self._enqueue(_WriteItem("result", job, events, []))
 
     # ------------------------------------------------------------------ the single writer
+    # One thread writes everything this run records. The event loop hands it items (``_submit``)
+    # and is handed back, through ``call_soon_threadsafe``, what was committed (``_written``):
+    # a claim is written as soon as the thread is free, without waiting for the loop to schedule
+    # anything, which is what keeps the commit that precedes every request short.
     async def _submit(self, item: _WriteItem) -> None:
-        assert self._queue is not None
+        self._enqueue(item)
+
+    def _enqueue(self, item: _WriteItem) -> None:
         self._unwritten += 1
-        if item.kind in _URGENT:
-            # A claim or a sent mark holds up a request: it skips the queue of results, and the
-            # writer thread picks it up between batches even while it is busy.
-            self._urgent.append(item)
-            if not self._writing:
-                self._queue.put_nowait(_WriteItem("wake", _Job({}), [], []))
-            return
-        await self._queue.put(item)
+        with self._wake:
+            # A claim or a sent mark holds up a request: it goes before any result.
+            (self._urgent if item.kind in _URGENT else self._inbox).append(item)
+            self._wake.notify()
 
-    async def _writer(self) -> None:
-        assert self._queue is not None and self._flushed is not None
-        loop = asyncio.get_running_loop()
-        ending = False
-        while not ending:
-            items = [] if self._urgent else [await self._queue.get()]
-            while len(items) < self.options.batch_size:
-                try:
-                    items.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            ending = any(i.kind == "end" for i in items)
-            if ending:  # drain what is left
-                while True:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except asyncio.QueueEmpty:
+    def _writer_thread(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future) -> None:
+        try:
+            while True:
+                with self._wake:
+                    while not (self._urgent or self._inbox or self._closing):
+                        self._wake.wait()
+                    if self._closing and not (self._urgent or self._inbox):
                         break
-            rest = [i for i in items if i.kind not in ("end", "wake")]
-            if rest or self._urgent:
-                self._writing = True
                 try:
-                    written, error = await asyncio.to_thread(self._write_cycle, rest, loop)
-                except Exception as exc:  # a bug, not a refusal: still stop cleanly (waiters are cancelled)
-                    written, error = [(item, False) for item in rest], exc
-                finally:
-                    self._writing = False
-                if error is not None:  # the ledger refused a batch: stop cleanly, say why
-                    self._writer_error = self._writer_error or error
-                    self.request_stop(f"ledger write failed: {error}")
-                self._unwritten -= len(written)
-                for item, ok in written:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_result(ok)
-                    if ok and item.kind in ("result", "claim"):
-                        self._count(item)
-                for (who, reason), (n, lost, cost, unpriced) in self._takeovers.items():
-                    line = f"took over {n} claim(s) of {who}: {reason}"
-                    if lost:
-                        priced = f"est. ${cost:.4f}" + (f", {unpriced} without an estimate" if unpriced else "")
-                        line += (f"; {lost} request(s) it had sent have no answer: recorded as lost "
-                                 f"(outcome unknown, {priced})")
-                    self._say(line)
-                self._takeovers.clear()
-            self._flushed.set()
+                    self._write_some(loop)
+                except Exception as exc:  # noqa: BLE001 - a bug, not a refusal: stop the run cleanly
+                    self._write_failed = self._write_failed or exc
+                    loop.call_soon_threadsafe(self._written, [], [], exc, {})
+        finally:
+            loop.call_soon_threadsafe(_resolve, done, True)
 
-    def _write_cycle(self, rest: list[_WriteItem], loop: asyncio.AbstractEventLoop
-                     ) -> tuple[list[tuple[_WriteItem, bool]], Exception | None]:
-        """In the writer thread: the urgent items first (their waiters wake as soon as they are
-        committed), then the other items in chunks, taking urgent ones again between chunks."""
-        written: list[tuple[_WriteItem, bool]] = []
-        failed: list[Exception] = []
-
-        def write(batch: list[_WriteItem], wake: bool) -> None:
-            # After a failure nothing more is written: every item is answered False.
+    def _write_some(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write every urgent item, then one chunk of the others; report each batch to the loop."""
+        for urgent in (True, False):
+            source = self._urgent if urgent else self._inbox
+            batch: list[_WriteItem] = []
+            while source and len(batch) < (self.options.batch_size if urgent else _CHUNK):
+                batch.append(source.popleft())
+            if not batch:
+                continue
+            error: Exception | None = None
             outcome = [False] * len(batch)
-            if batch and not failed:
+            takeovers: dict[tuple[str, str], list[Any]] = {}
+            if self._write_failed is None:
                 try:
-                    outcome = self._write_batch(batch)
-                except Exception as exc:  # noqa: BLE001 - reported by the coroutine
-                    failed.append(exc)
-            for item, ok in zip(batch, outcome):
-                written.append((item, ok))
-                if wake and item.future is not None:
-                    loop.call_soon_threadsafe(_resolve, item.future, ok)
-
-        def write_urgent() -> None:
-            batch = []
-            while self._urgent:
-                batch.append(self._urgent.popleft())
-            write(batch, wake=True)
-
-        for i in range(0, max(len(rest), 1), _CHUNK):
-            write_urgent()
-            write(rest[i:i + _CHUNK], wake=False)
-        write_urgent()
-        # Last, once every waiter is awake: a checkpoint must run here, between two of the
-        # writer's commits, for the log to start over (one beside a busy writer never catches up).
+                    outcome = self._write_batch(batch, takeovers)
+                except Exception as exc:  # noqa: BLE001 - the ledger refused it: the loop stops the run
+                    self._write_failed = error = exc
+            loop.call_soon_threadsafe(self._written, batch, outcome, error, takeovers)
+        # Between two of the writer's own commits, once the waiters of this round were woken: the
+        # only place a checkpoint lets the log start over (one beside a busy writer never catches up).
         self._wal.after_commit()
-        return written, (failed[0] if failed else None)
+
+    def _written(self, batch: list[_WriteItem], outcome: list[bool], error: Exception | None,
+                 takeovers: dict[tuple[str, str], list[Any]]) -> None:
+        """In the loop: wake the waiters of a committed batch and count what it recorded."""
+        if error is not None:
+            self._writer_error = self._writer_error or error
+            self.request_stop(f"ledger write failed: {error}")
+        self._unwritten -= len(batch)
+        for item, ok in zip(batch, outcome):
+            if item.future is not None and not item.future.done():
+                item.future.set_result(ok)
+            if ok and item.kind in ("result", "claim"):
+                self._count(item)
+        for (who, reason), (n, lost, cost, unpriced) in takeovers.items():
+            line = f"took over {n} claim(s) of {who}: {reason}"
+            if lost:
+                priced = f"est. ${cost:.4f}" + (f", {unpriced} without an estimate" if unpriced else "")
+                line += (f"; {lost} request(s) it had sent have no answer: recorded as lost "
+                         f"(outcome unknown, {priced})")
+            self._say(line)
+        if self._flushed is not None:
+            self._flushed.set()
 
     def _count(self, item: _WriteItem) -> None:
         for event in item.events:
@@ -987,9 +974,10 @@ class Runner:
                 self.stats.record_failure(error_class, gen, event.payload.get("reason") or "", self.options.cohort)
                 break
 
-    def _write_batch(self, items: list[_WriteItem]) -> list[bool]:
+    def _write_batch(self, items: list[_WriteItem], takeovers: dict[tuple[str, str], list[Any]]) -> list[bool]:
+        """Append what is still valid of ``items`` in one transaction (writer thread); fills
+        ``takeovers`` with (worker, reason) -> [claims, lost requests, estimate, unestimated]."""
         accepted: list[bool] = []
-        takeovers: dict[tuple[str, str], list[Any]] = {}
 
         def build(cur: sqlite3.Cursor) -> tuple[list[NewEvent], list[str]]:
             accepted.clear()
@@ -1013,10 +1001,6 @@ class Runner:
             return events, texts
 
         self.ledger.transact(build)
-        for key, tally in takeovers.items():
-            total = self._takeovers.setdefault(key, [0, 0, 0.0, 0])
-            for i, value in enumerate(tally):
-                total[i] += value
         for item, ok in zip(items, accepted):
             if not ok and item.kind == "result":
                 self.stats.lost_claims += 1
