@@ -1,15 +1,16 @@
 """The runner: turns planned generations into prompts, LLM calls, parsed outputs and scores.
 
 It loops until nothing is pending: find ready work in the ``gen_state`` projection, render the
-prompt, claim the call (``PromptRendered`` + ``LLMCallStarted``, appended only if the generation is
-still unclaimed — a compare-and-set under the write lock), call the provider concurrently within
-per-model limits, and hand the outcome to a single writer that appends it in batches. Right before
-each request leaves, ``LLMCallSent`` is committed (again only while the claim is ours), so a crash
-never hides a paid request: whoever takes the claim over records each sent-but-unanswered request
-as ``LLMCallLost`` (outcome unknown, cost estimated). A claim is live while its worker's heartbeat
-is recent (``daydream.claims``); a claim whose worker died is taken over after a short grace,
-whatever host made it, and a completed call is never repeated. The writer also keeps the
-write-ahead log bounded (``daydream.checkpoints``).
+prompt, and with a call slot of the model in hand claim the call (``PromptRendered`` +
+``LLMCallStarted``, appended only if the generation is still unclaimed — a compare-and-set under
+the write lock). The claim is committed right before the first request leaves, and ``LLMCallSent``
+before each retry (again only while the claim is ours), so every request is on record before it is
+made: whoever takes over the claim of a dead worker records each sent-but-unanswered request as
+``LLMCallLost`` (outcome unknown, cost estimated). Outcomes go to a single writer thread that
+appends them in batches, claims first. A claim is live while its worker's heartbeat is recent
+(``daydream.claims``): a claim whose worker died is taken over after a short grace, whatever host
+made it, and a completed call is never repeated. The writer also keeps the write-ahead log
+bounded (``daydream.checkpoints``).
 """
 
 from __future__ import annotations
