@@ -88,7 +88,18 @@ class CallFailed(Exception):
 
 @runtime_checkable
 class Provider(Protocol):
-    """An LLM backend. ``complete`` makes exactly one attempt: retries are the runner's job."""
+    """An LLM backend. ``complete`` makes exactly one attempt: retries are the runner's job.
+
+    Optional, looked up with ``getattr``:
+
+    * ``local = True`` says a call reaches no one and costs nothing (offline, replay): the runner
+      then records no ``LLMCallSent`` before it, and a crash leaves no lost call behind.
+    * ``has_answer(request) -> bool`` is asked before a generation is claimed; False leaves the
+      generation pending for this run without recording anything (replay: no recorded answer).
+
+    Factories receive the options ``timeout_s`` and ``max_response_bytes`` (the runner cuts a longer
+    answer there and marks it truncated; a provider may refuse to read far more than that).
+    """
 
     name: str
 

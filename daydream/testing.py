@@ -4,7 +4,8 @@ It answers ``POST /chat/completions`` (and ``/v1/chat/completions``) on 127.0.0.
 loop in a background thread, so many slow requests overlap the way they would against a real
 provider. Tests queue scripted replies (status codes, ``Retry-After``, hangs, malformed JSON,
 truncated answers); otherwise it answers like the offline model. It records every request (never the
-API key itself) and counts calls. ``python -m daydream.testing --port P`` runs it standalone, with
+API key itself) and counts calls. ``hold()`` keeps later requests waiting (received, unanswered)
+until ``release()``: how a test kills a runner between sending a request and hearing back. ``python -m daydream.testing --port P`` runs it standalone, with
 ``GET /_stub/stats`` reporting the counts to other processes.
 """
 
@@ -104,6 +105,9 @@ class StubLLMServer:
         self._stopped: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._error: BaseException | None = None
+        self._hold_from: int | None = None  # requests from this index on wait for release()
+        self._gate: asyncio.Event | None = None
+        self._held = 0
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -147,6 +151,8 @@ class StubLLMServer:
 
     async def _serve(self) -> None:
         self._stopped = asyncio.Event()
+        self._gate = asyncio.Event()
+        self._gate.set()
         self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -162,6 +168,27 @@ class StubLLMServer:
         """Queue scripted replies; each is used once, in order, before default answers resume."""
         with self._lock:
             self._script.extend(_as_reply(r) for r in replies)
+
+    def hold(self, after: int = 0) -> None:
+        """Receive (and record) requests as usual, but answer none after the first ``after`` of
+        them (counted over the server's life) until ``release()``."""
+        with self._lock:
+            self._hold_from = len(self._records) + after if after else len(self._records)
+        if self._loop is not None and self._gate is not None:
+            self._loop.call_soon_threadsafe(self._gate.clear)
+
+    def release(self) -> None:
+        """Answer the held requests and stop holding."""
+        with self._lock:
+            self._hold_from = None
+        if self._loop is not None and self._gate is not None:
+            self._loop.call_soon_threadsafe(self._gate.set)
+
+    @property
+    def held(self) -> int:
+        """Requests received and waiting for ``release()``."""
+        with self._lock:
+            return self._held
 
     @property
     def calls(self) -> int:
@@ -257,6 +284,14 @@ class StubLLMServer:
                 authorization_present=bool(auth), authorized=authorized,
                 body=payload if isinstance(payload, dict) else None, reply=label))
         close = not keep_alive
+        if self._gate is not None and self._hold_from is not None and index >= self._hold_from:
+            with self._lock:
+                self._held += 1
+            try:
+                await self._gate.wait()
+            finally:
+                with self._lock:
+                    self._held -= 1
         if authorized is False:
             await self._send(writer, 401, {"error": {"message": "invalid API key", "code": 401}}, close=close)
             return keep_alive

@@ -92,6 +92,7 @@ def test_ctrl_c_stops_cleanly_with_130_and_a_rerun_finishes(tmp_path: Path) -> N
         assert "Traceback" not in err
         calls_at_stop = server.calls
         released = [e for e in ledger.events(type="LLMCallFailed") if e.payload.get("released")]
+        released += ledger.events(type="LLMCallLost")  # sent, interrupted before the answer
         assert ledger.query("SELECT COUNT(*) FROM gen_state WHERE status = 'running'") == [(0,)]
         rerun = start_run(ledger)
         _out, err = rerun.communicate(timeout=120)

@@ -280,23 +280,23 @@ def test_every_seed_template_renders_with_stage_variables(seed_data: Path) -> No
     assert rendered >= 40
 
 
-def test_a_call_whose_lease_was_taken_over_is_recorded_as_superseded(tmp_path: Path) -> None:
-    """Runner A's lease expires mid-call; runner B takes the claim over. Both calls are recorded
-    (both were paid), but only the current claimant's answer is projected and parsed."""
+def test_a_call_whose_claim_was_taken_over_is_recorded_as_superseded(tmp_path: Path) -> None:
+    """Runner A's heartbeat stops mid-call (a stalled worker); runner B takes the claim over after
+    A's grace. Both calls are recorded (both were paid), only the current claimant's answer is
+    projected and parsed, and A's late answer stands in llm_calls for the request B recorded lost."""
     import asyncio
 
     from daydream.run.runner import Runner
 
-    # A 0.3 s lease is shorter than the 1 s floor on a call's own deadline, so A's 0.8 s call can
-    # outlive its lease (as it could with clocks that disagree between hosts).
     with StubLLMServer(latency_s=0.8) as server:
         ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
 
         async def both() -> None:
-            first = Runner(ledger, options(lease_s=0.3))
+            # A beats once (when it starts) and never again: after 0.3 s its claims are fair game.
+            first = Runner(ledger, options(claim_grace_s=0.3, heartbeat_s=3600))
             task = asyncio.create_task(first.run())
-            await asyncio.sleep(0.5)  # A's call is in flight and its lease has expired
-            await Runner(ledger, options(lease_s=30)).run()
+            await asyncio.sleep(0.5)  # A's call is in flight and its heartbeat is stale
+            await Runner(ledger, options()).run()
             await task
 
         asyncio.run(both())
@@ -306,6 +306,10 @@ def test_a_call_whose_lease_was_taken_over_is_recorded_as_superseded(tmp_path: P
     assert [bool(e.payload.get("superseded")) for e in completed].count(True) == 1
     assert ledger.query("SELECT status, calls FROM gen_state") == [("completed", 1)]
     assert len(ledger.events(type="ResponseParsed")) == 1
+    (lost,) = ledger.events(type="LLMCallLost")
+    late = next(e for e in completed if e.payload.get("superseded"))
+    assert late.payload["answers_lost_seq"] == lost.seq
+    assert [r[0] for r in ledger.query("SELECT outcome FROM llm_calls ORDER BY seq")] == ["completed", "completed"]
 
 
 def test_no_call_outlives_its_lease(tmp_path: Path) -> None:
@@ -320,3 +324,18 @@ def test_no_call_outlives_its_lease(tmp_path: Path) -> None:
     failure = ledger.events(type="LLMCallFailed")[0].payload
     assert failure["error_class"] == "Timeout" and "lease" in failure["message"] and failure["retryable"]
     assert set(statuses(ledger).values()) == {"completed"}
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_every_generation_is_parsed_once_even_while_its_result_waits_for_the_writer(
+        tmp_path: Path, round_: int) -> None:
+    # Copy-mode essays finish without a call, so their results pile up for the writer while the
+    # feeder looks for more work; a result not yet committed must not be started a second time.
+    db = tmp_path / "demo.db"
+    result = CliRunner().invoke(cli, ["demo", "--db", str(db), "--quiet"])
+    assert result.exit_code == 0, result.output
+    ledger = Ledger.open(db, readonly=True)
+    twice = ledger.query("SELECT stream, COUNT(*) FROM events WHERE type = 'ResponseParsed' "
+                         "GROUP BY stream HAVING COUNT(*) > 1")
+    assert twice == []
+    assert ledger.count("ResponseParsed") == ledger.query("SELECT COUNT(*) FROM gen_state")[0][0]

@@ -18,16 +18,24 @@ from daydream.errors import LedgerReadOnly
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
                   "tokens", "cost_usd"]
-# In --json only; the table notes it next to the cost.
-JSON_EXTRA = ["unpriced"]
+# In --json only; the table notes them next to the calls and the cost.
+JSON_EXTRA = ["unpriced", "lost_calls", "estimated_cost_usd"]
 # The texts `show` prints, and the gen_state hash column behind each.
 TEXT_COLUMNS = {"prompt": "prompt", "response": "raw", "parsed": "parsed"}
 
 
-def cost_cell(cost: float | None, unpriced: int) -> str:
-    """Known spend, plus how many generations made calls with no recorded price (not free)."""
+def cost_cell(cost: float | None, unpriced: int, estimated: float | None = None) -> str:
+    """Known spend, plus how many generations made calls with no recorded price (not free), plus
+    the estimate for calls whose outcome is unknown (lost in a crash)."""
     text = f"{cost or 0:.4f}"
+    if estimated:
+        text += f" (+~{estimated:.4f} est.)"
     return f"{text} ({unpriced} unpriced)" if unpriced else text
+
+
+def calls_cell(calls: int | None, lost: int | None) -> str:
+    """Calls with a recorded outcome, plus those sent and never answered (outcome unknown)."""
+    return f"{calls or 0} (+{lost} lost)" if lost else str(calls or 0)
 
 
 @click.command()
@@ -58,10 +66,13 @@ def status(db_path: str, cohort: str | None, as_json: bool) -> None:
             current = r["cohort_id"]
             group = [x for x in rows if x["cohort_id"] == current]
             click.echo(f"cohort {current}")
-            table = [[x[k] for k in STATUS_COLUMNS[:-1]] + [cost_cell(x["cost_usd"], x["unpriced"])]
-                     for x in group]
-            total = ["total"] + [sum(x[k] or 0 for x in group) for k in STATUS_COLUMNS[1:-1]]
-            total.append(cost_cell(sum(x["cost_usd"] or 0 for x in group), sum(x["unpriced"] for x in group)))
+            table = [[x[k] for k in STATUS_COLUMNS[:-3]] + [calls_cell(x["calls"], x["lost_calls"]), x["tokens"],
+                      cost_cell(x["cost_usd"], x["unpriced"], x["estimated_cost_usd"])] for x in group]
+            total: list[Any] = ["total"] + [sum(x[k] or 0 for x in group) for k in STATUS_COLUMNS[1:-3]]
+            total += [calls_cell(sum(x["calls"] or 0 for x in group), sum(x["lost_calls"] for x in group)),
+                      sum(x["tokens"] or 0 for x in group),
+                      cost_cell(sum(x["cost_usd"] or 0 for x in group), sum(x["unpriced"] for x in group),
+                                sum(x["estimated_cost_usd"] or 0 for x in group))]
             echo_table(STATUS_COLUMNS, table + [total])
 
 
@@ -120,6 +131,14 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     ]
     if g["error"]:
         details.append(("error", g["error"]))
+    cut = [e["payload"] for e in found["events"] if e["type"] == "LLMCallCompleted" and e["payload"].get("truncated")]
+    if cut:
+        details.append(("truncated", f"the answer was cut at {cut[-1]['max_response_bytes']:,} of "
+                                     f"{cut[-1]['original_bytes']:,} bytes (--max-response-bytes)"))
+    lost = [e["payload"] for e in found["events"] if e["type"] == "LLMCallLost"]
+    if lost:
+        estimate = sum(p.get("estimated_cost_usd") or 0 for p in lost)
+        details.append(("lost", f"{len(lost)} request(s) sent, outcome unknown (est. ${estimate:.6f})"))
     for key, value in details:
         click.echo(f"{key:>10}: {value}")
     if not no_text:

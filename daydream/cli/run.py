@@ -1,7 +1,10 @@
-"""CLI commands that execute work: ``daydream run``, ``daydream rerun`` and ``daydream demo``.
+"""CLI commands that execute work: ``daydream run``, ``daydream rerun`` and ``daydream demo``,
+and ``daydream failures``, which lists what a run left failed and what to do about it.
 
 Part of the CLI layer (with ``cli.py``): the only place, besides it, that prints. The work itself is
-done by ``daydream.run.runner``; this module draws progress and turns outcomes into exit codes.
+done by ``daydream.run.runner``; this module draws progress and turns outcomes into exit codes:
+0 = all done, 1 = error (a model stopped, the ledger refused a write …), 2 = usage,
+3 = finished with failures (or work left undone), 130 = interrupted.
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ from typing import Any
 import click
 
 from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
-from daydream.errors import UsageError
+from daydream.errors import NotFound, UsageError
+from daydream.read.failures import FailureGroup, group_rows, list_failures, next_step
 from daydream.ledger.store import Ledger
 from daydream.run.runner import RunOptions, Runner, RunStats, pending_counts, retry_generations
 
 DEMO_COHORT = "demo"
+EXIT_FAILURES = 3
+EXIT_INTERRUPTED = 130
+EXIT_CODES_HELP = ("Exit status: 0 all done; 1 error (a model was stopped: bad key, URL or an endpoint "
+                   "that failed every call; the ledger refused a write); 2 usage error; 3 finished, but "
+                   "generations of this run failed or were left undone (see the failure summary and "
+                   "'daydream failures'); 130 interrupted.")
 
 
 class ProgressView:
@@ -69,15 +79,63 @@ def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: 
     click.echo(f"this run: {stats.completed} completed ({stats.copied} copied), {stats.failed} failed, "
                f"{stats.calls} calls ({stats.failed_calls} failed), {stats.tokens:,} tokens, "
                f"${stats.spent_usd:.4f}, {time.monotonic() - stats.started:.1f}s")
+    if stats.taken_over:
+        click.echo(f"took over {stats.taken_over} claim(s) of stopped workers")
+    if stats.lost_calls:
+        unknown = f", {stats.lost_unestimated} without an estimate (no price or nothing to go by)" \
+            if stats.lost_unestimated else ""
+        click.echo(f"{stats.lost_calls} request(s) sent and never answered (outcome unknown): "
+                   f"~${stats.lost_estimated_usd:.4f} estimated{unknown}; counted apart in status and spend")
+    if stats.truncated:
+        click.echo(f"{stats.truncated} answer(s) over --max-response-bytes were cut and marked truncated")
+    if stats.waited_s >= 1:
+        click.echo(f"waited {stats.waited_s:.0f} s for claims held by other workers")
     if stats.stopped_reason:
         click.echo(f"stopped: {stats.stopped_reason}")
 
 
+def _echo_groups(groups: list[FailureGroup], cohort: str | None) -> None:
+    """One block per reason, stage and model: count, example and the next step (on stderr)."""
+    for g in groups:
+        example = " ".join(g.example_reason.split())
+        example = example if len(example) <= 150 else example[:149] + "…"
+        click.echo(f"  {g.count} x {g.error_class} at {g.stage} on {g.model_id or '-'}, "
+                   f"e.g. {g.example_gen_id}: {example}", err=True)
+        click.echo(f"      next: {next_step(g, cohort)}", err=True)
+
+
+def _print_failures(stats: RunStats, cohort: str | None, replay_from: str | None) -> None:
+    """What went wrong in this run, grouped by reason, with what to do (stderr)."""
+    groups = stats.failure_groups()
+    if groups:
+        click.echo(f"{stats.failed} generation(s) of this run failed:", err=True)
+        _echo_groups(groups, cohort)
+    for model_id, message in stats.fatal_models.items():
+        click.echo(f"error: model {model_id}: {message}; its remaining work was left pending "
+                   "(fix the key, base URL or endpoint, then run again)", err=True)
+    if stats.replay_misses:
+        click.echo(f"{stats.replay_misses} generation(s) have no recorded answer in {replay_from} "
+                   f"(e.g. {stats.replay_miss_example}) and were left pending: run without --replay-from "
+                   "to call their models", err=True)
+
+
+def _exit_code(stats: RunStats) -> int:
+    if stats.stopped_reason and stats.stopped_reason.startswith("interrupted"):
+        return EXIT_INTERRUPTED
+    if stats.fatal_models:
+        return 1
+    if stats.failures or stats.replay_misses:
+        return EXIT_FAILURES
+    return 0
+
+
 def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunStats:
-    """Run with progress display and Ctrl-C handling: the first Ctrl-C stops claiming, in-flight
-    calls are released, the writer finishes, and the command exits 130."""
+    """Run with progress display and Ctrl-C handling: the first Ctrl-C stops claiming, requests in
+    flight are recorded as lost (sent, outcome unknown) and their claims released, the writer
+    finishes, and the command exits 130."""
     view = None if quiet else ProgressView()
-    runner = Runner(ledger, options, view)
+    # Notices (waiting for other workers, claims taken over) show even with --quiet.
+    runner = Runner(ledger, options, view, notice=lambda line: click.echo(f"note: {line}", err=True))
     interrupted = {"hit": False}
 
     async def main() -> RunStats:
@@ -109,7 +167,7 @@ def _run_options(**kw: Any) -> RunOptions:
     return options
 
 
-@click.command("run")
+@click.command("run", epilog=EXIT_CODES_HELP)
 @db_option
 @click.option("--cohort", metavar="ID", help="Only generations of this cohort.")
 @click.option("--stage", metavar="S", help="Only this stage (draft, essay, evaluation).")
@@ -125,21 +183,33 @@ def _run_options(**kw: Any) -> RunOptions:
               help="Seconds to wait for one LLM answer (default 300).")
 @click.option("--max-tries", type=click.IntRange(min=1, max=20), metavar="N",
               help="Attempts per call on retryable errors (default 4).")
+@click.option("--claim-grace", "claim_grace_s", type=click.FloatRange(min=0.5, max=3600), metavar="S",
+              help="Seconds without a heartbeat after which this run's claims may be taken over by "
+                   "another run, on any host (default 30, or $DAYDREAM_CLAIM_GRACE_S).")
+@click.option("--max-response-bytes", type=click.IntRange(min=1024), metavar="N",
+              help="Cut longer answers at N bytes and mark them truncated (default 1000000, or "
+                   "$DAYDREAM_MAX_RESPONSE_BYTES).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def run_cmd(db_path: str, cohort: str | None, stage: str | None, limit: int | None, concurrency: int,
             budget: float | None, dry_run: bool, replay_from: str | None, timeout_s: float | None,
-            max_tries: int | None, as_json: bool, quiet: bool) -> None:
+            max_tries: int | None, claim_grace_s: float | None, max_response_bytes: int | None,
+            as_json: bool, quiet: bool) -> None:
     """Run pending generations until nothing is left: render, call, parse, score.
 
     Safe to interrupt and re-run: completed calls are never repeated, and a claim left by a crashed
-    run is picked up again. Several `daydream run` processes may work on one ledger at once.
+    run is picked up again (at once on this machine, after the grace elsewhere). Several `daydream
+    run` processes, on one or several hosts, may work on one ledger at once; a run with nothing left
+    but claims held by other live runs waits for them and says so. Every request is recorded before
+    it is sent, so one whose answer was lost in a crash is counted (outcome unknown, cost estimated).
+    Ends with the failures of this run grouped by reason, with the next step for each.
     """
     ledger = open_ledger(db_path)
     if cohort and not ledger.query("SELECT 1 FROM cohort_members WHERE cohort_id = ? LIMIT 1", (cohort,)):
         raise UsageError(f"--cohort {cohort!r}: no such cohort in {db_path} (see 'daydream cohort list')")
     options = _run_options(cohort=cohort, stage=stage, limit=limit, concurrency=concurrency, budget=budget,
-                           dry_run=dry_run, replay_from=replay_from, timeout_s=timeout_s, max_tries=max_tries)
+                           dry_run=dry_run, replay_from=replay_from, timeout_s=timeout_s, max_tries=max_tries,
+                           claim_grace_s=claim_grace_s, max_response_bytes=max_response_bytes)
     if dry_run:
         counts = pending_counts(ledger, cohort, stage)
         if as_json:
@@ -151,12 +221,8 @@ def run_cmd(db_path: str, cohort: str | None, stage: str | None, limit: int | No
         return
     stats = execute(ledger, options, quiet=quiet or as_json)
     _print_summary(stats, pending_counts(ledger, cohort, stage), as_json)
-    if stats.stopped_reason and stats.stopped_reason.startswith("interrupted"):
-        sys.exit(130)
-    if stats.fatal_models:
-        for model_id, message in stats.fatal_models.items():
-            click.echo(f"error: model {model_id}: {message}; its remaining work was left pending", err=True)
-        sys.exit(1)
+    _print_failures(stats, cohort, replay_from)
+    sys.exit(_exit_code(stats))
 
 
 @click.command("rerun")
@@ -206,8 +272,9 @@ def demo_cmd(db_path: str, top: int, quiet: bool, compact: bool) -> None:
                + ", ".join(f"{stage} {sum(c.values())}" for stage, c in result.counts.items()))
     stats = execute(ledger, RunOptions(cohort=DEMO_COHORT), quiet=quiet)
     _print_summary(stats, pending_counts(ledger, DEMO_COHORT), False)
-    if stats.stopped_reason and stats.stopped_reason.startswith("interrupted"):
-        sys.exit(130)
+    _print_failures(stats, DEMO_COHORT, None)
+    if _exit_code(stats):
+        sys.exit(_exit_code(stats))
     _print_top(ledger, DEMO_COHORT, top)
     if compact:
         ledger.compact()
@@ -232,5 +299,50 @@ def _print_top(ledger: Ledger, cohort: str, top: int) -> None:
         click.echo(f"   {first[:110]}")
 
 
+@click.command("failures")
+@db_option
+@click.option("--cohort", metavar="ID", help="Only generations of this cohort.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, metavar="N",
+              help="List at most N generations after the summary (0: all).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document: the groups (with next steps) and every failed generation.")
+def failures_cmd(db_path: str, cohort: str | None, limit: int, as_json: bool) -> None:
+    """Generations whose current attempt failed, grouped by reason, with the next step.
+
+    A group is one reason (ServerError, ParseFailed, ValidationFailed …) at one stage on one model:
+    how many, one example, and what to do. Then one line per generation, newest failure first.
+    Exit 0 whether or not there are failures (listing them is not an error).
+    """
+    ledger = open_ledger(db_path, readonly=True)
+    if cohort and not ledger.query("SELECT 1 FROM cohort_members WHERE cohort_id = ? LIMIT 1", (cohort,)):
+        raise NotFound(f"cohort {cohort!r} is not in {db_path} (see 'daydream cohort list')")
+    rows = list_failures(ledger, cohort)
+    groups = group_rows(rows)
+    if as_json:
+        echo_json({"cohort": cohort, "failed": len(rows),
+                   "groups": [g.as_dict(cohort) for g in groups],
+                   "failures": [{k: r[k] for k in ("gen_id", "stage", "model_id", "template_id", "attempt",
+                                                   "error_class", "reason", "cohort_id", "blocked_children",
+                                                   "failed_seq")} for r in rows]})
+        return
+    if not rows:
+        click.echo(f"no failed generations{f' in cohort {cohort}' if cohort else ''}")
+        return
+    click.echo(f"{len(rows)} failed generation(s){f' in cohort {cohort}' if cohort else ''}, by reason:")
+    for g in groups:
+        example = " ".join(g.example_reason.split())
+        click.echo(f"  {g.count} x {g.error_class} at {g.stage} on {g.model_id or '-'}, e.g. {g.example_gen_id}: "
+                   f"{example if len(example) <= 150 else example[:149] + '…'}")
+        click.echo(f"      next: {next_step(g, cohort)}")
+    shown = rows if limit == 0 else rows[:limit]
+    click.echo("")
+    echo_table(["gen_id", "stage", "model", "attempt", "reason", "cohort", "blocked", "why"],
+               [[r["gen_id"], r["stage"], r["model_id"] or "-", r["attempt"], r["error_class"],
+                 r["cohort_id"] or "-", r["blocked_children"], " ".join((r["reason"] or "").split())]
+                for r in shown])
+    if len(shown) < len(rows):
+        click.echo(f"… {len(rows) - len(shown)} more (--limit 0 lists all, --json gives every one)")
+
+
 # Added to the ``daydream`` group by daydream.cli.
-COMMANDS = (run_cmd, rerun_cmd, demo_cmd)
+COMMANDS = (run_cmd, rerun_cmd, demo_cmd, failures_cmd)

@@ -35,6 +35,9 @@ BUSY_TIMEOUT_S = 60.0
 # many appends is copied back once, not ten times (measured: +35% on batched appends). The last
 # connection to close still checkpoints and removes the log.
 WAL_AUTOCHECKPOINT_BYTES = 40 * 2**20
+# When a checkpoint lets the log start over, the next commit trims the file to this size, so the
+# file's size tells how much log there is (daydream.run.checkpoints keeps it bounded during runs).
+WAL_SIZE_LIMIT_BYTES = 2**20
 # Page size of new ledgers. Appends insert at scattered places of the (stream, version) index, and
 # each commit writes every page it touched to the log: 16 KiB pages mean fewer, fuller pages per
 # commit (bench/ledger_append.py: +12% batched appends vs 4 KiB), and essays of a few KB fit a
@@ -274,6 +277,7 @@ def _connect(path: Path, readonly: bool, readonly_options: str | None = None) ->
     conn.execute("PRAGMA synchronous = NORMAL")
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_BYTES // page_size}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     return conn
 
 

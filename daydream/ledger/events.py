@@ -32,16 +32,32 @@ GenerationImported  gen_id, stage, parent_gen_id?, combo_id?, template_id, model
                     GenerationImported for a generation first imported without its results),
                     scale? [min, max] (evaluations: the rubric's scale the score was read on)
 PromptRendered      gen_id, attempt, prompt_hash, chars, template_id, template_hash
-LLMCallStarted      gen_id, attempt, call, model_id, provider, provider_model, lease_until, worker{…}
+LLMCallStarted      gen_id, attempt, call, model_id, provider, provider_model, lease_until, worker{host,
+                    pid, start, machine, run}, sends_marked (true: appended right before the first
+                    request leaves, which it records; false: a local provider, nothing leaves;
+                    absent: a runner before 0007), took_over? {worker, reason, lost_requests}
+LLMCallSent         gen_id, attempt, call, try, model_id, provider   (appended before a retry's
+                    request leaves, while the claim is still the sender's)
+LLMCallLost         gen_id, attempt, call, try, model_id, provider, sent (true, or null when the
+                    claim predates sent marks), sent_seq?, worker{…} (who sent it), reason,
+                    estimated_cost_usd?, estimated_prompt_tokens, estimated_completion_tokens?,
+                    estimate_basis   (a request whose outcome will never be known: its sender died
+                    or was interrupted; recorded by the takeover or by the interrupted run itself)
 LLMCallCompleted    gen_id, attempt, call, text_hash, chars, finish_reason?, prompt_tokens?,
                     completion_tokens?, cost_usd?, latency_s, model_id, provider, requested_model,
-                    resolved_model?, request_id?, offline, superseded? (true: the claim had been
-                    taken over by another worker; recorded because it was paid, not projected)
+                    resolved_model?, request_id?, offline, try, superseded? (true: the claim had been
+                    taken over by another worker; recorded because it was paid, not projected),
+                    answers_lost_seq? (the LLMCallLost a superseded answer turns out to answer),
+                    truncated?, original_bytes?, original_chars?, original_hash?,
+                    max_response_bytes? (an answer cut at the size limit)
 LLMCallFailed       gen_id, attempt, call, try, model_id, provider, error_class, message, status?,
                     retryable, latency_s?, released (true: the claim is given up and the
-                    generation is pending again — interrupted, or the model's key was refused)
-ClaimReleased       gen_id, attempt, call, reason   (a claim given back before its call was sent:
-                    stopped, interrupted or out of budget; the generation is pending again)
+                    generation is pending again — the model was stopped: its key or URL was
+                    refused, or its endpoint failed every call)
+ClaimReleased       gen_id, attempt, call, reason, try? (a claim given back: stopped, interrupted or
+                    out of budget; the generation is pending again. ``try`` names a request that
+                    was recorded as about to leave and never did; a request that did leave is
+                    recorded first as LLMCallLost)
 ResponseParsed      gen_id, attempt, parser, parsed_hash, chars, copied_from?, reparsed?, template_hash?
 ParseFailed         gen_id, attempt, parser, reason, preview, reparsed?, template_hash?
                     (reparsed: true — written by ``daydream reparse`` from the recorded answer, with
@@ -68,6 +84,8 @@ PROMPT_RENDERED = "PromptRendered"
 LLM_CALL_STARTED = "LLMCallStarted"
 LLM_CALL_COMPLETED = "LLMCallCompleted"
 LLM_CALL_FAILED = "LLMCallFailed"
+LLM_CALL_SENT = "LLMCallSent"
+LLM_CALL_LOST = "LLMCallLost"
 CLAIM_RELEASED = "ClaimReleased"
 RESPONSE_PARSED = "ResponseParsed"
 PARSE_FAILED = "ParseFailed"
@@ -80,9 +98,10 @@ MODEL_SETTINGS_CHANGED = "ModelSettingsChanged"
 
 ALL_TYPES = (
     CATALOG_IMPORTED, COMBO_DEFINED, SPEC_COMPILED, COHORT_PLANNED, GENERATION_PLANNED,
-    GENERATION_LINKED, GENERATION_IMPORTED, PROMPT_RENDERED, LLM_CALL_STARTED, LLM_CALL_COMPLETED,
-    LLM_CALL_FAILED, CLAIM_RELEASED, RESPONSE_PARSED, PARSE_FAILED, SCORE_RECORDED, GENERATION_FAILED,
-    GENERATION_RETRIED, REPORT_PUBLISHED, MODEL_DEFINED, MODEL_SETTINGS_CHANGED,
+    GENERATION_LINKED, GENERATION_IMPORTED, PROMPT_RENDERED, LLM_CALL_STARTED, LLM_CALL_SENT,
+    LLM_CALL_COMPLETED, LLM_CALL_FAILED, LLM_CALL_LOST, CLAIM_RELEASED, RESPONSE_PARSED, PARSE_FAILED,
+    SCORE_RECORDED, GENERATION_FAILED, GENERATION_RETRIED, REPORT_PUBLISHED, MODEL_DEFINED,
+    MODEL_SETTINGS_CHANGED,
 )
 
 # Payload fields holding the sha256 of a text stored in ``texts`` (``daydream verify`` checks that

@@ -45,6 +45,9 @@ TABLES: dict[str, tuple[str, str]] = {
                             "Running score sums per cohort and essay behind essay_rankings."),
     "chain_head": ("Chain head", "The seq and hash of the last event, moved by every append; "
                                  "daydream verify checks that the chain ends there."),
+    "workers": ("Workers (runs)", "One row per daydream run: host, process, last heartbeat and grace. "
+                "Operational state, not part of the hash chain: a claim is live while its worker's "
+                "heartbeat is recent."),
 }
 
 CANNED_QUERIES: dict[str, dict[str, Any]] = {
@@ -108,7 +111,7 @@ ORDER BY planned_seq""",
 
 
 # Listed only under "hidden tables": projections a view already shows in readable form ...
-HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "chain_head")
+HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "chain_head", "workers")
 # ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
 # event types) through which each append applies its events to the projections (migration 0004).
 PLUMBING = ("alembic_version", "projection_feed", "projected_types")

@@ -93,6 +93,9 @@ VIEWS: dict[str, ViewDoc] = {
             "blocked": "Pending generations whose parent (or the parent's parent) failed",
             "calls": "LLM call tries made", "tokens": "Prompt plus completion tokens",
             "cost_usd": _COST,
+            "lost_calls": "Calls sent by a worker that stopped before recording the answer: outcome "
+                          "unknown, maybe paid (not in calls)",
+            "estimated_cost_usd": "Estimated cost of the lost calls, USD (an estimate; not in cost_usd)",
         }),
     "scores": ViewDoc(
         "Scores",
@@ -137,19 +140,21 @@ VIEWS: dict[str, ViewDoc] = {
         }),
     "llm_calls": ViewDoc(
         "LLM calls",
-        "Every try of every LLM call, read from the events: completed, failed, or open (started "
-        "and not answered yet, or abandoned by a crashed worker).",
+        "Every request of every LLM call, read from the events: completed, failed, unknown (sent by "
+        "a worker that stopped before recording the answer; its cost is estimated) or open (sent, "
+        "not answered yet).",
         {
             "seq": "seq of the event",
             "stream": "Event stream, gen:<gen_id> (filtering on it or on gen_id is an index lookup)",
             "gen_id": _GEN, "stage": _STAGE, "attempt": "Generation attempt", "call": "Call number within the attempt",
             "try": "Try number of a failed call", "model_id": "Catalog model id",
             "provider": "Provider plugin", "resolved_model": "Model the provider says answered",
-            "outcome": "completed, failed or open", "latency_s": "Seconds until the answer",
+            "outcome": "completed, failed, unknown or open", "latency_s": "Seconds until the answer",
             "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
             "cost_usd": "Money spent on this call, USD", "finish_reason": "Provider finish reason",
             "error_class": "Error class of a failed try", "message": "Error message of a failed try",
             "recorded_at": "When the event was recorded (UTC)",
+            "estimated_cost_usd": "Estimated cost of a call whose outcome is unknown, USD (not in cost_usd)",
         }),
     "spend": ViewDoc(
         "Spend",
@@ -160,6 +165,9 @@ VIEWS: dict[str, ViewDoc] = {
             "generations": "Generations", "calls": "LLM call tries", "failed_calls": "Failed tries",
             "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
             "cost_usd": _COST,
+            "lost_calls": "Calls sent by a worker that stopped before recording the answer: outcome "
+                          "unknown, maybe paid (not in calls)",
+            "estimated_cost_usd": "Estimated cost of the lost calls, USD (an estimate; not in cost_usd)",
         }),
     "failures": ViewDoc(
         "Failures",
@@ -173,6 +181,7 @@ VIEWS: dict[str, ViewDoc] = {
             "blocked_children": "Generations planned on top of it (they cannot run)",
             "failed_seq": "seq of the GenerationFailed or ParseFailed event",
             "response": "Raw answer that could not be used (Markdown)",
+            "error_class": "Class of the failure (ServerError, ParseFailed, ValidationFailed …): the reason to group by",
         }),
     "evaluator_agreement": ViewDoc(
         "Evaluators by rubric",

@@ -6,27 +6,32 @@ Everything here reads the ``gen_state`` projection; the queries walk the
 
 from __future__ import annotations
 
+from daydream.run.claims import CLAIM_LIVENESS, LEASE_EXPIRED, STALE
 from daydream.ledger.store import Ledger
 
 STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
 
-_SELECT_GEN = """
-SELECT g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
+_GEN_LIST = """g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
        g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
-       p.parsed_hash
+       p.parsed_hash, g.planned_seq"""
+_FROM_GEN = """
 FROM gen_state g
-LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
-"""
-# Ready work of one stage in plan order: walks ix_gen_state_status_stage_seq and stops at the limit.
+LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id"""
+_SELECT_GEN = f"SELECT {_GEN_LIST}{_FROM_GEN}"
+# Ready work of one stage in plan order after a position: walks ix_gen_state_status_stage_seq
+# and stops at the limit.
 PENDING_SQL = _SELECT_GEN + """
-WHERE g.status = 'planned' AND g.stage = :stage
+WHERE g.status = 'planned' AND g.stage = :stage AND g.planned_seq > :after
   AND (g.parent_gen_id IS NULL OR p.status = 'completed') {cohort}
 ORDER BY g.planned_seq
 LIMIT :limit
 """
-# Claims that may be abandoned: lease expired, or held by a process on this host (maybe dead).
-RECLAIM_SQL = _SELECT_GEN + """
-WHERE g.status = 'running' AND (g.lease_until < :now OR g.worker LIKE :host) {cohort} {stage}
+# Claims that may be abandoned: the worker's heartbeat stopped (or, for a claim without a worker
+# row, its lease ran out), or held by a process on this machine (alive or not: the caller checks).
+# Two more columns after GEN_COLUMNS: the worker's heartbeat is stale, the (row-less) lease expired.
+RECLAIM_SQL = f"SELECT {_GEN_LIST}, {STALE}, {LEASE_EXPIRED}{_FROM_GEN}{CLAIM_LIVENESS}" + f"""
+WHERE g.status = 'running' AND json_extract(g.worker, '$.run') IS NOT :run
+  AND ({STALE} OR {LEASE_EXPIRED} OR g.worker LIKE :local) {{cohort}} {{stage}}
 ORDER BY g.planned_seq
 LIMIT :limit
 """
@@ -34,7 +39,8 @@ COHORT_FILTER = ("AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id =
                  "AND m.gen_id = g.gen_id)")
 
 GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
-               "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash")
+               "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash",
+               "planned_seq")
 
 
 def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None = None) -> dict[str, dict[str, int]]:

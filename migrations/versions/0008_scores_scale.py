@@ -15,7 +15,7 @@ carry none and were all on 0-9. This migration
   compare on 0-1.
 
 Revision ID: 0008_scores_scale
-Revises: 0006_chain_head
+Revises: 0007_calls_sent_and_workers
 Create Date: 2026-12-01
 """
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_scores_scale"
-down_revision = "0006_chain_head"
+down_revision = "0007_calls_sent_and_workers"
 branch_labels = None
 depends_on = None
 

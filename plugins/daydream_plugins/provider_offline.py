@@ -299,6 +299,8 @@ class OfflineProvider:
     """A provider that answers instantly with ``offline_answer``; never fails, costs nothing."""
 
     name = PROVIDER_NAME
+    # Nothing leaves the machine and nothing is paid: the runner records no LLMCallSent for it.
+    local = True
 
     def __init__(self, model: dict[str, Any]) -> None:
         self.model = model

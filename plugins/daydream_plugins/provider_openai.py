@@ -16,6 +16,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -29,6 +30,7 @@ from daydream.hookspecs import hookimpl
 PROVIDER_NAME = "openai"
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
 ERROR_EXCERPT_CHARS = 300
 
 
@@ -112,12 +114,30 @@ def _excerpt(text: str, key: str | None, *, one_line: bool = True) -> str:
     return " ".join(text.split())[:ERROR_EXCERPT_CHARS] if one_line else text[:ERROR_EXCERPT_CHARS]
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A response read in full (within the size cap): what the failure and result parsers need."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    encoding: str
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class OpenAIProvider:
     """An OpenAI-compatible chat-completions client for one catalog model."""
 
     name = PROVIDER_NAME
 
-    def __init__(self, model: dict[str, Any], *, timeout_s: float | None = None) -> None:
+    def __init__(self, model: dict[str, Any], *, timeout_s: float | None = None,
+                 max_response_bytes: int | None = None) -> None:
         self.model = model
         self.model_id = str(model.get("id"))
         self.base_url = str(model.get("base_url") or OPENROUTER_BASE_URL).rstrip("/")
@@ -127,6 +147,10 @@ class OpenAIProvider:
         self.url = f"{self.base_url}/chat/completions"
         self.openrouter = is_openrouter(self.base_url)
         self.timeout_s = float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S)
+        # The runner cuts an answer's text at max_response_bytes; the body around it (JSON,
+        # escapes, usage) may be larger, but not without limit.
+        limit = int(max_response_bytes if max_response_bytes is not None else DEFAULT_MAX_RESPONSE_BYTES)
+        self.max_body_bytes = 4 * limit + 2**20
         self._clients: list[httpx.AsyncClient] = []
         self._idle: list[httpx.AsyncClient] = []
         self._ssl: ssl.SSLContext | None = None
@@ -192,7 +216,8 @@ class OpenAIProvider:
         started = time.perf_counter()
         client = self._checkout()
         try:
-            response = await client.post(self.url, json=self._body(request), headers=headers)
+            async with client.stream("POST", self.url, json=self._body(request), headers=headers) as streamed:
+                response = await self._read(streamed, started)
         except httpx.TimeoutException as exc:
             raise CallFailed("Timeout", f"no answer from {self.base_url} for model {self.model_id} "
                              f"within {self.timeout_s:g}s ({type(exc).__name__})", retryable=True,
@@ -216,11 +241,26 @@ class OpenAIProvider:
             raise self._http_failure(response, latency, key)
         return self._result(request, response, latency, key)
 
+    async def _read(self, streamed: httpx.Response, started: float) -> _Answer:
+        """The whole body, unless it outgrows ``max_body_bytes``: then the call fails without
+        holding more of it in memory (a server must not be able to exhaust ours)."""
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in streamed.aiter_bytes():
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                raise CallFailed(
+                    "ResponseTooLarge", f"answer from {self.base_url} for model {self.model_id} is over "
+                    f"{self.max_body_bytes:,} bytes (4 x --max-response-bytes + 1 MiB); stopped reading it",
+                    retryable=False, status=streamed.status_code, latency_s=time.perf_counter() - started)
+            chunks.append(chunk)
+        return _Answer(streamed.status_code, streamed.headers, b"".join(chunks), streamed.encoding or "utf-8")
+
     def _scrub(self, text: str, key: str | None) -> str:
         # Some providers echo (part of) the key in error bodies; never pass it on.
         return text.replace(key, "***") if key else text
 
-    def _http_failure(self, response: httpx.Response, latency: float, key: str | None) -> CallFailed:
+    def _http_failure(self, response: _Answer, latency: float, key: str | None) -> CallFailed:
         status = response.status_code
         excerpt = _excerpt(response.text, key)
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -268,7 +308,7 @@ class OpenAIProvider:
                           f"{f' (code {code})' if code else ''}: {said}", retryable=retryable,
                           status=code, latency_s=latency, raw_text=raw_text or None)
 
-    def _result(self, request: CallRequest, response: httpx.Response, latency: float,
+    def _result(self, request: CallRequest, response: _Answer, latency: float,
                 key: str | None) -> CallResult:
         try:
             data = response.json()
@@ -335,8 +375,9 @@ class OpenAIProvider:
 
 
 def create_openai_provider(model: dict[str, Any], **options: Any) -> OpenAIProvider:
-    """Factory for the ``openai`` provider; honours the ``timeout_s`` option."""
-    return OpenAIProvider(model, timeout_s=options.get("timeout_s"))
+    """Factory for the ``openai`` provider; honours the ``timeout_s`` and ``max_response_bytes`` options."""
+    return OpenAIProvider(model, timeout_s=options.get("timeout_s"),
+                          max_response_bytes=options.get("max_response_bytes"))
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from typing import Any
 
 from daydream.ledger import events as ev
 from daydream.contracts import CallFailed, CallRequest, CallResult
-from daydream.errors import ProviderError
+from daydream.errors import DaydreamError, ProviderError
 from daydream.hookspecs import hookimpl
 from daydream.ledger.store import Ledger, text_hash
 
@@ -124,16 +124,38 @@ class ReplayProvider:
     """Answers requests with texts recorded in another ledger; costs nothing, never calls out."""
 
     name = PROVIDER_NAME
+    # Nothing leaves the machine and nothing is paid: the runner records no LLMCallSent for it.
+    local = True
 
     def __init__(self, model: dict[str, Any], replay_from: str | os.PathLike[str]) -> None:
         self.model = model
         self.model_id = str(model.get("id"))
         self.path = Path(replay_from)
         if not self.path.is_file():
-            raise ProviderError(f"replay ledger {str(self.path)!r} does not exist; pass an existing "
-                                "ledger file with --replay-from")
-        self.ledger = Ledger.open(self.path, readonly=True)
-        self.index = _shared_index(self.ledger)
+            raise ProviderError(f"--replay-from {str(self.path)!r}: the file does not exist; pass an existing "
+                                "ledger file")
+        try:
+            self.ledger = Ledger.open(self.path, readonly=True)
+            self.index = _shared_index(self.ledger)
+        except DaydreamError as exc:
+            raise ProviderError(f"--replay-from {str(self.path)!r} cannot be replayed: {_why(exc)}; "
+                                "nothing was run") from None
+        except Exception as exc:  # a SQLite file of another application has no events table
+            raise ProviderError(f"--replay-from {str(self.path)!r} is not a daydream ledger "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                "nothing was run") from None
+
+    def check_source(self) -> None:
+        """Refuse a ledger with nothing to replay (the runner asks before claiming anything, so an
+        empty ledger is one clear error instead of a miss for every generation)."""
+        if not len(self.index):
+            raise ProviderError(f"--replay-from {str(self.path)!r} holds no recorded LLM answer to replay "
+                                "(no completed call, no imported response); nothing was run")
+
+    def has_answer(self, request: CallRequest) -> bool:
+        """Whether this ledger recorded an answer for ``request`` (checked before claiming it)."""
+        prompt_hash = request.prompt_hash or text_hash(request.prompt)
+        return self.index.find(request.gen_id, prompt_hash, request.model_id) is not None
 
     async def complete(self, request: CallRequest) -> CallResult:
         """The recorded answer to ``request``, or ``CallFailed('ReplayMiss')``."""
@@ -160,6 +182,12 @@ class ReplayProvider:
     async def aclose(self) -> None:
         """Release the other ledger's engine."""
         self.ledger.engine.dispose()
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc)
+    # Ledger.open's own advice ("run 'daydream init'") is wrong for a file we only read.
+    return text.split(": run 'daydream init", 1)[0]
 
 
 def create_replay_provider(model: dict[str, Any], **options: Any) -> ReplayProvider:

@@ -1,0 +1,86 @@
+"""Keeping a ledger's write-ahead log bounded while a run appends to it.
+
+SQLite appends every commit to ``<ledger>-wal`` and copies it back into the database at a
+checkpoint. Its automatic checkpoint waits for 40 MB of log (``daydream.ledger.db``), never shrinks the
+file, and cannot finish while readers (other runners, Datasette) hold older snapshots, so during
+long runs the log grew past the ledger itself. The runner's writer therefore checks the log's size
+after each batch it commits:
+
+* past ``threshold`` (16 MiB by default) it runs a PASSIVE checkpoint: it copies what no reader
+  still needs and never blocks anyone; once all of the log is copied, the next commit starts the
+  log again from its beginning, so the file stops growing;
+* past twice the threshold (readers kept the passive ones from finishing) it runs a RESTART
+  checkpoint, which waits (up to the busy timeout) for readers to move on, then lets the log start
+  over;
+* at the end of a run, a TRUNCATE checkpoint folds the log back and leaves it empty.
+
+So while a run writes, the log stays under twice the threshold plus one batch (the writer's
+largest transaction; a few MB with essays), whatever the run's length — unless a reader keeps one
+snapshot open for longer than the busy timeout. After a disk-full stop, freeing that much plus the
+ledger's own growth is enough to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from daydream.ledger.db import WAL_SIZE_LIMIT_BYTES
+from daydream.ledger.store import Ledger
+
+WAL_CHECKPOINT_BYTES = int(os.environ.get("DAYDREAM_WAL_CHECKPOINT_BYTES", 16 * 2**20))
+
+
+class WalKeeper:
+    """Checkpoints one ledger's log at a bounded size; cheap to call after every commit."""
+
+    def __init__(self, ledger: Ledger, threshold: int = WAL_CHECKPOINT_BYTES) -> None:
+        self.ledger = ledger
+        # The log file is trimmed back only to WAL_SIZE_LIMIT_BYTES when it starts over, so the
+        # file's size measures the log only above that: a threshold below it would checkpoint
+        # after every commit.
+        self.threshold = max(int(threshold), 2 * WAL_SIZE_LIMIT_BYTES)
+        self.wal = Path(f"{ledger.path}-wal")
+        self.checkpoints = 0
+        self.peak = 0
+
+    def size(self) -> int:
+        """Bytes in the log file now (0 when there is none)."""
+        try:
+            return self.wal.stat().st_size
+        except OSError:
+            return 0
+
+    def after_commit(self) -> None:
+        """Checkpoint when the log passed its bound (call from the writer, outside a transaction).
+
+        Never raises: a checkpoint that cannot run now (readers, no space for the database to
+        grow) is tried again after the next commit, and a full disk stops the next commit anyway.
+        """
+        size = self.size()
+        self.peak = max(self.peak, size)
+        if size < self.threshold:
+            return
+        try:
+            busy, logged, copied = self._checkpoint("PASSIVE")
+            if (busy or copied < logged) and size >= 2 * self.threshold:
+                self._checkpoint("RESTART")
+        except sqlite3.Error:
+            pass
+
+    def truncate(self) -> None:
+        """Fold the whole log into the database and empty it (end of a run); never raises."""
+        try:
+            self._checkpoint("TRUNCATE")
+        except sqlite3.Error:
+            pass  # readers still busy, or no space: the next run's checkpoints catch up
+
+    def _checkpoint(self, mode: str) -> tuple[int, int, int]:
+        # On the raw connection: the driver is in autocommit mode, so no transaction is open
+        # (a checkpoint inside one could not copy past its own snapshot).
+        with self.ledger.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            row = raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        self.checkpoints += 1
+        return tuple(row) if row else (0, 0, 0)  # type: ignore[return-value]
