@@ -6,9 +6,10 @@ file, and cannot finish while readers (other runners, Datasette) hold older snap
 long runs the log grew past the ledger itself. The runner's writer therefore checks the log's size
 after each batch it commits:
 
-* past ``threshold`` (16 MiB by default) it runs a PASSIVE checkpoint: it copies what no reader
-  still needs and never blocks anyone; once all of the log is copied, the next commit starts the
-  log again from its beginning, so the file stops growing;
+* past ``threshold`` (16 MiB by default) a PASSIVE checkpoint copies the log into the database in
+  a thread of its own (it never blocks anyone, and the writer goes on meanwhile); the writer then
+  finishes it between two of its own commits, with only the last pages left to copy, so that the
+  next commit starts the log again from its beginning and the file stops growing;
 * past twice the threshold (readers kept the passive ones from finishing) it runs a RESTART
   checkpoint, which waits (up to the busy timeout) for readers to move on, then lets the log start
   over;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from daydream.ledger.db import WAL_SIZE_LIMIT_BYTES
@@ -44,6 +46,8 @@ class WalKeeper:
         self.wal = Path(f"{ledger.path}-wal")
         self.checkpoints = 0
         self.peak = 0
+        self._running = threading.Lock()  # held while a background pass copies
+        self._copied = threading.Event()  # a background pass is done: the writer finishes it
 
     def size(self) -> int:
         """Bytes in the log file now (0 when there is none)."""
@@ -55,13 +59,33 @@ class WalKeeper:
     def after_commit(self) -> None:
         """Checkpoint when the log passed its bound (call from the writer, outside a transaction).
 
-        Never raises: a checkpoint that cannot run now (readers, no space for the database to
-        grow) is tried again after the next commit, and a full disk stops the next commit anyway.
+        The copying (and its fsync) is done by a thread of its own while the writer goes on; the
+        writer then finishes the pass itself between two of its commits, which is what lets the
+        log start over (a checkpoint beside a busy writer never catches up), and by then only the
+        last few pages are left to copy. Never raises: a checkpoint that cannot run now (readers,
+        no space for the database to grow) is tried again later, and a full disk stops the next
+        commit anyway.
         """
         size = self.size()
         self.peak = max(self.peak, size)
-        if size < self.threshold:
-            return
+        if self._copied.is_set():
+            self._copied.clear()
+            self._finish(size)
+        elif size >= 2 * self.threshold:  # the background passes fell behind: all of it here
+            self._finish(size)
+        elif size >= self.threshold and self._running.acquire(blocking=False):
+            threading.Thread(target=self._copy, name="daydream-wal-checkpoint", daemon=True).start()
+
+    def _copy(self) -> None:
+        try:
+            self._checkpoint("PASSIVE")
+        except sqlite3.Error:
+            pass
+        finally:
+            self._running.release()
+            self._copied.set()
+
+    def _finish(self, size: int) -> None:
         try:
             busy, logged, copied = self._checkpoint("PASSIVE")
             if (busy or copied < logged) and size >= 2 * self.threshold:
@@ -71,10 +95,14 @@ class WalKeeper:
 
     def truncate(self) -> None:
         """Fold the whole log into the database and empty it (end of a run); never raises."""
+        if not self._running.acquire(timeout=60):
+            return
         try:
             self._checkpoint("TRUNCATE")
         except sqlite3.Error:
             pass  # readers still busy, or no space: the next run's checkpoints catch up
+        finally:
+            self._running.release()
 
     def _checkpoint(self, mode: str) -> tuple[int, int, int]:
         # On the raw connection: the driver is in autocommit mode, so no transaction is open
