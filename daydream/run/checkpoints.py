@@ -72,7 +72,11 @@ class WalKeeper:
             self._copied.clear()
             self._finish(size)
         elif size >= 2 * self.threshold:  # the background passes fell behind: all of it here
-            self._finish(size)
+            # A background pass may still be copying; SQLite runs one checkpoint at a time, so one
+            # started beside it would fail at once and the log would grow on. Wait for it first.
+            with self._running:
+                self._copied.clear()
+                self._finish(size)
         elif size >= self.threshold and self._running.acquire(blocking=False):
             threading.Thread(target=self._copy, name="daydream-wal-checkpoint", daemon=True).start()
 
