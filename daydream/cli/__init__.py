@@ -39,7 +39,7 @@ def cli() -> None:
 
 
 @click.command("plugins")
-@json_option("one document, a list of plugins with their module, hooks and what they registered")
+@json_option("one JSON document, a list of plugins with their module, hooks and what they registered")
 def plugins_cmd(as_json: bool) -> None:
     """List loaded plugins, their hooks and what they registered."""
     rows = plugins.describe()

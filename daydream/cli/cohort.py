@@ -50,7 +50,7 @@ def spec() -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
               help="Output format of the rows: an aligned table, CSV with a header, JSON lines (one "
                    "object per row) or one JSON document (a list of rows).")
-@json_option("one document, a list of rows (same as --format json)")
+@json_option("one JSON document, a list of rows (same as --format json)")
 @click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
               help="Print at most N rows.")
 def spec_compile(spec_path: str, catalog_dir: str | None, fmt: str, as_json: bool, limit: int | None) -> None:
@@ -82,7 +82,7 @@ def cohort() -> None:
 @click.option("--dry-run", is_flag=True,
               help="Validate, count and estimate, but append nothing (the estimate is worked out on a "
                    "temporary copy of the ledger).")
-@json_option("one document: the plan's counts (as without --json) and 'estimate', the pending calls, "
+@json_option("one JSON document: the plan's counts (as without --json) and 'estimate', the pending calls, "
              "tokens and cost per stage and model")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None, hidden=True,
               help="Old spelling: --format json is --json.")
@@ -120,7 +120,7 @@ def cohort_plan(spec_path: str, cohort_id: str | None, catalog_dir: str | None, 
 
 @cohort.command("list")
 @db_option
-@json_option("one document, a list of cohorts (cohort_id, spec_version, spec_hash, planned_at, members "
+@json_option("one JSON document, a list of cohorts (cohort_id, spec_version, spec_hash, planned_at, members "
              "per stage)")
 def cohort_list(db_path: str, as_json: bool) -> None:
     """List planned cohorts with their spec version and members per stage."""
@@ -141,7 +141,7 @@ def cohort_list(db_path: str, as_json: bool) -> None:
 @cohort.command("show")
 @click.argument("cohort_id", metavar="ID")
 @db_option
-@json_option("one document: the cohort's spec, catalog, plan times and members per stage and status")
+@json_option("one JSON document: the cohort's spec, catalog, plan times and members per stage and status")
 def cohort_show(cohort_id: str, db_path: str, as_json: bool) -> None:
     """Show one cohort: spec hash and version, when planned, members per stage and status."""
     from daydream.design.planner import show_cohort

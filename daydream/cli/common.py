@@ -177,8 +177,8 @@ def init_ledger(db_path: str, *, force: bool = False) -> tuple[Ledger, str | Non
 
 # ----------------------------------------------------------------------------- output
 def json_option(what: str) -> Any:
-    """The ``--json`` flag; ``what`` says what is printed (one document, or JSON lines of what)."""
-    return click.option("--json", "as_json", is_flag=True, help=f"Print JSON: {what}.")
+    """The ``--json`` flag; ``what`` says what is printed: "one JSON document: …" or "JSON lines, …"."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what}.")
 
 
 def echo_json(value: Any) -> None:

@@ -116,7 +116,7 @@ def _verify_failed(as_json: bool, found: dict[str, Any], problems: list[str], hi
 @db_option
 @click.option("--full", is_flag=True,
               help="Also compare the schema with the migrations' and run 'projections check'.")
-@json_option("one document: ok, events, texts, referenced_texts, head {seq, hash}, and with --full "
+@json_option("one JSON document: ok, events, texts, referenced_texts, head {seq, hash}, and with --full "
              "schema_ok and projections_ok; problems lists each flaw (exit 1 when there is one)")
 def verify(db_path: str, full: bool, as_json: bool) -> None:
     """Prove the ledger unaltered; exit 1 naming the first flaw.
@@ -173,7 +173,7 @@ def projections() -> None:
 
 @projections.command("check")
 @db_option
-@json_option("one document: ok, events, rows per table, drift (table, missing, unexpected)")
+@json_option("one JSON document: ok, events, rows per table, drift (table, missing, unexpected)")
 def projections_check(db_path: str, as_json: bool) -> None:
     """Rebuild the projections in a transaction that is rolled back and compare with what is stored.
 
@@ -199,7 +199,7 @@ def projections_check(db_path: str, as_json: bool) -> None:
 
 @projections.command("rebuild")
 @db_option
-@json_option("one document: events, rows per table, repaired (table, missing, unexpected)")
+@json_option("one JSON document: events, rows per table, repaired (table, missing, unexpected)")
 def projections_rebuild(db_path: str, as_json: bool) -> None:
     """Recompute every projection from the events in one transaction (events are not touched).
 
@@ -223,7 +223,7 @@ def projections_rebuild(db_path: str, as_json: bool) -> None:
 @click.command()
 @db_option
 @click.argument("dest", type=click.Path(dir_okay=False))
-@json_option("one document: db, backup (the path written), bytes")
+@json_option("one JSON document: db, backup (the path written), bytes")
 def backup(db_path: str, dest: str, as_json: bool) -> None:
     """Write a consistent copy of the ledger to DEST (safe while others are writing)."""
     target = open_ledger(db_path, readonly=True).backup(dest)

@@ -40,7 +40,7 @@ def _read_answer(source: BinaryIO) -> str:
 @click.argument("source", metavar="[FILE|-]", default="-", type=click.File("rb"))
 @click.option("--scale", metavar="MIN-MAX",
               help="The rubric's scale for a score parser, like 0-10 or 1-5 (default 0-9).")
-@json_option("one document: parser, ok, text, score and scale (min, max), or ok false and the reason "
+@json_option("one JSON document: parser, ok, text, score and scale (min, max), or ok false and the reason "
              "(exit 1)")
 def parse_cmd(parser_name: str, source: BinaryIO, scale: str | None, as_json: bool) -> None:
     """Run parser PARSER on one saved answer (FILE, or stdin) and print what it extracts.
@@ -96,7 +96,7 @@ def _print_report(report: ReparseReport) -> None:
 @click.option("--catalog", type=click.Path(file_okay=False), metavar="DIR",
               help="Take parsers and scales from this catalog (default: the cohort's own catalog folder).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; append nothing.")
-@json_option("one document: cohort_id, catalog, dry_run, counts per stage, every change (gen_id, "
+@json_option("one JSON document: cohort_id, catalog, dry_run, counts per stage, every change (gen_id, "
              "before, after), notes, events_appended")
 def reparse_cmd(db_path: str, cohort_id: str, stage: str | None, template: str | None, catalog: str | None,
                 dry_run: bool, as_json: bool) -> None:

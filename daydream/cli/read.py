@@ -40,7 +40,7 @@ def calls_cell(calls: int | None, lost: int | None) -> str:
 @click.command()
 @db_option
 @click.argument("cohort", required=False)
-@json_option("one document: {cohorts: {COHORT: {STAGE: {planned, completed, failed, pending, running, "
+@json_option("one JSON document: {cohorts: {COHORT: {STAGE: {planned, completed, failed, pending, running, "
              "blocked, calls, tokens, cost_usd, unpriced}}}}")
 def status(db_path: str, cohort: str | None, as_json: bool) -> None:
     """Progress per stage (planned / completed / failed / pending), calls, tokens and spend.
@@ -91,7 +91,7 @@ def _gen_line(g: dict[str, Any], marker: str = "") -> str:
 @click.command()
 @db_option
 @click.argument("gen_id")
-@json_option("one document: generation, combo, ancestors, children, cohorts, events, missing_texts")
+@json_option("one JSON document: generation, combo, ancestors, children, cohorts, events, missing_texts")
 @click.option("--no-text", is_flag=True, help="Leave out the prompt and response texts.")
 def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     """One generation's lineage, texts, scores and the events behind it.
@@ -189,7 +189,7 @@ def check_reportable(progress: list[dict[str, Any]], cohort: str) -> str | None:
               help="Seed of the bootstrap draws (default: the one daydream compare uses).")
 @click.option("--resamples", type=click.IntRange(min=1), default=None, metavar="N",
               help="Bootstrap resamples (default: as daydream compare, 2000).")
-@json_option("one document: cohort_id, out_dir, files (name → sha256), seq of the ReportPublished event "
+@json_option("one JSON document: cohort_id, out_dir, files (name → sha256), seq of the ReportPublished event "
              "(null when the ledger is read-only), partial (the note of a partly finished cohort, or null)")
 def report(db_path: str, cohort: str, out_dir: str | None, top: int, seed: int | None,
            resamples: int | None, as_json: bool) -> None:

@@ -332,7 +332,7 @@ def _check_stage(stage: str | None) -> None:
 @click.option("--stage", metavar="S", help="With --cohort: only this stage.")
 @click.option("--failed", "failed_only", is_flag=True, help="With --cohort: only failed generations.")
 @click.option("--reason", default="rerun requested", show_default=True, help="Why (recorded in the event).")
-@json_option("one document: retried (the gen_ids given a new attempt)")
+@json_option("one JSON document: retried (the gen_ids given a new attempt)")
 def rerun_cmd(db_path: str, gen_ids: tuple[str, ...], cohort: str | None, stage: str | None,
               failed_only: bool, reason: str, as_json: bool) -> None:
     """Record a new attempt for generations; the next `daydream run` performs it.
@@ -366,7 +366,7 @@ def rerun_cmd(db_path: str, gen_ids: tuple[str, ...], cohort: str | None, stage:
 @click.option("--compact", is_flag=True,
               help="Afterwards leave one self-contained file (no write-ahead log; vacuumed), as for "
                    "ledger.db.example.")
-@json_option("one document: cohort, planned (new generations per stage), run (the run's summary), ledger "
+@json_option("one JSON document: cohort, planned (new generations per stage), run (the run's summary), ledger "
              "(counts per stage), top (the best essays: gen_id, mean, scores, templates, first line)")
 def demo_cmd(db_path: str, top: int, quiet: bool, compact: bool, as_json: bool) -> None:
     """Plan the reference demo cohort on the offline model, run it, and print the top essays.

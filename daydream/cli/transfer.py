@@ -60,7 +60,7 @@ def _print_report(report: ImportReport) -> None:
 @import_group.command("dagster")
 @click.argument("data_root", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Read and check everything, append nothing, print the summary.")
-@json_option("one document: root, dry_run, catalog, combos, cohorts, counts per stage, problems (path, "
+@json_option("one JSON document: root, dry_run, catalog, combos, cohorts, counts per stage, problems (path, "
              "stage, gen_id, reason), events_appended, seconds")
 @db_option
 def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: str) -> None:
