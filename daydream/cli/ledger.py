@@ -31,7 +31,7 @@ def _init(db_path: str, force: bool, as_json: bool) -> None:
         click.echo(f"{db_path}: upgraded ledger from schema {before} to {after}")
 
 
-INIT_JSON = "one document: db, action (created, upgraded or unchanged), schema_before, schema"
+INIT_JSON = "one JSON document: db, action (created, upgraded or unchanged), schema_before, schema"
 
 
 @click.command()
