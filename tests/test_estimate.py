@@ -165,7 +165,7 @@ def test_large_groups_are_sampled_and_say_so(tmp_path: Path, server, monkeypatch
     ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(8), max_tokens=MAX_TOKENS)
     estimate = estimate_pending(ledger)
     assert row(estimate, "draft").calls == 8
-    assert "prompt lengths measured on a sample of draft link-brainstorm × stub: 3 of 8" in estimate.notes
+    assert "prompt lengths measured on a sample: draft link-brainstorm × stub 3 of 8" in estimate.notes
     assert SAMPLE >= 100  # the real sample is large enough that typical groups are measured whole
 
 

@@ -224,7 +224,7 @@ class _Work:
         self._parsed: dict[tuple, float | None] = {}
         self._texts: dict[str, str] = {}
         self._compiled: dict[str | None, Any] = {}
-        self.sampled: list[str] = []
+        self.sampled: dict[tuple, list[int]] = {}  # (stage, template, model) -> [measured, of]
         self.render_failures: list[str] = []
         self.stand_ins = False
         self.unbounded: set[str] = set()
@@ -286,8 +286,9 @@ class _Work:
 
         sample = self._sample(group)
         if group.calls > len(sample):
-            self.sampled.append(f"{group.stage} {group.template_id} × {group.model_id}: {len(sample):,} of "
-                                f"{group.calls:,}")
+            seen = self.sampled.setdefault((group.stage, group.template_id, group.model_id), [0, 0])
+            seen[0] += len(sample)
+            seen[1] += group.calls
         stage = self.stages.items.get(group.stage)
         template = self._template(group.template_hash)
         fixed: list[int] = []
@@ -375,7 +376,9 @@ class _Work:
         found.append("output tokens: worst case max_tokens; expected the median of completed calls of the same "
                      "template × model (observed_calls), else max_tokens. Retries and reruns are not included")
         if self.sampled:
-            found.append("prompt lengths measured on a sample of " + "; ".join(self.sampled))
+            found.append("prompt lengths measured on a sample: " + "; ".join(
+                f"{stage} {template} × {model} {measured:,} of {of:,}"
+                for (stage, template, model), (measured, of) in self.sampled.items()))
         for model_id in sorted(self.unbounded):
             found.append(f"model {model_id} sets no max_tokens: its worst case is unbounded (unknown)")
         for row in rows:
