@@ -41,7 +41,7 @@ def calls_cell(calls: int | None, lost: int | None) -> str:
 @db_option
 @click.argument("cohort", required=False)
 @json_option("one JSON document: {cohorts: {COHORT: {STAGE: {planned, completed, failed, pending, running, "
-             "blocked, calls, tokens, cost_usd, unpriced}}}}")
+             "blocked, calls, tokens, cost_usd, unpriced, lost_calls, estimated_cost_usd}}}}")
 def status(db_path: str, cohort: str | None, as_json: bool) -> None:
     """Progress per stage (planned / completed / failed / pending), calls, tokens and spend.
 
