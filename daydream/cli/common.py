@@ -7,8 +7,8 @@ This module is imported by ``daydream --help``: it must stay light. Nothing here
 when called.
 
 Exit codes, the same for every command: 0 done; 1 an error (a bad file, an unknown cohort, gen id
-or rubric, a failed check); 2 a usage error (bad options); 3 reserved for "finished, but some
-generations failed"; 130 interrupted (Ctrl-C); 141 the reader of the output went away.
+or rubric, a failed check); 2 a usage error (bad options); 3 a run finished, but some of its
+generations failed; 130 interrupted (Ctrl-C); 141 the reader of the output went away.
 """
 
 from __future__ import annotations
