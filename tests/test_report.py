@@ -247,8 +247,10 @@ def test_default_report_folder_stays_under_reports_whatever_the_cohort_id(
     # folder (reports/COHORT) out of reports/.
     from daydream.ledger.store import NewEvent
 
-    fixture_ledger.append([NewEvent("gen:d_one", "GenerationLinked",
-                                    {"gen_id": "d_one", "stage": "draft", "cohort_id": "../evil"})])
+    # A scored evaluation with its essay and draft: a report of nothing scored is refused (exit 1).
+    fixture_ledger.append([NewEvent(f"gen:{gen_id}", "GenerationLinked",
+                                    {"gen_id": gen_id, "stage": stage, "cohort_id": "../evil"})
+                           for gen_id, stage in (("d_one", "draft"), ("e_one", "essay"), ("v_1a1", "evaluation"))])
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

@@ -30,7 +30,8 @@ from daydream.ledger.store import Ledger
 from daydream.design.planner import plan_cohort
 from daydream.design.spec_dsl import load_spec
 from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
-from tests.runner_fixtures import REPO, daydream_cmd, drafts_spec, run_cli, subprocess_env, write_spec
+from tests.runner_fixtures import (REPO, daydream_cmd, drafts_spec, pipeline_spec, run_cli, subprocess_env,
+                                   write_spec)
 
 
 def unprivileged(*args: str) -> subprocess.CompletedProcess:
@@ -62,7 +63,8 @@ def finished(tmp_path: Path) -> tuple[Path, str]:
     folder.mkdir()
     path = folder / "ledger.db"
     ledger = Ledger.init(path)[0]
-    plan_cohort(ledger, write_spec(tmp_path, "c", drafts_spec(2, model="offline")), cohort_id="c")
+    # Drafts, essays and scores: a report of a cohort with nothing scored is refused (exit 1).
+    plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(2, model="offline")), cohort_id="c")
     ledger.engine.dispose()
     assert run_cli("run", "--db", str(path)).returncode == 0
     gen_id = sqlite3.connect(path).execute("SELECT gen_id FROM gen_state LIMIT 1").fetchone()[0]

@@ -162,9 +162,12 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, or a one-line ``UsageError`` (port in use, bad host)."""
-    if not 0 < port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    """A listening socket on ``host:port``, or a one-line ``UsageError`` (port in use, bad host).
+
+    Port 0 asks the system for a free port (``sock.getsockname()[1]`` says which).
+    """
+    if not 0 <= port < 65536:
+        raise UsageError(f"--port must be between 0 (any free port) and 65535, got {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
@@ -188,12 +191,14 @@ def serve(db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
     """Run Datasette on ``host:port`` until interrupted; ``on_ready`` gets the URL once it listens.
 
     The socket is bound before anything is announced, so a port in use is one clean error rather
-    than a greeting followed by the web server's own complaint.
+    than a greeting followed by the web server's own complaint. Port 0 takes a free port; the URL
+    names the one taken.
     """
     import uvicorn
 
     ds = build_datasette(db_path)
     sock = listen(host, port)
+    port = sock.getsockname()[1]
     if on_ready is not None:
         shown = f"[{host}]" if ":" in host else host
         on_ready(f"http://{shown}:{port}/{DATABASE}")

@@ -579,13 +579,14 @@ def few_units_note(comparisons: Iterable[Comparison]) -> str | None:
 
 
 def check_rubric(rows: Sequence[Score], rubric: str | None, cohort_id: str) -> list[Score]:
-    """``rows`` of ``rubric`` only (all rows when ``None``); ``UsageError`` when it has no scores."""
+    """``rows`` of ``rubric`` only (all rows when ``None``); ``NotFound`` (exit 1, as for an unknown
+    cohort) when it has no scores."""
     if rubric is None:
         return list(rows)
     kept = [r for r in rows if r.evaluation_template == rubric]
     if not kept:
         known = ", ".join(levels(rows, "evaluation_template")) or "none"
-        raise UsageError(f"rubric {rubric!r} has no scores in cohort {cohort_id!r} (rubrics: {known})")
+        raise NotFound(f"rubric {rubric!r} has no scores in cohort {cohort_id!r} (rubrics: {known})")
     return kept
 
 

@@ -499,9 +499,21 @@ def _settings(data: ReportData) -> str:
             f"(so never below {1 / (data.resamples + 1):.2g})")
 
 
+def partial_note(progress: Sequence[dict[str, Any]]) -> str | None:
+    """What the top of a partly finished cohort's report says (None when every generation is done)."""
+    total = sum(p["planned"] or 0 for p in progress)
+    done = sum(p["completed"] or 0 for p in progress)
+    failed = sum(p["failed"] or 0 for p in progress)
+    if done == total:
+        return None
+    return (f"Partial report: {done:,} of {total:,} generations done ({total - done - failed:,} still to run, "
+            f"{failed:,} failed); these numbers cover the finished part only.")
+
+
 def report_markdown(data: ReportData, analysis: Analysis) -> str:
     """report.md: progress, rankings, comparisons, means, judges and the top essays in full."""
-    out = [f"# Report: cohort {data.cohort_id}", "", "## Progress", "",
+    note = partial_note(data.progress)
+    out = [f"# Report: cohort {data.cohort_id}", "", *([f"**{note}**", ""] if note else []), "## Progress", "",
            _md_table(["stage", "planned", "completed", "failed", "pending", "calls", "tokens", "cost_usd"],
                      [[p["stage"], p["planned"], p["completed"], p["failed"], p["pending"], p["calls"],
                        p["tokens"], _progress_cost(p)] for p in data.progress]),
@@ -764,7 +776,9 @@ def _html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def report_html(data: ReportData, analysis: Analysis) -> str:
     """report.html: one self-contained page (inline CSS and SVG, no scripts, no external links)."""
     title = f"daydream report: cohort {data.cohort_id}"
+    note = partial_note(data.progress)
     body = [f"<h1>{html.escape(title)}</h1>",
+            *([f'<p class="partial"><strong>{html.escape(note)}</strong></p>'] if note else []),
             f"<p>{len(data.rankings)} scored essays, {sum(r['score'] is not None for r in data.evaluations)} "
             f"scores from {len(data.evaluations)} evaluations.</p>",
             "<h2>Progress</h2>",

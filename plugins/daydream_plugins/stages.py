@@ -8,12 +8,14 @@ draft's parsed text as ``draft_block`` and ``links_block``; evaluations get the 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from daydream.contracts import Parsed, ParseFailure, StageInput
-from daydream.hookspecs import hookimpl
-from daydream.ledger.store import NewEvent, text_hash
 from daydream.design.scales import DEFAULT_SCALE
+from daydream.hookspecs import hookimpl
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported when events are made, not when plugins load
+    from daydream.ledger.store import NewEvent
 
 MIN_DRAFT_LINES = 3
 
@@ -40,6 +42,8 @@ class BuiltinStage:
     def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
         """Events that record what came of a completed call: parsed output, score, or failure."""
+        from daydream.ledger.store import NewEvent, text_hash
+
         stream = f"gen:{gen['gen_id']}"
         reason = self.check(raw_text, finish_reason)
         if reason is not None:
@@ -108,6 +112,8 @@ class EvaluationStage(BuiltinStage):
         return found
 
     def score_events(self, gen: dict[str, Any], attempt: int, parsed: Parsed) -> list[NewEvent]:
+        from daydream.ledger.store import NewEvent
+
         if parsed.score is None:
             return []
         # The scale travels with the score, so a score is self-describing: views and comparisons
@@ -120,6 +126,8 @@ class EvaluationStage(BuiltinStage):
 
     def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
+        from daydream.ledger.store import NewEvent
+
         events, texts = super().outcome(gen, attempt, raw_text, finish_reason, parse, parser_name)
         # An evaluation is only complete with a score; a parser that yields none is a parse failure.
         if events and events[0].type == "ResponseParsed" and not any(e.type == "ScoreRecorded" for e in events):
