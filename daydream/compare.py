@@ -544,22 +544,32 @@ def _components(links: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {x: "+".join(members[find(x)]) for x in parent}
 
 
-def _unit_of_pairs(unit_a: Any, unit_b: Any) -> Any:
-    """Each pair's unit: the connected component (as ``_components`` finds them) of the units of its
-    two sides, numbered in the order the pairs first reach them."""
+def _linked(unit_a: Any, unit_b: Any, size: int) -> Any:
+    """Each pair's connected component of units (the partition ``_components`` finds), as the
+    smallest unit code in it: units linked through pairs, directly or not, are one unit."""
     np = _numpy()
-    if len(unit_a) and not np.array_equal(unit_a, unit_b):
-        # Units linked through pairs are one unit: join them, over the distinct links only.
-        links = np.unique(np.stack([unit_a, unit_b], axis=1), axis=0).tolist()
-        found = _components((str(x), str(y)) for x, y in links)
-        label = {int(k): v for k, v in found.items()}
-        names: dict[str, int] = {}
-        root = {k: names.setdefault(v, len(names)) for k, v in label.items()}
-        unit_a = np.array([root[u] for u in unit_a.tolist()], dtype=np.int64)
-    _, first, inverse = np.unique(unit_a, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse]
+    label = np.arange(size, dtype=np.int64)
+    while True:  # min-label propagation with pointer jumping: a few rounds for real designs
+        low = np.minimum(label[unit_a], label[unit_b])
+        before = label.copy()
+        np.minimum.at(label, unit_a, low)
+        np.minimum.at(label, unit_b, low)
+        label = label[label]
+        if np.array_equal(label, before):
+            return label[unit_a]
+
+
+def _unit_of_pairs(unit_a: Any, unit_b: Any, size: int) -> Any:
+    """Each pair's unit: the connected component of the units (codes below ``size``) of its two
+    sides, numbered in the order the pairs first reach them (as ``_components`` labels would be)."""
+    np = _numpy()
+    component = unit_a if np.array_equal(unit_a, unit_b) else _linked(unit_a, unit_b, size)
+    first = np.full(size, len(component), dtype=np.int64)
+    np.minimum.at(first, component, np.arange(len(component)))
+    reached = np.flatnonzero(first < len(component))
+    rank = np.empty(size, dtype=np.int64)
+    rank[reached[np.argsort(first[reached], kind="stable")]] = np.arange(len(reached))
+    return rank[component]
 
 
 @dataclass(frozen=True)
@@ -591,7 +601,7 @@ def _compare_levels(table: ScoreTable, ia: Any, ib: Any, factor: str, a: Any, b:
                     within: dict[str, Any] | None, seed: int, resamples: int) -> Comparison:
     np = _numpy()
     x, y, unmatched_a, unmatched_b = _match(table, ia, ib, factor)
-    pair_unit = _unit_of_pairs(table.unit[ia][x], table.unit[ib][y])
+    pair_unit = _unit_of_pairs(table.unit[ia][x], table.unit[ib][y], len(table.unit_values))
     score_a = table.score[ia][x]
     score_b = table.score[ib][y]
     n_units = int(pair_unit.max()) + 1 if len(pair_unit) else 0

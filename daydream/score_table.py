@@ -139,15 +139,26 @@ def floats(items: Iterable[Any]) -> Any:
 
 def group_codes(columns: Sequence[Any]) -> tuple[Any, Any]:
     """Dense group ids of the rows of several integer code arrays (rows equal on all of them share an
-    id), and the index of one row of each group. Ids follow the sorted order of the keys."""
+    id), and the index of the first row of each group. Ids follow the sorted order of the keys."""
     np = _np()
     n = len(columns[0]) if columns else 0
     if not columns or n == 0:
         return np.zeros(n, dtype=np.int64), np.zeros(1 if n else 0, dtype=np.int64)
-    keys = np.stack([np.asarray(c, dtype=np.int64) for c in columns])
-    order = np.lexsort(keys[::-1])
-    ordered = keys[:, order]
-    starts = np.concatenate([[True], np.any(ordered[:, 1:] != ordered[:, :-1], axis=0)])
+    keys = [np.asarray(c, dtype=np.int64) for c in columns]
+    sizes = [int(k.max()) + 1 for k in keys]
+    if all(k.min() >= 0 for k in keys) and float(np.prod([float(s) for s in sizes])) < 2.0 ** 62:
+        # One number per row (the codes in mixed radix): a single stable sort instead of a lexsort.
+        combined = np.zeros(n, dtype=np.int64)
+        for k, size in zip(keys, sizes):
+            combined = combined * size + k
+        order = np.argsort(combined, kind="stable")
+        ordered = combined[order]
+        starts = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    else:
+        stacked = np.stack(keys)
+        order = np.lexsort(stacked[::-1])
+        ordered = stacked[:, order]
+        starts = np.concatenate([[True], np.any(ordered[:, 1:] != ordered[:, :-1], axis=0)])
     ids = np.empty(n, dtype=np.int64)
     ids[order] = np.cumsum(starts) - 1
     return ids, order[starts]
