@@ -203,6 +203,24 @@ def _numpy() -> Any:
     return numpy
 
 
+_BLAS: Any = None
+
+
+def one_blas_thread() -> Any:
+    """A context in which numpy's BLAS runs on one thread.
+
+    The matrix products here are small and many (a block of resamples at a time): BLAS threads
+    only wait on each other, at up to four times the CPU time for the same numbers (bench/views.py).
+    """
+    global _BLAS
+    _numpy()  # the BLAS library is loaded with numpy
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def random_streams(seed: int, key: Any) -> tuple[Any, Any]:
     """Two independent generators (bootstrap, permutation) for one comparison: seeded by ``seed``
     and a stable hash of ``key``, so no comparison's numbers depend on which others are computed."""
@@ -250,18 +268,18 @@ def _chunks(resamples: int, n: int) -> Iterable[int]:
 _BLOCK_CELLS = 1 << 16
 
 
-def _rows_per_block(n: int) -> int:
-    return max(1, _BLOCK_CELLS // max(1, n))
+def _rows_per_block(n: int, cells: int = _BLOCK_CELLS) -> int:
+    return max(1, cells // max(1, n))
 
 
-def _unit_draws(rng: Any, n: int, resamples: int) -> Iterable[Any]:
+def _unit_draws(rng: Any, n: int, resamples: int, cells: int = _BLOCK_CELLS) -> Iterable[Any]:
     """The resampled unit indices, a block of rows at a time (``resamples`` rows of ``n`` in all).
 
     32-bit draws of a range below 2^32 come from the generator's stream the same way whatever the
     block sizes (and as 64-bit ones), so the numbers do not depend on how the work is cut up.
     """
     np = _numpy()
-    rows = _rows_per_block(n)
+    rows = _rows_per_block(n, cells)
     dtype = np.int32 if n < 2 ** 31 else np.int64
     done = 0
     while done < resamples:
@@ -324,28 +342,35 @@ def cluster_mean_intervals(groups: Sequence[tuple[Sequence[str], Any, Any]], *, 
         ids = tuple(units[i] for i in order)
         by_units[ids].append((g, np.asarray(sums, dtype=float)[order], np.asarray(counts, dtype=float)[order]))
     for ids, members in by_units.items():
-        n = len(ids)
         digest = hashlib.sha256("\x1f".join(ids).encode()).hexdigest()
         rng, _ = random_streams(seed, [key, digest])
         # One column per group: its sums, then its counts.
         table = np.column_stack([m[1] for m in members] + [m[2] for m in members])
-        width = len(members)
-        boot = np.empty((resamples, width))
-        offsets = None
-        at = 0
-        for idx in _unit_draws(rng, n, resamples):
-            size = len(idx)
-            if offsets is None or len(offsets) != size:
-                offsets = (np.arange(size, dtype=np.int64) * n)[:, None]
-            # How often each unit was drawn in each resample, then every group's totals at once.
-            times = np.bincount((idx + offsets).ravel(), minlength=size * n).reshape(size, n)
-            totals = times @ table
-            with np.errstate(invalid="ignore", divide="ignore"):
-                boot[at:at + size] = totals[:, :width] / totals[:, width:]
-            at += size
+        with one_blas_thread():
+            boot = _resampled_means(rng, len(ids), resamples, table)
         for j, (g, _, _) in enumerate(members):
-            out[g] = interval(boot[:, j], n)
+            out[g] = interval(boot[:, j], len(ids))
     return out
+
+
+def _resampled_means(rng: Any, n: int, resamples: int, table: Any) -> Any:
+    """Each resample's mean of every group of ``table`` (see ``cluster_mean_intervals``)."""
+    np = _numpy()
+    width = table.shape[1] // 2
+    boot = np.empty((resamples, width))
+    offsets = None
+    at = 0
+    for idx in _unit_draws(rng, n, resamples, _BLOCK_CELLS * 4):  # a count matrix of ~2 MB per block
+        size = len(idx)
+        if offsets is None or len(offsets) != size:
+            offsets = (np.arange(size, dtype=np.int64) * n)[:, None]
+        # How often each unit was drawn in each resample, then every group's totals at once.
+        times = np.bincount((idx + offsets).ravel(), minlength=size * n).reshape(size, n).astype(float)
+        totals = times @ table
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot[at:at + size] = totals[:, :width] / totals[:, width:]
+        at += size
+    return boot
 
 
 def bootstrap_ratio_difference(units: Sequence[Sequence[float]], rng: Any, resamples: int) -> Any:
@@ -389,21 +414,22 @@ def sign_flip_p(diffs: Any, rng: Any, resamples: int) -> tuple[float | None, str
         return None, "none"
     observed = abs(d.mean())
     tol = 1e-9 * max(1.0, float(np.abs(d).max()))
-    if n <= EXACT_SIGN_FLIP_UNITS:
-        patterns = ((np.arange(1 << n)[:, None] >> np.arange(n)) & 1) * 2 - 1
-        stats = np.abs(patterns @ d) / n
-        return float(np.mean(stats >= observed - tol)), "exact"
-    hits = 0
-    threshold = observed - tol
-    rows = _rows_per_block(n)
-    for size in _chunks(resamples, n):
-        # Drawn a chunk at a time as ever (8-bit draws depend on the chunk), counted a block at a time.
-        signs = rng.integers(0, 2, size=(size, n), dtype=np.int8)
-        for start in range(0, size, rows):
-            block = signs[start:start + rows].astype(float)
-            block *= 2.0
-            block -= 1.0
-            hits += int(np.count_nonzero(np.abs(block @ d) / n >= threshold))
+    with one_blas_thread():
+        if n <= EXACT_SIGN_FLIP_UNITS:
+            patterns = ((np.arange(1 << n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+            stats = np.abs(patterns @ d) / n
+            return float(np.mean(stats >= observed - tol)), "exact"
+        hits = 0
+        threshold = observed - tol
+        rows = _rows_per_block(n)
+        for size in _chunks(resamples, n):
+            # Drawn a chunk at a time as ever (8-bit draws depend on the chunk), counted a block at a time.
+            signs = rng.integers(0, 2, size=(size, n), dtype=np.int8)
+            for start in range(0, size, rows):
+                block = signs[start:start + rows].astype(float)
+                block *= 2.0
+                block -= 1.0
+                hits += int(np.count_nonzero(np.abs(block @ d) / n >= threshold))
     return (1 + hits) / (1 + resamples), "monte carlo"
 
 
@@ -790,24 +816,34 @@ def group_means(rows: Sequence[Score], axes: Sequence[str], *, seed: int = DEFAU
     """Mean and clustered 95% interval of the scores for each combination of values of ``axes``
     (missing values kept as ``None``), sorted by key. The intervals come from
     ``cluster_mean_intervals``: groups over the same units share their draws."""
+    return group_means_by(rows, [axes], seed=seed, resamples=resamples)[0]
+
+
+def group_means_by(rows: Sequence[Score], groupings: Sequence[Sequence[str]], *, seed: int = DEFAULT_SEED,
+                   resamples: int = DEFAULT_RESAMPLES) -> list[list[GroupMean]]:
+    """``group_means`` for several groupings at once (one list per grouping), every group's
+    interval from one call of ``cluster_mean_intervals``, so groups over the same units share one
+    draw whichever grouping they belong to."""
     np = _numpy()
-    names = tuple(axis_name(a, "axes") for a in axes)
     table = as_table(rows)
     unit_values = table.unit_values
-    found = []
-    for key, part in _split(table, names):
-        # Per unit of the group (in the order the group's rows reach them): its scores' sum and count.
-        units = table.unit[part]
-        ids, first, inverse = np.unique(units, return_index=True, return_inverse=True)
-        rank = np.empty(len(ids), dtype=np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(ids))
-        slot = rank[inverse]
-        sums = np.bincount(slot, table.score[part], len(ids))
-        counts = np.bincount(slot, minlength=len(ids)).astype(float)
-        unit_ids = [unit_values[u] for u in ids[np.argsort(rank)].tolist()]
-        found.append((key, unit_ids, sums, counts))
-    found.sort(key=lambda f: tuple((v is None, _sort_key(v) if v is not None else 0) for v in f[0]))
-    intervals = cluster_mean_intervals([(u, s, c) for _, u, s, c in found], seed=seed, resamples=resamples,
-                                       key="mean")
-    return [GroupMean(key, int(counts.sum()), len(units), float(sums.sum() / counts.sum()), low, high)
-            for (key, units, sums, counts), (low, high) in zip(found, intervals)]
+    found: list[list[tuple[tuple[Any, ...], list[str], Any, Any]]] = []
+    for axes in groupings:
+        names = tuple(axis_name(a, "axes") for a in axes)
+        mine = []
+        for key, part in _split(table, names):
+            # Per unit of the group (in the order the group's rows reach them): its scores' sum and count.
+            units = table.unit[part]
+            ids, first, inverse = np.unique(units, return_index=True, return_inverse=True)
+            rank = np.empty(len(ids), dtype=np.int64)
+            rank[np.argsort(first, kind="stable")] = np.arange(len(ids))
+            slot = rank[inverse]
+            sums = np.bincount(slot, table.score[part], len(ids))
+            counts = np.bincount(slot, minlength=len(ids)).astype(float)
+            mine.append((key, [unit_values[u] for u in ids[np.argsort(rank)].tolist()], sums, counts))
+        mine.sort(key=lambda f: tuple((v is None, _sort_key(v) if v is not None else 0) for v in f[0]))
+        found.append(mine)
+    intervals = iter(cluster_mean_intervals([(u, s, c) for mine in found for _, u, s, c in mine], seed=seed,
+                                            resamples=resamples, key="mean"))
+    return [[GroupMean(key, int(counts.sum()), len(units), float(sums.sum() / counts.sum()), *next(intervals))
+             for key, units, sums, counts in mine] for mine in found]
