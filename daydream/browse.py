@@ -41,7 +41,11 @@ TABLES: dict[str, tuple[str, str]] = {
     "cohort_totals": ("Cohort totals (projection)",
                       "Running sums per cohort, stage and model behind cohort_progress and spend."),
     "cohort_essay_scores": ("Cohort essay scores (projection)",
-                            "Running score sums per cohort and essay behind essay_rankings."),
+                            "Running score sums per cohort and essay behind essay_rankings, with the "
+                            "essay's lineage."),
+    "cohort_scales": ("Cohort scales (projection)",
+                      "Scored evaluations per cohort and rubric scale: whether a cohort's rubrics mix "
+                      "scales (then essay_rankings ranks on score_norm)."),
 }
 
 CANNED_QUERIES: dict[str, dict[str, Any]] = {
@@ -105,7 +109,7 @@ ORDER BY planned_seq""",
 
 
 # Listed only under "hidden tables": projections a view already shows in readable form ...
-HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores")
+HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "cohort_scales")
 # ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
 # event types) through which each append applies its events to the projections (migration 0004).
 PLUMBING = ("alembic_version", "projection_feed", "projected_types")
