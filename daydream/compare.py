@@ -517,10 +517,15 @@ def _match(table: ScoreTable, ia: Any, ib: Any, factor: str) -> tuple[Any, Any, 
     sorted_b = group_b[order_b]
     low = np.searchsorted(sorted_b, group_a, "left")
     counts = np.searchsorted(sorted_b, group_a, "right") - low
-    total = int(counts.sum())
-    x = np.repeat(np.arange(na), counts)
-    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    y = order_b[np.repeat(low, counts) + within]
+    # Every A row with each B row of its group, as 32-bit positions (many-to-many designs make
+    # hundreds of thousands of pairs; these arrays are the comparison's largest).
+    index = np.int32 if max(na, nb) < 2 ** 31 else np.int64
+    x = np.repeat(np.arange(na, dtype=index), counts)
+    # The n-th pair of A row i is B row order_b[low_i + n - (pairs before row i)].
+    at = np.arange(len(x), dtype=np.int64)
+    at += np.repeat(low - (np.cumsum(counts) - counts), counts)
+    y = order_b.astype(index)[at]
+    del at
     for a in wild:  # a model axis: equal, or either side a copy (no model)
         codes, copy = table.codes(a), flags[a]
         keep = (codes[ia][x] == codes[ib][y]) | copy[ia][x] | copy[ib][y]
@@ -574,7 +579,7 @@ def _linked(unit_a: Any, unit_b: Any, size: int) -> Any:
     """Each pair's connected component of units (the partition ``_components`` finds), as the
     smallest unit code in it: units linked through pairs, directly or not, are one unit."""
     np = _numpy()
-    label = np.arange(size, dtype=np.int64)
+    label = np.arange(size, dtype=unit_a.dtype)
     while True:  # min-label propagation with pointer jumping: a few rounds for real designs
         low = np.minimum(label[unit_a], label[unit_b])
         before = label.copy()
@@ -590,6 +595,7 @@ def _unit_of_pairs(unit_a: Any, unit_b: Any, size: int) -> Any:
     sides, numbered in the order the pairs first reach them (as ``_components`` labels would be)."""
     np = _numpy()
     component = unit_a if np.array_equal(unit_a, unit_b) else _linked(unit_a, unit_b, size)
+    del unit_a, unit_b
     first = np.full(size, len(component), dtype=np.int64)
     np.minimum.at(first, component, np.arange(len(component)))
     reached = np.flatnonzero(first < len(component))
@@ -630,6 +636,8 @@ def _compare_levels(table: ScoreTable, ia: Any, ib: Any, factor: str, a: Any, b:
     pair_unit = _unit_of_pairs(table.unit[ia][x], table.unit[ib][y], len(table.unit_values))
     score_a = table.score[ia][x]
     score_b = table.score[ib][y]
+    n_pairs = len(x)
+    del x, y
     n_units = int(pair_unit.max()) + 1 if len(pair_unit) else 0
     empty = dict(mean_a=None, mean_b=None, diff=None, ci_low=None, ci_high=None, p=None, p_method="none")
     stats: dict[str, Any] = dict(empty)
@@ -644,7 +652,7 @@ def _compare_levels(table: ScoreTable, ia: Any, ib: Any, factor: str, a: Any, b:
         stats = dict(mean_a=float(unit_a.mean()), mean_b=float(unit_b.mean()), diff=float(d.mean()),
                      ci_low=low, ci_high=high, p=p, p_method=method)
     return Comparison(
-        factor=factor, a=a, b=b, within=within, n_pairs=len(x), n_units=n_units,
+        factor=factor, a=a, b=b, within=within, n_pairs=n_pairs, n_units=n_units,
         n_unmatched=unmatched_a + unmatched_b, n_unmatched_a=unmatched_a, n_unmatched_b=unmatched_b,
         wins=int(np.count_nonzero(score_a > score_b)), ties=int(np.count_nonzero(score_a == score_b)),
         losses=int(np.count_nonzero(score_a < score_b)), p_holm=None, **stats)

@@ -650,14 +650,16 @@ def scores_csv(data: ReportData, block: int = 20_000) -> Iterator[bytes]:
                    parse_error.values[parse_error.codes[row]], cols["scale_min"].values[cols["scale_min"].codes[row]],
                    cols["scale_max"].values[cols["scale_max"].codes[row]], float(distinct_norm[norm_code.ravel()[row]])]
         tails.append(_csv_line(values))
-    ids = ev.ids
-    if re.search(r'[,"\r\n]', "".join(ids)):  # an id that needs quoting (none of daydream's own do)
-        ids = [_csv_line([i]) for i in ids]
+    # An id that needs quoting (none of daydream's own do) is written through csv.writer.
+    quote = re.search(rb'[,"\r\n]', ev.ids.data.tobytes()) is not None
     yield header.encode("utf-8")
     for start in range(0, len(ev), block):
-        rows = order[start:start + block].tolist()
-        lines = [f"{ids[i]},{pieces[e]},{tails[t]}\n" for i, e, t in
-                 zip(rows, essay.codes[rows].tolist(), combo[rows].tolist())]
+        rows = order[start:start + block]
+        ids = ev.ids.pick(rows)
+        if quote:
+            ids = [_csv_line([i]) for i in ids]
+        lines = [f"{i},{pieces[e]},{tails[t]}\n" for i, e, t in
+                 zip(ids, essay.codes[rows].tolist(), combo[rows].tolist())]
         yield "".join(lines).encode("utf-8")
 
 
