@@ -827,20 +827,36 @@ def group_means(rows: Sequence[Score], axes: Sequence[str], *, seed: int = DEFAU
     return group_means_by(rows, [axes], seed=seed, resamples=resamples)[0]
 
 
-def group_means_by(rows: Sequence[Score], groupings: Sequence[Sequence[str]], *, seed: int = DEFAULT_SEED,
-                   resamples: int = DEFAULT_RESAMPLES) -> list[list[GroupMean]]:
-    """``group_means`` for several groupings at once (one list per grouping), every group's
-    interval from one call of ``cluster_mean_intervals``, so groups over the same units share one
-    draw whichever grouping they belong to."""
+# The seed key of every cluster-bootstrap mean (group means, judge offsets): intervals over the same
+# units share their draws, whichever statistic they belong to.
+MEAN_KEY = "cluster mean"
+
+
+@dataclass(frozen=True)
+class MeanGroup:
+    """The scores of one group, summed per unit: what a clustered mean and its interval are made of."""
+
+    key: tuple[Any, ...]
+    units: list[str]
+    sums: Any
+    counts: Any
+
+    @property
+    def cluster(self) -> tuple[list[str], Any, Any]:
+        return self.units, self.sums, self.counts
+
+
+def mean_groups(rows: Sequence[Score], groupings: Sequence[Sequence[str]]) -> list[list[MeanGroup]]:
+    """For each grouping (a list of axes), its groups sorted by key, each summed per unit (units
+    in the order the group's rows reach them)."""
     np = _numpy()
     table = as_table(rows)
     unit_values = table.unit_values
-    found: list[list[tuple[tuple[Any, ...], list[str], Any, Any]]] = []
+    found: list[list[MeanGroup]] = []
     for axes in groupings:
         names = tuple(axis_name(a, "axes") for a in axes)
         mine = []
         for key, part in _split(table, names):
-            # Per unit of the group (in the order the group's rows reach them): its scores' sum and count.
             units = table.unit[part]
             ids, first, inverse = np.unique(units, return_index=True, return_inverse=True)
             rank = np.empty(len(ids), dtype=np.int64)
@@ -848,10 +864,25 @@ def group_means_by(rows: Sequence[Score], groupings: Sequence[Sequence[str]], *,
             slot = rank[inverse]
             sums = np.bincount(slot, table.score[part], len(ids))
             counts = np.bincount(slot, minlength=len(ids)).astype(float)
-            mine.append((key, [unit_values[u] for u in ids[np.argsort(rank)].tolist()], sums, counts))
-        mine.sort(key=lambda f: tuple((v is None, _sort_key(v) if v is not None else 0) for v in f[0]))
+            mine.append(MeanGroup(key, [unit_values[u] for u in ids[np.argsort(rank)].tolist()], sums, counts))
+        mine.sort(key=lambda g: tuple((v is None, _sort_key(v) if v is not None else 0) for v in g.key))
         found.append(mine)
-    intervals = iter(cluster_mean_intervals([(u, s, c) for mine in found for _, u, s, c in mine], seed=seed,
-                                            resamples=resamples, key="mean"))
-    return [[GroupMean(key, int(counts.sum()), len(units), float(sums.sum() / counts.sum()), *next(intervals))
-             for key, units, sums, counts in mine] for mine in found]
+    return found
+
+
+def means_from(groups: Sequence[Sequence[MeanGroup]],
+               intervals: Sequence[tuple[float | None, float | None]]) -> list[list[GroupMean]]:
+    """``GroupMean`` lists from ``mean_groups`` and their intervals (in the same order, flattened)."""
+    at = iter(intervals)
+    return [[GroupMean(g.key, int(g.counts.sum()), len(g.units), float(g.sums.sum() / g.counts.sum()), *next(at))
+             for g in mine] for mine in groups]
+
+
+def group_means_by(rows: Sequence[Score], groupings: Sequence[Sequence[str]], *, seed: int = DEFAULT_SEED,
+                   resamples: int = DEFAULT_RESAMPLES) -> list[list[GroupMean]]:
+    """``group_means`` for several groupings at once (one list per grouping), every group's
+    interval from one call of ``cluster_mean_intervals``, so groups over the same units share one
+    draw whichever grouping they belong to."""
+    groups = mean_groups(rows, groupings)
+    return means_from(groups, cluster_mean_intervals([g.cluster for mine in groups for g in mine], seed=seed,
+                                                     resamples=resamples, key=MEAN_KEY))

@@ -19,8 +19,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daydream.compare import (Score, as_table, bootstrap_ratio_difference, cluster_mean_intervals, interval,
-                              random_streams)
+from daydream.compare import (MEAN_KEY, MeanGroup, Score, as_table, bootstrap_ratio_difference,
+                              cluster_mean_intervals, interval, random_streams)
 from daydream.score_table import ScoreTable, group_codes
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -297,8 +297,9 @@ class Offset:
     ci_high: float | None
 
 
-def evaluator_offsets(scores: Sequence[Score], *, seed: int, resamples: int) -> tuple[list[Offset], str | None]:
-    """Every judge's ``Offset``, or an empty list and the reason none can be computed."""
+def offset_groups(scores: Sequence[Score]) -> tuple[list[tuple[str, MeanGroup]], str | None]:
+    """Each judge's residuals summed per unit (what its ``Offset`` is made of), or the reason there
+    are none."""
     np = _np()
     table = as_table(scores)
     judges, judge = _judges(table)
@@ -312,11 +313,25 @@ def evaluator_offsets(scores: Sequence[Score], *, seed: int, resamples: int) -> 
     for j in sorted(set(found.judge.tolist()), key=judges.__getitem__):
         mine = found.judge == j
         units, sums, counts = _unit_sums(found.unit[mine], found.value[mine])
-        groups.append((judges[j], [table.unit_values[u] for u in units.tolist()], sums, counts))
-    intervals = cluster_mean_intervals([(u, s, c) for _, u, s, c in groups], seed=seed, resamples=resamples,
-                                       key="offset")
-    return [Offset(name, int(counts.sum()), len(units), float(sums.sum() / counts.sum()), low, high)
-            for (name, units, sums, counts), (low, high) in zip(groups, intervals)], None
+        groups.append((judges[j], MeanGroup((judges[j],), [table.unit_values[u] for u in units.tolist()], sums,
+                                            counts.astype(float))))
+    return groups, None
+
+
+def offsets_from(groups: Sequence[tuple[str, MeanGroup]],
+                 intervals: Sequence[tuple[float | None, float | None]]) -> list[Offset]:
+    """The ``Offset`` of each judge of ``offset_groups``, given their intervals (same order)."""
+    return [Offset(name, int(g.counts.sum()), len(g.units), float(g.sums.sum() / g.counts.sum()), low, high)
+            for (name, g), (low, high) in zip(groups, intervals)]
+
+
+def evaluator_offsets(scores: Sequence[Score], *, seed: int, resamples: int) -> tuple[list[Offset], str | None]:
+    """Every judge's ``Offset``, or an empty list and the reason none can be computed."""
+    groups, note = offset_groups(scores)
+    if note:
+        return [], note
+    intervals = cluster_mean_intervals([g.cluster for _, g in groups], seed=seed, resamples=resamples, key=MEAN_KEY)
+    return offsets_from(groups, intervals), None
 
 
 @dataclass(frozen=True)

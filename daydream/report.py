@@ -37,12 +37,14 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from daydream import views
-from daydream.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, ComparisonSet, compare,
-                              few_units_note, group_means_by, label, levels, scale_note, t95)
+from daydream.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, MEAN_KEY, ComparisonSet,
+                              compare,
+                              few_units_note, cluster_mean_intervals, label, levels, mean_groups, means_from, scale_note,
+                              t95)
 from daydream.errors import UsageError
 from daydream.events import REPORT_PUBLISHED
 from daydream.ledger import Ledger, NewEvent
-from daydream.reliability import (ALPHA_EXPLAINED, evaluator_offsets, rubric_agreement,
+from daydream.reliability import (ALPHA_EXPLAINED, Offset, offset_groups, offsets_from, rubric_agreement,
                                   self_preference)
 from daydream.score_table import Column, Evaluations, ScoreTable, group_codes, read_evaluations
 
@@ -289,8 +291,7 @@ def summary_rows(data: ReportData, means: Sequence[Sequence[Any]] | None = None)
     ev = data.evaluations
     high = _high(ev)[np.flatnonzero(ev.scored & (ev.essay >= 0))]
     if means is None:
-        means = group_means_by(table, [[FACTOR_AXES[key]] for key, _ in FACTORS], seed=data.seed,
-                               resamples=data.resamples)
+        means = _means(data, [[FACTOR_AXES[key]] for key, _ in FACTORS])
     out = []
     for (key, _label), found in zip(FACTORS, means):
         column = table.column(FACTOR_AXES[key])
@@ -353,8 +354,7 @@ def template_model_rows(data: ReportData, means: Sequence[Sequence[Any]] | None 
     rows = []
     table = data.table
     if means is None:
-        means = group_means_by(table, [[f"{stage}_template", f"{stage}_llm"] for stage in ("draft", "essay")],
-                               seed=data.seed, resamples=data.resamples)
+        means = _means(data, [[f"{stage}_template", f"{stage}_llm"] for stage in ("draft", "essay")])
     for stage, found in zip(("draft", "essay"), means):
         if not levels(table, f"{stage}_template"):
             continue
@@ -498,19 +498,33 @@ class Judges:
     self_preference_note: str | None
 
 
-def judge_rows(data: ReportData) -> Judges:
-    """judges.csv (per-evaluator offsets) and self_preference.csv, from ``daydream.reliability``."""
-    offsets, offsets_note = evaluator_offsets(data.table, seed=data.seed, resamples=data.resamples)
+def judge_rows(data: ReportData, offsets: tuple[list[Offset], str | None] | None = None) -> Judges:
+    """judges.csv (per-evaluator offsets) and self_preference.csv, from ``daydream.reliability``
+    (``offsets``: the offsets and their note when already computed, see ``analyse``)."""
+    if offsets is None:
+        groups, note = offset_groups(data.table)
+        offsets = (offsets_from(groups, _intervals(data, [g for _, g in groups])), note)
+    found, offsets_note = offsets
     prefs, prefs_note = self_preference(data.table, seed=data.seed, resamples=data.resamples)
     if not len(data.table):
         offsets_note = prefs_note = "no scores yet"
     return Judges(
         [{"evaluator": o.evaluator, "cells": o.cells, "units": o.units, "offset": o.offset,
-          "ci95_low": o.ci_low, "ci95_high": o.ci_high} for o in offsets], offsets_note,
+          "ci95_low": o.ci_low, "ci95_high": o.ci_high} for o in found], offsets_note,
         [{"evaluator": p.evaluator, "n_own": p.n_own, "n_other": p.n_other, "mean_own": p.mean_own,
           "mean_other": p.mean_other, "diff": p.diff, "ci95_low": p.ci_low, "ci95_high": p.ci_high,
           "adjusted": p.adjusted, "adjusted_ci95_low": p.adjusted_ci_low,
           "adjusted_ci95_high": p.adjusted_ci_high} for p in prefs], prefs_note)
+
+
+def _intervals(data: ReportData, groups: Sequence[Any]) -> list[tuple[float | None, float | None]]:
+    return cluster_mean_intervals([g.cluster for g in groups], seed=data.seed, resamples=data.resamples,
+                                  key=MEAN_KEY)
+
+
+def _means(data: ReportData, groupings: Sequence[Sequence[str]]) -> list[list[Any]]:
+    groups = mean_groups(data.table, groupings)
+    return means_from(groups, _intervals(data, [g for mine in groups for g in mine]))
 
 
 @dataclass(frozen=True)
@@ -565,23 +579,31 @@ class Analysis:
 
 
 def analyse(data: ReportData) -> Analysis:
-    """The ``Analysis`` of ``data``. Every mean's interval is drawn in one batch (means over the same
-    units share their resamples, see ``daydream.compare.cluster_mean_intervals``)."""
+    """The ``Analysis`` of ``data``. Every clustered interval on a mean (by factor, template x model,
+    judge offsets) is drawn in one batch: means over the same units share their resamples (see
+    ``daydream.compare.cluster_mean_intervals``)."""
     sets = comparison_sets(data)
     groupings = [[FACTOR_AXES[key]] for key, _ in FACTORS]
     groupings += [[f"{stage}_template", f"{stage}_llm"] for stage in ("draft", "essay")]
-    means = group_means_by(data.table, groupings, seed=data.seed, resamples=data.resamples)
+    groups = mean_groups(data.table, groupings)
+    judges, note = offset_groups(data.table)
+    flat = [g for mine in groups for g in mine]
+    intervals = _intervals(data, flat + [g for _, g in judges])
+    means = means_from(groups, intervals[:len(flat)])
+    offsets = offsets_from(judges, intervals[len(flat):])
     return Analysis(summary_rows(data, means[:len(FACTORS)]), sets, comparison_rows(sets),
-                    template_model_rows(data, means[len(FACTORS):]), reliability_rows(data), judge_rows(data),
-                    histograms(data))
+                    template_model_rows(data, means[len(FACTORS):]), reliability_rows(data),
+                    judge_rows(data, (offsets, note)), histograms(data))
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    for row in rows:
-        writer.writerow([fmt(v) for v in row])
+    text = str
+    # Text is written as it is; every other value spelt by fmt (floats formatted here: most cells).
+    writer.writerows([v if v.__class__ is text else (f"{v:.4f}" if v.__class__ is float and v == v else fmt(v))
+                      for v in row] for row in rows)
     return buf.getvalue().encode("utf-8")
 
 
@@ -606,7 +628,7 @@ def _csv_line(fields: Sequence[Any]) -> str:
     return buf.getvalue()
 
 
-def scores_csv(data: ReportData, block: int = 20_000) -> Iterator[bytes]:
+def scores_csv(data: ReportData, block: int = 5_000) -> Iterator[bytes]:
     """scores.csv, a block of rows at a time: every evaluation with its lineage, score and scale, by
     essay, rubric, evaluator, replicate and evaluation id.
 
@@ -668,12 +690,12 @@ RANKING_COLUMNS = ["rank", "essay_gen_id", "title", "mean", "n", "stdev", "ci95_
                    "essay_template", "essay_model"]
 
 
-def _ranking_dicts(data: ReportData) -> list[dict[str, Any]]:
-    out = []
+def _ranking_rows(data: ReportData) -> Iterator[list[Any]]:
+    """rankings.csv's rows (``RANKING_COLUMNS``), made as they are written."""
     for r in data.rankings:
         s: Stats = r["stats"]
-        out.append({**r, "stdev": s.stdev, "ci95_low": s.ci_low, "ci95_high": s.ci_high})
-    return out
+        extra = {"stdev": s.stdev, "ci95_low": s.ci_low, "ci95_high": s.ci_high}
+        yield [extra[k] if k in extra else r.get(k) for k in RANKING_COLUMNS]
 
 
 def _essay_scores(data: ReportData, essay: str) -> list[dict[str, Any]]:
@@ -1257,7 +1279,7 @@ def render_report(data: ReportData) -> dict[str, bytes | Iterable[bytes]]:
     files: dict[str, bytes | Iterable[bytes]] = {
         "scores.csv": scores_csv(data),
         "pivot.csv": _csv(pivot_header, pivot),
-        "rankings.csv": _dict_csv(_ranking_dicts(data), RANKING_COLUMNS),
+        "rankings.csv": _csv(RANKING_COLUMNS, _ranking_rows(data)),
         "summary.csv": _dict_csv(analysis.summary, ["factor", "level", "count", "units", "mean", "stdev",
                                                     "ci95_low", "ci95_high", "share_ge_8"]),
         "comparisons.csv": _dict_csv(analysis.comparison_rows, COMPARISON_COLUMNS),

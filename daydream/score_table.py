@@ -79,7 +79,7 @@ class Column:
     """One categorical column: ``values`` (distinct, in first-seen order) and a code per row."""
 
     values: list[Any]
-    codes: Any  # numpy int32 array
+    codes: Any  # numpy integer array, of the smallest type that holds one code more (see ``code_type``)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -106,6 +106,14 @@ class Column:
             np.zeros(len(self.codes), dtype=bool)
 
 
+def code_type(n: int) -> Any:
+    """The smallest numpy integer type holding the codes of ``n`` values and one more (``n``
+    itself, which reads as "none" once appended to a column's values): design columns take a
+    byte per row instead of four."""
+    np = _np()
+    return np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
+
+
 class Encoder:
     """Builds a ``Column`` from values given a chunk at a time (codes by first appearance)."""
 
@@ -124,7 +132,7 @@ class Encoder:
     def column(self) -> Column:
         np = _np()
         codes = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
-        return Column(list(self.lookup), codes)
+        return Column(list(self.lookup), codes.astype(code_type(len(self.lookup))))
 
 
 def encode(items: Sequence[Any]) -> Column:
@@ -184,18 +192,18 @@ def group_codes(columns: Sequence[Any]) -> tuple[Any, Any]:
     n = len(columns[0]) if columns else 0
     if not columns or n == 0:
         return np.zeros(n, dtype=np.int64), np.zeros(1 if n else 0, dtype=np.int64)
-    keys = [np.asarray(c, dtype=np.int64) for c in columns]
-    sizes = [int(k.max()) + 1 for k in keys]
-    if all(k.min() >= 0 for k in keys) and float(np.prod([float(s) for s in sizes])) < 2.0 ** 62:
+    sizes = [int(c.max()) + 1 for c in columns]
+    if all(int(c.min()) >= 0 for c in columns) and float(np.prod([float(s) for s in sizes])) < 2.0 ** 62:
         # One number per row (the codes in mixed radix): a single stable sort instead of a lexsort.
         combined = np.zeros(n, dtype=np.int64)
-        for k, size in zip(keys, sizes):
-            combined = combined * size + k
+        for c, size in zip(columns, sizes):
+            combined *= size
+            combined += c
         order = np.argsort(combined, kind="stable")
         ordered = combined[order]
         starts = np.concatenate([[True], ordered[1:] != ordered[:-1]])
     else:
-        stacked = np.stack(keys)
+        stacked = np.stack([np.asarray(c, dtype=np.int64) for c in columns])
         order = np.lexsort(stacked[::-1])
         ordered = stacked[:, order]
         starts = np.concatenate([[True], np.any(ordered[:, 1:] != ordered[:, :-1], axis=0)])
@@ -406,7 +414,7 @@ class Evaluations:
         keep = self.scored & (self.essay >= 0)
         index = np.flatnonzero(keep)
         essay = self.essay[index]
-        columns: dict[str, Column] = {"evaluation_gen_id": Column(self.ids, index.astype(np.int32))}
+        columns: dict[str, Column] = {"evaluation_gen_id": Column(self.ids, index.astype(code_type(len(self.ids))))}
         own = {"essay_gen_id": "essay_gen_id", "evaluation_template": "rubric", "evaluation_llm": "evaluator",
                "evaluation_replicate": "replicate"}
         for field, name in own.items():
@@ -461,8 +469,8 @@ def split_json(column: Column, names: Sequence[str]) -> dict[str, Column]:
     out = {}
     for i, name in enumerate(names):
         part = encode([r[i] for r in rows])
-        out[name] = Column(part.values, (np.append(part.codes, 0)[column.codes] if len(part.values) else
-                                         np.zeros(len(column), dtype=np.int32)))
+        # Each packed value's code in this column, then each row's.
+        out[name] = Column(part.values, part.codes[column.codes] if len(rows) else part.codes)
     return out
 
 
