@@ -38,9 +38,8 @@ from markdown_it import MarkdownIt
 
 from daydream import views
 from daydream.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, MEAN_KEY, ComparisonSet,
-                              compare,
-                              few_units_note, cluster_mean_intervals, label, levels, mean_groups, means_from, scale_note,
-                              t95)
+                              cluster_mean_intervals, compare, few_units_note, label, levels, mean_groups, means_from,
+                              scale_note, t95)
 from daydream.errors import UsageError
 from daydream.events import REPORT_PUBLISHED
 from daydream.ledger import Ledger, NewEvent
@@ -74,7 +73,7 @@ def _np() -> Any:
 # ------------------------------------------------------------------------------------ statistics
 @dataclass(frozen=True)
 class Stats:
-    """Count, mean, sample standard deviation and 95% confidence interval of some scores."""
+    """Count, mean, sample standard deviation, 95% confidence interval and share ≥ 8 of some scores."""
 
     n: int
     mean: float | None
@@ -87,24 +86,9 @@ class Stats:
 NO_STATS = Stats(0, None, None, None, None, None)
 
 
-def describe(scores: Iterable[float]) -> Stats:
-    """Stats of ``scores`` (on 0-9); the 95% interval is mean ± t · sd / √n (Student's t)."""
-    xs = [float(x) for x in scores]
-    n = len(xs)
-    if n == 0:
-        return NO_STATS
-    mean = sum(xs) / n
-    share = sum(x >= HIGH_SCORE for x in xs) / n
-    if n == 1:
-        return Stats(1, mean, None, None, None, share)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t95(n - 1) * sd / math.sqrt(n)
-    return Stats(n, mean, sd, mean - half, mean + half, share)
-
-
 def grouped_stats(group: Any, values: Any, high: Any, groups: int) -> list[Stats]:
     """``Stats`` of ``values`` per group id (``0 .. groups - 1``); ``high`` marks the scores at or
-    above the bar of ``share_high``. The same numbers as ``describe``, as arrays."""
+    above the bar of ``share_high``. The 95% interval is mean ± t · sd / √n (Student's t)."""
     np = _np()
     count = np.bincount(group, minlength=groups)
     safe = np.maximum(count, 1)
@@ -203,7 +187,6 @@ def collect_report(ledger: Ledger, cohort_id: str, top: int = 10, *, seed: int =
 
     Raises ``NotFound`` when the cohort has no generations.
     """
-    np = _np()
     progress = views.cohort_status(ledger, cohort_id)
     evaluations = read_evaluations(ledger, cohort_id)
     names = views.concept_names(ledger)
@@ -238,7 +221,6 @@ def collect_report(ledger: Ledger, cohort_id: str, top: int = 10, *, seed: int =
         row["title"] = titles.get(row["essay_gen_id"], row["essay_gen_id"])
         if row["essay_gen_id"] in best and row["essay_gen_id"] not in data.essays:
             data.essays[row["essay_gen_id"]] = {"text": "", "title": row["title"]}
-    del np
     return data
 
 
