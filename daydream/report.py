@@ -128,15 +128,15 @@ def scale_label(scale: tuple[float, float]) -> str:
 class ReportData:
     """Everything a report shows, read from the ledger.
 
-    ``evaluations`` holds every evaluation of the cohort column by column (``scores`` the scored
-    ones with their design, as ``daydream compare`` reads them); ``rankings`` one dict per ranked
-    essay, best first, with its ``stats``, ``title`` and ``concepts``; ``essays`` the full text of
-    the ``top`` best.
+    ``evaluation_table`` holds every evaluation of the cohort column by column (``scores`` the scored ones
+    with their design, as ``daydream compare`` reads them; ``evaluations`` the same as rows, as
+    scores.csv has them); ``rankings`` one dict per ranked essay, best first, with its ``stats``,
+    ``title`` and ``concepts``; ``essays`` the full text of the ``top`` best.
     """
 
     cohort_id: str
     progress: list[dict[str, Any]]
-    evaluations: Evaluations
+    evaluation_table: Evaluations
     rankings: list[dict[str, Any]]
     essays: dict[str, dict[str, Any]] = field(default_factory=dict)
     top: int = 10
@@ -147,7 +147,7 @@ class ReportData:
 
     def __post_init__(self) -> None:
         if self.scores is None:
-            self.scores = self.evaluations.scores()
+            self.scores = self.evaluation_table.scores()
 
     @property
     def table(self) -> ScoreTable:
@@ -157,14 +157,14 @@ class ReportData:
     @property
     def mixed(self) -> bool:
         """True when the rubrics' scales differ, so pooled numbers are on score_norm (0-1)."""
-        return self.evaluations.mixed
+        return self.evaluation_table.mixed
 
     @cached_property
     def scale(self) -> tuple[float, float]:
         """The scale pooled numbers are on: 0-1 when scales mix, else the cohort's one scale."""
         if self.mixed:
             return (0.0, 1.0)
-        found = self.evaluations.scale_pairs(self.evaluations.scored)
+        found = self.evaluation_table.scale_pairs(self.evaluation_table.scored)
         return found[0] if found else DEFAULT_SCALE
 
     @cached_property
@@ -175,10 +175,16 @@ class ReportData:
             return f"Scores: {note}."
         return f"Scores are on the rubrics' scale, {scale_label(self.scale)}."
 
+    @property
+    def evaluations(self) -> list[dict[str, Any]]:
+        """Every evaluation as a dict of ``SCORE_COLUMNS`` (scores.csv's rows, values unformatted), in
+        scores.csv's order. Made on each access: the report itself reads ``evaluation_table``."""
+        return list(evaluation_rows(self))
+
     @cached_property
     def parse_status(self) -> tuple[Column, Column]:
         """Every evaluation's ``parse_status`` and ``parse_error`` (as the scores view has them)."""
-        return _parse_status(self.evaluations)
+        return _parse_status(self.evaluation_table)
 
 
 def collect_report(ledger: Ledger, cohort_id: str, top: int = 10, *, seed: int = DEFAULT_SEED,
@@ -270,7 +276,7 @@ def summary_rows(data: ReportData, means: Sequence[Sequence[Any]] | None = None)
     """
     np = _np()
     table = data.table
-    ev = data.evaluations
+    ev = data.evaluation_table
     high = _high(ev)[np.flatnonzero(ev.scored & (ev.essay >= 0))]
     if means is None:
         means = _means(data, [[FACTOR_AXES[key]] for key, _ in FACTORS])
@@ -369,7 +375,7 @@ def template_model_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[st
 def _essay_order(data: ReportData) -> list[str]:
     """Essays best first, then the unranked ones (scored nowhere yet) by id."""
     order = [r["essay_gen_id"] for r in data.rankings]
-    essay = data.evaluations.columns["essay_gen_id"]
+    essay = data.evaluation_table.columns["essay_gen_id"]
     seen = set(order)
     order += sorted(v for v in essay.present() if v is not None and v not in seen)
     return order
@@ -378,7 +384,7 @@ def _essay_order(data: ReportData) -> list[str]:
 def pivot_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
     """pivot.csv: one row per essay, a mean and n per rubric·evaluator pair (on the rubric's scale)."""
     np = _np()
-    ev = data.evaluations
+    ev = data.evaluation_table
     essay, rubric, evaluator = ev.columns["essay_gen_id"], ev.columns["rubric"], ev.columns["evaluator"]
     pair, first = group_codes([rubric.codes, evaluator.codes])
     names = [(rubric.values[rubric.codes[i]], evaluator.values[evaluator.codes[i]]) for i in first.tolist()]
@@ -414,7 +420,7 @@ def reliability_rows(data: ReportData) -> list[dict[str, Any]]:
     evaluations that finished (completed or failed). Scores are on the rubric's own scale.
     """
     np = _np()
-    ev = data.evaluations
+    ev = data.evaluation_table
     rubric, evaluator = ev.columns["rubric"], ev.columns["evaluator"]
     status = ev.columns["status"].codes
     status_values = ev.columns["status"].values
@@ -526,7 +532,7 @@ def histograms(data: ReportData) -> list[Histogram]:
     """One ``Histogram`` per rubric (and per scale, should one rubric's scores carry two), scores
     rounded to the nearest whole point and counted on the rubric's own scale."""
     np = _np()
-    ev = data.evaluations
+    ev = data.evaluation_table
     rubric = ev.columns["rubric"]
     scored = np.flatnonzero(ev.scored)
     lo = np.where(np.isnan(ev.scale_min), DEFAULT_SCALE[0], ev.scale_min)[scored]
@@ -610,6 +616,41 @@ def _csv_line(fields: Sequence[Any]) -> str:
     return buf.getvalue()
 
 
+def _evaluation_order(data: ReportData) -> Any:
+    """Row positions of the evaluations by essay, rubric, evaluator, replicate and evaluation id."""
+    np = _np()
+    ev = data.evaluation_table
+    cols = ev.columns
+
+    def rank(name: str) -> Any:
+        return _sql_order(cols[name].values)[cols[name].codes]
+
+    if not len(ev):
+        return np.zeros(0, dtype=np.int64)
+    return np.lexsort((np.arange(len(ev)), rank("replicate"), rank("evaluator"), rank("rubric"), rank("essay_gen_id")))
+
+
+def evaluation_rows(data: ReportData) -> Iterator[dict[str, Any]]:
+    """Each evaluation as a dict of ``SCORE_COLUMNS`` (what scores.csv writes, before formatting)."""
+    ev = data.evaluation_table
+    cols = ev.columns
+    parse_status, parse_error = data.parse_status
+    lineage = {name: ev.essay_column(column) for name, column in (
+        ("draft_gen_id", "parent_gen_id"), ("combo_id", "combo_id"), ("draft_template", "draft_template"),
+        ("draft_model", "draft_llm"), ("essay_template", "essay_template"), ("essay_model", "essay_llm"))}
+    own = {"essay_gen_id": cols["essay_gen_id"], "rubric": cols["rubric"], "evaluator": cols["evaluator"],
+           "replicate": cols["replicate"], "attempt": cols["attempt"], "status": cols["status"],
+           "parse_status": parse_status, "parse_error": parse_error, "scale_min": cols["scale_min"],
+           "scale_max": cols["scale_max"], **lineage}
+    for i in _evaluation_order(data).tolist():
+        row = {name: c.values[c.codes[i]] for name, c in own.items()}
+        row["evaluation_gen_id"] = ev.ids[i]
+        row["concepts"] = data.concepts.get(row["combo_id"], "") if row["combo_id"] else ""
+        for name, numbers in (("score", ev.score), ("score_norm", ev.score_norm)):
+            row[name] = None if math.isnan(numbers[i]) else float(numbers[i])
+        yield {k: row[k] for k in SCORE_COLUMNS}
+
+
 def scores_csv(data: ReportData, block: int = 5_000) -> Iterator[bytes]:
     """scores.csv, a block of rows at a time: every evaluation with its lineage, score and scale, by
     essay, rubric, evaluator, replicate and evaluation id.
@@ -619,14 +660,9 @@ def scores_csv(data: ReportData, block: int = 5_000) -> Iterator[bytes]:
     essay); the evaluation's own fields (one piece per distinct combination of them).
     """
     np = _np()
-    ev = data.evaluations
+    ev = data.evaluation_table
     cols = ev.columns
-
-    def rank(name: str) -> Any:
-        return _sql_order(cols[name].values)[cols[name].codes]
-
-    order = np.lexsort((np.arange(len(ev)), rank("replicate"), rank("evaluator"), rank("rubric"),
-                        rank("essay_gen_id"))) if len(ev) else np.zeros(0, dtype=np.int64)
+    order = _evaluation_order(data)
     header = ",".join(SCORE_COLUMNS) + "\n"
     # The essay's fields, one piece per essay (the last one for an evaluation of an unknown essay).
     essay = cols["essay_gen_id"]
@@ -683,7 +719,7 @@ def _ranking_rows(data: ReportData) -> Iterator[list[Any]]:
 def _essay_scores(data: ReportData, essay: str) -> list[dict[str, Any]]:
     """Every evaluation of one essay (scored or not), by rubric, evaluator, replicate and id."""
     np = _np()
-    ev = data.evaluations
+    ev = data.evaluation_table
     cols = ev.columns
     code = [i for i, v in enumerate(cols["essay_gen_id"].values) if v == essay]
     rows = np.flatnonzero(np.isin(cols["essay_gen_id"].codes, code))
@@ -1049,7 +1085,7 @@ class HeatCell:
 def heat_cells(data: ReportData, essays: Sequence[str]) -> tuple[list[str], dict[tuple[str, str], HeatCell]]:
     """The rubrics (sorted) and the mean of each (essay, rubric) among ``essays``."""
     np = _np()
-    ev = data.evaluations
+    ev = data.evaluation_table
     essay, rubric = ev.columns["essay_gen_id"], ev.columns["rubric"]
     rubrics = sorted((v for v in rubric.present()), key=str)
     wanted = [i for i, v in enumerate(essay.values) if v in set(essays)]
@@ -1148,9 +1184,9 @@ def _html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def report_html(data: ReportData, analysis: Analysis) -> str:
     """report.html: one self-contained page (inline CSS and SVG, no scripts, no external links)."""
     title = f"daydream report: cohort {data.cohort_id}"
-    n_scores = int(data.evaluations.scored.sum())
+    n_scores = int(data.evaluation_table.scored.sum())
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>{len(data.rankings)} scored essays, {n_scores} scores from {len(data.evaluations)} evaluations. "
+            f"<p>{len(data.rankings)} scored essays, {n_scores} scores from {len(data.evaluation_table)} evaluations. "
             f"{html.escape(data.scale_text)}</p>",
             "<h2>Progress</h2>",
             _html_table(["stage", "planned", "completed", "failed", "pending", "calls", "tokens", "cost (USD)"],
