@@ -239,7 +239,8 @@ _UNPRICED_SQL = "(COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_
 _NORM_SQL = ("CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 "
              "/ (g.scale_max - g.scale_min) END")
 _SCALE_SQL = "COALESCE(g.scale_min || '-' || g.scale_max, '')"
-_SCORED_SQL = "g.stage = 'evaluation' AND g.score IS NOT NULL AND g.parent_gen_id IS NOT NULL"
+_SCORED_SQL = ("g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL "
+               "AND g.parent_gen_id IS NOT NULL")
 _REFRESH = (
     "DELETE FROM cohort_totals",
     "DELETE FROM cohort_essay_scores",

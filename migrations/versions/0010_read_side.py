@@ -49,7 +49,10 @@ SCALE = "COALESCE({g}.scale_min || '-' || {g}.scale_max, '')"
 # score_norm kept as an integer count of billionths: running sums of integers are exact whatever
 # the order of additions and removals, so the counters equal a recomputation bit for bit.
 NORM_E9 = "COALESCE(CAST(ROUND((" + NORM + ") * 1e9) AS INTEGER), 0)"
-SCORED = "{g}.stage = 'evaluation' AND {g}.score IS NOT NULL AND {g}.parent_gen_id IS NOT NULL"
+# A score counts once its scale is known: the feed sets a score, then (0008's statements) its scale,
+# so the read counters move once per score rather than twice.
+SCORED = ("{g}.stage = 'evaluation' AND {g}.score IS NOT NULL AND {g}.scale_min IS NOT NULL "
+          "AND {g}.parent_gen_id IS NOT NULL")
 
 
 def _totals_values(g: str, sign: str) -> str:
@@ -116,7 +119,7 @@ _TOTALS_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in (
 _KEY_SAME = "OLD.model_id IS NEW.model_id AND OLD.stage IS NEW.stage"
 _SCORE_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in (
     "score", "parent_gen_id", "stage", "scale_min", "scale_max"))
-_SCORED_EVAL = "{g}.stage = 'evaluation' AND {g}.score IS NOT NULL"
+_SCORED_EVAL = "{g}.stage = 'evaluation' AND {g}.score IS NOT NULL AND {g}.scale_min IS NOT NULL"
 
 # The lineage an essay's row shows in essay_rankings, read once from gen_state: when the row is
 # created, and when the essay itself arrives after its scores (a projection rebuilt out of order).
