@@ -28,7 +28,6 @@ _GEN = "Generation id (d_ draft, e_ essay, v_ evaluation)"
 _COHORT = "Cohort id"
 _STAGE = "Stage: draft, essay or evaluation"
 _COST = "Money spent, USD (all calls and attempts)"
-_UNPRICED = "Generations that made calls whose cost was never recorded (left out of cost_usd, not free)"
 _SCALE = ("Scale the numbers are on: the rubric's (like 0-9), or 0-1 (score_norm) when the scores "
           "averaged come from rubrics of different scales")
 
@@ -95,7 +94,7 @@ VIEWS: dict[str, ViewDoc] = {
             "pending": "Generations not yet completed or failed (includes running and blocked)",
             "blocked": "Pending generations whose parent (or the parent's parent) failed",
             "calls": "LLM call tries made", "tokens": "Prompt plus completion tokens",
-            "cost_usd": _COST, "unpriced": _UNPRICED,
+            "cost_usd": _COST,
         }),
     "scores": ViewDoc(
         "Scores",
@@ -167,7 +166,7 @@ VIEWS: dict[str, ViewDoc] = {
             "cohort_id": _COHORT, "stage": _STAGE, "model_id": "Catalog model id",
             "generations": "Generations", "calls": "LLM call tries", "failed_calls": "Failed tries",
             "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
-            "cost_usd": _COST, "unpriced": _UNPRICED,
+            "cost_usd": _COST,
         }),
     "failures": ViewDoc(
         "Failures",
@@ -314,10 +313,9 @@ def cohort_status(ledger: Ledger, cohort_id: str | None = None) -> list[dict[str
         if not found:
             known = ", ".join(cohort_ids(ledger)) or "none"
             raise NotFound(f"cohort {cohort_id!r} has no generations in the ledger (cohorts: {known})")
-    if found and "unpriced" not in found[0]:  # a ledger opened read-only before migration 0010
-        unpriced = unpriced_counts(ledger, cohort_id)
-        for row in found:
-            row["unpriced"] = unpriced.get((row["cohort_id"], row["stage"]), 0)
+    unpriced = unpriced_counts(ledger, cohort_id)
+    for row in found:
+        row["unpriced"] = unpriced.get((row["cohort_id"], row["stage"]), 0)
     return found
 
 
@@ -326,10 +324,16 @@ def unpriced_counts(ledger: Ledger, cohort_id: str | None = None) -> dict[tuple[
 
     Imported generations often carry tokens but no price; cost sums treat them as 0, so every
     spend figure has to say how many generations it leaves out rather than look free. Since
-    migration 0010 ``cohort_progress`` and ``spend`` carry the count; this counts from scratch.
+    migration 0010 ``cohort_totals`` keeps the count (a few rows to sum); a ledger read before it
+    (opened read-only) is counted from the generations.
     """
-    where = "WHERE g.calls > g.failed_calls AND g.cost_usd IS NULL" + (" AND m.cohort_id = ?" if cohort_id else "")
     params = (cohort_id,) if cohort_id else ()
+    if "unpriced" in {r["name"] for r in _dicts(ledger, "SELECT name FROM pragma_table_info('cohort_totals')")}:
+        where = "WHERE cohort_id = ?" if cohort_id else ""
+        return {(r["cohort_id"], r["stage"]): r["n"] for r in _dicts(ledger, f"""
+            SELECT cohort_id, stage, SUM(unpriced) AS n FROM cohort_totals {where}
+            GROUP BY cohort_id, stage HAVING SUM(unpriced) > 0""", params)}
+    where = "WHERE g.calls > g.failed_calls AND g.cost_usd IS NULL" + (" AND m.cohort_id = ?" if cohort_id else "")
     # One cohort: walk its members. Every cohort: one pass over gen_state, then the member index for
     # the few unpriced ones (walking every membership instead took 250 ms at 1M events, this 45 ms).
     join = "cohort_members m JOIN gen_state g" if cohort_id else "gen_state g CROSS JOIN cohort_members m"

@@ -3,8 +3,8 @@
 What 0003's read projections kept, and what changes here (issues 12 and 15):
 
 - ``cohort_totals`` gains ``unpriced``: generations that made calls whose cost was never recorded.
-  ``daydream status`` read it by walking every membership of the cohort (130 ms at 1,000,000
-  events); now it is a column of ``cohort_progress`` (and of ``spend``).
+  ``daydream status`` counted them by walking every membership of the cohort (130 ms at 1,000,000
+  events); now it sums a few rows of this table.
 - ``cohort_essay_scores`` gains ``total_norm_e9`` (the sum of the scores' ``score_norm``, in
   billionths: an integer, so its running sums are exact) with ``mean_norm``, and the essay's lineage (combo, draft, templates and models), filled once when the
   row is created: ``essay_rankings`` no longer looks every essay and draft up in ``gen_state``
@@ -20,8 +20,8 @@ What 0003's read projections kept, and what changes here (issues 12 and 15):
 
 The triggers of 0003 that keep ``cohort_totals`` and ``cohort_essay_scores`` are replaced by the
 same triggers extended to the new columns and to ``cohort_scales`` (same names, same events, same
-transaction as the change behind them). Views replaced: ``cohort_progress``, ``spend``,
-``essay_rankings``, ``essay_scores``, ``evaluator_agreement``.
+transaction as the change behind them). Views replaced: ``essay_rankings``, ``essay_scores`` and
+``evaluator_agreement`` (no other view is touched).
 
 Revision ID: 0010_read_side
 Revises: 0009_comparisons
@@ -203,33 +203,6 @@ _RANKED = """SELECT c.cohort_id, c.essay_gen_id, c.combo_id, c.draft_gen_id, c.d
       WHERE c.n > 0 AND {which}"""
 
 VIEWS = {
-    "cohort_progress": """
--- One row per cohort and stage: how many generations are planned, done, failed, still pending.
-SELECT t.cohort_id, t.stage, t.planned, t.completed, t.failed, t.running,
-       t.planned - t.completed - t.failed AS pending,
-       -- blocked: planned children of failed generations, plus their planned children in turn.
-       -- CROSS JOIN fixes the loop order: start from the few failed generations (status index),
-       -- then follow ix_gen_state_parent; left to itself SQLite scans every planned generation.
-       (SELECT COUNT(*) FROM gen_state p CROSS JOIN gen_state g CROSS JOIN cohort_members m
-        WHERE p.status = 'failed' AND g.parent_gen_id = p.gen_id AND g.status = 'planned'
-          AND g.stage = t.stage AND m.cohort_id = t.cohort_id AND m.gen_id = g.gen_id)
-       + (SELECT COUNT(*) FROM gen_state f CROSS JOIN gen_state c CROSS JOIN gen_state g
-            CROSS JOIN cohort_members m
-          WHERE f.status = 'failed' AND c.parent_gen_id = f.gen_id AND c.status = 'planned'
-            AND g.parent_gen_id = c.gen_id AND g.status = 'planned' AND g.stage = t.stage
-            AND m.cohort_id = t.cohort_id AND m.gen_id = g.gen_id) AS blocked,
-       t.calls, t.tokens, t.cost_usd, t.unpriced
-FROM (SELECT cohort_id, stage, SUM(generations) AS planned, SUM(completed) AS completed,
-             SUM(failed) AS failed, SUM(running) AS running, SUM(calls) AS calls,
-             SUM(prompt_tokens) + SUM(completion_tokens) AS tokens,
-             ROUND(SUM(cost_usd), 6) AS cost_usd, SUM(unpriced) AS unpriced
-      FROM cohort_totals GROUP BY cohort_id, stage HAVING SUM(generations) > 0) t""",
-    "spend": """
--- One row per cohort, stage and model: calls, tokens and money (a reused generation counts in each).
-SELECT cohort_id, stage, NULLIF(model_key, '') AS model_id, generations, calls, failed_calls,
-       prompt_tokens, completion_tokens, ROUND(cost_usd, 6) AS cost_usd, unpriced
-FROM cohort_totals
-WHERE generations > 0""",
     "essay_rankings": f"""
 -- One row per cohort and scored essay: the mean of all its scores in that cohort, rank 1 = best. A cohort whose rubrics mix scales is ranked on score_norm (0-1).
 WITH {SCALES_CTE}
