@@ -296,7 +296,7 @@ class ScoreTable(Sequence[Score]):
     def scales(self) -> list[tuple[Any, Any]]:
         """The distinct (scale_min, scale_max) pairs the rows hold."""
         lo, hi = self.columns["scale_min"], self.columns["scale_max"]
-        ids, first = group_codes([lo.codes, hi.codes])
+        _, first = group_codes([lo.codes, hi.codes])
         return [(lo.values[lo.codes[i]], hi.values[hi.codes[i]]) for i in first.tolist()] if len(self) else []
 
     # -------------------------------------------------------------- Sequence[Score]
