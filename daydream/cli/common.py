@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 DB_ENV = "DAYDREAM_DB"
 DEFAULT_DB = "ledger.db"
 # Where the options given before the subcommand are kept (ctx.meta is shared by the whole chain).
-META_DB = "daydream.db"
+META_DB = "daydream.ledger.db"
 META_VERBOSE = "daydream.verbose"
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -42,7 +42,11 @@ TABLES: dict[str, tuple[str, str]] = {
     "cohort_totals": ("Cohort totals (projection)",
                       "Running sums per cohort, stage and model behind cohort_progress and spend."),
     "cohort_essay_scores": ("Cohort essay scores (projection)",
-                            "Running score sums per cohort and essay behind essay_rankings."),
+                            "Running score sums per cohort and essay behind essay_rankings, with the "
+                            "essay's lineage."),
+    "cohort_scales": ("Cohort scales (projection)",
+                      "Scored evaluations per cohort and rubric scale: whether a cohort's rubrics mix "
+                      "scales (then essay_rankings ranks on score_norm)."),
     "chain_head": ("Chain head", "The seq and hash of the last event, moved by every append; "
                                  "daydream verify checks that the chain ends there."),
     "workers": ("Workers (runs)", "One row per daydream run: host, process, last heartbeat and grace. "
@@ -111,7 +115,8 @@ ORDER BY planned_seq""",
 
 
 # Listed only under "hidden tables": projections a view already shows in readable form ...
-HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "chain_head", "workers")
+HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "cohort_scales", "chain_head",
+          "workers")
 # ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
 # event types) through which each append applies its events to the projections (migration 0004).
 PLUMBING = ("alembic_version", "projection_feed", "projected_types")
