@@ -6,9 +6,11 @@ Both ledgers run the same code (``Ledger.append``) and receive the same events: 
 ResponseParsed, and ScoreRecorded for evaluations): the events a ``daydream run`` appends, all of
 them projected. The only difference is the schema revision, i.e. how the projection statements
 are installed. Batched appends (1,000 events per transaction, as the runner's writer batches) and
-single-event transactions; repeats alternate between the two, and medians are printed.
+single-event transactions; then ``projections check`` on the batched ledger (it replays every
+event through the same triggers, in a transaction it rolls back). Repeats alternate between the
+two schemas; medians are printed.
 
-    uv run python bench/projection_feed.py [--generations 20000] [--single 3000] [--repeat 5]
+    uv run python bench/projection_feed.py [--generations 20000] [--single 5000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from alembic import command
 
-from daydream.ledger import db
+from daydream.ledger import db, projections
 from daydream.ledger.store import Ledger, NewEvent
 
 SINGLE_TRIGGER = "0009_comparisons"
@@ -73,21 +75,27 @@ def ledger_at(path: Path, revision: str) -> Ledger:
     return Ledger(path, engine)
 
 
-def timed(folder: Path, revision: str, events: list[NewEvent], batch: int) -> tuple[float, list[tuple]]:
+def timed(folder: Path, revision: str, events: list[NewEvent], batch: int) -> tuple[float, float, list[tuple]]:
+    """Seconds to append ``events`` in batches of ``batch``, seconds of a check, and the projected state."""
     ledger = ledger_at(folder / f"{revision}-{batch}.db", revision)
     start = time.perf_counter()
     for i in range(0, len(events), batch):
         ledger.append(events[i:i + batch])
     elapsed = time.perf_counter() - start
     state = ledger.query("SELECT gen_id, status, calls, cost_usd, score, scale_max FROM gen_state ORDER BY gen_id")
+    check = 0.0
+    if batch != 1:
+        start = time.perf_counter()
+        assert projections.check(ledger).drift == []
+        check = time.perf_counter() - start
     ledger.engine.dispose()
-    return elapsed, state
+    return elapsed, check, state
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=20_000, help="generations in the batched run")
-    parser.add_argument("--single", type=int, default=3_000, help="events appended one per transaction")
+    parser.add_argument("--single", type=int, default=5_000, help="events appended one per transaction")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -100,20 +108,23 @@ def main() -> None:
         for name, revision in revisions.items():
             with tempfile.TemporaryDirectory() as tmp:
                 for batch, sample in ((args.batch, events), (1, single_events)):
-                    elapsed, state = timed(Path(tmp), revision, sample, batch)
+                    elapsed, check, state = timed(Path(tmp), revision, sample, batch)
                     times.setdefault((name, batch), []).append(elapsed)
                     if batch != 1:
+                        times.setdefault((name, 0), []).append(check)
                         states.append(state)
         assert states[0] == states[1], "the two schemas projected different states"
     print(f"{len(events):,} events batched by {args.batch}, {len(single_events):,} single; "
           f"{args.repeat} repeats, alternating (medians)")
-    base = {}
-    for (name, batch), values in times.items():
-        n = len(events) if batch != 1 else len(single_events)
-        median = statistics.median(values)
-        base.setdefault(batch, median)
-        print(f"{name:<34} {'batched' if batch != 1 else 'single ':<8} {n / median:>10,.0f} events/s "
-              f"{median / n * 1e6:>8.2f} us/event   time x{median / base[batch]:.2f}")
+    base: dict[int, float] = {}
+    kinds = {args.batch: "batched", 1: "single", 0: "check"}
+    for batch in kinds:
+        for name in revisions:
+            n = len(single_events) if batch == 1 else len(events)
+            median = statistics.median(times[(name, batch)])
+            base.setdefault(batch, median)
+            print(f"{name:<34} {kinds[batch]:<8} {n / median:>10,.0f} events/s "
+                  f"{median / n * 1e6:>8.2f} us/event   time x{median / base[batch]:.2f}")
 
 
 if __name__ == "__main__":

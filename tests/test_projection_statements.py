@@ -22,9 +22,9 @@ from daydream.ledger.store import Ledger, NewEvent
 from tests.projection_events import mixed_events, replay
 from tests.read_fixtures import build_fixture
 
-# The last revision whose projection ran as one trigger assembled by 0002, 0004 and 0008.
-SINGLE_TRIGGER = "0009_comparisons"
 REVISION = "0011_projections_per_type"
+# The revision before it: the last whose projection ran as one trigger assembled by 0002, 0004 and 0008.
+SINGLE_TRIGGER = ScriptDirectory(str(db.migrations_dir())).get_revision(REVISION).down_revision
 
 
 def _alembic(engine: Engine, move: str, revision: str) -> None:

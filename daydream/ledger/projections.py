@@ -47,7 +47,8 @@ class EventFields:
 
     ``e("gen_id")`` is a payload field (a path below the payload's root: ``e("scale[0]")`` is the
     first element of ``scale``); ``e.json("worker")`` a field kept as JSON text (an object or a
-    list); ``e.seq`` the event's position in the ledger. Another dialect subclasses this.
+    list); ``e.true("released")`` says a flag is true (false when absent or null); ``e.seq`` is the
+    event's position in the ledger. Another dialect subclasses this.
     """
 
     seq = "NEW.seq"
@@ -58,6 +59,10 @@ class EventFields:
     def json(self, path: str) -> str:
         # SQLite's json_extract gives objects and arrays back as their JSON text already.
         return self(path)
+
+    def true(self, path: str) -> str:
+        # JSON true reads as 1; IS (not =) makes an absent flag false rather than NULL.
+        return f"({self(path)} IS 1)"
 
 
 @dataclass(frozen=True)
@@ -79,20 +84,24 @@ def render_projections(e: EventFields) -> dict[str, Projection]:
     this_attempt = f"gen_id = {e('gen_id')} AND attempt = {e('attempt')}"
     # A call whose claim had been taken over by another worker is recorded (it was paid) but the
     # generation belongs to the new claimant: it does not touch the projection.
-    not_superseded = f"{e('superseded')} IS NOT 1"
+    not_superseded = f"NOT {e.true('superseded')}"
     # Rubrics declare their scale; scores recorded before scales existed were all on 0-9.
     scale_min, scale_max = f"COALESCE({e('scale[0]')}, 0)", f"COALESCE({e('scale[1]')}, 9)"
-    # ON CONFLICT DO NOTHING keeps the row already there (a generation planned again, a cohort
-    # joined twice). Unlike SQLite's INSERT OR IGNORE it raises on a NOT NULL column left empty,
-    # so each insert says which fields its row needs, and an event lacking one inserts nothing.
     # daydream reparse re-reads a recorded answer (reparsed: true) with the template version and
     # parser of now: the generation records which.
     reparsed = (f"UPDATE gen_state SET template_hash = COALESCE({e('template_hash')}, template_hash),\n"
                 f"    parser = COALESCE({e('parser')}, parser)\n"
-                f"WHERE {this_attempt} AND {e('reparsed')} = 1")
-    member = (f"INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)\n"
-              f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}\n"
-              f"WHERE {e('stage')} IS NOT NULL")
+                f"WHERE {this_attempt} AND {e.true('reparsed')}")
+    # ON CONFLICT DO NOTHING keeps the row already there (a generation planned again, a cohort
+    # joined twice). Unlike SQLite's INSERT OR IGNORE it raises on a NOT NULL column left empty,
+    # so each insert says which fields its row needs, and an event lacking one inserts nothing.
+
+    def member(condition: str = "") -> str:
+        """The generation joins the event's cohort."""
+        return (f"INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)\n"
+                f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}\n"
+                f"WHERE {e('stage')} IS NOT NULL{condition}\n"
+                f"ON CONFLICT DO NOTHING")
     listed = [
         Projection(ev.GENERATION_PLANNED,
                    "A new generation: its row in gen_state (attempt 1, planned, no calls yet), and "
@@ -106,10 +115,10 @@ SELECT {e('gen_id')}, {e('stage')}, {e('parent_gen_id')}, {e('combo_id')}, {e('t
     {e('cohort_id')}, {e.seq}, 0, 1, 'planned', 0, 0, {e.seq}
 WHERE {e('stage')} IS NOT NULL
 ON CONFLICT DO NOTHING""",
-                       f"{member}\nON CONFLICT DO NOTHING")),
+                       member())),
         Projection(ev.GENERATION_LINKED,
                    "An existing generation joins another cohort (reused work): a membership.", (
-                       f"{member}\nON CONFLICT DO NOTHING",)),
+                       member(),)),
         Projection(ev.GENERATION_IMPORTED,
                    "A generation brought in from the previous pipeline, with its results: its row "
                    "as imported (completed or failed), its score's scale, its membership when it "
@@ -129,7 +138,7 @@ SELECT {e('gen_id')}, {e('stage')}, {e('parent_gen_id')}, {e('combo_id')}, {e('t
     {e('latency_s')}, CASE WHEN {e('raw_hash')} IS NULL THEN 0 ELSE 1 END, 0, {e('error')}, {e.seq}
 WHERE {e('stage')} IS NOT NULL
 ON CONFLICT DO NOTHING""",
-                       f"{member} AND {e('cohort_id')} IS NOT NULL\nON CONFLICT DO NOTHING",
+                       member(f" AND {e('cohort_id')} IS NOT NULL"),
                        f"""UPDATE gen_state SET status = 'completed', prompt_hash = {e('prompt_hash')},
     raw_hash = {e('raw_hash')}, parsed_hash = {e('parsed_hash')}, score = {e('score')},
     scale_min = CASE WHEN {e('score')} IS NOT NULL THEN {scale_min} END,
@@ -168,9 +177,9 @@ WHERE {this_attempt} AND {not_superseded}""",)),
                    "(released: the model was stopped) the generation is pending again.", (
                        f"""UPDATE gen_state SET failed_calls = failed_calls + 1, calls = calls + 1,
     error = {e('error_class')} || ': ' || {e('message')}, parse_failed = 0,
-    status = CASE WHEN {e('released')} THEN 'planned' ELSE status END,
-    lease_until = CASE WHEN {e('released')} THEN NULL ELSE lease_until END,
-    worker = CASE WHEN {e('released')} THEN NULL ELSE worker END,
+    status = CASE WHEN {e.true('released')} THEN 'planned' ELSE status END,
+    lease_until = CASE WHEN {e.true('released')} THEN NULL ELSE lease_until END,
+    worker = CASE WHEN {e.true('released')} THEN NULL ELSE worker END,
     updated_seq = {e.seq}
 WHERE {this_attempt} AND {not_superseded}""",)),
         Projection(ev.CLAIM_RELEASED,
@@ -196,7 +205,8 @@ WHERE {this_attempt}""",)),
                    "keeps 'ParseFailed: ' and the parser's reason), and no older score stays. A "
                    "re-parse also records the template and parser it used.", (
                        f"""UPDATE gen_state SET status = 'failed', error = 'ParseFailed: ' || {e('reason')},
-    parse_failed = 1, score = NULL, scale_min = NULL, scale_max = NULL, lease_until = NULL, updated_seq = {e.seq}
+    parse_failed = 1, score = NULL, scale_min = NULL, scale_max = NULL, lease_until = NULL,
+    updated_seq = {e.seq}
 WHERE {this_attempt}""",
                        reparsed)),
         Projection(ev.GENERATION_FAILED,
@@ -219,7 +229,7 @@ WHERE gen_id = {e('gen_id')}""",)),
                    "A concept combination: its row in combos.", (
                        f"""INSERT INTO combos (combo_id, concept_ids, level, k, seq)
 SELECT {e('combo_id')}, {e.json('concept_ids')}, {e('level')}, {e('k')}, {e.seq}
-WHERE {e('concept_ids')} IS NOT NULL
+WHERE {e.json('concept_ids')} IS NOT NULL
 ON CONFLICT DO NOTHING""",)),
     ]
     return {p.event_type: p for p in listed}

@@ -152,7 +152,7 @@ UPDATE gen_state SET raw_hash = json_extract(NEW.payload, '$.text_hash'), finish
                     ELSE COALESCE(cost_usd, 0) + json_extract(NEW.payload, '$.cost_usd') END,
     latency_s = json_extract(NEW.payload, '$.latency_s'), resolved_model = json_extract(NEW.payload, '$.resolved_model'), calls = calls + 1,
     updated_seq = NEW.seq
-WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND json_extract(NEW.payload, '$.superseded') IS NOT 1;
+WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND NOT (json_extract(NEW.payload, '$.superseded') IS 1);
 END""",
     "LLMCallFailed": """CREATE TRIGGER project_LLMCallFailed INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'LLMCallFailed'
 BEGIN
@@ -160,11 +160,11 @@ BEGIN
 -- was stopped) the generation is pending again.
 UPDATE gen_state SET failed_calls = failed_calls + 1, calls = calls + 1,
     error = json_extract(NEW.payload, '$.error_class') || ': ' || json_extract(NEW.payload, '$.message'), parse_failed = 0,
-    status = CASE WHEN json_extract(NEW.payload, '$.released') THEN 'planned' ELSE status END,
-    lease_until = CASE WHEN json_extract(NEW.payload, '$.released') THEN NULL ELSE lease_until END,
-    worker = CASE WHEN json_extract(NEW.payload, '$.released') THEN NULL ELSE worker END,
+    status = CASE WHEN (json_extract(NEW.payload, '$.released') IS 1) THEN 'planned' ELSE status END,
+    lease_until = CASE WHEN (json_extract(NEW.payload, '$.released') IS 1) THEN NULL ELSE lease_until END,
+    worker = CASE WHEN (json_extract(NEW.payload, '$.released') IS 1) THEN NULL ELSE worker END,
     updated_seq = NEW.seq
-WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND json_extract(NEW.payload, '$.superseded') IS NOT 1;
+WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND NOT (json_extract(NEW.payload, '$.superseded') IS 1);
 END""",
     "ClaimReleased": """CREATE TRIGGER project_ClaimReleased INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'ClaimReleased'
 BEGIN
@@ -182,7 +182,7 @@ UPDATE gen_state SET parsed_hash = json_extract(NEW.payload, '$.parsed_hash'), s
 WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt');
 UPDATE gen_state SET template_hash = COALESCE(json_extract(NEW.payload, '$.template_hash'), template_hash),
     parser = COALESCE(json_extract(NEW.payload, '$.parser'), parser)
-WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND json_extract(NEW.payload, '$.reparsed') = 1;
+WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND (json_extract(NEW.payload, '$.reparsed') IS 1);
 END""",
     "ScoreRecorded": """CREATE TRIGGER project_ScoreRecorded INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'ScoreRecorded'
 BEGIN
@@ -197,11 +197,12 @@ BEGIN
 -- the parser's reason), and no older score stays. A re-parse also records the template and parser it
 -- used.
 UPDATE gen_state SET status = 'failed', error = 'ParseFailed: ' || json_extract(NEW.payload, '$.reason'),
-    parse_failed = 1, score = NULL, scale_min = NULL, scale_max = NULL, lease_until = NULL, updated_seq = NEW.seq
+    parse_failed = 1, score = NULL, scale_min = NULL, scale_max = NULL, lease_until = NULL,
+    updated_seq = NEW.seq
 WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt');
 UPDATE gen_state SET template_hash = COALESCE(json_extract(NEW.payload, '$.template_hash'), template_hash),
     parser = COALESCE(json_extract(NEW.payload, '$.parser'), parser)
-WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND json_extract(NEW.payload, '$.reparsed') = 1;
+WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND attempt = json_extract(NEW.payload, '$.attempt') AND (json_extract(NEW.payload, '$.reparsed') IS 1);
 END""",
     "GenerationFailed": """CREATE TRIGGER project_GenerationFailed INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'GenerationFailed'
 BEGIN
