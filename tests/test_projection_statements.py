@@ -223,3 +223,11 @@ def test_an_event_lacking_a_field_its_row_needs_inserts_nothing(ledger: Ledger) 
     assert ledger.query("SELECT cohort_id, gen_id FROM cohort_members") == [("c", "d_2")]
     assert ledger.query("SELECT COUNT(*) FROM combos") == [(0,)]
     assert ledger.last_seq() == 4  # recorded all the same: the events are the truth
+
+
+def test_every_statement_that_sets_the_error_says_whether_it_is_a_parse_failure() -> None:
+    # parse_failed describes error: a statement changing one without the other would let them disagree.
+    for event_type, projection in projections.PROJECTIONS.items():
+        for statement in projection.statements:
+            if statement.startswith("UPDATE gen_state"):
+                assert (" error = " in statement) == (" parse_failed = " in statement), event_type

@@ -4,8 +4,9 @@ Until now what an event does to the projections was assembled by migrations: 000
 statements with a ``guard()`` helper into one trigger, 0004 lifted that trigger's body out of
 ``sqlite_master`` with a regex, 0008 appended statements to it with another. Now
 ``daydream/ledger/projections.py`` states per event type the statements that apply it, and this
-revision installs a frozen copy of them (``PROJECTION_TRIGGERS`` below, copied verbatim: a migration never
-imports code that may change; a test fails when the newest revision's copy and the module differ):
+revision installs a frozen copy of them (``PROJECTION_TRIGGERS`` below, copied verbatim: a
+migration never imports code that may change; a test fails when the newest revision's copy and
+the module differ):
 
 - ``project_feed`` (one trigger running every statement, each guarded by its event type) is
   replaced by one INSTEAD OF trigger per event type on ``projection_feed``,
@@ -14,11 +15,13 @@ imports code that may change; a test fails when the newest revision's copy and t
   only, where the single trigger set up all 22 for each event and let their type tests skip them;
   appending a run's events in batches of 1,000 takes about 0.6x the time (bench/projection_feed.py).
   ``projected_types`` is set to the listed types (the same fourteen).
-- The statements are those of 0002 and 0008 grouped by type, with the same effect on every table;
-  0008's follow-up statements are folded into the statement they followed (a score and its scale
-  are set together, a failure clears the score itself); inserts say ``ON CONFLICT DO NOTHING``
-  with the NOT NULL fields they need instead of ``INSERT OR IGNORE`` (SQL that PostgreSQL also
-  runs, issue 17).
+- The statements are those of 0002 and 0008 grouped by type, with the same effect on every table
+  (tests/test_projection_statements.py replays every branch through both and compares every table
+  and view). 0008's follow-up statements are folded into the statement they followed (a score and
+  its scale are set together, a failure or a retry clears the score itself), but for the re-parse
+  one; inserts say ``ON CONFLICT DO NOTHING`` with the NOT NULL fields they need instead of
+  ``INSERT OR IGNORE``, and flags are tested with ``IS 1`` (SQL closer to what PostgreSQL runs,
+  issue 17).
 - ``gen_state.parse_failed`` (new, 0 or 1): 1 while the generation's ``error`` is a parse failure
   (``ParseFailed: <reason>``, written by ``ParseFailed``). The views that told a parse failure by
   the prefix of ``error`` read the column: ``scores`` (``parse_status``, ``parse_error``),
