@@ -132,15 +132,15 @@ def test_a_score_edited_in_the_projection_is_caught_by_verify_full_and_repaired(
 
 
 def test_a_rewritten_projection_trigger_fails_verify_full_and_blocks_rebuild(finished: Path) -> None:
-    sql = one(finished, "SELECT sql FROM sqlite_master WHERE name = 'project_feed'")[0]
+    sql = one(finished, "SELECT sql FROM sqlite_master WHERE name = 'project_ScoreRecorded'")[0]
     forged = sql.replace("score = json_extract(NEW.payload, '$.score')", "score = 9", 1)
     assert forged != sql
-    hostile(finished, "DROP TRIGGER project_feed", forged)
+    hostile(finished, "DROP TRIGGER project_ScoreRecorded", forged)
     code, _out, err = cli("verify", "--full", "--db", str(finished))
     assert code == 1
-    assert f"verify failed: schema: trigger project_feed differs from what migration {ddb.head_revision()} created" in err
+    assert f"verify failed: schema: trigger project_ScoreRecorded differs from what migration {ddb.head_revision()} created" in err
     code, _out, err = cli("projections", "rebuild", "--db", str(finished))
-    assert code == 1 and "the schema was altered: trigger project_feed differs" in err
+    assert code == 1 and "the schema was altered: trigger project_ScoreRecorded differs" in err
     assert one(finished, "SELECT COUNT(*) FROM gen_state WHERE score = 9 AND stage = 'evaluation'")[0] == \
         one(finished, "SELECT COUNT(*) FROM events WHERE type = 'ScoreRecorded' "
                       "AND json_extract(payload, '$.score') = 9")[0]

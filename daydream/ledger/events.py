@@ -2,8 +2,8 @@
 
 Streams: ``catalog:<hash16>``, ``cohort:<cohort_id>``, ``combo:<combo_id>``, ``gen:<gen_id>``,
 ``model:<model_id>``, ``report:<cohort_id>``. Every payload is self-contained JSON (large texts by sha256 into ``texts``).
-The ``gen_state`` and ``cohort_members`` projection tables are maintained from these events by
-SQLite triggers (migration 0002), so they are always consistent with the log.
+What each event does to the projection tables (``gen_state``, ``cohort_members``, ``combos``) is
+stated per type in ``daydream/ledger/projections.py``, applied in the transaction of each append.
 
 Payload fields (``?`` = may be null):
 

@@ -119,8 +119,9 @@ class Event(NamedTuple):
 
 EVENT_COLUMNS = "seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash"
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# Applies the projected events appended after a seq to gen_state, cohort_members and combos
-# (migration 0004): one statement per append instead of a trigger on every inserted row.
+# Applies the projected events appended after a seq to gen_state, cohort_members and combos: one
+# statement per append instead of a trigger on every inserted row (migration 0004). Each row fed to
+# the view runs its event type's statements (daydream/ledger/projections.py; one trigger per type).
 PROJECT_EVENTS = ("INSERT INTO projection_feed SELECT seq, stream, version, type, payload, recorded_at, "
                   "causation_seq FROM events WHERE seq > ? AND type IN (SELECT type FROM projected_types) "
                   "ORDER BY seq")

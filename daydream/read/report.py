@@ -469,10 +469,11 @@ def reliability_rows(data: ReportData) -> list[dict[str, Any]]:
 def _parse_status(ev: Evaluations) -> tuple[Column, Column]:
     """The scores view's ``parse_status`` and ``parse_error`` of every evaluation, as columns."""
     np = _np()
-    status, error = ev.columns["status"], ev.columns["error"]
-    # SQLite's LIKE 'ParseFailed:%' ignores ASCII case; so does this.
-    parse = [isinstance(v, str) and v[:12].lower() == "parsefailed:" for v in error.values]
-    is_parse = np.array([*parse, False])[error.codes]
+    status, error, flag = ev.columns["status"], ev.columns["error"], ev.columns["parse_failed"]
+    # gen_state.parse_failed, as the scores view reads it; a parse failure's error is
+    # 'ParseFailed: ' and the parser's reason.
+    is_parse = np.array([v == 1 for v in flag.values] + [False])[flag.codes]
+    parse = [isinstance(v, str) and v.startswith("ParseFailed: ") for v in error.values]
     failed = np.array([v == "failed" for v in status.values] + [False])[status.codes]
     completed = np.array([v == "completed" for v in status.values] + [False])[status.codes]
     kind = np.select([ev.scored, failed & is_parse, completed, failed], [0, 1, 2, 3], default=4).astype(np.int32)

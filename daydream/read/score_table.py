@@ -330,14 +330,14 @@ class ScoreTable(Sequence[Score]):
 EVALUATIONS_SQL = """
 SELECT v.gen_id, v.parent_gen_id, v.score,
        json_array(v.template_id, v.model_id, v.replicate, v.attempt, v.status, v.error, v.imported, v.scale_min,
-                  v.scale_max)
+                  v.scale_max, v.parse_failed)
 FROM cohort_members m JOIN gen_state v ON v.gen_id = m.gen_id
 WHERE m.cohort_id = ? AND m.stage = 'evaluation' AND v.stage = 'evaluation'"""
 # The columns that take few distinct values come as one JSON array per row, encoded once and split
 # after: one dictionary lookup per row in Python instead of nine.
 EVALUATION_COLUMNS = ("evaluation_gen_id", "essay_gen_id", "score", "design")
 DESIGN_COLUMNS = ("rubric", "evaluator", "replicate", "attempt", "status", "error", "imported", "scale_min",
-                  "scale_max")
+                  "scale_max", "parse_failed")
 
 # The lineage of each essay: its parent (the draft, or an essay it was rewritten from) and the
 # draft's design. ``d`` is only a draft: an essay written from an essay has no draft axis.
@@ -358,7 +358,7 @@ class Evaluations:
 
     ``ids`` are the evaluation ids; ``columns`` the categorical columns of ``EVALUATION_COLUMNS``
     (``essay_gen_id``, ``rubric``, ``evaluator``, ``replicate``, ``attempt``, ``status``, ``error``,
-    ``imported``); ``score``, ``scale_min``, ``scale_max`` and ``score_norm`` float arrays (NaN: none).
+    ``imported``, ``parse_failed``); ``score``, ``scale_min``, ``scale_max`` and ``score_norm`` float arrays (NaN: none).
     ``essay`` is each evaluation's row in ``essays`` (-1 when its essay is unknown), whose columns are
     ``ESSAY_COLUMNS``. ``mixed`` is true when the scored evaluations with a known essay (the rows of
     ``scores()``) use more than one scale.
