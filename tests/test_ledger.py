@@ -81,11 +81,11 @@ def test_the_fast_append_path_hashes_exactly_what_verify_recomputes(ledger: Ledg
 
 def test_new_ledgers_use_16k_pages_and_older_files_keep_theirs(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from daydream.ledger import db
+    from daydream.ledger import backend, db
 
     new = Ledger.init(tmp_path / "new.db")[0]
     assert new.query("PRAGMA page_size") == [(16384,)]
-    monkeypatch.setattr(db, "PAGE_SIZE", 4096)  # a ledger made before pages grew
+    monkeypatch.setattr(backend, "PAGE_SIZE", 4096)  # a ledger made before pages grew
     Ledger.init(tmp_path / "old.db")
     monkeypatch.undo()
     old = Ledger.open(tmp_path / "old.db")

@@ -111,7 +111,7 @@ def verify(db_path: str, full: bool) -> None:
                f"({report.referenced_texts} referenced by events, all present)")
     if not full:
         return
-    drift = db.schema_drift(ledger.engine)
+    drift = db.schema_drift(ledger.backend)
     if drift:
         for problem in drift:
             click.echo(f"verify failed: schema: {problem}", err=True)
