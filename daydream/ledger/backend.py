@@ -49,12 +49,14 @@ WAL_AUTOCHECKPOINT_BYTES = 40 * 2**20
 # When a checkpoint lets the log start over, the next commit trims the file to this size, so the
 # file's size tells how much log there is (daydream.run.checkpoints keeps it bounded during runs).
 WAL_SIZE_LIMIT_BYTES = 2**20
-# Page size of new ledgers. Appends insert at scattered places of the (stream, version) index, and
-# each commit writes every page it touched to the log: 16 KiB pages mean fewer, fuller pages per
-# commit (bench/ledger_append.py: +12% batched appends vs 4 KiB), and essays of a few KB fit a
-# page instead of spilling to overflow pages. The price: single-event appends ~30% slower (more
-# bytes per tiny commit, still ~0.1 ms) and essay_rankings at 1M events 35 -> 43 ms.
-PAGE_SIZE = 16384
+# Page size of new ledgers: SQLite's default, 4 KiB. Every commit writes each page it touched to
+# the log, whole, and a run's commits touch mostly scattered pages (a generation's stream in the
+# (stream, version) index, its gen_state row and index entries, its texts by hash): the bytes
+# written grow with the page size, not with the data. Measured (bench/run_stub.py --scale 100000,
+# offline drafts, 4 per commit): 16 KiB pages wrote 36x the final ledger (20 GB, the figure issue 15
+# reported) in 168 s; 4 KiB pages 9.7x in 99 s. Single-event appends are 2.5x faster with 4 KiB,
+# batched appends the same or better. Older ledgers keep the page size they were made with.
+PAGE_SIZE = 4096
 
 EVENT_COLUMNS = "seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash"
 
