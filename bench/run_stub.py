@@ -33,6 +33,7 @@ import yaml
 
 from daydream.ledger.store import Ledger
 from daydream.design.planner import plan_cohort
+from daydream.run.checkpoints import WAL_CHECKPOINT_BYTES
 from daydream.run.runner import RunOptions, run_cohort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,12 +141,22 @@ class WriteCounter:
         return total + last
 
 
-def scale_run(n: int, concurrency: int) -> dict[str, float]:
-    """Plan and run ``n`` offline drafts; what the run wrote and cost, and the final ledger's size."""
+def scale_run(n: int, concurrency: int, offline_concurrency: int | None = None) -> dict[str, float]:
+    """Plan and run ``n`` offline drafts; what the run wrote and cost, and the final ledger's size.
+
+    The offline model's concurrency (the catalog's unless ``offline_concurrency``) sets how many
+    generations share a commit: the runner writes each round of claims, and of results, together.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         catalog = folder / "catalog"
         shutil.copytree(REPO / "specs" / "catalog", catalog)
+        if offline_concurrency:
+            models = yaml.safe_load((catalog / "models.yaml").read_text())
+            for model in models:
+                if model["id"] == "offline":
+                    model["concurrency"] = offline_concurrency
+            (catalog / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
         concepts = [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
         spec = {"combos": {"concepts": concepts[:14], "k": 3, "level": "sentence"},
                 "axes": {"draft_template": ["link-brainstorm"], "draft_llm": ["offline"],
@@ -176,13 +187,14 @@ def scale_run(n: int, concurrency: int) -> dict[str, float]:
                 "frames": frames, "page": page}
 
 
-def report_scale(sizes: list[int], concurrency: int) -> None:
-    print("offline drafts, in-process run (plan not counted in the run's writes)")
+def report_scale(sizes: list[int], concurrency: int, offline_concurrency: int | None) -> None:
+    print(f"offline drafts, in-process run (plan not counted in the run's writes), offline model concurrency "
+          f"{offline_concurrency or 'as in the catalog'}, WAL checkpoint bound {WAL_CHECKPOINT_BYTES // 2**20} MiB")
     print(f"{'n':>8} {'run s':>7} {'ledger MB':>9} {'wchar MB':>9} {'x size':>6} {'disk MB':>8} {'x size':>6} "
           f"{'us/gen user':>11} {'sys':>6} {'commits':>8} {'gen/commit':>10} {'log MB':>7} {'rest MB':>8} "
           f"{'KB/commit':>9}")
     for n in sizes:
-        r = scale_run(n, concurrency)
+        r = scale_run(n, concurrency, offline_concurrency)
         mb = 2**20
         log_bytes = r["frames"] * (r["page"] + 24)
         print(f"{r['n']:>8} {r['run_s']:>7.1f} {r['size'] / mb:>9.1f} {r['wchar'] / mb:>9.1f} "
@@ -203,10 +215,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of the 200 ms case (median reported)")
     parser.add_argument("--big", type=int, default=20000, help="generations for the memory run (0: skip)")
     parser.add_argument("--scale", default="", help="comma-separated draft counts for the write-amplification runs")
+    parser.add_argument("--offline-concurrency", type=int, default=None,
+                        help="--scale: the offline model's concurrency (default: the catalog's)")
     args = parser.parse_args()
     os.environ[KEY_ENV] = "bench"
     if args.scale:
-        report_scale([int(x) for x in args.scale.split(",")], args.concurrency)
+        report_scale([int(x) for x in args.scale.split(",")], args.concurrency, args.offline_concurrency)
         return
 
     print(f"{args.n} generations, {args.latency * 1000:.0f} ms stub latency, concurrency {args.concurrency}")
