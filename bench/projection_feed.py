@@ -67,12 +67,12 @@ def run_events(generations: int) -> list[NewEvent]:
 
 
 def ledger_at(path: Path, revision: str) -> Ledger:
-    engine = db.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = db.create_backend(path, create=True)
+    with db.schema_connection(backend) as conn:
         command.upgrade(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
-    return Ledger(path, engine)
+    return Ledger(path, backend)
 
 
 def timed(folder: Path, revision: str, events: list[NewEvent], batch: int) -> tuple[float, float, list[tuple]]:
@@ -88,7 +88,7 @@ def timed(folder: Path, revision: str, events: list[NewEvent], batch: int) -> tu
         start = time.perf_counter()
         assert projections.check(ledger).drift == []
         check = time.perf_counter() - start
-    ledger.engine.dispose()
+    ledger.close()
     return elapsed, check, state
 
 

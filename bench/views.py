@@ -272,9 +272,9 @@ def main() -> None:
         if path.exists():
             ledger = Ledger.open(path)  # brings an older ledger's schema up to date
             print(f"reusing {path}: {ledger.count():,} events")
-            ledger.engine.dispose()
+            ledger.close()
         else:
-            build(path, args.events).engine.dispose()
+            build(path, args.events).close()
         verdicts: list[tuple[str, str, bool]] = []
 
         print(f"\n{'query':42s} {'wall':>8s}    {'cpu':>8s}")

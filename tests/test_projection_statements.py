@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
 
 from daydream.ledger import db, projections
+from daydream.ledger.backend import SqliteBackend
 from daydream.ledger.store import Ledger, NewEvent
 from tests.projection_events import mixed_events, replay
 from tests.read_fixtures import build_fixture
@@ -27,17 +27,17 @@ REVISION = "0011_projections_per_type"
 SINGLE_TRIGGER = ScriptDirectory(str(db.migrations_dir())).get_revision(REVISION).down_revision
 
 
-def _alembic(engine: Engine, move: str, revision: str) -> None:
-    with engine.connect() as conn:
+def _alembic(backend: SqliteBackend, move: str, revision: str) -> None:
+    with db.schema_connection(backend) as conn:
         getattr(command, move)(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
 
 
 def _at_revision(path: Path, revision: str) -> Ledger:
-    engine = db.create_ledger_engine(path, create=True)
-    _alembic(engine, "upgrade", revision)
-    return Ledger(path, engine)
+    backend = db.create_backend(path, create=True)
+    _alembic(backend, "upgrade", revision)
+    return Ledger(path, backend)
 
 
 def _fed(path: Path, revision: str, events: list[NewEvent], batch: int) -> Ledger:
@@ -143,45 +143,45 @@ def test_the_mix_reaches_every_projected_type_and_branch(events: list[NewEvent])
 def test_upgrading_a_ledger_with_work_from_0009_gives_what_a_new_ledger_projects(
         tmp_path: Path, events: list[NewEvent]) -> None:
     upgraded = _fed(tmp_path / "old.db", SINGLE_TRIGGER, events, 50)
-    _alembic(upgraded.engine, "upgrade", "head")
+    _alembic(upgraded.backend, "upgrade", "head")
     fresh = _fed(tmp_path / "new.db", "head", events, 50)
     assert _dump(upgraded.path) == _dump(fresh.path)  # parse_failed filled from the error text as it was
-    assert db.schema_drift(upgraded.engine) == []
+    assert db.schema_drift(upgraded.backend) == []
     assert projections.check(upgraded).drift == []
 
 
 def test_upgrading_from_0005_keeps_projecting(tmp_path: Path, events: list[NewEvent]) -> None:
     half = len(events) // 2
     ledger = _fed(tmp_path / "old.db", "0005_llm_calls_by_stream", events[:half], 25)
-    _alembic(ledger.engine, "upgrade", "head")
+    _alembic(ledger.backend, "upgrade", "head")
     replay(events[half:], ledger.append, 25)
     fresh = _fed(tmp_path / "new.db", "head", events, 25)
     got, expected = _dump(ledger.path), _dump(fresh.path)
     # 0008 filled the scales of scores already there from their events, as the feed sets them now.
     assert got == expected
-    assert db.schema_drift(ledger.engine) == [] and projections.check(ledger).drift == []
+    assert db.schema_drift(ledger.backend) == [] and projections.check(ledger).drift == []
 
 
 def test_the_downgrade_gives_back_0009_schema_and_its_projections(tmp_path: Path, events: list[NewEvent]) -> None:
     half = len(events) // 2
     ledger = _fed(tmp_path / "ledger.db", "head", events[:half], 10)
-    _alembic(ledger.engine, "downgrade", SINGLE_TRIGGER)
-    assert db.current_revision(ledger.engine) == SINGLE_TRIGGER
+    _alembic(ledger.backend, "downgrade", SINGLE_TRIGGER)
+    assert db.current_revision(ledger.backend) == SINGLE_TRIGGER
     reference = _fed(tmp_path / "reference.db", SINGLE_TRIGGER, events[:half], 10)
     assert _schema(ledger.path) == _schema(reference.path)  # the very text 0004 and 0008 made
-    assert db.schema_drift(ledger.engine) == []
+    assert db.schema_drift(ledger.backend) == []
     replay(events[half:], ledger.append, 10)  # the old feed trigger projects what comes next
     replay(events[half:], reference.append, 10)
     assert _dump(ledger.path) == _dump(reference.path)
-    _alembic(ledger.engine, "upgrade", "head")  # and up again
+    _alembic(ledger.backend, "upgrade", "head")  # and up again
     assert _schema(ledger.path) == _schema(_at_revision(tmp_path / "fresh.db", "head").path)
     assert projections.check(ledger).drift == []
 
 
 def test_an_empty_ledger_goes_to_the_new_revision_and_back(tmp_path: Path) -> None:
     ledger = _at_revision(tmp_path / "ledger.db", "head")
-    assert db.current_revision(ledger.engine) == db.head_revision()
-    _alembic(ledger.engine, "downgrade", SINGLE_TRIGGER)
+    assert db.current_revision(ledger.backend) == db.head_revision()
+    _alembic(ledger.backend, "downgrade", SINGLE_TRIGGER)
     assert _schema(ledger.path) == _schema(_at_revision(tmp_path / "old.db", SINGLE_TRIGGER).path)
 
 

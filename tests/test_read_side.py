@@ -175,12 +175,12 @@ def _at(path: Path, revision: str) -> Ledger:
 
     from daydream.ledger import db
 
-    engine = db.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = db.create_backend(path, create=True)
+    with db.schema_connection(backend) as conn:
         command.upgrade(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
-    return Ledger(path, engine)
+    return Ledger(path, backend)
 
 
 def test_upgrading_fills_the_new_counters_and_downgrading_restores_0009(tmp_path: Path, mixed: Ledger) -> None:
@@ -197,7 +197,7 @@ def test_upgrading_fills_the_new_counters_and_downgrading_restores_0009(tmp_path
                  "cohort_totals", "cohort_essay_scores", "cohort_scales"):
         sql = f"SELECT * FROM {view} ORDER BY 1, 2, 3"
         assert rows(upgraded, sql) == rows(mixed, sql), view
-    with upgraded.engine.connect() as conn:
+    with db.schema_connection(upgraded.backend) as conn:
         command.downgrade(db._alembic_config(conn), "0009_comparisons")
         if conn.in_transaction():
             conn.commit()
@@ -322,7 +322,7 @@ def test_reading_an_old_ledger_read_only_still_counts_unpriced_work(tmp_path: Pa
     old = _at(tmp_path / "old.db", "0009_comparisons")
     build_fixture(old)
     import_unpriced(old)
-    old.engine.dispose()
+    old.close()
     readonly = Ledger.open(old.path, readonly=True)  # not upgraded: 0009's cohort_progress
     status = {(r["cohort_id"], r["stage"]): r["unpriced"] for r in views.cohort_status(readonly)}
     assert status[("c-legacy", "draft")] == 1 and status[("c-one", "draft")] == 0

@@ -30,7 +30,7 @@ def finished(tmp_path: Path) -> Path:
     path = tmp_path / "ledger.db"
     ledger = Ledger.init(path)[0]
     plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(n_combos=2, model="offline")), cohort_id="c")
-    ledger.engine.dispose()
+    ledger.close()
     ran = run_cli("run", "--db", str(path))
     assert ran.returncode == 0, ran.stderr
     return path
@@ -160,14 +160,14 @@ def test_upgrading_an_old_ledger_stores_its_current_head(tmp_path: Path) -> None
     from alembic import command
 
     path = tmp_path / "old.db"
-    engine = ddb.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = ddb.create_backend(path, create=True)
+    with ddb.schema_connection(backend) as conn:
         command.upgrade(ddb._alembic_config(conn), "0005_llm_calls_by_stream")
         conn.commit()
-    old = Ledger(path, engine)
+    old = Ledger(path, backend)
     stored = old.append([NewEvent("s", "ThingHappened", {"i": i}) for i in range(5)])
     assert old.check_integrity().head is None  # nothing to compare with before 0006
-    engine.dispose()
+    backend.close()
     upgraded = Ledger.open(path)
     assert upgraded.check_integrity().head == (5, stored[-1].hash)
     upgraded.append([NewEvent("s", "ThingHappened", {"i": 5})])

@@ -147,7 +147,7 @@ def verify(db_path: str, full: bool, as_json: bool) -> None:
         if as_json:
             echo_json({**found, "ok": True, "problems": []})
         return
-    drift = db.schema_drift(ledger.engine)
+    drift = db.schema_drift(ledger.backend)
     if drift:
         _verify_failed(as_json, {**found, "schema_ok": False}, [f"schema: {problem}" for problem in drift])
     if not as_json:

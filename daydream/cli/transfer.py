@@ -82,7 +82,7 @@ def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: s
         with tempfile.TemporaryDirectory(prefix="daydream-dry-run-") as scratch:
             empty, _before, _after = Ledger.init(Path(scratch) / "empty.db")
             report = import_dagster(empty, data_root, dry_run=True)
-            empty.engine.dispose()
+            empty.close()
     else:
         ledger, _before, _after = init_ledger(db_path)
         report = import_dagster(ledger, data_root)

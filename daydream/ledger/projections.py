@@ -369,7 +369,7 @@ def ensure_trustworthy(ledger: Ledger) -> None:
         raise LedgerIntegrityError(exc.seq, f"{exc.reason}; refusing to rebuild the projections from events "
                                             "that fail verification (they would adopt the altered data): "
                                             "restore the ledger from a backup") from None
-    drift = db.schema_drift(ledger.engine)
+    drift = db.schema_drift(ledger.backend)
     if drift:
         more = f" (and {len(drift) - 1} more)" if len(drift) > 1 else ""
         raise LedgerIntegrityError(None, f"the schema was altered: {drift[0]}{more}; refusing to rebuild the "
@@ -413,4 +413,4 @@ def _check_copy(ledger: Ledger) -> Outcome:
         try:
             return check(scratch)
         finally:
-            scratch.engine.dispose()
+            scratch.close()

@@ -155,7 +155,7 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
     path = check_path(db_path, create=False)
     # A daydream ledger, not just any SQLite file; the plugin reads it through the same query
     # functions as 'daydream status' and 'daydream show'.
-    ledger = Ledger(Path(path), db.open_engine(path, readonly=True))
+    ledger = Ledger(Path(path), db.open_backend(path, readonly=True))
     if not pm.is_registered(browse_plugin):
         pm.register(browse_plugin, name="daydream_browse")
     ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False, template_dir=str(FILES / "templates"),

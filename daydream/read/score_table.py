@@ -437,9 +437,9 @@ def _read_rows(ledger: Ledger, sql: str, params: tuple[Any, ...], names: Sequenc
     plain: dict[str, list[Any]] = {n: [] for n in keep_plain}  # Texts, a chunk at a time
     nums: dict[str, list[Any]] = {n: [] for n in numeric}
     count = 0
-    with ledger.engine.connect() as conn:
+    with ledger.backend.read() as conn:
         # The driver's own cursor, a chunk at a time: rows never exist all at once as Python tuples.
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = conn.cursor()
         try:
             cursor.execute(sql, params)
             while True:

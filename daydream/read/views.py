@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daydream.errors import NotFound
+from daydream.ledger.backend import column_names
 from daydream.ledger.store import Ledger
 
 
@@ -291,10 +292,10 @@ def refresh_read_projections(ledger: Ledger) -> None:
 
 
 def _dicts(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    with ledger.engine.connect() as conn:
-        result = conn.exec_driver_sql(sql, params)
-        names = list(result.keys())
-        return [dict(zip(names, row)) for row in result.fetchall()]
+    with ledger.backend.read() as conn:
+        cursor = conn.execute(sql, params)
+        names = column_names(cursor)
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def query(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

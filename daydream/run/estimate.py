@@ -125,7 +125,7 @@ def scratch_copy(ledger: Ledger) -> Iterator[Ledger]:
         try:
             yield copy
         finally:
-            copy.engine.dispose()
+            copy.close()
 
 
 def estimate_pending(ledger: Ledger, *, cohort: str | None = None, stage: str | None = None) -> Estimate:

@@ -411,13 +411,13 @@ class Runner:
         names = [self.options.stage] if self.options.stage else sorted(
             self.stages.items, key=lambda n: (STAGE_ORDER.get(n, 9), n))
         found: list[dict[str, Any]] = []
-        with self.ledger.engine.connect() as conn:
+        with self.ledger.backend.read() as conn:
             reclaim_sql = RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else "")
             reclaim_params = {**params, "now": now, "local": claims.local_claims_pattern(self.worker),
                               "run": self.worker["run"]}
             if self.options.stage:
                 reclaim_params["stage"] = self.options.stage
-            for row in conn.exec_driver_sql(reclaim_sql, reclaim_params).fetchall():
+            for row in conn.execute(reclaim_sql, reclaim_params).fetchall():
                 gen = dict(zip(GEN_COLUMNS, row))
                 if self._startable(gen) and self._takeable(row[len(GEN_COLUMNS):], gen):
                     found.append(gen)
@@ -426,7 +426,7 @@ class Runner:
                 # stopped model, replay misses), so work behind them is still reached.
                 after = 0
                 while len(found) < wanted:
-                    rows = conn.exec_driver_sql(PENDING_SQL.format(cohort=cohort),
+                    rows = conn.execute(PENDING_SQL.format(cohort=cohort),
                                                 {**params, "stage": name, "after": after}).fetchall()
                     for row in rows:
                         gen = dict(zip(GEN_COLUMNS, row))
@@ -482,7 +482,7 @@ class Runner:
     def _wait_for_others(self) -> bool:
         """True (and say so, now and then) while other live workers hold claims of this scope."""
         scope, params = self._scope()
-        with self.ledger.engine.connect() as conn:
+        with self.ledger.backend.read() as conn:
             held = claims.held_elsewhere(conn, self.worker["run"], scope,
                                          {**params, "now": iso_utc(datetime.now(timezone.utc))})
         if not held.claims:

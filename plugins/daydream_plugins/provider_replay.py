@@ -63,9 +63,8 @@ class ReplayIndex:
         prompts: dict[tuple[str, int], str] = {}
         by_prompt: dict[tuple[str, str], RecordedCall] = {}
         by_gen: dict[tuple[str, str, str], RecordedCall] = {}
-        with ledger.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
-            cursor.execute(_INDEX_SQL)
+        with ledger.backend.read() as conn:
+            cursor = conn.execute(_INDEX_SQL)
             while rows := cursor.fetchmany(10_000):
                 for (type_, gen_id, attempt, model, prompt_hash, call_hash, raw_hash, finish,
                      p_tokens, c_tokens, resolved) in rows:
@@ -188,8 +187,8 @@ class ReplayProvider:
         )
 
     async def aclose(self) -> None:
-        """Release the other ledger's engine."""
-        self.ledger.engine.dispose()
+        """Release the other ledger's connections."""
+        self.ledger.close()
 
 
 def _why(exc: Exception) -> str:
