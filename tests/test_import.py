@@ -453,14 +453,14 @@ def test_a_locked_ledger_stops_the_import_with_one_line_and_a_rerun_continues(
     import sqlite3
 
     from daydream.ledger import db
-    from daydream.errors import ImportError_
+    from daydream.errors import ImportFailed
 
     built = build_dagster_root(tmp_path / "root", n_combos=2)
     monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)  # give up on the lock quickly
     holder = sqlite3.connect(ledger_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
     try:
-        with pytest.raises(ImportError_, match="re-running the import continues"):
+        with pytest.raises(ImportFailed, match="re-running the import continues"):
             import_dagster(Ledger.open(ledger_path), built.root)
     finally:
         holder.execute("ROLLBACK")
