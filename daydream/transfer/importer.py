@@ -30,6 +30,7 @@ from daydream.design.catalog import LEGACY_PARSER_ALIASES, load_catalog
 from daydream.errors import ConcurrencyConflict, DaydreamError, ImportFailed, LedgerIntegrityError
 from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.design.scales import DEFAULT_SCALE, Scale
+from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
 
 STAGES = ("draft", "essay", "evaluation")
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
@@ -778,8 +779,8 @@ class _Importer:
         if spec_path.is_file():
             try:
                 spec_text = spec_path.read_text(encoding="utf-8")
-                yaml.safe_load(spec_text)
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                load_yaml(spec_text)  # aliases that would explode it are refused, as for a spec we plan
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, YAMLTooLarge) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self.report.problem(spec_path, f"spec not recorded: {first}")
             else:
