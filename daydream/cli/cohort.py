@@ -8,21 +8,33 @@ They are thin wrappers over ``daydream.design.spec_dsl``, ``daydream.design.plan
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from daydream.cli.common import db_option, echo_json, echo_json_line, echo_table, json_option, open_ledger
 
+if TYPE_CHECKING:
+    from daydream.design.spec_compile import DesignRows
+
 FORMATS = click.Choice(["table", "csv", "jsonl", "json"])
 STAGES = ("draft", "essay", "evaluation")
 
 
-def _print_rows(rows: list[dict], fmt: str, limit: int | None) -> None:
-    shown = rows[:limit] if limit is not None else rows
+def _print_rows(rows: Sequence[dict] | DesignRows, fmt: str, limit: int | None) -> None:
+    # Rows are made on demand: with --limit only the rows shown are made, and JSON lines and CSV are
+    # written row by row, so a spec of millions of rows prints without holding them.
+    total = len(rows)
+    shown: Iterable[dict] = itertools.islice(rows, limit) if limit is not None else rows
+    if fmt in ("table", "json"):
+        shown = list(shown)
+    first = next(iter(rows), None)
     # Headers from the first row (every row has the same keys), so --limit 0 still prints them.
-    headers = list(rows[0]) if rows else []
+    headers = list(first) if first is not None else []
     if fmt == "json":
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
     elif fmt == "jsonl":
@@ -34,8 +46,8 @@ def _print_rows(rows: list[dict], fmt: str, limit: int | None) -> None:
         writer.writerows(shown)
     else:
         echo_table(headers, [[row.get(h) for h in headers] for row in shown])
-        if limit is not None and len(rows) > limit:
-            click.echo(f"… {len(rows) - limit} more rows ({len(rows)} in all)")
+        if limit is not None and total > limit:
+            click.echo(f"… {total - limit} more rows ({total} in all)")
 
 
 @click.group()
@@ -57,13 +69,13 @@ def spec_compile(spec_path: str, catalog_dir: str | None, fmt: str, as_json: boo
     """Print the design rows SPEC compiles to (validated against a catalog when one is given)."""
     from daydream.design.catalog import load_catalog
     from daydream.design.planner import validate_spec
-    from daydream.design.spec_compile import compile_spec
+    from daydream.design.spec_compile import design_rows
     from daydream.design.spec_dsl import load_spec
 
     if as_json:
         fmt = "json"
     loaded = load_spec(spec_path)
-    rows = compile_spec(loaded)
+    rows = design_rows(loaded)
     if catalog_dir is not None or loaded.catalog is not None:
         validate_spec(loaded, rows, load_catalog(catalog_dir or loaded.catalog))
     _print_rows(rows, fmt, limit)
