@@ -192,3 +192,16 @@ def test_a_plan_killed_mid_append_leaves_nothing_visible_and_planning_again_give
     assert [e[1:] for e in appended(ledger)] == [e[1:] for e in appended(reference)]
     assert pending_counts(ledger)["draft"]["ready"] == 8
     assert run_cli("verify", "--db", str(db)).returncode == 0
+
+
+def test_progress_says_rows_planned_then_events_appended(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(planner, "ROWS_PER_BATCH", 10)
+    seen: list[tuple[str, int, int]] = []
+    result = plan_cohort(ledger, DEMO, chunk_events=10, progress=lambda *step: seen.append(step))
+    planning = [s for s in seen if s[0] == "planning"]
+    appending = [s for s in seen if s[0] == "appending"]
+    assert seen == planning + appending
+    assert [done for _, done, _ in planning] == [10, 20, 30, 40, 50, 60, 64]
+    assert {total for _, _, total in planning} == {64}
+    assert [done for _, done, _ in appending] == list(range(10, 91, 10)) + [96]
+    assert {total for _, _, total in appending} == {result.events} == {ledger.count()}

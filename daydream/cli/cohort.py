@@ -11,7 +11,8 @@ import csv
 import itertools
 import json
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 FORMATS = click.Choice(["table", "csv", "jsonl", "json"])
 STAGES = ("draft", "essay", "evaluation")
+PROGRESS_FROM = 50_000  # rows or events: smaller plans finish before a progress line helps
 
 
 def _print_rows(rows: Sequence[dict] | DesignRows, fmt: str, limit: int | None) -> None:
@@ -48,6 +50,25 @@ def _print_rows(rows: Sequence[dict] | DesignRows, fmt: str, limit: int | None) 
         echo_table(headers, [[row.get(h) for h in headers] for row in shown])
         if limit is not None and total > limit:
             click.echo(f"… {total - limit} more rows ({total} in all)")
+
+
+def _progress_line() -> Callable[[str, int, int], None] | None:
+    """On a terminal, a line on stderr saying how far a large plan is (rows planned, events appended)."""
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def show(phase: str, done: int, total: int) -> None:
+        if total < PROGRESS_FROM:
+            return
+        now = time.monotonic()
+        if done < total and now - last[0] < 0.5:
+            return
+        last[0] = now
+        note = " (one transaction: other writers wait)" if phase == "appending" else ""
+        click.echo(f"\r{phase} {done:,} / {total:,}{note}", err=True, nl=done >= total)
+
+    return show
 
 
 @click.group()
@@ -112,7 +133,8 @@ def cohort_plan(spec_path: str, cohort_id: str | None, catalog_dir: str | None, 
     from daydream.run.estimate import estimate_pending, scratch_copy
 
     ledger = open_ledger(db_path)
-    result = plan_cohort(ledger, spec_path, catalog_dir, cohort_id=cohort_id, dry_run=dry_run)
+    result = plan_cohort(ledger, spec_path, catalog_dir, cohort_id=cohort_id, dry_run=dry_run,
+                         progress=_progress_line())
     if dry_run and result.events:
         with scratch_copy(ledger) as copy:  # the plan as it would be, without touching the ledger
             plan_cohort(copy, spec_path, catalog_dir, cohort_id=cohort_id)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,6 +36,8 @@ from daydream.design.spec_compile import design_rows
 from daydream.design.spec_dsl import Spec, load_spec
 
 STAGE_ORDER = ("draft", "essay", "evaluation")
+# progress(phase, done, total): see plan_cohort.
+Progress = Callable[[str, int, int], None]
 _CHUNK = 900
 # Events per batch of the final append, and design rows per planning batch: big enough that SQL
 # round trips do not dominate, small enough that a batch's Python objects stay a few MB.
@@ -611,18 +613,19 @@ def validate_spec(spec: Spec, rows: Iterable[dict[str, Any]], catalog: Catalog,
 
 def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None = None,
                 cohort_id: str | None = None, dry_run: bool = False, *,
-                chunk_events: int = CHUNK_EVENTS) -> PlanResult:
+                chunk_events: int = CHUNK_EVENTS, progress: Progress | None = None) -> PlanResult:
     """Validate a spec against its catalog and append its plan to the ledger in one transaction.
 
     Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
     only the generations that are new. Existing generations (any cohort, or imported) are linked.
     When another process appends the same things first (two plans at once), the plan is simply
     worked out again against what is now in the ledger. ``chunk_events`` is how many events each
-    batch of the (single-transaction) append holds.
+    batch of the (single-transaction) append holds; ``progress(phase, done, total)``, when given, is
+    called as design rows are planned (phase "planning") and events appended ("appending").
     """
     for attempt in range(5):
         try:
-            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run, chunk_events)
+            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run, chunk_events, progress)
         except ConcurrencyConflict:
             if attempt == 4:
                 raise
@@ -631,7 +634,7 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
 
 
 def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None,
-               cohort_id: str | None, dry_run: bool, chunk_events: int) -> PlanResult:
+               cohort_id: str | None, dry_run: bool, chunk_events: int, progress: Progress | None) -> PlanResult:
     """Validate a spec against its catalog and append its plan to the ledger in one transaction.
 
     Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
@@ -654,8 +657,12 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
     try:
         planning = _Planning(ledger, cat, cohort, parent_combos, scratch)
         planning.link_existing_parents(design.existing_parents)
+        done = 0
         for batch in _batches(rows, ROWS_PER_BATCH):
             planning.add_rows(batch)
+            done += len(batch)
+            if progress is not None:
+                progress("planning", done, len(rows))
         planning.raise_on_stale_templates(cat)
         counts = planning.counts
 
@@ -731,8 +738,16 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                 "models": model_hashes,
             }, expected_version=cohort_version if first_on_cohort else None)
 
+        def batches() -> Iterator[tuple[list[NewEvent], list[str]]]:
+            done = 0
+            for events, batch_texts in _chunked(plan_events(), chunk_events, texts):
+                yield events, batch_texts
+                done += len(events)
+                if progress is not None:
+                    progress("appending", done, n_events)
+
         if n_events and not dry_run:
-            ledger.append_batches(lambda: _chunked(plan_events(), chunk_events, texts))
+            ledger.append_batches(batches)
     finally:
         scratch.close()
     return PlanResult(cohort, str(spec.path), spec.spec_hash, spec_version, catalog_hash, len(rows), counts,
