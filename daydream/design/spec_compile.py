@@ -2,8 +2,9 @@
 of *factors* (groups of axes that move together) whose cartesian product gives the rows.
 
 ``compile_spec`` returns plain dicts keyed in the spec's field order, shuffled when the spec sets a
-seed (``design_rows`` makes the same rows one at a time, for designs too large to hold); a rule that cannot apply (unknown axis, value outside a domain, unbalanced or empty pair)
-raises a ``SpecError`` naming the rule's place in the spec file.
+seed; ``design_rows`` makes the same rows one at a time (for designs too large to hold, such as a
+million-generation plan). A rule that cannot apply (unknown axis, value outside a domain,
+unbalanced or empty pair) raises a ``SpecError`` naming the rule's place in the spec file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import operator
 import random
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +110,13 @@ class DesignRows:
                  count: int, seed: int | None) -> None:
         self.order = order
         self._factors = factors
-        self._pick = None if perm == tuple(range(len(perm))) else operator.itemgetter(*perm) \
-            if len(perm) > 1 else (lambda flat, i=perm[0]: (flat[i],))
+        self._pick: Callable[[tuple], tuple] | None
+        if perm == tuple(range(len(perm))):
+            self._pick = None
+        elif len(perm) == 1:
+            self._pick = lambda flat, i=perm[0]: (flat[i],)
+        else:
+            self._pick = operator.itemgetter(*perm)
         self._count = count
         self._seed = seed
         self._shuffled: array | None = None
