@@ -90,6 +90,11 @@ def baseline_planner(ref: str) -> types.ModuleType:
     """The planner module as of git ``ref``, loaded under its own name (it still runs on today's ledger)."""
     source = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:daydream/design/planner.py"],
                             capture_output=True, text=True, check=True).stdout
+    from daydream.design import spec_compile, spec_dsl
+
+    # Older planners imported compile_spec from spec_dsl, which re-exported it then.
+    if not hasattr(spec_dsl, "compile_spec"):
+        spec_dsl.compile_spec = spec_compile.compile_spec  # type: ignore[attr-defined]
     module = types.ModuleType("daydream_baseline_planner")
     sys.modules[module.__name__] = module  # dataclasses look their module up there
     exec(compile(source, f"{ref[:10]}:daydream/design/planner.py", "exec"), module.__dict__)
