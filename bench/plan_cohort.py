@@ -1,4 +1,4 @@
-"""Benchmark: compiling a 100,000-row spec, and planning ~20,000 generations into a fresh ledger.
+"""Benchmark: compiling a 100,000-row spec, planning ~20,000 generations, and planning memory at scale.
 
 Measured side by side in one run: (1) ``load_spec`` + ``compile_spec`` of a spec with 100,000
 design rows (target: under 2 s); (2) ``plan_cohort`` of a starter-catalog study with ~20,000
@@ -9,16 +9,30 @@ transaction; and, to show where the time goes, (4) ``Ledger.append`` of those sa
 texts into another fresh ledger (hash chain plus the projection triggers of the migrations).
 Prints rows/s, events/s and the plan/raw cost ratio (target: within 2x), plus plan/append.
 
-    uv run python bench/plan_cohort.py [--repeat 3]
+Then planning memory (issue 15: peak RSS flat in cohort size, under 250 MB for 1,000,000
+generations): the same study scaled by its evaluation replicates to ~100,000 generations (and
+~1,000,000 with ``--million``), each planned into a fresh ledger by a fresh process, which reports
+its peak RSS (VmHWM of /proc/self/status, else ``getrusage``), wall time, generations/s, how long the plan's single write
+transaction held the ledger's write lock, and the bytes it wrote (/proc/self/io). Side by side at
+100k: the planner before streaming (``--baseline``, default the commit this work started from,
+loaded from git; it needs ~3 KB per generation, so 1M is not attempted with it).
+
+    uv run python bench/plan_cohort.py [--repeat 3] [--million] [--baseline REF | --no-baseline]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 from daydream.design.catalog import load_catalog
@@ -59,6 +73,122 @@ axes:
   evaluation_llm: [offline, sonnet-4]
   evaluation_replicate: 2
 """
+
+
+# Evaluation replicates giving ~100k and ~1M generations: 364 * (3 + 6 + 24 * r).
+SCALES = {"100k": 11, "1M": 114}
+BASELINE = "de4069b90d602e243d9b4bdabc2655da4cda0c86"  # the planner before streaming (issue 15)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def study_spec(replicates: int) -> str:
+    concepts = ", ".join(sorted(load_catalog().concepts))
+    return PLAN_SPEC.replace("evaluation_replicate: 2", f"evaluation_replicate: {replicates}") % concepts
+
+
+def baseline_planner(ref: str) -> types.ModuleType:
+    """The planner module as of git ``ref``, loaded under its own name (it still runs on today's ledger)."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:daydream/design/planner.py"],
+                            capture_output=True, text=True, check=True).stdout
+    from daydream.design import spec_compile, spec_dsl
+
+    # Older planners imported compile_spec from spec_dsl, which re-exported it then.
+    if not hasattr(spec_dsl, "compile_spec"):
+        spec_dsl.compile_spec = spec_compile.compile_spec  # type: ignore[attr-defined]
+    module = types.ModuleType("daydream_baseline_planner")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, f"{ref[:10]}:daydream/design/planner.py", "exec"), module.__dict__)
+    return module
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size: VmHWM, reset by exec (ru_maxrss is not: on Linux a
+    child started by a big parent reports the parent's size), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def written_bytes() -> int:
+    try:
+        with open("/proc/self/io") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("write_bytes"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def plan_child(replicates: int, baseline: str | None) -> None:
+    """In a fresh process: plan the study into a fresh ledger and print one JSON line of figures."""
+    plan = baseline_planner(baseline).plan_cohort if baseline else plan_cohort
+    # Time the write transaction: the streaming planner appends through append_batches, the
+    # baseline through one append.
+    method = "append" if baseline else "append_batches"
+    real = getattr(Ledger, method)
+    held: list[float] = []
+
+    def timed(self: Ledger, *args: object, **kwargs: object) -> object:
+        start = time.perf_counter()
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            held.append(time.perf_counter() - start)
+
+    setattr(Ledger, method, timed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / "study.yaml"
+        path.write_text(study_spec(replicates))
+        ledger = Ledger.init(folder / "ledger.db")[0]
+        before = written_bytes()
+        start = time.perf_counter()
+        result = plan(ledger, path)
+        elapsed = time.perf_counter() - start
+        written = written_bytes() - before
+        ledger.close()
+        size = (folder / "ledger.db").stat().st_size
+    print(json.dumps({"generations": sum(c["new"] for c in result.counts.values()), "events": result.events,
+                      "seconds": elapsed, "write_txn_s": max(held, default=0.0),
+                      "peak_rss_mb": peak_rss_mb(),
+                      "written_mb": written / 1e6, "ledger_mb": size / 1e6}))
+
+
+def measure_plan(replicates: int, baseline: str | None) -> dict | None:
+    args = [sys.executable, __file__, "--child", str(replicates)] + (["--baseline", baseline] if baseline else [])
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0:
+        print(f"  ({'baseline' if baseline else 'streaming'} planner failed: "
+              f"{(done.stderr.strip().splitlines() or ['?'])[-1]})")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(million: bool, baseline: str | None) -> None:
+    print("\nplanning memory (each plan in a fresh process, into a fresh ledger):")
+    header = (f"  {'plan':<22}{'generations':>12}{'time':>9}{'gen/s':>9}{'write txn':>11}{'peak RSS':>10}"
+              f"{'written':>10}{'ledger':>9}")
+    print(header)
+    figures: dict[tuple[str, str], dict] = {}
+    runs = ([("100k", baseline)] if baseline else []) + [("100k", None)] + ([("1M", None)] if million else [])
+    for scale, ref in runs:
+        got = measure_plan(SCALES[scale], ref)
+        if got is None:
+            continue
+        name = f"{scale} {'baseline ' + ref[:7] if ref else 'streaming'}"
+        figures[(scale, "baseline" if ref else "streaming")] = got
+        print(f"  {name:<22}{got['generations']:>12,}{got['seconds']:>8.1f}s{got['generations'] / got['seconds']:>9,.0f}"
+              f"{got['write_txn_s']:>10.1f}s{got['peak_rss_mb']:>8.0f}MB{got['written_mb']:>8.0f}MB"
+              f"{got['ledger_mb']:>7.0f}MB")
+    new100 = figures.get(("100k", "streaming"))
+    old100 = figures.get(("100k", "baseline"))
+    if new100 and old100:
+        print(f"ratio peak RSS streaming/baseline at 100k: {new100['peak_rss_mb'] / old100['peak_rss_mb']:.2f}x; "
+              f"time: {new100['seconds'] / old100['seconds']:.2f}x")
+    new1m = figures.get(("1M", "streaming"))
+    if new100 and new1m:
+        print(f"ratio peak RSS 1M/100k (streaming): {new1m['peak_rss_mb'] / new100['peak_rss_mb']:.2f}x   "
+              f"(target: flat; 1M under 250 MB: {'yes' if new1m['peak_rss_mb'] < 250 else 'NO'})")
 
 
 def bench_compile(folder: Path) -> tuple[float, int]:
@@ -131,7 +261,17 @@ def bench_small_batched(folder: Path, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="repeats (medians are printed)")
+    parser.add_argument("--million", action="store_true",
+                        help="also plan ~1,000,000 generations (about 2-3 minutes and 1.5 GB of disk)")
+    parser.add_argument("--baseline", metavar="REF", default=BASELINE,
+                        help="git commit whose planner is measured side by side at 100k (default: the "
+                             "planner before streaming)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline planner")
+    parser.add_argument("--child", type=int, metavar="REPLICATES", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        plan_child(args.child, args.baseline if "--baseline" in sys.argv else None)
+        return
     compiles, plans, raws, appends, smalls = [], [], [], [], []
     n_rows = gens = n_events = 0
     for _ in range(args.repeat):
@@ -158,6 +298,7 @@ def main() -> None:
     print(f"ratio plan/small batched append: {p / b:.2f}x   (each GenerationPlanned also maintains projections)")
     print(f"ratio append/raw:    {a / r:.2f}x   (the ledger's chain + projection triggers)")
     print(f"ratio plan/raw:      {p / r:.2f}x")
+    bench_memory(args.million, None if args.no_baseline else args.baseline)
 
 
 if __name__ == "__main__":

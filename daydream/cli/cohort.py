@@ -8,21 +8,35 @@ They are thin wrappers over ``daydream.design.spec_dsl``, ``daydream.design.plan
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from daydream.cli.common import db_option, echo_json, echo_json_line, echo_table, json_option, open_ledger
 
+if TYPE_CHECKING:
+    from daydream.design.spec_compile import DesignRows
+
 FORMATS = click.Choice(["table", "csv", "jsonl", "json"])
 STAGES = ("draft", "essay", "evaluation")
+PROGRESS_FROM = 50_000  # rows or events: smaller plans finish before a progress line helps
 
 
-def _print_rows(rows: list[dict], fmt: str, limit: int | None) -> None:
-    shown = rows[:limit] if limit is not None else rows
+def _print_rows(rows: Sequence[dict] | DesignRows, fmt: str, limit: int | None) -> None:
+    # Rows are made on demand: with --limit only the rows shown are made, and JSON lines and CSV are
+    # written row by row, so a spec of millions of rows prints without holding them.
+    total = len(rows)
+    shown: Iterable[dict] = itertools.islice(rows, limit) if limit is not None else rows
+    if fmt in ("table", "json"):
+        shown = list(shown)
+    first = next(iter(rows), None)
     # Headers from the first row (every row has the same keys), so --limit 0 still prints them.
-    headers = list(rows[0]) if rows else []
+    headers = list(first) if first is not None else []
     if fmt == "json":
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
     elif fmt == "jsonl":
@@ -34,8 +48,27 @@ def _print_rows(rows: list[dict], fmt: str, limit: int | None) -> None:
         writer.writerows(shown)
     else:
         echo_table(headers, [[row.get(h) for h in headers] for row in shown])
-        if limit is not None and len(rows) > limit:
-            click.echo(f"… {len(rows) - limit} more rows ({len(rows)} in all)")
+        if limit is not None and total > limit:
+            click.echo(f"… {total - limit} more rows ({total} in all)")
+
+
+def _progress_line() -> Callable[[str, int, int], None] | None:
+    """On a terminal, a line on stderr saying how far a large plan is (rows planned, events appended)."""
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def show(phase: str, done: int, total: int) -> None:
+        if total < PROGRESS_FROM:
+            return
+        now = time.monotonic()
+        if done < total and now - last[0] < 0.5:
+            return
+        last[0] = now
+        note = " (one transaction: other writers wait)" if phase == "appending" else ""
+        click.echo(f"\r{phase} {done:,} / {total:,}{note}", err=True, nl=done >= total)
+
+    return show
 
 
 @click.group()
@@ -57,13 +90,13 @@ def spec_compile(spec_path: str, catalog_dir: str | None, fmt: str, as_json: boo
     """Print the design rows SPEC compiles to (validated against a catalog when one is given)."""
     from daydream.design.catalog import load_catalog
     from daydream.design.planner import validate_spec
-    from daydream.design.spec_compile import compile_spec
+    from daydream.design.spec_compile import design_rows
     from daydream.design.spec_dsl import load_spec
 
     if as_json:
         fmt = "json"
     loaded = load_spec(spec_path)
-    rows = compile_spec(loaded)
+    rows = design_rows(loaded)
     if catalog_dir is not None or loaded.catalog is not None:
         validate_spec(loaded, rows, load_catalog(catalog_dir or loaded.catalog))
     _print_rows(rows, fmt, limit)
@@ -100,7 +133,8 @@ def cohort_plan(spec_path: str, cohort_id: str | None, catalog_dir: str | None, 
     from daydream.run.estimate import estimate_pending, scratch_copy
 
     ledger = open_ledger(db_path)
-    result = plan_cohort(ledger, spec_path, catalog_dir, cohort_id=cohort_id, dry_run=dry_run)
+    result = plan_cohort(ledger, spec_path, catalog_dir, cohort_id=cohort_id, dry_run=dry_run,
+                         progress=_progress_line())
     if dry_run and result.events:
         with scratch_copy(ledger) as copy:  # the plan as it would be, without touching the ledger
             plan_cohort(copy, spec_path, catalog_dir, cohort_id=cohort_id)

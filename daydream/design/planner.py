@@ -3,17 +3,27 @@
 Each design row becomes a chain draft → essay → evaluation (or a shorter one: single-stage essays
 straight from a combo, or evaluations of existing essays). Generations are deduplicated across rows
 and across cohorts: before planning an id we look for the same id or the same signature in
-``gen_state`` (imported generations keep their legacy ids) and link that one instead. The whole plan
-is validated against the catalog first and appended in one atomic ``ledger.append``.
+``gen_state`` (imported generations keep their legacy ids) and link that one instead.
+
+Memory stays flat in the size of the cohort (a million generations plan in well under 250 MB): the
+design rows are made one at a time (``spec_compile.DesignRows``), validated in one pass, then
+turned into generations batch by batch; what must be remembered across batches (ids already seen,
+the plan's events in order) waits in a private scratch database on disk, not in Python objects.
+The plan is then appended from the scratch database in batches of ``CHUNK_EVENTS`` events, all
+inside ONE write transaction (``Ledger.append_batches``), so a plan is all or nothing: a plan
+that fails or is killed part way leaves the ledger exactly as it was (nothing for a runner, a view
+or ``daydream status`` to see), and planning again simply starts over with the same ids.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from daydream.ledger import events as ev
 from daydream.design import ids
@@ -22,11 +32,17 @@ from daydream.design.catalog import (Catalog, Template, check_template, describe
                               model_settings, recorded_models)
 from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
 from daydream.ledger.store import Ledger, NewEvent, text_hash
-from daydream.design.spec_compile import compile_spec
+from daydream.design.spec_compile import design_rows
 from daydream.design.spec_dsl import Spec, load_spec
 
 STAGE_ORDER = ("draft", "essay", "evaluation")
+# progress(phase, done, total): see plan_cohort.
+Progress = Callable[[str, int, int], None]
 _CHUNK = 900
+# Events per batch of the final append, and design rows per planning batch: big enough that SQL
+# round trips do not dominate, small enough that a batch's Python objects stay a few MB.
+CHUNK_EVENTS = 5000
+ROWS_PER_BATCH = 4000
 
 
 @dataclass
@@ -52,31 +68,24 @@ class PlanResult:
 
 
 @dataclass
-class _Gen:
-    """One planned generation before ids are resolved against the ledger."""
-
-    stage: str
-    parent: Any  # key of the parent _Gen, ("gen", gen_id) for an existing one, or None
-    combo_id: str | None
-    template: Template
-    model_id: str | None
-    replicate: int
-    gen_id: str = ""
-    existing: bool = False
-
-
-@dataclass
 class _Design:
-    gens: dict[str, dict[tuple, _Gen]] = field(default_factory=lambda: {s: {} for s in STAGE_ORDER})
+    """What one pass over the design rows found (the generations themselves are made later, in batches)."""
+
     combos: set[str] = field(default_factory=set)
     existing_parents: dict[str, set[str]] = field(default_factory=lambda: {"draft": set(), "essay": set()})
     missing: dict[str, set[str]] = field(default_factory=dict)  # kind -> names not in the catalog
     combo_defs: dict[str, dict] = field(default_factory=dict)  # combos to define (not yet in the ledger)
+    models: set[str] = field(default_factory=set)  # model ids of the llm-mode generations
+    templates: dict[int, Template] = field(default_factory=dict)  # templates the generations use, by id()
 
 
 # ----------------------------------------------------------------------------- rows -> generations
-def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec) -> _Design:
-    """Map rows to unique generations; unknown template and model names are collected, not raised."""
+def design_generations(rows: Iterable[dict[str, Any]], catalog: Catalog, spec: Spec) -> _Design:
+    """Check every row's axes and names in one pass; unknown template and model names are collected, not raised.
+
+    Raises ``SpecError`` for the first row whose axes cannot make generations (a draft without a
+    combo, an evaluation without an essay …).
+    """
     design = _Design()
     missing: dict[str, set[str]] = {"draft template": set(), "essay template": set(),
                                     "evaluation template": set(), "model": set()}
@@ -90,20 +99,16 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
             missing[f"{stage} template"].add(tid)
         return found
 
-    def model(mid: str | None, stage: str, t: Template) -> str | None:
+    def use(stage: str, t: Template, mid: str | None) -> None:
+        design.templates[id(t)] = t
         if t.generator == "copy":
-            return None
+            return
         if mid is None:
             problems.append(f"{stage} template {t.id!r} is llm-mode but the spec has no {stage}_llm axis")
-        return mid
+        else:
+            design.models.add(mid)
 
-    drafts, essays, evals = design.gens["draft"], design.gens["essay"], design.gens["evaluation"]
-    seen_rows: set[tuple] = set()
     for row in rows:
-        signature = tuple(row.items())
-        if signature in seen_rows:
-            continue
-        seen_rows.add(signature)
         _check_axes(row, problems)
         if problems:
             break
@@ -126,7 +131,7 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
             design.combos.add(combo)
         if not known_names:
             continue
-        parent: Any = None
+        has_parent = False
         if "draft_template" in row:
             t = templates["draft"][row["draft_template"]]
             if combo is None:
@@ -135,49 +140,38 @@ def design_generations(rows: list[dict[str, Any]], catalog: Catalog, spec: Spec)
             if t.generator != "llm":
                 problems.append(f"draft template {t.id!r} is {t.generator}-mode; drafts need an llm template")
                 break
-            design.combos.add(combo)
-            mid = model(row.get("draft_llm"), "draft", t)
-            key = (combo, t.id, mid, row.get("draft_replicate", 1))
-            if key not in drafts:
-                drafts[key] = _Gen("draft", None, combo, t, mid, key[3])
-            parent = ("draft", key)
+            use("draft", t, row.get("draft_llm"))
+            has_parent = True
         elif "draft_gen_id" in row:
-            parent = ("gen", row["draft_gen_id"])
+            has_parent = True
             design.existing_parents["draft"].add(row["draft_gen_id"])
 
         if "essay_template" in row:
             t = templates["essay"][row["essay_template"]]
-            if parent is None:
+            if not has_parent:
                 if combo is None:
                     problems.append("essay rows need a draft (draft_template or draft_gen_id) or a combo")
                     break
                 if t.generator == "copy":
                     problems.append(f"essay template {t.id!r} is copy-mode but the spec has no draft to copy")
                     break
-                design.combos.add(combo)
-            mid = model(row.get("essay_llm"), "essay", t)
-            key = (parent or ("combo", combo), t.id, mid, row.get("essay_replicate", 1))
-            if key not in essays:
-                essays[key] = _Gen("essay", parent, combo if parent is None else None, t, mid, key[3])
-            parent = ("essay", key)
+            use("essay", t, row.get("essay_llm"))
+            has_parent = True
         elif "essay_gen_id" in row:
-            parent = ("gen", row["essay_gen_id"])
+            has_parent = True
             design.existing_parents["essay"].add(row["essay_gen_id"])
         else:
-            parent = None  # a draft alone cannot be evaluated
+            has_parent = False  # a draft alone cannot be evaluated
 
         if "evaluation_template" in row:
             t = templates["evaluation"][row["evaluation_template"]]
-            if parent is None:
+            if not has_parent:
                 problems.append("evaluation rows need an essay (essay_template or essay_gen_id)")
                 break
             if t.generator != "llm":
                 problems.append(f"evaluation template {t.id!r} is {t.generator}-mode; expected llm")
                 break
-            mid = model(row.get("evaluation_llm"), "evaluation", t)
-            key = (parent, t.id, mid, row.get("evaluation_replicate", 1))
-            if key not in evals:
-                evals[key] = _Gen("evaluation", parent, None, t, mid, key[3])
+            use("evaluation", t, row.get("evaluation_llm"))
 
     if problems:
         raise SpecError(f"{spec.path}: {problems[0]}")
@@ -217,52 +211,262 @@ def _select(ledger: Ledger, sql: str, values: list[Any], extra: tuple = ()) -> l
     return out
 
 
+class _Scratch:
+    """The plan's memory between batches: a private SQLite database on disk, not Python objects.
+
+    ``sqlite3.connect("")`` makes a temporary database that SQLite deletes when it is closed (the
+    file is unlinked as soon as it is opened, so even a killed process leaves nothing behind); its
+    page cache is capped, the rest lives on disk. It holds the generation ids already seen (by
+    their computed id, ``keys``; by the id they resolved to, ``done``) and, per stage, the
+    generations to plan and to link, in the order the plan appends them.
+    """
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect("", isolation_level=None)
+        self.conn.execute("PRAGMA cache_size = -16000")  # KiB: 16 MB of pages at most
+        self.conn.execute("PRAGMA journal_mode = OFF")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        for name in ("keys", "done"):
+            self.conn.execute(f"CREATE TABLE {name} (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        for stage in STAGE_ORDER:
+            self.conn.execute(f"CREATE TABLE planned_{stage} (n INTEGER PRIMARY KEY, gen_id TEXT, parent TEXT, "
+                              "combo TEXT, template TEXT, model TEXT, replicate)")
+            self.conn.execute(f"CREATE TABLE linked_{stage} (n INTEGER PRIMARY KEY, gen_id TEXT)")
+        self.conn.execute("BEGIN")  # one transaction, never committed: the database dies with the plan
+
+    def first_seen(self, table: str, ids_: list[str]) -> list[str]:
+        """The ids (unique, in order) not in ``table`` yet, which are added to it."""
+        if not ids_:
+            return []
+        fresh = [r[0] for r in self.conn.execute(
+            f"SELECT value FROM json_each(?) WHERE value NOT IN {table} ORDER BY key", (json.dumps(ids_),))]
+        self.conn.executemany(f"INSERT INTO {table} VALUES (?)", [(i,) for i in fresh])
+        return fresh
+
+    def add(self, table: str, rows: list[tuple]) -> None:
+        if rows:
+            marks = ", ".join("?" * (len(rows[0]) + 1))
+            self.conn.executemany(f"INSERT INTO {table} VALUES ({marks})", [(None, *r) for r in rows])
+
+    def read(self, table: str) -> Iterator[tuple]:
+        """The rows of ``table`` in the order added, without their number."""
+        cur = self.conn.execute(f"SELECT * FROM {table} ORDER BY n")
+        while batch := cur.fetchmany(CHUNK_EVENTS):
+            for row in batch:
+                yield row[1:]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Cand(NamedTuple):
+    """One generation a row asks for, before its id is resolved against the ledger."""
+
+    computed: str  # the id its signature gives
+    parent: str | None  # the parent's resolved id
+    combo: str | None  # the combo it descends from (payload), known through its parent
+    sig_combo: str | None  # the combo of its signature: only without a parent
+    template: Template
+    model_id: str | None
+    replicate: int
+
+
 _STATE_COLS = "gen_id, stage, parent_gen_id, combo_id, template_id, model_id, replicate"
 
 
-def _resolve_stage(ledger: Ledger, gens: dict[tuple, _Gen], resolved: dict[tuple, str]) -> None:
-    """Give each generation its id: an existing one (same id or same signature) or a fresh one."""
-    if not gens:
-        return
-    stage = next(iter(gens.values())).stage
-    for key, g in gens.items():
-        parent_id = _parent_id(g, resolved)
-        g.gen_id = ids.gen_id_for(stage, parent_id if parent_id else g.combo_id, g.template.id,
-                                  g.model_id, g.replicate)
-    by_id = {r[0]: r for r in _select(
-        ledger, f"SELECT {_STATE_COLS} FROM gen_state WHERE gen_id IN ({{marks}})",
-        [g.gen_id for g in gens.values()])}
-    # Signature lookup: drafts (and single-stage essays) by combo, children by parent.
-    with_parent = sorted({p for g in gens.values() if (p := _parent_id(g, resolved))})
-    combos = sorted({g.combo_id for g in gens.values() if not _parent_id(g, resolved) and g.combo_id})
+def _resolve(ledger: Ledger, stage: str, cands: dict[str, _Cand]) -> dict[str, tuple[str, bool]]:
+    """Give each generation its id: an existing one (same id or same signature) or its own.
+
+    Returns {computed id: (id, exists)}.
+    """
+    by_id = {r[0] for r in _select(ledger, "SELECT gen_id FROM gen_state WHERE gen_id IN ({marks})", list(cands))}
+    out = {c: (c, True) for c in cands if c in by_id}
+    rest = [g for c, g in cands.items() if c not in by_id]
     by_sig: dict[tuple, str] = {}
-    rows = _select(ledger, f"SELECT {_STATE_COLS} FROM gen_state WHERE stage = ? AND parent_gen_id IN "
-                           "({marks})", with_parent, (stage,))
-    rows += _select(ledger, f"SELECT {_STATE_COLS} FROM gen_state WHERE stage = ? AND parent_gen_id IS "
-                            "NULL AND combo_id IN ({marks})", combos, (stage,))
-    for gen_id, _stage, parent, combo, template_id, model_id, replicate in rows:
-        # A child's parent fixes its combo, so children match on the parent alone (imports may
-        # leave combo_id empty on essays and evaluations).
-        sig = (parent, None if parent else combo, template_id, model_id, replicate)
-        by_sig.setdefault(sig, gen_id)
-    for key, g in gens.items():
-        parent_id = _parent_id(g, resolved)
-        if g.gen_id in by_id:
-            g.existing = True
-        else:
-            sig = (parent_id, None if parent_id else g.combo_id, g.template.id, g.model_id, g.replicate)
-            if sig in by_sig:
-                g.gen_id, g.existing = by_sig[sig], True
-        resolved[(stage, key)] = g.gen_id
+    if rest:
+        # Signature lookup: drafts (and single-stage essays) by combo, children by parent.
+        with_parent = sorted({g.parent for g in rest if g.parent})
+        combos = sorted({g.sig_combo for g in rest if not g.parent and g.sig_combo})
+        rows = _select(ledger, f"SELECT {_STATE_COLS} FROM gen_state WHERE stage = ? AND parent_gen_id IN "
+                               "({marks})", with_parent, (stage,))
+        rows += _select(ledger, f"SELECT {_STATE_COLS} FROM gen_state WHERE stage = ? AND parent_gen_id IS "
+                                "NULL AND combo_id IN ({marks})", combos, (stage,))
+        for gen_id, _stage, parent, combo, template_id, model_id, replicate in rows:
+            # A child's parent fixes its combo, so children match on the parent alone (imports may
+            # leave combo_id empty on essays and evaluations).
+            sig = (parent, None if parent else combo, template_id, model_id, replicate)
+            by_sig.setdefault(sig, gen_id)
+    for g in rest:
+        sig = (g.parent, None if g.parent else g.sig_combo, g.template.id, g.model_id, g.replicate)
+        found = by_sig.get(sig)
+        out[g.computed] = (found, True) if found is not None else (g.computed, False)
+    return out
 
 
-def _parent_id(g: _Gen, resolved: dict[tuple, str]) -> str | None:
-    if g.parent is None:
-        return None
-    kind, value = g.parent
-    if kind == "gen":
-        return value
-    return resolved[(kind, value)]
+class _Planning:
+    """Turns validated design rows into the plan's generations, batch by batch, into a ``_Scratch``.
+
+    Generations go in the order the rows first ask for them, all drafts before all essays before
+    all evaluations; each batch resolves its new ids against the ledger in a few queries. Across
+    batches only the ids that resolved to another one (reused legacy generations) stay in memory.
+    """
+
+    def __init__(self, ledger: Ledger, catalog: Catalog, cohort: str, parent_combos: dict[str, str | None],
+                 scratch: _Scratch) -> None:
+        self.ledger = ledger
+        self.templates = catalog.templates
+        self.cohort = cohort
+        self.parent_combos = parent_combos
+        self.scratch = scratch
+        self.counts = {s: {"new": 0, "linked": 0, "existing": 0} for s in STAGE_ORDER}
+        self.renamed: dict[str, str] = {}  # computed id -> the existing id it resolved to
+        # (stage, template id) -> [generations, first old template hash]: reused work planned on
+        # another text of the template (see _raise_on_stale_templates).
+        self.stale: dict[tuple[str, str], list] = {}
+
+    def link_existing_parents(self, existing_parents: dict[str, set[str]]) -> None:
+        """Existing generations named by draft_gen_id / essay_gen_id axes join the cohort too, so the
+        cohort's views show the essays it evaluates."""
+        for stage in STAGE_ORDER:
+            wanted = sorted(existing_parents.get(stage, ()))
+            self.scratch.first_seen("done", wanted)
+            self._join(stage, wanted)
+
+    def _join(self, stage: str, gen_ids: list[str]) -> None:
+        """Count existing generations as members already, or link them to the cohort."""
+        members = {r[0] for r in _select(self.ledger, "SELECT gen_id FROM cohort_members WHERE cohort_id = ? AND "
+                                                      "gen_id IN ({marks})", gen_ids, (self.cohort,))}
+        linked = [(g,) for g in gen_ids if g not in members]
+        self.counts[stage]["existing"] += len(gen_ids) - len(linked)
+        self.counts[stage]["linked"] += len(linked)
+        self.scratch.add(f"linked_{stage}", linked)
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Plan the generations a batch of rows asks for that no earlier batch did."""
+        templates, renamed, parent_combos = self.templates, self.renamed, self.parent_combos
+        # Per row: (parent id, the combo it carries) for the next stage; None when there is none.
+        parents: list[tuple[str, str | None] | None] = []
+        cands: dict[str, _Cand] = {}
+        for row in rows:
+            combo = row.get("combo_id")
+            tid = row.get("draft_template")
+            if tid is not None:
+                t = templates["draft"][tid]
+                model_id, replicate = row.get("draft_llm"), row.get("draft_replicate", 1)
+                computed = ids.gen_id_for("draft", combo, t.id, model_id, replicate)
+                if computed not in cands:
+                    cands[computed] = _Cand(computed, None, combo, combo, t, model_id, replicate)
+                parents.append((computed, combo))
+            elif "draft_gen_id" in row:
+                parents.append((row["draft_gen_id"], parent_combos.get(row["draft_gen_id"])))
+            else:
+                parents.append(None)
+        self._plan_stage("draft", cands)
+
+        cands = {}
+        for i, row in enumerate(rows):
+            parent = parents[i]
+            if parent is not None and "draft_template" in row:
+                parent = (renamed.get(parent[0], parent[0]), parent[1])
+            tid = row.get("essay_template")
+            if tid is not None:
+                t = templates["essay"][tid]
+                model_id = None if t.generator == "copy" else row.get("essay_llm")
+                replicate = row.get("essay_replicate", 1)
+                combo = row.get("combo_id")
+                if parent is None:
+                    computed = ids.gen_id_for("essay", combo, t.id, model_id, replicate)
+                    cand = _Cand(computed, None, combo, combo, t, model_id, replicate)
+                else:
+                    computed = ids.gen_id_for("essay", parent[0], t.id, model_id, replicate)
+                    cand = _Cand(computed, parent[0], parent[1], None, t, model_id, replicate)
+                cands.setdefault(computed, cand)
+                parents[i] = (computed, cand.combo)
+            elif "essay_gen_id" in row:
+                parents[i] = (row["essay_gen_id"], parent_combos.get(row["essay_gen_id"]))
+            else:
+                parents[i] = None  # a draft alone cannot be evaluated
+        self._plan_stage("essay", cands)
+
+        cands = {}
+        for i, row in enumerate(rows):
+            tid = row.get("evaluation_template")
+            parent = parents[i]
+            if tid is None or parent is None:
+                continue
+            if "essay_template" in row:
+                parent = (renamed.get(parent[0], parent[0]), parent[1])
+            t = templates["evaluation"][tid]
+            model_id, replicate = row.get("evaluation_llm"), row.get("evaluation_replicate", 1)
+            computed = ids.gen_id_for("evaluation", parent[0], t.id, model_id, replicate)
+            if computed not in cands:
+                cands[computed] = _Cand(computed, parent[0], parent[1], None, t, model_id, replicate)
+        self._plan_stage("evaluation", cands)
+
+    def _plan_stage(self, stage: str, cands: dict[str, _Cand]) -> None:
+        new = self.scratch.first_seen("keys", list(cands))
+        if not new:
+            return
+        fresh = {c: cands[c] for c in new}
+        resolved = _resolve(self.ledger, stage, fresh)
+        for computed, (gen_id, _) in resolved.items():
+            if gen_id != computed:
+                self.renamed[computed] = gen_id
+        self._note_stale_templates(stage, [(resolved[c][0], g) for c, g in fresh.items() if resolved[c][1]])
+        # Two signatures may resolve to one existing generation: it joins the plan once.
+        by_id = {}
+        for c, g in fresh.items():
+            by_id.setdefault(resolved[c][0], (g, resolved[c][1]))
+        planned, existing = [], []
+        for gen_id in self.scratch.first_seen("done", list(by_id)):
+            g, exists = by_id[gen_id]
+            if exists:
+                existing.append(gen_id)
+            else:
+                planned.append((gen_id, g.parent, g.combo, g.template.id, g.model_id, g.replicate))
+        self.counts[stage]["new"] += len(planned)
+        self.scratch.add(f"planned_{stage}", planned)
+        self._join(stage, existing)
+
+    def _note_stale_templates(self, stage: str, existing: list[tuple[str, _Cand]]) -> None:
+        """Note reused generations planned with another text of the same template id.
+
+        Ids do not include the template text, so an edited template would otherwise link the old
+        results into the cohort as if they came from the new text. Imported generations are exempt:
+        the previous pipeline edited templates in place, and reusing its results is the point.
+        """
+        hashed = {gen_id: g for gen_id, g in existing if g.template.hash is not None}
+        for gen_id, template_hash, imported in _select(
+                self.ledger, "SELECT gen_id, template_hash, imported FROM gen_state WHERE gen_id IN ({marks})",
+                sorted(hashed)):
+            g = hashed[gen_id]
+            if template_hash and not imported and template_hash != g.template.hash:
+                seen = self.stale.setdefault((stage, g.template.id), [0, template_hash])
+                seen[0] += 1
+
+    def raise_on_stale_templates(self, catalog: Catalog) -> None:
+        """Refuse to reuse generations planned with another text of the same template id."""
+        if not self.stale:
+            return
+        (stage, tid), (n_old, old_hash) = sorted(self.stale.items())[0]
+        new = catalog.templates[stage][tid].hash or ""
+        others = f" (and {len(self.stale) - 1} more template(s))" if len(self.stale) > 1 else ""
+        raise CatalogError(f"catalog {catalog.source}: {stage} template {tid!r} changed since {n_old} "
+                           f"planned generation(s) used it (text {old_hash[:12]} -> {new[:12]}){others}; "
+                           f"give the edited template a new id (e.g. {tid}-v2) so old and new results "
+                           "stay apart (if only a rubric's scale changed, 'daydream reparse --cohort ID' "
+                           "first re-scores the recorded answers on it)")
+
+
+def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _check_existing_parents(ledger: Ledger, design: _Design, spec: Spec) -> dict[str, str | None]:
@@ -283,33 +487,6 @@ def _check_existing_parents(ledger: Ledger, design: _Design, spec: Spec) -> dict
     return combo_of
 
 
-def _check_template_hashes(ledger: Ledger, design: _Design, catalog: Catalog) -> None:
-    """Refuse to reuse generations planned with another text of the same template id.
-
-    Ids do not include the template text, so an edited template would otherwise link the old
-    results into the cohort as if they came from the new text. Imported generations are exempt:
-    the previous pipeline edited templates in place, and reusing its results is the point.
-    """
-    existing = {g.gen_id: g for stage in design.gens.values() for g in stage.values()
-                if g.existing and g.template.hash is not None}
-    stale: dict[tuple[str, str], list[str]] = {}
-    for gen_id, template_hash, imported in _select(
-            ledger, "SELECT gen_id, template_hash, imported FROM gen_state WHERE gen_id IN ({marks})",
-            sorted(existing)):
-        g = existing[gen_id]
-        if template_hash and not imported and template_hash != g.template.hash:
-            stale.setdefault((g.stage, g.template.id), []).append(template_hash)
-    if stale:
-        (stage, tid), old = sorted(stale.items())[0]
-        new = catalog.templates[stage][tid].hash or ""
-        others = f" (and {len(stale) - 1} more template(s))" if len(stale) > 1 else ""
-        raise CatalogError(f"catalog {catalog.source}: {stage} template {tid!r} changed since {len(old)} "
-                           f"planned generation(s) used it (text {old[0][:12]} -> {new[:12]}){others}; "
-                           f"give the edited template a new id (e.g. {tid}-v2) so old and new results "
-                           "stay apart (if only a rubric's scale changed, 'daydream reparse --cohort ID' "
-                           "first re-scores the recorded answers on it)")
-
-
 def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str,
                   catalog_hash: str) -> tuple[dict[str, str], list[NewEvent]]:
     """Fix what each model id of the plan means; refuse a catalog that redefines one.
@@ -321,7 +498,7 @@ def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str
     variable may change: a ``ModelSettingsChanged`` records it. Returns ({model_id: identity_hash}
     for the plan's models, the events to append with the plan).
     """
-    used = sorted({g.model_id for stage in design.gens.values() for g in stage.values() if g.model_id})
+    used = sorted(design.models)
     if not used:
         return {}, []
     recorded = recorded_models(ledger)
@@ -389,11 +566,12 @@ def _stage_variables(stage_name: str) -> set[str] | None:
     return names
 
 
-def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
+def validate_spec(spec: Spec, rows: Iterable[dict[str, Any]], catalog: Catalog,
                   ledger: Ledger | None = None) -> _Design:
     """Check rows against a catalog (and the ledger's combos, when given) and compile the templates.
 
-    Every unknown template, model, combo and concept is listed in one ``CatalogError``.
+    Every unknown template, model, combo and concept is listed in one ``CatalogError``. ``rows`` is
+    read once (a ``DesignRows`` is made row by row).
     """
     design = design_generations(rows, catalog, spec)
     known: dict[str, dict] = {}
@@ -420,7 +598,7 @@ def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
              for kind, names in missing.items() if names]
     # A misspelt parser would only show up after the calls were paid for, so check it here.
     registered = plugins.parsers().items
-    used = {id(g.template): g.template for stage in design.gens.values() for g in stage.values()}
+    used = design.templates
     bad_parsers = sorted(f"{t.parser!r} ({t.stage} template {t.id!r})" for t in used.values()
                          if t.parser not in registered)
     if bad_parsers:
@@ -434,17 +612,20 @@ def validate_spec(spec: Spec, rows: list[dict[str, Any]], catalog: Catalog,
 
 
 def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None = None,
-                cohort_id: str | None = None, dry_run: bool = False) -> PlanResult:
+                cohort_id: str | None = None, dry_run: bool = False, *,
+                chunk_events: int = CHUNK_EVENTS, progress: Progress | None = None) -> PlanResult:
     """Validate a spec against its catalog and append its plan to the ledger in one transaction.
 
     Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
     only the generations that are new. Existing generations (any cohort, or imported) are linked.
     When another process appends the same things first (two plans at once), the plan is simply
-    worked out again against what is now in the ledger.
+    worked out again against what is now in the ledger. ``chunk_events`` is how many events each
+    batch of the (single-transaction) append holds; ``progress(phase, done, total)``, when given, is
+    called as design rows are planned (phase "planning") and events appended ("appending").
     """
     for attempt in range(5):
         try:
-            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run)
+            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run, chunk_events, progress)
         except ConcurrencyConflict:
             if attempt == 4:
                 raise
@@ -452,8 +633,8 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
     raise AssertionError("unreachable")
 
 
-def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None = None,
-                cohort_id: str | None = None, dry_run: bool = False) -> PlanResult:
+def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None,
+               cohort_id: str | None, dry_run: bool, chunk_events: int, progress: Progress | None) -> PlanResult:
     """Validate a spec against its catalog and append its plan to the ledger in one transaction.
 
     Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
@@ -461,7 +642,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
     """
     spec = load_spec(spec_path)
     cat = _resolve_catalog(catalog, spec)
-    rows = compile_spec(spec)
+    rows = design_rows(spec)
     cohort = (cohort_id if cohort_id is not None else spec.default_cohort_id).strip()
     if not cohort or any(ch.isspace() for ch in cohort):
         origin = ""
@@ -472,108 +653,117 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
     parent_combos = _check_existing_parents(ledger, design, spec)
     new_combos = design.combo_defs
 
-    resolved: dict[tuple, str] = {}
-    for stage in STAGE_ORDER:
-        _resolve_stage(ledger, design.gens[stage], resolved)
-    _check_template_hashes(ledger, design, cat)
+    scratch = _Scratch()
+    try:
+        planning = _Planning(ledger, cat, cohort, parent_combos, scratch)
+        planning.link_existing_parents(design.existing_parents)
+        done = 0
+        for batch in _batches(rows, ROWS_PER_BATCH):
+            planning.add_rows(batch)
+            done += len(batch)
+            if progress is not None:
+                progress("planning", done, len(rows))
+        planning.raise_on_stale_templates(cat)
+        counts = planning.counts
 
-    snapshot, catalog_texts = cat.snapshot()
-    catalog_hash = snapshot["catalog_hash"]
-    model_hashes, model_events = _model_events(ledger, design, cat, cohort, catalog_hash)
-    members = {r[0] for r in ledger.query("SELECT gen_id FROM cohort_members WHERE cohort_id = ?", (cohort,))}
-    cohort_stream = ev.cohort_stream(cohort)
-    cohort_version = ledger.stream_version(cohort_stream)
+        snapshot, catalog_texts = cat.snapshot()
+        catalog_hash = snapshot["catalog_hash"]
+        model_hashes, model_events = _model_events(ledger, design, cat, cohort, catalog_hash)
+        cohort_stream = ev.cohort_stream(cohort)
+        cohort_version = ledger.stream_version(cohort_stream)
+        n_planned = sum(c["new"] for c in counts.values())
+        n_linked = sum(c["linked"] for c in counts.values())
 
-    planned_events: list[NewEvent] = []
-    linked_events: list[NewEvent] = []
-    counts = {s: {"new": 0, "linked": 0, "existing": 0} for s in STAGE_ORDER}
-    seen: set[str] = set()
-    combo_of: dict[str, str | None] = dict(parent_combos)
-    for stage in STAGE_ORDER:
-        # Existing generations named by draft_gen_id / essay_gen_id join the cohort too, so the
-        # cohort's views show the essays it evaluates.
-        for gen_id in sorted(design.existing_parents.get(stage, ())):
-            seen.add(gen_id)
-            if gen_id in members:
-                counts[stage]["existing"] += 1
-            else:
-                counts[stage]["linked"] += 1
-                linked_events.append(NewEvent(cohort_stream, ev.GENERATION_LINKED, {
-                    "gen_id": gen_id, "stage": stage, "cohort_id": cohort}))
-        for g in design.gens[stage].values():
-            parent_id = _parent_id(g, resolved)
-            combo = g.combo_id if g.parent is None else combo_of.get(parent_id)
-            combo_of[g.gen_id] = combo
-            if g.gen_id in seen:
-                continue
-            seen.add(g.gen_id)
-            if g.existing:
-                if g.gen_id in members:
-                    counts[stage]["existing"] += 1
-                else:
-                    counts[stage]["linked"] += 1
-                    linked_events.append(NewEvent(cohort_stream, ev.GENERATION_LINKED, {
-                        "gen_id": g.gen_id, "stage": stage, "cohort_id": cohort}))
-                continue
-            counts[stage]["new"] += 1
-            planned_events.append(NewEvent(ev.gen_stream(g.gen_id), ev.GENERATION_PLANNED, {
-                "gen_id": g.gen_id, "stage": stage, "parent_gen_id": parent_id, "combo_id": combo,
-                "template_id": g.template.id, "template_hash": g.template.hash,
-                "generator": g.template.generator, "parser": g.template.parser,
-                "model_id": g.model_id, "model_hash": model_hashes.get(g.model_id or ""),
-                "replicate": g.replicate, "cohort_id": cohort, "catalog_hash": catalog_hash,
-            }, expected_version=0))
+        # A new spec version when the spec, an included file or the catalog changed since the last one.
+        last = ledger.events(stream=cohort_stream, type=ev.SPEC_COMPILED)
+        last_payload = last[-1].payload if last else None
+        includes = {k: v for k, v in sorted(spec.includes.items())}
+        include_hashes = {k: text_hash(v) for k, v in includes.items()}
+        changed = (last_payload is None or last_payload.get("spec_hash") != spec.spec_hash
+                   or last_payload.get("catalog_hash") != catalog_hash
+                   or last_payload.get("includes", {}) != include_hashes)
+        spec_version = (last_payload or {}).get("spec_version", 0) + (1 if changed else 0)
 
-    # A new spec version when the spec, an included file or the catalog changed since the last one.
-    last = ledger.events(stream=cohort_stream, type=ev.SPEC_COMPILED)
-    last_payload = last[-1].payload if last else None
-    includes = {k: v for k, v in sorted(spec.includes.items())}
-    include_hashes = {k: text_hash(v) for k, v in includes.items()}
-    changed = (last_payload is None or last_payload.get("spec_hash") != spec.spec_hash
-               or last_payload.get("catalog_hash") != catalog_hash
-               or last_payload.get("includes", {}) != include_hashes)
-    spec_version = (last_payload or {}).get("spec_version", 0) + (1 if changed else 0)
+        catalog_new = ledger.stream_version(ev.catalog_stream(catalog_hash)) == 0
+        head: list[NewEvent] = []
+        texts: list[str] = []
+        n_events = 0
+        if changed or n_planned or n_linked:
+            if catalog_new:
+                head.append(NewEvent(ev.catalog_stream(catalog_hash), ev.CATALOG_IMPORTED, snapshot,
+                                     expected_version=0))
+                texts.extend(catalog_texts)
+            head.extend(model_events)
+            for cid, d in sorted(new_combos.items()):
+                head.append(NewEvent(ev.combo_stream(cid), ev.COMBO_DEFINED, {
+                    "combo_id": cid, "concept_ids": sorted(d["concept_ids"]), "level": d["level"],
+                    "k": int(d["k"])}, expected_version=0))
+            if changed:
+                texts.append(spec.text)
+                texts.extend(includes.values())
+                head.append(NewEvent(cohort_stream, ev.SPEC_COMPILED, {
+                    "cohort_id": cohort, "spec_hash": spec.spec_hash, "spec_path": str(spec.path),
+                    "catalog_hash": catalog_hash, "rows": len(rows), "spec_version": spec_version,
+                    "includes": include_hashes,
+                }, expected_version=cohort_version))
+            n_events = len(head) + n_planned + n_linked + 1
 
-    catalog_new = ledger.stream_version(ev.catalog_stream(catalog_hash)) == 0
-    events: list[NewEvent] = []
-    texts: list[str] = []
-    if changed or planned_events or linked_events:
-        if catalog_new:
-            events.append(NewEvent(ev.catalog_stream(catalog_hash), ev.CATALOG_IMPORTED, snapshot,
-                                   expected_version=0))
-            texts.extend(catalog_texts)
-        events.extend(model_events)
-        for cid, d in sorted(new_combos.items()):
-            events.append(NewEvent(ev.combo_stream(cid), ev.COMBO_DEFINED, {
-                "combo_id": cid, "concept_ids": sorted(d["concept_ids"]), "level": d["level"],
-                "k": int(d["k"])}, expected_version=0))
-        first_on_cohort = True
-        if changed:
-            texts.append(spec.text)
-            texts.extend(includes.values())
-            events.append(NewEvent(cohort_stream, ev.SPEC_COMPILED, {
-                "cohort_id": cohort, "spec_hash": spec.spec_hash, "spec_path": str(spec.path),
-                "catalog_hash": catalog_hash, "rows": len(rows), "spec_version": spec_version,
-                "includes": include_hashes,
-            }, expected_version=cohort_version))
-            first_on_cohort = False
-        events.extend(planned_events)
-        if linked_events and first_on_cohort:
-            linked_events[0] = NewEvent(linked_events[0].stream, linked_events[0].type,
-                                        linked_events[0].payload, expected_version=cohort_version)
-            first_on_cohort = False
-        events.extend(linked_events)
-        events.append(NewEvent(cohort_stream, ev.COHORT_PLANNED, {
-            "cohort_id": cohort, "spec_hash": spec.spec_hash, "catalog_hash": catalog_hash,
-            "spec_version": spec_version,
-            "planned": {s: c["new"] for s, c in counts.items()},
-            "linked": {s: c["linked"] for s, c in counts.items()},
-            "models": model_hashes,
-        }, expected_version=cohort_version if first_on_cohort else None))
-    if events and not dry_run:
-        ledger.append(events, texts=texts)
+        def plan_events() -> Iterator[NewEvent]:
+            """The plan's events in order, made from the scratch database as they are appended."""
+            yield from head
+            templates = cat.templates
+            for stage in STAGE_ORDER:
+                for gen_id, parent_id, combo, template_id, model_id, replicate in scratch.read(f"planned_{stage}"):
+                    t = templates[stage][template_id]
+                    yield NewEvent(ev.gen_stream(gen_id), ev.GENERATION_PLANNED, {
+                        "gen_id": gen_id, "stage": stage, "parent_gen_id": parent_id, "combo_id": combo,
+                        "template_id": t.id, "template_hash": t.hash,
+                        "generator": t.generator, "parser": t.parser,
+                        "model_id": model_id, "model_hash": model_hashes.get(model_id or ""),
+                        "replicate": replicate, "cohort_id": cohort, "catalog_hash": catalog_hash,
+                    }, expected_version=0)
+            # The cohort's first event of this plan says which version of the cohort it builds on.
+            first_on_cohort = not changed
+            for stage in STAGE_ORDER:
+                for (gen_id,) in scratch.read(f"linked_{stage}"):
+                    yield NewEvent(cohort_stream, ev.GENERATION_LINKED, {
+                        "gen_id": gen_id, "stage": stage, "cohort_id": cohort},
+                        expected_version=cohort_version if first_on_cohort else None)
+                    first_on_cohort = False
+            yield NewEvent(cohort_stream, ev.COHORT_PLANNED, {
+                "cohort_id": cohort, "spec_hash": spec.spec_hash, "catalog_hash": catalog_hash,
+                "spec_version": spec_version,
+                "planned": {s: c["new"] for s, c in counts.items()},
+                "linked": {s: c["linked"] for s, c in counts.items()},
+                "models": model_hashes,
+            }, expected_version=cohort_version if first_on_cohort else None)
+
+        def batches() -> Iterator[tuple[list[NewEvent], list[str]]]:
+            done = 0
+            for events, batch_texts in _chunked(plan_events(), chunk_events, texts):
+                yield events, batch_texts
+                done += len(events)
+                if progress is not None:
+                    progress("appending", done, n_events)
+
+        if n_events and not dry_run:
+            ledger.append_batches(batches)
+    finally:
+        scratch.close()
     return PlanResult(cohort, str(spec.path), spec.spec_hash, spec_version, catalog_hash, len(rows), counts,
-                      len(events), changed, dry_run, bool(events) and catalog_new, len(new_combos))
+                      n_events, changed, dry_run, bool(n_events) and catalog_new, len(new_combos))
+
+
+def _chunked(events: Iterator[NewEvent], size: int, texts: list[str]) -> Iterator[tuple[list[NewEvent], list[str]]]:
+    """Batches of at most ``size`` events; the texts go with the first batch."""
+    batch: list[NewEvent] = []
+    for e in events:
+        batch.append(e)
+        if len(batch) >= size:
+            yield batch, texts
+            batch, texts = [], []
+    if batch or texts:
+        yield batch, texts
 
 
 # ----------------------------------------------------------------------------- reading cohorts

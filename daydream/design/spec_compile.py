@@ -2,8 +2,9 @@
 of *factors* (groups of axes that move together) whose cartesian product gives the rows.
 
 ``compile_spec`` returns plain dicts keyed in the spec's field order, shuffled when the spec sets a
-seed; a rule that cannot apply (unknown axis, value outside a domain, unbalanced or empty pair)
-raises a ``SpecError`` naming the rule's place in the spec file.
+seed; ``design_rows`` makes the same rows one at a time (for designs too large to hold, such as a
+million-generation plan). A rule that cannot apply (unknown axis, value outside a domain,
+unbalanced or empty pair) raises a ``SpecError`` naming the rule's place in the spec file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import itertools
 import math
 import operator
 import random
+from array import array
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +62,14 @@ def _norm(axis: str, value: Any) -> Any:
 
 def compile_spec(spec: Spec) -> list[dict[str, Any]]:
     """Apply the rules in order and expand the factors' product into design rows (plain dicts)."""
+    return list(design_rows(spec))
+
+
+def design_rows(spec: Spec) -> "DesignRows":
+    """Apply the rules in order; the rows themselves are made on demand (see ``DesignRows``).
+
+    Rule errors and the size limit are raised here, before any row is made.
+    """
     factors = [_Factor(name, (name,), [(v,) for v in levels]) for name, levels in spec.axes.items()]
     for rule in spec.rules:
         if isinstance(rule, TupleRule):
@@ -80,22 +91,63 @@ def compile_spec(spec: Spec) -> list[dict[str, Any]]:
     order = list(spec.field_order or [])
     order += [a for a in spec.axis_order() if a not in order]
     perm = [names.index(a) for a in order]
-    if perm == list(range(len(names))):
-        pick = None
-    elif len(perm) == 1:
-        pick = lambda flat: (flat[perm[0]],)  # noqa: E731
-    else:
-        pick = operator.itemgetter(*perm)
-    _check_size(math.prod(len(f.items) for f in factors), str(spec.path))
-    chain = itertools.chain.from_iterable
-    rows = []
-    append = rows.append
-    for combo in itertools.product(*[f.items for f in factors]):
-        flat = tuple(chain(combo))
-        append(dict(zip(order, flat if pick is None else pick(flat))))
-    if spec.seed is not None:
-        random.Random(spec.seed).shuffle(rows)
-    return rows
+    count = math.prod(len(f.items) for f in factors)
+    _check_size(count, str(spec.path))
+    return DesignRows(tuple(order), tuple(f.items for f in factors), tuple(perm), count, spec.seed)
+
+
+class DesignRows:
+    """The design rows of a compiled spec, made one at a time: a million rows never sit in memory.
+
+    ``len()`` is the number of rows; every iteration makes them again, in the order ``compile_spec``
+    lists them: the factors' cartesian product (the last factor varying fastest), shuffled when the
+    spec sets a seed. The shuffle is the very one a list of the rows would get
+    (``random.Random(seed).shuffle``), applied to row numbers kept in a compact array (4 bytes a row)
+    from which each row is rebuilt, so the order is identical to shuffling the rows themselves.
+    """
+
+    def __init__(self, order: tuple[str, ...], factors: tuple[list[tuple], ...], perm: tuple[int, ...],
+                 count: int, seed: int | None) -> None:
+        self.order = order
+        self._factors = factors
+        self._pick: Callable[[tuple], tuple] | None
+        if perm == tuple(range(len(perm))):
+            self._pick = None
+        elif len(perm) == 1:
+            self._pick = lambda flat, i=perm[0]: (flat[i],)
+        else:
+            self._pick = operator.itemgetter(*perm)
+        self._count = count
+        self._seed = seed
+        self._shuffled: array | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        order, pick, chain = self.order, self._pick, itertools.chain.from_iterable
+        if self._seed is None:
+            for combo in itertools.product(*self._factors):
+                flat = tuple(chain(combo))
+                yield dict(zip(order, flat if pick is None else pick(flat)))
+            return
+        factors = self._factors
+        sizes = [len(f) for f in factors]
+        last = len(factors) - 1
+        for index in self._permutation():
+            parts: list[tuple] = [()] * len(factors)
+            for i in range(last, -1, -1):  # mixed radix: the last factor is the fastest digit
+                index, digit = divmod(index, sizes[i])
+                parts[i] = factors[i][digit]
+            flat = tuple(chain(parts))
+            yield dict(zip(order, flat if pick is None else pick(flat)))
+
+    def _permutation(self) -> array:
+        if self._shuffled is None:
+            numbers = array("I" if self._count < 2**32 else "Q", range(self._count))
+            random.Random(self._seed).shuffle(numbers)  # type: ignore[arg-type]
+            self._shuffled = numbers
+        return self._shuffled
 
 
 def _find(factors: list[_Factor], name: str, rule: Rule, role: str) -> tuple[int, list[int]]:

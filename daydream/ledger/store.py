@@ -265,6 +265,30 @@ class Ledger:
                 self._known_at = stored[-1].seq
             return stored
 
+    def append_batches(self, batches: Callable[[], Iterable[tuple[Sequence[NewEvent], Iterable[str]]]]) -> int:
+        """Append events given batch by batch, all in ONE transaction: all or nothing, like ``append``.
+
+        Only one batch is in memory at a time (a plan of a million generations appends this way).
+        ``batches()`` makes the (events, texts) batches; it is called again if the transaction has to
+        start over. Expected versions are checked per batch as in ``append`` (within a batch, only a
+        stream's first event needs one). Returns how many events were appended.
+        """
+        def work(cur: Cursor) -> int:
+            n = 0
+            for events, texts in batches():
+                stored, _ = self._append_in(cur, events, [(text_hash(t), t, len(t)) for t in texts])
+                n += len(stored)
+            return n
+
+        with self._lock:
+            try:
+                return self.backend.write(work)
+            finally:
+                # Stream versions learnt before may be stale now; forget them rather than track a
+                # million streams.
+                self._known.clear()
+                self._known_at = -1
+
     def put_texts(self, texts: Iterable[str]) -> list[str]:
         """Store texts by content hash (deduplicated) and return their hashes."""
         rows = [(text_hash(t), t, len(t)) for t in texts]
