@@ -114,6 +114,21 @@ def test_conflicting_expected_version_writes_nothing(ledger: Ledger) -> None:
     assert ledger.get_text(text_hash("never stored")) is None
 
 
+def test_versions_known_before_another_writer_appended_are_not_trusted(ledger_path: Path) -> None:
+    a, b = Ledger.open(ledger_path), Ledger.open(ledger_path)
+    a.append([NewEvent("s:x", "X", {})])          # a knows s:x at 1
+    b.append([NewEvent("s:x", "X", {})])          # s:x at 2, behind a's back
+    a.append([NewEvent("s:y", "X", {})])          # a sees the gap and must forget s:x = 1
+    a.append([NewEvent("s:x", "X", {}, expected_version=2)])
+    assert [e.version for e in a.stream("s:x")] == [1, 2, 3]
+    with pytest.raises(ConcurrencyConflict) as info:
+        a.append([NewEvent("s:x", "X", {}, expected_version=2)])
+    assert info.value.actual == 3
+    b.append([NewEvent("s:x", "X", {})])          # and with no expectation, the next version
+    assert [e.version for e in b.stream("s:x")] == [1, 2, 3, 4]
+    assert a.verify() == (5, 0)
+
+
 def test_two_writers_same_version_exactly_one_wins(ledger_path: Path) -> None:
     results: list[str] = []
     barrier = threading.Barrier(2)

@@ -306,7 +306,12 @@ class Ledger:
         last = cur.execute(LAST_EVENT).fetchone()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
         before, before_hash = seq, prev
-        known = self._known if seq == self._known_at else {}
+        if seq != self._known_at:
+            # Another writer appended since we last did: every version we knew may be stale (kept,
+            # they would become "valid" again once this append moves _known_at on).
+            self._known.clear()
+            self._known_at = -1
+        known = self._known
         # The first event of each stream carries the batch's expectation for that stream.
         firsts: dict[str, NewEvent] = {}
         first_of = firsts.setdefault
