@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 from daydream.cli import cli
 from daydream.ledger.store import Ledger
-from daydream.run.runner import RunOptions, pending_counts, retry_generations, run_cohort
+from daydream.run.pending import pending_counts
+from daydream.run.retry import retry_generations
+from daydream.run.runner import RunOptions, run_cohort
 from daydream.testing import Reply, StubLLMServer
 from tests.runner_fixtures import (KEY_ENV, completed_calls_per_gen, drafts_spec, pipeline_spec,
                                    planned_ledger)

@@ -21,7 +21,9 @@ from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
 from daydream.errors import NotFound, UsageError
 from daydream.read.failures import FailureGroup, group_rows, list_failures, next_step
 from daydream.ledger.store import Ledger
-from daydream.run.runner import RunOptions, Runner, RunStats, pending_counts, retry_generations
+from daydream.run.pending import pending_counts
+from daydream.run.retry import retry_generations
+from daydream.run.runner import RunOptions, Runner, RunStats
 
 DEMO_COHORT = "demo"
 EXIT_FAILURES = 3

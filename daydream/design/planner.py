@@ -18,13 +18,14 @@ from typing import Any
 from daydream.ledger import events as ev
 from daydream.design import ids
 from daydream import plugins
+from daydream.contracts import PIPELINE_STAGES
 from daydream.design.catalog import (Catalog, Template, check_template, describe_identity, load_catalog, model_identity,
                               model_settings, recorded_models)
 from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
 from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.design.spec_dsl import Spec, compile_spec, load_spec
 
-STAGE_ORDER = ("draft", "essay", "evaluation")
+STAGE_ORDER = PIPELINE_STAGES
 _CHUNK = 900
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from daydream.ledger import events as ev
 from daydream import plugins
+from daydream.contracts import Generation
 from daydream.design.catalog import DEFAULT_PARSERS, Catalog, Template, catalog_from_ledger, load_catalog
 from daydream.errors import DaydreamError, NotFound, UsageError
 from daydream.ledger.store import Ledger, NewEvent
@@ -220,7 +221,8 @@ class _Reparser:
             raise _Skip(f"parser {parser_name!r} is not registered") from None
         if stage.scored:
             parse = bind_scale(parse, scale or DEFAULT_SCALE)
-        gen = {k: row[k] for k in ("gen_id", "stage", "parent_gen_id", "template_id", "model_id", "replicate")}
+        gen = Generation(*(row[k] for k in ("gen_id", "stage", "parent_gen_id", "template_id", "model_id",
+                                            "replicate")))
         events, texts = stage.outcome(gen, row["attempt"], raw, row["finish_reason"], parse, parser_name)
         events = [self._mark(e, template_hash) for e in events]
         types = {e.type: e.payload for e in events}

@@ -1,0 +1,109 @@
+"""What a run did, counted as it goes: per stage, calls, tokens, money, failures and lost requests.
+
+``RunStats`` is also the snapshot the progress display and the end-of-run summary read; it is
+updated only in the event loop (the writer reports commits back there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from daydream.ledger.store import NewEvent
+from daydream.read.failures import FailureGroup
+from daydream.run.pending import STAGE_ORDER, PendingGeneration
+
+
+@dataclass
+class StageStats:
+    """Live counters for one stage."""
+
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    in_flight: int = 0
+
+
+@dataclass
+class RunStats:
+    """What a run did; also the snapshot handed to the progress callback."""
+
+    stages: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
+    calls: int = 0
+    failed_calls: int = 0
+    tokens: int = 0
+    spent_usd: float = 0.0
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    copied: int = 0
+    lost_claims: int = 0
+    stopped_reason: str | None = None
+    fatal_models: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    planned: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Generations of this run that failed, by (reason, stage, model).
+    failures: dict[tuple[str, str, str | None], FailureGroup] = field(default_factory=dict)
+    # Requests recorded as lost by this run (taken-over claims of dead workers, interrupted calls).
+    lost_calls: int = 0
+    lost_estimated_usd: float = 0.0
+    lost_unestimated: int = 0
+    taken_over: int = 0
+    truncated: int = 0
+    replay_misses: int = 0
+    replay_miss_example: str | None = None
+    waited_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able summary."""
+        return {
+            "stages": {k: vars(v) for k, v in sorted(self.stages.items(), key=lambda kv: STAGE_ORDER.get(kv[0], 9))},
+            "calls": self.calls, "failed_calls": self.failed_calls, "tokens": self.tokens,
+            "spent_usd": round(self.spent_usd, 6), "completed": self.completed, "failed": self.failed,
+            "copied": self.copied, "stopped_reason": self.stopped_reason,
+            "fatal_models": self.fatal_models, "elapsed_s": round(time.monotonic() - self.started, 3),
+            "failures": [g.as_dict() for g in self.failure_groups()],
+            "lost_calls": self.lost_calls, "lost_estimated_usd": round(self.lost_estimated_usd, 6),
+            "lost_without_estimate": self.lost_unestimated,
+            "taken_over": self.taken_over, "truncated_responses": self.truncated,
+            "replay_misses": self.replay_misses, "waited_for_other_workers_s": round(self.waited_s, 1),
+        }
+
+    def failure_groups(self) -> list[FailureGroup]:
+        """This run's failures, largest group first."""
+        return sorted(self.failures.values(), key=lambda g: (-g.count, g.stage, g.error_class))
+
+    def record_failure(self, error_class: str, gen: PendingGeneration, reason: str, cohort: str | None) -> None:
+        """Count one failed generation of this run under its reason, stage and model."""
+        key = (error_class, gen.stage or "?", gen.model_id)
+        self.failures.setdefault(key, FailureGroup(*key)).add(gen.gen_id or "?", reason, cohort)
+
+    def count_committed(self, events: list[NewEvent], gen: PendingGeneration | None, outcome: bool,
+                        cohort: str | None) -> None:
+        """Count what a committed write recorded: lost requests, and (``outcome``: the write was a
+        generation's result) what came of the generation."""
+        for event in events:
+            if event.type == "LLMCallLost":
+                self.lost_calls += 1
+                estimate = event.payload.get("estimated_cost_usd")
+                self.lost_estimated_usd += estimate or 0.0
+                self.lost_unestimated += estimate is None
+        if not outcome or gen is None:
+            return
+        stage = self.stages[gen.stage]
+        for event in events:
+            if event.type == "ResponseParsed":
+                stage.done += 1
+                self.completed += 1
+                if gen.generator == "copy":
+                    self.copied += 1
+                break
+            if event.type in ("GenerationFailed", "ParseFailed"):
+                stage.failed += 1
+                self.failed += 1
+                error_class = "ParseFailed" if event.type == "ParseFailed" else (
+                    event.payload.get("error_class") or "Unknown")
+                self.record_failure(error_class, gen, event.payload.get("reason") or "", cohort)
+                break
