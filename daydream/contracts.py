@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from daydream.ledger.store import NewEvent
+    from daydream.ledger.events import DomainEvent
 
 # The stages of every study, parents first.
 PIPELINE_STAGES = ("draft", "essay", "evaluation")
@@ -168,7 +168,7 @@ class Stage(Protocol):
 
     def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str
-                ) -> tuple[list[NewEvent], list[str]]:  # pragma: no cover - protocol
+                ) -> tuple[list[DomainEvent], list[str]]:  # pragma: no cover - protocol
         """What came of an answered call of ``gen``'s ``attempt``, as events and the texts they name:
         parsed output (and a score), a parse failure, or a failed check. Never writes them."""
         ...

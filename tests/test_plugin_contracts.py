@@ -10,7 +10,7 @@ import pytest
 from daydream import plugins
 from daydream.contracts import (PIPELINE_STAGES, CallFailed, CallRequest, CallResult, Generation, Parsed, ParseFailure,
                                 Stage, StageInput)
-from daydream.ledger.store import NewEvent
+from daydream.ledger.events import DomainEvent
 
 STAGES = sorted(plugins.stages().items)
 PARSERS = sorted(plugins.parsers().items)
@@ -31,8 +31,8 @@ def test_stage_contract(name: str) -> None:
     events, texts = stage.outcome(gen, 1, "one\ntwo\nthree\nSCORE: 7", "stop",
                                   plugins.parsers().get("score" if stage.scored else "identity"),
                                   "score" if stage.scored else "identity")
-    assert events and all(isinstance(e, NewEvent) and e.stream == "gen:x_1" for e in events)
-    assert all(e.payload["gen_id"] == "x_1" and e.payload["attempt"] == 1 for e in events)
+    assert events and all(isinstance(e, DomainEvent) and e.stream == "gen:x_1" for e in events)
+    assert all(e.to_payload()["gen_id"] == "x_1" and e.to_payload()["attempt"] == 1 for e in events)
     assert all(isinstance(t, str) for t in texts)
 
 

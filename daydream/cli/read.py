@@ -15,6 +15,7 @@ import click
 from daydream.read import views
 from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
 from daydream.errors import LedgerReadOnly
+from daydream.ledger.events import LLM_CALL_COMPLETED, LLM_CALL_LOST
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
                   "tokens", "cost_usd"]
@@ -131,11 +132,11 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     ]
     if g["error"]:
         details.append(("error", g["error"]))
-    cut = [e["payload"] for e in found["events"] if e["type"] == "LLMCallCompleted" and e["payload"].get("truncated")]
+    cut = [e["payload"] for e in found["events"] if e["type"] == LLM_CALL_COMPLETED and e["payload"].get("truncated")]
     if cut:
         details.append(("truncated", f"the answer was cut at {cut[-1]['max_response_bytes']:,} of "
                                      f"{cut[-1]['original_bytes']:,} bytes (--max-response-bytes)"))
-    lost = [e["payload"] for e in found["events"] if e["type"] == "LLMCallLost"]
+    lost = [e["payload"] for e in found["events"] if e["type"] == LLM_CALL_LOST]
     if lost:
         estimate = sum(p.get("estimated_cost_usd") or 0 for p in lost)
         details.append(("lost", f"{len(lost)} request(s) sent, outcome unknown (est. ${estimate:.6f})"))

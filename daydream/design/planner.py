@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,6 @@ def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str
         identity, digest = model.identity(), model.identity_hash
         hashes[model_id] = digest
         known = recorded.get(model_id)
-        stream = ev.model_stream(model_id)
         if known is not None and known.binding:
             if known.identity_hash != digest:
                 old = model_identity(known.definition)
@@ -345,16 +344,14 @@ def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str
             if known.version > 0:
                 old_settings, new_settings = model_settings(known.definition), model_settings(model.as_dict())
                 if old_settings != new_settings:
-                    events.append(NewEvent(stream, ev.MODEL_SETTINGS_CHANGED, {
-                        "model_id": model_id, "identity_hash": digest, "settings": new_settings,
-                        "previous": old_settings, "catalog_hash": catalog_hash, "cohort_id": cohort,
-                    }, expected_version=known.version))
+                    events.append(ev.ModelSettingsChanged(
+                        model_id=model_id, identity_hash=digest, settings=new_settings, previous=old_settings,
+                        catalog_hash=catalog_hash, cohort_id=cohort).new(expected_version=known.version))
                 continue
         # First plan on this id (or on a ledger that has not recorded it yet): record what it is.
-        events.append(NewEvent(stream, ev.MODEL_DEFINED, {
-            "model_id": model_id, "identity_hash": digest, "identity": identity,
-            "definition": model.as_dict(), "catalog_hash": catalog_hash, "cohort_id": cohort,
-        }, expected_version=0))
+        events.append(ev.ModelDefined(
+            model_id=model_id, identity_hash=digest, identity=identity, definition=model.as_dict(),
+            catalog_hash=catalog_hash, cohort_id=cohort).new(expected_version=0))
     return hashes, events
 
 
@@ -498,8 +495,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                 counts[stage]["existing"] += 1
             else:
                 counts[stage]["linked"] += 1
-                linked_events.append(NewEvent(cohort_stream, ev.GENERATION_LINKED, {
-                    "gen_id": gen_id, "stage": stage, "cohort_id": cohort}))
+                linked_events.append(ev.GenerationLinked(cohort_id=cohort, gen_id=gen_id, stage=stage).new())
         for g in design.gens[stage].values():
             parent_id = _parent_id(g, resolved)
             combo = g.combo_id if g.parent is None else combo_of.get(parent_id)
@@ -512,17 +508,14 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                     counts[stage]["existing"] += 1
                 else:
                     counts[stage]["linked"] += 1
-                    linked_events.append(NewEvent(cohort_stream, ev.GENERATION_LINKED, {
-                        "gen_id": g.gen_id, "stage": stage, "cohort_id": cohort}))
+                    linked_events.append(ev.GenerationLinked(cohort_id=cohort, gen_id=g.gen_id, stage=stage).new())
                 continue
             counts[stage]["new"] += 1
-            planned_events.append(NewEvent(ev.gen_stream(g.gen_id), ev.GENERATION_PLANNED, {
-                "gen_id": g.gen_id, "stage": stage, "parent_gen_id": parent_id, "combo_id": combo,
-                "template_id": g.template.id, "template_hash": g.template.hash,
-                "generator": g.template.generator, "parser": g.template.parser,
-                "model_id": g.model_id, "model_hash": model_hashes.get(g.model_id or ""),
-                "replicate": g.replicate, "cohort_id": cohort, "catalog_hash": catalog_hash,
-            }, expected_version=0))
+            planned_events.append(ev.GenerationPlanned(
+                gen_id=g.gen_id, stage=stage, parent_gen_id=parent_id, combo_id=combo, template_id=g.template.id,
+                template_hash=g.template.hash, generator=g.template.generator, parser=g.template.parser,
+                model_id=g.model_id, model_hash=model_hashes.get(g.model_id or ""), replicate=g.replicate,
+                cohort_id=cohort, catalog_hash=catalog_hash).new(expected_version=0))
 
     # A new spec version when the spec, an included file or the catalog changed since the last one.
     last = ledger.events(stream=cohort_stream, type=ev.SPEC_COMPILED)
@@ -539,37 +532,31 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
     texts: list[str] = []
     if changed or planned_events or linked_events:
         if catalog_new:
-            events.append(NewEvent(ev.catalog_stream(catalog_hash), ev.CATALOG_IMPORTED, snapshot,
-                                   expected_version=0))
+            events.append(ev.CatalogImported.from_payload(snapshot).new(expected_version=0))
             texts.extend(catalog_texts)
         events.extend(model_events)
         for cid, d in sorted(new_combos.items()):
-            events.append(NewEvent(ev.combo_stream(cid), ev.COMBO_DEFINED, {
-                "combo_id": cid, "concept_ids": sorted(d["concept_ids"]), "level": d["level"],
-                "k": int(d["k"])}, expected_version=0))
+            events.append(ev.ComboDefined(combo_id=cid, concept_ids=sorted(d["concept_ids"]), level=d["level"],
+                                          k=int(d["k"])).new(expected_version=0))
         first_on_cohort = True
         if changed:
             texts.append(spec.text)
             texts.extend(includes.values())
-            events.append(NewEvent(cohort_stream, ev.SPEC_COMPILED, {
-                "cohort_id": cohort, "spec_hash": spec.spec_hash, "spec_path": str(spec.path),
-                "catalog_hash": catalog_hash, "rows": len(rows), "spec_version": spec_version,
-                "includes": include_hashes,
-            }, expected_version=cohort_version))
+            events.append(ev.SpecCompiled(
+                cohort_id=cohort, spec_hash=spec.spec_hash, spec_path=str(spec.path), catalog_hash=catalog_hash,
+                rows=len(rows), spec_version=spec_version, includes=include_hashes,
+            ).new(expected_version=cohort_version))
             first_on_cohort = False
         events.extend(planned_events)
         if linked_events and first_on_cohort:
-            linked_events[0] = NewEvent(linked_events[0].stream, linked_events[0].type,
-                                        linked_events[0].payload, expected_version=cohort_version)
+            linked_events[0] = replace(linked_events[0], expected_version=cohort_version)
             first_on_cohort = False
         events.extend(linked_events)
-        events.append(NewEvent(cohort_stream, ev.COHORT_PLANNED, {
-            "cohort_id": cohort, "spec_hash": spec.spec_hash, "catalog_hash": catalog_hash,
-            "spec_version": spec_version,
-            "planned": {s: c["new"] for s, c in counts.items()},
-            "linked": {s: c["linked"] for s, c in counts.items()},
-            "models": model_hashes,
-        }, expected_version=cohort_version if first_on_cohort else None))
+        events.append(ev.CohortPlanned(
+            cohort_id=cohort, spec_hash=spec.spec_hash, catalog_hash=catalog_hash, spec_version=spec_version,
+            planned={s: c["new"] for s, c in counts.items()}, linked={s: c["linked"] for s, c in counts.items()},
+            models=model_hashes,
+        ).new(expected_version=cohort_version if first_on_cohort else None))
     if events and not dry_run:
         ledger.append(events, texts=texts)
     return PlanResult(cohort, str(spec.path), spec.spec_hash, spec_version, catalog_hash, len(rows), counts,

@@ -32,8 +32,8 @@ from daydream.read import views
 from daydream.read.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, ComparisonSet, Score,
                               compare, few_units_note, group_means, label, levels, read_scores, t95)
 from daydream.errors import UsageError
-from daydream.ledger.events import REPORT_PUBLISHED
-from daydream.ledger.store import Ledger, NewEvent
+from daydream.ledger.events import REPORT_PUBLISHED, ReportPublished
+from daydream.ledger.store import Ledger
 from daydream.read.reliability import (ALPHA_EXPLAINED, evaluator_offsets, rubric_agreement,
                                   self_preference)
 
@@ -967,6 +967,5 @@ def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int
     hashes = {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())}
     if ledger.readonly:
         return PublishedReport(target, hashes, None)
-    [event] = ledger.append([NewEvent(f"report:{cohort_id}", REPORT_PUBLISHED, {
-        "cohort_id": cohort_id, "out_dir": str(target.resolve()), "files": hashes})])
+    [event] = ledger.append([ReportPublished(cohort_id=cohort_id, out_dir=str(target.resolve()), files=hashes).new()])
     return PublishedReport(target, hashes, event.seq)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daydream.errors import NotFound
+from daydream.ledger.events import gen_stream
 from daydream.ledger.store import Ledger
 
 
@@ -373,7 +374,7 @@ def lineage(ledger: Ledger, gen_id: str) -> dict[str, Any]:
     children = _dicts(ledger, "SELECT * FROM generations WHERE parent_gen_id = ? ORDER BY stage, template_id, "
                               "model_id, replicate, gen_id", (gen_id,))
     events = _dicts(ledger, "SELECT seq, type, version, recorded_at, payload FROM events WHERE stream = ? "
-                            "ORDER BY version", (f"gen:{gen_id}",))
+                            "ORDER BY version", (gen_stream(gen_id),))
     for e in events:
         e["payload"] = json.loads(e["payload"])
     cohorts = [r["cohort_id"] for r in _dicts(

@@ -20,7 +20,9 @@ from typing import Any, Callable
 from daydream.contracts import CallFailed, CallRequest, CallResult
 from daydream.design.scales import DEFAULT_SCALE, bind_scale
 from daydream.errors import DaydreamError
-from daydream.ledger.store import Ledger, NewEvent, text_hash
+from daydream.ledger.events import (ClaimReleased, DomainEvent, GenerationFailed, LLMCallCompleted, LLMCallFailed,
+                                    LLMCallSent, LLMCallStarted, PromptRendered, ResponseParsed)
+from daydream.ledger.store import Ledger, text_hash
 from daydream.plugins import Registry
 from daydream.run.budget import Budget
 from daydream.run.claims import iso_utc
@@ -60,8 +62,7 @@ class Attempts:
         """Record ``GenerationFailed`` for a generation that failed without a call of its own
         (``observed``: only if the generation is still as the run found it)."""
         gen = job.gen
-        event = NewEvent(job.stream, "GenerationFailed", {
-            "gen_id": gen.gen_id, "attempt": job.attempt, "error_class": error_class, "reason": reason})
+        event = GenerationFailed(gen_id=gen.gen_id, attempt=job.attempt, error_class=error_class, reason=reason)
         self.writer.enqueue(WriteItem("result", job, [event], [],
                                       observed=(gen.status, job.attempt) if observed else None))
 
@@ -69,16 +70,15 @@ class Attempts:
         """A copy-mode generation: its parent's parsed text is its own."""
         gen = job.gen
         parent_text = self.renderer.text(gen.parent_parsed_hash)
-        if parent_text is None:
-            events = [NewEvent(job.stream, "GenerationFailed", {
-                "gen_id": gen.gen_id, "attempt": job.attempt, "error_class": "ParentMissing",
-                "reason": "copy-mode generation has no parent text to copy"})]
+        event: DomainEvent
+        if parent_text is None or gen.parent_parsed_hash is None:
+            event = GenerationFailed(gen_id=gen.gen_id, attempt=job.attempt, error_class="ParentMissing",
+                                     reason="copy-mode generation has no parent text to copy")
         else:
-            events = [NewEvent(job.stream, "ResponseParsed", {
-                "gen_id": gen.gen_id, "attempt": job.attempt, "parser": "copy",
-                "parsed_hash": gen.parent_parsed_hash, "chars": len(parent_text),
-                "copied_from": gen.parent_gen_id})]
-        self.writer.enqueue(WriteItem("result", job, events, [], observed=("planned", job.attempt)))
+            event = ResponseParsed(gen_id=gen.gen_id, attempt=job.attempt, parser="copy",
+                                   parsed_hash=gen.parent_parsed_hash, chars=len(parent_text),
+                                   copied_from=gen.parent_gen_id)
+        self.writer.enqueue(WriteItem("result", job, [event], [], observed=("planned", job.attempt)))
 
     async def call(self, job: Job) -> None:
         """Render, claim, call (with retries) and record the outcome of one LLM generation."""
@@ -140,16 +140,13 @@ class Attempts:
         lease_until = iso_utc(datetime.now(timezone.utc) + timedelta(seconds=self.options.lease_s))
         job.call = 1
         job.marked_try = 0 if job.local else 1
-        events = [
-            NewEvent(job.stream, "PromptRendered", {
-                "gen_id": gen.gen_id, "attempt": job.attempt, "prompt_hash": job.prompt_hash,
-                "chars": len(job.prompt or ""), "template_id": gen.template_id,
-                "template_hash": gen.template_hash}),
-            NewEvent(job.stream, "LLMCallStarted", {
-                "gen_id": gen.gen_id, "attempt": job.attempt, "call": job.call,
-                "model_id": gen.model_id, "provider": self.models.provider_name(model),
-                "provider_model": (model or {}).get("model"), "lease_until": lease_until,
-                "worker": self.worker, "sends_marked": not job.local}),
+        events: list[DomainEvent] = [
+            PromptRendered(gen_id=gen.gen_id, attempt=job.attempt, prompt_hash=job.prompt_hash or "",
+                           chars=len(job.prompt or ""), template_id=gen.template_id,
+                           template_hash=gen.template_hash),
+            LLMCallStarted(gen_id=gen.gen_id, attempt=job.attempt, call=job.call, model_id=gen.model_id or "",
+                           provider=self.models.provider_name(model), provider_model=(model or {}).get("model"),
+                           lease_until=lease_until, worker=self.worker, sends_marked=not job.local),
         ]
         return await self.writer.submit(WriteItem("claim", job, events, [job.prompt or ""],
                                                   observed=(gen.status, job.attempt, gen.worker)))
@@ -159,9 +156,9 @@ class Attempts:
         longer ours (taken over), in which case nothing must be sent."""
         gen = job.gen
         job.marked_try = try_
-        event = NewEvent(job.stream, "LLMCallSent", {
-            "gen_id": gen.gen_id, "attempt": job.attempt, "call": job.call, "try": try_,
-            "model_id": gen.model_id, "provider": self.models.provider_name(self.ctx.models.get(gen.model_id or ""))})
+        event = LLMCallSent(gen_id=gen.gen_id, attempt=job.attempt, call=job.call, try_=try_,
+                            model_id=gen.model_id or "",
+                            provider=self.models.provider_name(self.ctx.models.get(gen.model_id or "")))
         return await self.writer.submit(WriteItem("sent", job, [event], []))
 
     async def _tries(self, job: Job, request: CallRequest, model: dict[str, Any], limiter: RateLimiter) -> None:
@@ -202,28 +199,24 @@ class Attempts:
         # Another call of this model already showed the endpoint is unusable: hand the
         # generation back instead of failing it too.
         stopped = model_id in self.stats.fatal_models and give_up
-        payload = {
-            "gen_id": gen.gen_id, "attempt": job.attempt, "call": job.call, "try": tries,
-            "model_id": model_id, "provider": self.models.provider_name(model),
-            "error_class": failure.error_class, "message": failure.message[:500],
-            "status": failure.status, "retryable": failure.retryable,
-            "latency_s": round(failure.latency_s if failure.latency_s is not None
-                               else time.monotonic() - started, 4),
-            "released": bool(fatal or stopped or (failure.retryable and self.stopping())),
-        }
-        events = [NewEvent(job.stream, "LLMCallFailed", payload)]
+        released = bool(fatal or stopped or (failure.retryable and self.stopping()))
+        events: list[DomainEvent] = [LLMCallFailed(
+            gen_id=gen.gen_id, attempt=job.attempt, call=job.call, try_=tries, model_id=model_id,
+            provider=self.models.provider_name(model), error_class=failure.error_class,
+            message=failure.message[:500], status=failure.status, retryable=failure.retryable,
+            latency_s=round(failure.latency_s if failure.latency_s is not None else time.monotonic() - started, 4),
+            released=released)]
         texts: list[str] = []
         if fatal:
             self.stats.fatal_models.setdefault(model_id, failure.message)
-        elif give_up and not payload["released"]:
+        elif give_up and not released:
             reason = (f"gave up after {tries} tries: {failure.error_class}: {failure.message[:300]}"
                       if failure.retryable else f"{failure.error_class}: {failure.message[:300]}")
-            failed = {"gen_id": gen.gen_id, "attempt": job.attempt, "error_class": failure.error_class,
-                      "reason": reason}
+            events.append(GenerationFailed(gen_id=gen.gen_id, attempt=job.attempt, error_class=failure.error_class,
+                                           reason=reason,
+                                           raw_hash=text_hash(failure.raw_text) if failure.raw_text else None))
             if failure.raw_text:
-                failed["raw_hash"] = text_hash(failure.raw_text)
                 texts.append(failure.raw_text)
-            events.append(NewEvent(job.stream, "GenerationFailed", failed))
             self.models.gave_up(model_id, failure, tries)
         self.writer.enqueue(WriteItem("result", job, events, texts))
         return give_up
@@ -240,24 +233,21 @@ class Attempts:
         text, cut = cut_answer(result.text, self.options.max_response_bytes)
         stage = self.stages.get(gen.stage)
         parser_name = gen.parser or "identity"
-        call = {
-            "gen_id": gen.gen_id, "attempt": job.attempt, "call": job.call, "try": tries,
-            "text_hash": text_hash(text), "chars": len(text),
-            "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens, "cost_usd": result.cost_usd,
-            "latency_s": round(result.latency_s, 4), "model_id": model_id, "provider": result.provider,
-            "requested_model": result.requested_model, "resolved_model": result.resolved_model,
-            "request_id": result.request_id, "offline": result.provider == "offline"}
+        completed = LLMCallCompleted(
+            gen_id=gen.gen_id, attempt=job.attempt, call=job.call, try_=tries, text_hash=text_hash(text),
+            chars=len(text), finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens, cost_usd=result.cost_usd,
+            latency_s=round(result.latency_s, 4), model_id=model_id, provider=result.provider,
+            requested_model=result.requested_model, resolved_model=result.resolved_model,
+            request_id=result.request_id, offline=result.provider == "offline", **(cut or {}))
         if cut is not None:
-            call.update(cut)
             self.stats.truncated += 1
-        completed = NewEvent(job.stream, "LLMCallCompleted", call)
+        outcome: list[DomainEvent]
         try:
             parse = self.parsers.get(parser_name)
         except DaydreamError as exc:
-            outcome = [NewEvent(job.stream, "GenerationFailed", {
-                "gen_id": gen.gen_id, "attempt": job.attempt, "error_class": "UnknownParser",
-                "reason": str(exc)})]
+            outcome = [GenerationFailed(gen_id=gen.gen_id, attempt=job.attempt, error_class="UnknownParser",
+                                        reason=str(exc))]
             texts: list[str] = []
         else:
             if stage.scored:  # the parser reads scores on the rubric's scale
@@ -269,21 +259,18 @@ class Attempts:
         """Give a claim back so the next run takes it (``ClaimReleased``). A request that left and
         has no answer is recorded first as ``LLMCallLost``; a try marked sent that never left is
         named in the release, so the mark stands for nothing."""
-        gen = job.gen
-        events: list[NewEvent] = []
-        release: dict[str, Any] = {"gen_id": gen.gen_id, "attempt": job.attempt, "call": job.call,
-                                   "reason": message}
+        events: list[DomainEvent] = []
+        try_ = None
         if not job.local and job.sent_try > job.answered_try:
-            events.append(self.lost.event(
-                job, job.sent_try, f"{message} before the answer arrived", sent=True, worker=self.worker,
-                sent_seq=None, prompt_chars=len(job.prompt or ""), query=self.ledger.query))
-            release["reason"] = f"{message} before the answer arrived"
+            reason = f"{message} before the answer arrived"
+            events.append(self.lost.event(job, job.sent_try, reason, sent=True, worker=self.worker, sent_seq=None,
+                                          prompt_chars=len(job.prompt or ""), query=self.ledger.query))
         elif not job.local and job.marked_try > job.answered_try:
-            release["try"] = job.marked_try
-            release["reason"] = f"{message} before the request left"
+            try_, reason = job.marked_try, f"{message} before the request left"
         else:
-            release["reason"] = f"{message} before the call was sent"
-        events.append(NewEvent(job.stream, "ClaimReleased", release))
+            reason = f"{message} before the call was sent"
+        events.append(ClaimReleased(gen_id=job.gen.gen_id, attempt=job.attempt, call=job.call, reason=reason,
+                                    try_=try_))
         self.writer.enqueue(WriteItem("result", job, events, []))
 
 

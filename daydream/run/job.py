@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from daydream.ledger.store import NewEvent
+from daydream.ledger.events import LLMCallLost, gen_stream
 from daydream.run import claims
 from daydream.run.pacing import model_params
 from daydream.run.pending import PendingGeneration
@@ -33,7 +33,7 @@ class Job:
 
     @property
     def stream(self) -> str:
-        return f"gen:{self.gen.gen_id}"
+        return gen_stream(self.gen.gen_id)
 
 
 class LostCalls:
@@ -45,13 +45,12 @@ class LostCalls:
         self._estimates: dict[tuple[str, str], tuple[int | None, int]] = {}
 
     def event(self, job: Job, try_: int, reason: str, *, sent: bool | None, worker: dict[str, Any],
-              sent_seq: int | None, prompt_chars: int | None, query: Any) -> NewEvent:
+              sent_seq: int | None, prompt_chars: int | None, query: Any) -> LLMCallLost:
         """``LLMCallLost``: a request that (maybe) left and whose outcome will never be known."""
         gen = job.gen
         model = self.models.get(gen.model_id or "") or {"id": gen.model_id}
         _t, max_tokens = model_params(model, gen.stage)
         estimate = claims.estimate_lost_cost(query, model, gen.stage, prompt_chars, max_tokens, self._estimates)
-        return NewEvent(job.stream, "LLMCallLost", {
-            "gen_id": gen.gen_id, "attempt": job.attempt, "call": job.call, "try": try_,
-            "model_id": gen.model_id, "provider": self.provider_name(model), "sent": sent,
-            "sent_seq": sent_seq, "worker": worker, "reason": reason, **estimate})
+        return LLMCallLost(gen_id=gen.gen_id, attempt=job.attempt, call=job.call, try_=try_, model_id=gen.model_id,
+                           provider=self.provider_name(model), sent=sent, sent_seq=sent_seq, worker=worker,
+                           reason=reason, **estimate)

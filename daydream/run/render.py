@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from daydream.contracts import StageInput
 from daydream.design.catalog import recorded_models
+from daydream.ledger.events import CATALOG_IMPORTED
 from daydream.ledger.store import Ledger
 from daydream.plugins import Registry
 from daydream.run.pending import PendingGeneration
@@ -51,7 +52,7 @@ class Context:
         models = {mid: found.definition for mid, found in recorded_models(ledger).items()}
         concepts: dict[str, dict[str, Any]] = {}
         templates: dict[str, dict[str, Any]] = {}
-        for event in ledger.events(type="CatalogImported"):  # later snapshots win
+        for event in ledger.events(type=CATALOG_IMPORTED):  # later snapshots win
             for concept in event.payload.get("concepts", []):
                 concepts[concept["id"]] = concept
             templates.update((t["hash"], t) for t in event.payload.get("templates", []) if t.get("hash"))

@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from daydream.errors import NotFound
+from daydream.ledger.events import GenerationRetried
 from daydream.ledger.store import Ledger, NewEvent
 
 
@@ -50,9 +51,8 @@ def retry_generations(ledger: Ledger, gen_ids: list[str] | None = None, *, cohor
                 continue  # nothing to retry: it has not finished its current attempt
             if failed_only and status != "failed":
                 continue
-            events.append(NewEvent(f"gen:{gid}", "GenerationRetried", {
-                "gen_id": gid, "attempt": (attempt or 1) + 1, "previous_attempt": attempt or 1,
-                "reason": reason}))
+            events.append(GenerationRetried(gen_id=gid, attempt=(attempt or 1) + 1, previous_attempt=attempt or 1,
+                                            reason=reason).new())
         return events, []
 
     stored = ledger.transact(build)

@@ -19,7 +19,8 @@ from typing import Callable
 
 from daydream import plugins
 from daydream.errors import DaydreamError, UsageError
-from daydream.ledger.store import Ledger, NewEvent
+from daydream.ledger.events import GenerationFailed
+from daydream.ledger.store import Ledger
 from daydream.run import claims
 from daydream.run.attempt import Attempts
 from daydream.run.budget import Budget
@@ -224,9 +225,9 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in a plugin must not kill the run: record it and go on
-            self.writer.enqueue(WriteItem("result", job, [NewEvent(job.stream, "GenerationFailed", {
-                "gen_id": gen.gen_id, "attempt": job.attempt, "error_class": type(exc).__name__,
-                "reason": f"internal error: {exc}"})], []))
+            self.writer.enqueue(WriteItem("result", job, [GenerationFailed(
+                gen_id=gen.gen_id, attempt=job.attempt, error_class=type(exc).__name__,
+                reason=f"internal error: {exc}")], []))
         finally:
             self.stats.stages[gen.stage].in_flight -= 1
             self._in_flight.discard(gen.gen_id)

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from daydream.ledger.store import NewEvent
+from daydream.ledger.events import DomainEvent, GenerationFailed, LLMCallLost, ParseFailed, ResponseParsed
 from daydream.read.failures import FailureGroup
 from daydream.run.pending import STAGE_ORDER, PendingGeneration
 
@@ -80,30 +80,29 @@ class RunStats:
         key = (error_class, gen.stage or "?", gen.model_id)
         self.failures.setdefault(key, FailureGroup(*key)).add(gen.gen_id or "?", reason, cohort)
 
-    def count_committed(self, events: list[NewEvent], gen: PendingGeneration | None, outcome: bool,
+    def count_committed(self, events: list[DomainEvent], gen: PendingGeneration | None, outcome: bool,
                         cohort: str | None) -> None:
         """Count what a committed write recorded: lost requests, and (``outcome``: the write was a
         generation's result) what came of the generation."""
         for event in events:
-            if event.type == "LLMCallLost":
+            if isinstance(event, LLMCallLost):
                 self.lost_calls += 1
-                estimate = event.payload.get("estimated_cost_usd")
-                self.lost_estimated_usd += estimate or 0.0
-                self.lost_unestimated += estimate is None
+                self.lost_estimated_usd += event.estimated_cost_usd or 0.0
+                self.lost_unestimated += event.estimated_cost_usd is None
         if not outcome or gen is None:
             return
         stage = self.stages[gen.stage]
         for event in events:
-            if event.type == "ResponseParsed":
+            if isinstance(event, ResponseParsed):
                 stage.done += 1
                 self.completed += 1
                 if gen.generator == "copy":
                     self.copied += 1
                 break
-            if event.type in ("GenerationFailed", "ParseFailed"):
+            if isinstance(event, (GenerationFailed, ParseFailed)):
                 stage.failed += 1
                 self.failed += 1
-                error_class = "ParseFailed" if event.type == "ParseFailed" else (
-                    event.payload.get("error_class") or "Unknown")
-                self.record_failure(error_class, gen, event.payload.get("reason") or "", cohort)
+                # A parse failure's reason class is the event's own name.
+                error_class = event.TYPE if isinstance(event, ParseFailed) else (event.error_class or "Unknown")
+                self.record_failure(error_class, gen, event.reason or "", cohort)
                 break

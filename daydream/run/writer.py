@@ -22,6 +22,8 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
+from daydream.ledger.events import (LLM_CALL_LOST, DomainEvent, LLMCallCompleted, LLMCallFailed, LLMCallLost,
+                                    LLMCallStarted)
 from daydream.ledger.store import Ledger, NewEvent
 from daydream.run import claims
 from daydream.run.checkpoints import WalKeeper
@@ -46,7 +48,7 @@ class WriteItem:
 
     __slots__ = ("kind", "job", "events", "texts", "future", "observed")
 
-    def __init__(self, kind: str, job: Job | None, events: list[NewEvent], texts: list[str],
+    def __init__(self, kind: str, job: Job | None, events: list[DomainEvent], texts: list[str],
                  future: asyncio.Future | None = None, observed: tuple | None = None) -> None:
         self.kind = kind
         self.job = job
@@ -195,7 +197,7 @@ class Writer:
                 ok = self._guard(cur, item)
                 accepted.append(ok)
                 if ok:
-                    events.extend(item.events)
+                    events.extend(e.new() for e in item.events)
                     texts.extend(item.texts)
             if beat:
                 claims.beat(cur, self.worker["run"])
@@ -235,10 +237,10 @@ class Writer:
         # (our heartbeat stopped), the call still happened and was paid for: record it as
         # superseded, which the projections ignore, and drop what we made of it.
         if status != "running" or worker != self.worker_json:
-            calls = [NewEvent(e.stream, e.type, {**e.payload, "superseded": True,
-                                                 **self._answers_lost(cur, item.job, e.payload)})
-                     for e in item.events if e.type in ("LLMCallCompleted", "LLMCallFailed")]
-            item.texts = item.texts[:1] if calls and calls[0].type == "LLMCallCompleted" else []
+            calls: list[DomainEvent] = [
+                e.but(superseded=True, answers_lost_seq=self._answers_lost(cur, e))
+                for e in item.events if isinstance(e, (LLMCallCompleted, LLMCallFailed))]
+            item.texts = item.texts[:1] if calls and isinstance(calls[0], LLMCallCompleted) else []
             item.events = calls
             return bool(calls)
         return True
@@ -256,7 +258,7 @@ class Writer:
             old_worker = {}
         reason = claims.takeover_reason(cur, old_worker)
         self.stats.taken_over += 1
-        lost: list[NewEvent] = []
+        lost: list[LLMCallLost] = []
         if found is not None:
             saved_call, job.call = job.call, found.call
             for request in found.unanswered:
@@ -265,29 +267,25 @@ class Writer:
                     worker=found.worker or old_worker, sent_seq=request["sent_seq"],
                     prompt_chars=found.prompt_chars, query=lambda sql, p: cur.execute(sql, p).fetchall()))
             job.call = max(saved_call, found.next_call)
-        for event in item.events:
-            if event.type == "LLMCallStarted":
-                event.payload["call"] = job.call
-                event.payload["took_over"] = {"worker": old_worker, "reason": reason,
-                                              "lost_requests": len(lost)}
-        item.events = lost + item.events
+        took_over = {"worker": old_worker, "reason": reason, "lost_requests": len(lost)}
+        item.events = [*lost, *(e.but(call=job.call, took_over=took_over) if isinstance(e, LLMCallStarted) else e
+                                for e in item.events)]
         who = f"{old_worker.get('host', '?')} pid {old_worker.get('pid', '?')}"
         tally = self._batch_takeovers.setdefault((who, reason.split(" (")[0]), [0, 0, 0.0, 0])
         tally[0] += 1
         tally[1] += len(lost)
-        tally[2] += sum(e.payload["estimated_cost_usd"] or 0 for e in lost)
-        tally[3] += sum(e.payload["estimated_cost_usd"] is None for e in lost)
+        tally[2] += sum(e.estimated_cost_usd or 0 for e in lost)
+        tally[3] += sum(e.estimated_cost_usd is None for e in lost)
 
-    def _answers_lost(self, cur: sqlite3.Cursor, job: Job, payload: dict[str, Any]) -> dict[str, Any]:
-        """A late answer to a request another worker recorded as lost: name that record."""
-        for seq, lost_json in cur.execute("SELECT seq, payload FROM events WHERE stream = ? AND type = 'LLMCallLost'",
-                                          (job.stream,)):
-            lost = json.loads(lost_json)
-            if ((lost.get("attempt"), lost.get("call"), lost.get("try")) ==
-                    (payload.get("attempt"), payload.get("call"), payload.get("try"))
-                    and (lost.get("worker") or {}).get("run") == self.worker["run"]):
-                return {"answers_lost_seq": seq}
-        return {}
+    def _answers_lost(self, cur: sqlite3.Cursor, call: LLMCallCompleted | LLMCallFailed) -> int | None:
+        """A late answer to a request another worker recorded as lost: the seq of that record."""
+        for seq, lost_json in cur.execute("SELECT seq, payload FROM events WHERE stream = ? AND type = ?",
+                                          (call.stream, LLM_CALL_LOST)):
+            lost = LLMCallLost.from_payload(json.loads(lost_json))
+            if ((lost.attempt, lost.call, lost.try_) == (call.attempt, call.call, call.try_)
+                    and (lost.worker or {}).get("run") == self.worker["run"]):
+                return seq
+        return None
 
 
 def _resolve(future: asyncio.Future, ok: bool) -> None:

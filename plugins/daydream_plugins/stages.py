@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from daydream.contracts import Generation, Parsed, ParseFailure, StageInput
 from daydream.hookspecs import hookimpl
-from daydream.ledger.store import NewEvent, text_hash
+from daydream.ledger.events import DomainEvent, GenerationFailed, ParseFailed, ResponseParsed, ScoreRecorded
+from daydream.ledger.store import text_hash
 from daydream.design.scales import DEFAULT_SCALE
 
 MIN_DRAFT_LINES = 3
@@ -37,27 +38,23 @@ class BuiltinStage:
         return None
 
     def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
-                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
+                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
         """Events that record what came of a completed call: parsed output, score, or failure."""
-        stream = f"gen:{gen.gen_id}"
         reason = self.check(raw_text, finish_reason)
         if reason is not None:
-            return [NewEvent(stream, "GenerationFailed", {
-                "gen_id": gen.gen_id, "attempt": attempt, "reason": reason,
-                "error_class": "ValidationFailed", "raw_hash": text_hash(raw_text)})], []
+            return [GenerationFailed(gen_id=gen.gen_id, attempt=attempt, error_class="ValidationFailed",
+                                     reason=reason, raw_hash=text_hash(raw_text))], []
         try:
             parsed = parse(raw_text)
         except ParseFailure as failure:
-            return [NewEvent(stream, "ParseFailed", {
-                "gen_id": gen.gen_id, "attempt": attempt, "parser": parser_name,
-                "reason": failure.reason, "preview": failure.preview[-600:]})], []
-        events = [NewEvent(stream, "ResponseParsed", {
-            "gen_id": gen.gen_id, "attempt": attempt, "parser": parser_name,
-            "parsed_hash": text_hash(parsed.text), "chars": len(parsed.text)})]
+            return [ParseFailed(gen_id=gen.gen_id, attempt=attempt, parser=parser_name, reason=failure.reason,
+                                preview=failure.preview[-600:])], []
+        events: list[DomainEvent] = [ResponseParsed(gen_id=gen.gen_id, attempt=attempt, parser=parser_name,
+                                                    parsed_hash=text_hash(parsed.text), chars=len(parsed.text))]
         events.extend(self.score_events(gen, attempt, parsed))
         return events, [parsed.text]
 
-    def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[NewEvent]:
+    def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[DomainEvent]:
         """Extra events for a parsed answer (scores, for evaluations)."""
         return []
 
@@ -103,25 +100,22 @@ class EvaluationStage(BuiltinStage):
             found["response"] = source.parent_parsed
         return found
 
-    def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[NewEvent]:
+    def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[DomainEvent]:
         if parsed.score is None:
             return []
         # The scale travels with the score, so a score is self-describing: views and comparisons
         # across rubrics need no catalog lookup, and a re-scored generation keeps both in history.
-        scale = list(parsed.scale or DEFAULT_SCALE)
-        return [NewEvent(f"gen:{gen.gen_id}", "ScoreRecorded", {
-            "gen_id": gen.gen_id, "attempt": attempt, "essay_gen_id": gen.parent_gen_id,
-            "score": parsed.score, "scale": scale, "rubric": gen.template_id,
-            "evaluator": gen.model_id, "replicate": gen.replicate})]
+        return [ScoreRecorded(gen_id=gen.gen_id, attempt=attempt, essay_gen_id=gen.parent_gen_id,
+                              score=parsed.score, scale=list(parsed.scale or DEFAULT_SCALE),
+                              rubric=gen.template_id, evaluator=gen.model_id, replicate=gen.replicate)]
 
     def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
-                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
+                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
         events, texts = super().outcome(gen, attempt, raw_text, finish_reason, parse, parser_name)
         # An evaluation is only complete with a score; a parser that yields none is a parse failure.
-        if events and events[0].type == "ResponseParsed" and not any(e.type == "ScoreRecorded" for e in events):
-            return [NewEvent(f"gen:{gen.gen_id}", "ParseFailed", {
-                "gen_id": gen.gen_id, "attempt": attempt, "parser": parser_name,
-                "reason": f"parser {parser_name!r} returned no score", "preview": raw_text[-600:]})], []
+        if events and isinstance(events[0], ResponseParsed) and not any(isinstance(e, ScoreRecorded) for e in events):
+            return [ParseFailed(gen_id=gen.gen_id, attempt=attempt, parser=parser_name,
+                                reason=f"parser {parser_name!r} returned no score", preview=raw_text[-600:])], []
         return events, texts
 
 
