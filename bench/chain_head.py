@@ -25,12 +25,12 @@ from daydream.ledger.store import Ledger, NewEvent
 
 
 def at_revision(path: Path, revision: str) -> Ledger:
-    engine = db.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = db.create_backend(path, create=True)
+    with db.schema_connection(backend) as conn:
         command.upgrade(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
-    return Ledger(path, engine)
+    return Ledger(path, backend)
 
 
 def events(n: int, offset: int) -> list[NewEvent]:
@@ -65,7 +65,7 @@ def main() -> None:
             print(f"{label:>22}: 0005 {n / base:>9,.0f} ev/s   0006 {n / head:>9,.0f} ev/s   "
                   f"ratio 0006/0005 time {head / base:.3f}")
         for ledger in ledgers.values():
-            ledger.engine.dispose()
+            ledger.close()
 
         texts = Ledger.init(folder / "texts.db")[0]
         n = args.events * 2

@@ -8,7 +8,10 @@ the rows our ledger stored (hashes included, nothing computed, same batches and 
     with SQLite's defaults and with the ledger's page size: what SQLite alone costs for that schema,
     i.e. the best any implementation keeping those indexes could do with zero work in Python;
 and times ``chain_events`` alone (what an append computes in Python: canonical JSON, versions and
-the sha256 chain). Prints events/s, ratios, and where the time of one event goes.
+the sha256 chain). Single-event appends are set beside plain ``sqlite3`` single-row transactions
+(``BEGIN IMMEDIATE``, one INSERT, ``COMMIT``) into the indexed table with the ledger's pages, and
+beside empty write transactions of the ledger's backend (what its connection handling costs).
+Prints events/s, ratios, and where the time of one event goes.
 
     uv run python bench/ledger_append.py [--events 100000] [--single 100000]
 """
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 from daydream.ledger import db
-from daydream.ledger.store import Ledger, NewEvent, chain_events
+from daydream.ledger.store import EVENT_COLUMNS, Ledger, NewEvent, chain_events
 
 
 def small_events(n: int) -> list[NewEvent]:
@@ -43,12 +46,42 @@ def ours_batched(folder: Path, events: list[NewEvent], batch: int) -> tuple[floa
     return elapsed, rows
 
 
-def ours_single(folder: Path, events: list[NewEvent]) -> float:
+def ours_single(folder: Path, events: list[NewEvent]) -> tuple[float, list[tuple]]:
     ledger = Ledger.init(folder / "single.db")[0]
     start = time.perf_counter()
     for e in events:
         ledger.append([e])
+    elapsed = time.perf_counter() - start
+    return elapsed, ledger.query(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+
+
+def empty_writes(folder: Path, n: int) -> float:
+    """Time ``n`` empty write transactions of the ledger's backend (lend a connection, BEGIN IMMEDIATE, COMMIT)."""
+    ledger = Ledger.init(folder / "empty.db")[0]
+    start = time.perf_counter()
+    for _ in range(n):
+        ledger.backend.write(lambda cur: None)
     return time.perf_counter() - start
+
+
+def raw_single(folder: Path, rows: list[tuple]) -> float:
+    """Time plain single-row write transactions of the same rows, two indexes, the ledger's pages."""
+    conn = sqlite3.connect(folder / "raw_single.db", isolation_level=None)
+    conn.execute(f"PRAGMA page_size = {db.PAGE_SIZE}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, stream TEXT, version INTEGER, type TEXT,"
+                 " payload TEXT, recorded_at TEXT, causation_seq INTEGER, prev_hash TEXT, hash TEXT,"
+                 " UNIQUE(stream, version))")
+    conn.execute("CREATE INDEX ix_type_seq ON events (type, seq)")
+    start = time.perf_counter()
+    for row in rows:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
 
 
 def chain_only(events: list[NewEvent], rows: list[tuple], batch: int) -> float:
@@ -109,7 +142,9 @@ def main() -> None:
             indexed_pages.append(raw_executemany(folder, rows, args.batch, indexed=True, page_size=db.PAGE_SIZE))
             chain.append(chain_only(events, rows, args.batch))
     with tempfile.TemporaryDirectory() as tmp:
-        single = ours_single(Path(tmp), events[:args.single])
+        single, single_rows = ours_single(Path(tmp), events[:args.single])
+        single_raw = raw_single(Path(tmp), single_rows)
+        empty = empty_writes(Path(tmp), args.single)
     b, w, x, xp, c = (statistics.median(v) for v in (batched, raw, indexed, indexed_pages, chain))
     n = args.events
     print(f"events: {n:,}  batch: {args.batch}  repeats: {args.repeat} (medians)")
@@ -121,6 +156,10 @@ def main() -> None:
           f"  (target >= 0.50)")
     print(f"ours, single-event transactions:                      {args.single / single:>10,.0f} events/s   "
           f"{(args.single / single) / (n / w):.3f}")
+    print(f"raw single-row transactions, two indexes, ledger's pages: {args.single / single_raw:>8,.0f} events/s   "
+          f"ours/raw time {single / single_raw:.2f}")
+    print(f"empty write transactions of the backend:              {args.single / empty:>10,.0f} /s   "
+          f"{empty / args.single * 1e6:.1f} us each (ours single: {single / args.single * 1e6:.1f} us)")
     print(f"chain_events alone (JSON + sha256 chain, no SQLite):  {n / c:>10,.0f} events/s   "
           f"{c / n * 1e6:.2f} us/event")
     print(f"ratio batched/raw with the same indexes and pages: {xp / b:.2f}")

@@ -111,7 +111,7 @@ def bench_append(folder: Path, ledger: Ledger) -> float:
     start = time.perf_counter()
     fresh.append(events, texts=texts)
     elapsed = time.perf_counter() - start
-    fresh.engine.dispose()
+    fresh.close()
     return elapsed
 
 
@@ -123,7 +123,7 @@ def bench_small_batched(folder: Path, n: int) -> float:
     for i in range(0, n, 1000):
         fresh.append(events[i:i + 1000])
     elapsed = time.perf_counter() - start
-    fresh.engine.dispose()
+    fresh.close()
     return elapsed
 
 
@@ -143,7 +143,7 @@ def main() -> None:
             raws.append(bench_raw(folder, ledger))
             appends.append(bench_append(folder, ledger))
             smalls.append(bench_small_batched(folder, n_events))
-            ledger.engine.dispose()
+            ledger.close()
     c, p, r = statistics.median(compiles), statistics.median(plans), statistics.median(raws)
     a = statistics.median(appends)
     b = statistics.median(smalls)

@@ -98,12 +98,12 @@ def run(folder: Path, combos: int) -> None:
 
 
 def _ledger_at(path: Path, revision: str) -> Ledger:
-    engine = db.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = db.create_backend(path, create=True)
+    with db.schema_connection(backend) as conn:
         command.upgrade(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
-    return Ledger(path, engine)
+    return Ledger(path, backend)
 
 
 def _scored(prefix: str, n: int) -> list[NewEvent]:

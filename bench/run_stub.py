@@ -7,8 +7,13 @@
    machine's load disturbs less than a single run.
 2. The same with 0 ms latency: generations per second of pure orchestration (target ≥ 300/s).
 3. Peak memory (max RSS) of a ``daydream run`` subprocess doing 20,000 generations.
+4. ``--scale 10000,100000``: write amplification of offline runs of that many drafts (no server),
+   in this process: bytes written (``/proc/self/io``: ``wchar`` = every write() SQLite made,
+   ``write_bytes`` = what reached the disk) against the final ledger's size (target: at most 5x at
+   100,000), CPU per generation (user = ours, system = mostly SQLite's I/O; target: flat from 10k
+   to 100k), and where the writes go: commits, log frames, checkpoint copies. Skips parts 1-3.
 
-    uv run python bench/run_stub.py [--n 1000] [--repeat 3] [--big 20000]
+    uv run python bench/run_stub.py [--n 1000] [--repeat 3] [--big 20000] [--scale 10000,100000]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import yaml
 
 from daydream.ledger.store import Ledger
 from daydream.design.planner import plan_cohort
+from daydream.run.checkpoints import WAL_CHECKPOINT_BYTES
 from daydream.run.runner import RunOptions, run_cohort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,6 +99,114 @@ def peak_memory(n: int, concurrency: int) -> tuple[float, float, int]:
         stub.wait()
 
 
+def _io() -> dict[str, int]:
+    with open("/proc/self/io") as fh:
+        return {k: int(v) for k, v in (line.split(": ") for line in fh)}
+
+
+class WriteCounter:
+    """Counts a backend's write transactions and what its WAL checkpoints report (frames logged, copied)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.commits = 0
+        self.checkpoints: list[tuple[str, int, int, int]] = []
+        backend = ledger.backend
+        write, checkpoint = backend.write, backend.checkpoint
+
+        def counting_write(work):  # type: ignore[no-untyped-def]
+            self.commits += 1
+            return write(work)
+
+        def counting_checkpoint(mode: str) -> tuple[int, int, int]:
+            row = checkpoint(mode)
+            self.checkpoints.append((mode, *row))
+            return row
+
+        backend.write = counting_write  # type: ignore[method-assign]
+        backend.checkpoint = counting_checkpoint  # type: ignore[method-assign]
+
+    def frames(self) -> int:
+        """Frames written to the log, each counted once.
+
+        A checkpoint that copied the whole log (not busy) lets the next commit start the log over,
+        so the frames of one log generation are what the last checkpoint before the restart saw.
+        """
+        total = 0
+        last = 0
+        for _mode, busy, log, done in self.checkpoints:
+            last = max(log, 0)
+            if not busy and done == log:
+                total += last
+                last = 0
+        return total + last
+
+
+def scale_run(n: int, concurrency: int, offline_concurrency: int | None = None) -> dict[str, float]:
+    """Plan and run ``n`` offline drafts; what the run wrote and cost, and the final ledger's size.
+
+    The offline model's concurrency (the catalog's unless ``offline_concurrency``) sets how many
+    generations share a commit: the runner writes each round of claims, and of results, together.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        catalog = folder / "catalog"
+        shutil.copytree(REPO / "specs" / "catalog", catalog)
+        if offline_concurrency:
+            models = yaml.safe_load((catalog / "models.yaml").read_text())
+            for model in models:
+                if model["id"] == "offline":
+                    model["concurrency"] = offline_concurrency
+            (catalog / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+        concepts = [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
+        spec = {"combos": {"concepts": concepts[:14], "k": 3, "level": "sentence"},
+                "axes": {"draft_template": ["link-brainstorm"], "draft_llm": ["offline"],
+                         "draft_replicate": -(-n // 364)}}
+        (folder / "scale.yaml").write_text(yaml.safe_dump(spec))
+        ledger = Ledger.init(folder / "scale.db")[0]
+        io0, start = _io(), time.perf_counter()
+        plan_cohort(ledger, folder / "scale.yaml", catalog, cohort_id="scale")
+        ledger.backend.checkpoint("TRUNCATE")
+        io1, planned_at = _io(), time.perf_counter()
+        size_planned = ledger.path.stat().st_size
+        counter = WriteCounter(ledger)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        stats = run_cohort(ledger, RunOptions(cohort="scale", concurrency=concurrency, limit=n))
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        io2, done_at = _io(), time.perf_counter()
+        ledger.backend.checkpoint("TRUNCATE")
+        size = ledger.path.stat().st_size
+        page = ledger.query("PRAGMA page_size")[0][0]
+        frames = counter.frames()
+        events = ledger.last_seq()
+        return {"n": stats.completed, "events": events, "plan_s": planned_at - start, "run_s": done_at - planned_at,
+                "plan_wchar": io1["wchar"] - io0["wchar"], "size_planned": size_planned,
+                "wchar": io2["wchar"] - io1["wchar"], "write_bytes": io2["write_bytes"] - io1["write_bytes"],
+                "size": size, "growth": size - size_planned,
+                "user": cpu1.ru_utime - cpu0.ru_utime, "sys": cpu1.ru_stime - cpu0.ru_stime,
+                "commits": counter.commits, "checkpoints": len(counter.checkpoints),
+                "frames": frames, "page": page}
+
+
+def report_scale(sizes: list[int], concurrency: int, offline_concurrency: int | None) -> None:
+    print(f"offline drafts, in-process run (plan not counted in the run's writes), offline model concurrency "
+          f"{offline_concurrency or 'as in the catalog'}, WAL checkpoint bound {WAL_CHECKPOINT_BYTES // 2**20} MiB")
+    print(f"{'n':>8} {'run s':>7} {'ledger MB':>9} {'wchar MB':>9} {'x size':>6} {'disk MB':>8} {'x size':>6} "
+          f"{'us/gen user':>11} {'sys':>6} {'commits':>8} {'gen/commit':>10} {'log MB':>7} {'rest MB':>8} "
+          f"{'KB/commit':>9}")
+    for n in sizes:
+        r = scale_run(n, concurrency, offline_concurrency)
+        mb = 2**20
+        log_bytes = r["frames"] * (r["page"] + 24)
+        print(f"{r['n']:>8} {r['run_s']:>7.1f} {r['size'] / mb:>9.1f} {r['wchar'] / mb:>9.1f} "
+              f"{r['wchar'] / r['size']:>6.2f} {r['write_bytes'] / mb:>8.1f} {r['write_bytes'] / r['size']:>6.2f} "
+              f"{r['user'] / r['n'] * 1e6:>11.0f} {r['sys'] / r['n'] * 1e6:>6.0f} {r['commits']:>8} "
+              f"{r['n'] / max(1, r['commits']):>10.1f} {log_bytes / mb:>7.1f} {(r['wchar'] - log_bytes) / mb:>8.1f} "
+              f"{log_bytes / max(1, r['commits']) / 1024:>9.1f}")
+        print(f"{'':>8} plan {r['plan_s']:.1f} s wrote {r['plan_wchar'] / mb:.1f} MB for a {r['size_planned'] / mb:.1f} MB "
+              f"ledger; the run added {r['growth'] / mb:.1f} MB ({r['events']:,} events in all), "
+              f"{r['checkpoints']} checkpoints, {r['page'] // 1024} KiB pages")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
@@ -100,8 +214,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="runs of the 200 ms case (median reported)")
     parser.add_argument("--big", type=int, default=20000, help="generations for the memory run (0: skip)")
+    parser.add_argument("--scale", default="", help="comma-separated draft counts for the write-amplification runs")
+    parser.add_argument("--offline-concurrency", type=int, default=None,
+                        help="--scale: the offline model's concurrency (default: the catalog's)")
     args = parser.parse_args()
     os.environ[KEY_ENV] = "bench"
+    if args.scale:
+        report_scale([int(x) for x in args.scale.split(",")], args.concurrency, args.offline_concurrency)
+        return
 
     print(f"{args.n} generations, {args.latency * 1000:.0f} ms stub latency, concurrency {args.concurrency}")
     ratios = []

@@ -54,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ledger, _, _ = Ledger.init(db)
     build_fixture(ledger)
     import_unpriced(ledger)  # an imported draft with tokens but no recorded price
-    ledger.engine.dispose()
+    ledger.close()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}
     proc = subprocess.Popen(daydream_cmd("browse", "--db", str(db), "--port", str(port)),
@@ -180,7 +180,7 @@ def test_our_plugin_leaves_other_datasettes_alone(tmp_path: Path) -> None:
     path = tmp_path / "fixture.db"
     ledger, _, _ = Ledger.init(path)
     build_fixture(ledger)
-    ledger.engine.dispose()
+    ledger.close()
 
     async def pages() -> tuple[str, str]:
         ours = browse.build_datasette(path)
@@ -245,7 +245,7 @@ def test_home_page_links_each_cohorts_comparisons(tmp_path: Path) -> None:
     path = tmp_path / "fixture.db"
     ledger, _, _ = Ledger.init(path)
     build_fixture(ledger)
-    ledger.engine.dispose()
+    ledger.close()
     status, home = _page(path, "/ledger")
     link = f"/ledger/comparisons?cohort_id={COHORT}"
     assert status == 200 and f'href="{link}"' in home
@@ -265,7 +265,7 @@ def test_a_generation_page_for_an_unknown_id_is_the_empty_table(tmp_path: Path) 
     path = tmp_path / "fixture.db"
     ledger, _, _ = Ledger.init(path)
     build_fixture(ledger)
-    ledger.engine.dispose()
+    ledger.close()
     status, page = _page(path, "/ledger/generations?gen_id=e_nope")
     assert status == 200 and "0 rows" in page
     status, page = _page(path, "/ledger/generations?gen_id=e_one")

@@ -222,7 +222,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     shutil.copyfile(REPO / "ledger.db.example", db)
     ledger = Ledger.open(db)  # brings an older example up to this schema
     evil = add_evil_essay(ledger)
-    ledger.engine.dispose()
+    ledger.close()
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAYDREAM_DB"}

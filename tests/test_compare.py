@@ -201,7 +201,7 @@ def ledger_state(ledger: Ledger) -> tuple[int, str]:
     (["hand", "--by", "draft_llm"], 2, "draft_llm has 1 level in cohort 'hand' (m): nothing to compare"),
     (["unscored", "--by", "draft_template"], 1, "no scores in cohort 'unscored' yet: nothing to compare"),
     (["nope", "--by", "draft_template"], 1, "cohort 'nope' has no generations in the ledger"),
-    (["hand", "--by", "draft_template", "--rubric", "clarity"], 2,
+    (["hand", "--by", "draft_template", "--rubric", "clarity"], 1,  # an unknown rubric: 1, as an unknown cohort
      "rubric 'clarity' has no scores in cohort 'hand' (rubrics: r)"),
     (["hand", "--by", "draft_template", "--within", "draft_template"], 2,
      "draft_template is the factor compared (--by); it cannot also be a --within axis"),

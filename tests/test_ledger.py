@@ -79,20 +79,20 @@ def test_the_fast_append_path_hashes_exactly_what_verify_recomputes(ledger: Ledg
     assert ledger.count() == 3
 
 
-def test_new_ledgers_use_16k_pages_and_older_files_keep_theirs(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from daydream.ledger import db
+def test_new_ledgers_use_4k_pages_and_older_files_keep_theirs(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from daydream.ledger import backend, db
 
     new = Ledger.init(tmp_path / "new.db")[0]
-    assert new.query("PRAGMA page_size") == [(16384,)]
-    monkeypatch.setattr(db, "PAGE_SIZE", 4096)  # a ledger made before pages grew
+    assert new.query("PRAGMA page_size") == [(4096,)]
+    monkeypatch.setattr(backend, "PAGE_SIZE", 16384)  # a ledger made while pages were 16 KiB
     Ledger.init(tmp_path / "old.db")
     monkeypatch.undo()
     old = Ledger.open(tmp_path / "old.db")
     old.append([NewEvent("s", "X", {"i": i}) for i in range(10)])
-    assert old.query("PRAGMA page_size") == [(4096,)]
-    assert old.query("PRAGMA wal_autocheckpoint") == [(db.WAL_AUTOCHECKPOINT_BYTES // 4096,)]
-    assert new.query("PRAGMA wal_autocheckpoint") == [(db.WAL_AUTOCHECKPOINT_BYTES // 16384,)]
+    assert old.query("PRAGMA page_size") == [(16384,)]
+    assert old.query("PRAGMA wal_autocheckpoint") == [(db.WAL_AUTOCHECKPOINT_BYTES // 16384,)]
+    assert new.query("PRAGMA wal_autocheckpoint") == [(db.WAL_AUTOCHECKPOINT_BYTES // 4096,)]
     assert old.verify() == (10, 0)
 
 

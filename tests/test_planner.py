@@ -219,8 +219,9 @@ def test_cli_plan_list_show_and_compile(ledger_path: Path, tmp_path: Path) -> No
     out = runner.invoke(cli, ["cohort", "plan", str(DEMO), "--db", str(ledger_path)], catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert "cohort demo: spec v1" in out.output and "appended 96 events" in out.output
-    assert [line.split() for line in out.output.splitlines()[2:]] == [
+    assert [line.split() for line in out.output.splitlines()[2:5]] == [
         ["draft", "8", "0", "0"], ["essay", "16", "0", "0"], ["evaluation", "64", "0", "0"]]
+    assert "estimate of the 80 pending LLM calls" in out.output  # the estimate follows the counts
     again = runner.invoke(cli, ["cohort", "plan", str(DEMO), "--db", str(ledger_path), "--format", "json"])
     assert json.loads(again.output)["events"] == 0
     listed = runner.invoke(cli, ["cohort", "list", "--db", str(ledger_path), "--json"])

@@ -7,29 +7,31 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, event
 
 from daydream.ledger import db, projections
+from daydream.ledger.backend import SqliteBackend
 from daydream.ledger.store import Event, Ledger, NewEvent
 from tests.read_fixtures import build_fixture
 
 # The last revision before 0008 appended its own statements to the feed's trigger.
 FEED_REVISION = "0005_llm_calls_by_stream"
+# The projection tables both revisions have (cohort_scales came with 0010).
+TABLES = [t for t in projections.TABLES if t != "cohort_scales"]
 
 
-def _alembic(engine: Engine, move: str, revision: str) -> None:
-    """Run ``alembic upgrade|downgrade revision`` on the ledger behind ``engine``."""
-    with engine.connect() as conn:
+def _alembic(backend: SqliteBackend, move: str, revision: str) -> None:
+    """Run ``alembic upgrade|downgrade revision`` on the ledger behind ``backend``."""
+    with db.schema_connection(backend) as conn:
         getattr(command, move)(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
-    assert db.current_revision(engine) == (db.head_revision() if revision == "head" else revision)
+    assert db.current_revision(backend) == (db.head_revision() if revision == "head" else revision)
 
 
 def _at_revision(path: Path, revision: str) -> Ledger:
-    engine = db.create_ledger_engine(path, create=True)
-    _alembic(engine, "upgrade", revision)
-    return Ledger(path, engine)
+    backend = db.create_backend(path, create=True)
+    _alembic(backend, "upgrade", revision)
+    return Ledger(path, backend)
 
 
 def _replay(events: list[Event], into: Ledger, batch: int) -> None:
@@ -40,7 +42,7 @@ def _replay(events: list[Event], into: Ledger, batch: int) -> None:
 
 def _projections(path: Path) -> dict[str, list[tuple]]:
     with sqlite3.connect(path) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in projections.TABLES}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in TABLES}
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +76,9 @@ def test_projections_match_the_per_row_trigger_of_0002_whatever_the_batching(
 
 def test_the_feed_runs_only_for_batches_with_projected_events(tmp_path: Path) -> None:
     ledger = Ledger.init(tmp_path / "ledger.db")[0]
-    ledger.engine.dispose()
+    ledger.close()
     statements: list[str] = []
-    event.listen(ledger.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    ledger.backend.on_connect.append(lambda conn: conn.set_trace_callback(statements.append))
     ledger.append([NewEvent(f"s:{i}", "NoiseRecorded", {"i": i}) for i in range(5)])
     assert statements and not any("projection_feed" in s for s in statements)
     plan = {"gen_id": "d_1", "stage": "draft", "cohort_id": "c", "model_id": "m", "replicate": 1}
@@ -95,13 +97,13 @@ def test_upgrade_from_0003_keeps_the_trigger_statements_and_downgrade_restores_t
 
     before = schema()
     body = before["project_events"].split(" BEGIN ", 1)[1]
-    _alembic(ledger.engine, "upgrade", FEED_REVISION)
+    _alembic(ledger.backend, "upgrade", FEED_REVISION)
     after = schema()
     assert "project_events" not in after
     assert after["project_feed"].split(" BEGIN ", 1)[1] == body
     types = {t for (t,) in ledger.query("SELECT type FROM projected_types")}
     assert types == {t.strip(" '") for t in before["project_events"].split("IN (", 1)[1].split(")", 1)[0].split(",")}
-    _alembic(ledger.engine, "downgrade", "0003_views")
+    _alembic(ledger.backend, "downgrade", "0003_views")
     restored = schema()
     assert restored["llm_calls"] == before["llm_calls"]  # 0005's downgrade gives 0003's view back
     assert "project_feed" not in restored
@@ -114,7 +116,7 @@ def test_a_ledger_upgraded_by_another_process_while_open_keeps_projecting(tmp_pa
     plan = {"gen_id": "d_1", "stage": "draft", "cohort_id": "c", "model_id": "m", "replicate": 1}
     ledger.append([NewEvent("gen:d_1", "GenerationPlanned", plan)])  # projected by the 0002 trigger
     Ledger.open(path)  # another opener upgrades the file to head: the trigger is gone
-    assert db.current_revision(ledger.engine) == db.head_revision()
+    assert db.current_revision(ledger.backend) == db.head_revision()
     ledger.append([NewEvent("gen:d_2", "GenerationPlanned", {**plan, "gen_id": "d_2"})])
     assert ledger.query("SELECT gen_id, status FROM gen_state ORDER BY gen_id") == [
         ("d_1", "planned"), ("d_2", "planned")]
@@ -126,7 +128,7 @@ def test_a_ledger_whose_schema_cannot_be_upgraded_is_one_line_and_left_as_it_was
     from daydream.cli import cli
 
     path = tmp_path / "ledger.db"
-    _at_revision(path, "0003_views").engine.dispose()
+    _at_revision(path, "0003_views").close()
     with sqlite3.connect(path) as conn:  # a hand-made trigger where 0002's should be
         conn.execute("DROP TRIGGER project_events")
         conn.execute("CREATE TRIGGER project_events AFTER INSERT ON events BEGIN SELECT 1; END")

@@ -13,7 +13,7 @@ import pytest
 
 from daydream.cli import main
 from daydream.ledger.store import Ledger
-from daydream.read.report import ReportData, comparison_svg, heatmap_svg, publish_report, render_markdown
+from daydream.read.report import HeatCell, comparison_svg, heatmap_svg, publish_report, render_markdown
 from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpriced
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "comparisons.csv", "template_model.csv",
@@ -40,12 +40,19 @@ def test_report_writes_every_file_with_hand_computed_numbers(fixture_ledger: Led
     assert list(scores[0]) == ["evaluation_gen_id", "essay_gen_id", "draft_gen_id", "combo_id", "concepts",
                                "draft_template", "draft_model", "essay_template", "essay_model", "rubric",
                                "evaluator", "replicate", "attempt", "status", "score", "parse_status",
-                               "parse_error"]
+                               "parse_error", "scale_min", "scale_max", "score_norm"]
     by_id = {r["evaluation_gen_id"]: r for r in scores}
     assert (by_id["v_1a1"]["draft_gen_id"], by_id["v_1a1"]["concepts"], by_id["v_1a1"]["score"]) == (
         "d_one", "Lanterns + Tide pools", "8.0000")
     assert (by_id["v_2b1"]["score"], by_id["v_2b1"]["parse_status"], by_id["v_2b1"]["parse_error"]) == (
         "", "parse_failed", "no SCORE line")
+    # Scores recorded without a scale are on 0-9; the pending one has none yet.
+    assert [by_id["v_1a1"][k] for k in ("scale_min", "scale_max", "score_norm")] == ["0", "9", "0.8889"]
+    assert [by_id["v_2b2"][k] for k in ("status", "parse_status", "scale_min", "score_norm")] == [
+        "planned", "pending", "", ""]
+    # Sorted by essay, rubric, evaluator, replicate.
+    assert [r["evaluation_gen_id"] for r in scores] == ["v_1a1", "v_1a3", "v_1a2", "v_1b1", "v_2a1", "v_2a2",
+                                                        "v_2b1", "v_2b2"]
 
     ranks = read_csv(out / "rankings.csv")
     assert [(r["rank"], r["essay_gen_id"], r["title"], r["mean"], r["n"]) for r in ranks] == [
@@ -220,16 +227,23 @@ def test_heat_map_names_every_rubric_in_full_and_says_when_it_shows_only_the_bes
     # Rubric ids often share a long prefix; cut to ten characters both columns read the same.
     rubrics = ["daydreaming-verification-v2", "daydreaming-verification-v3"]
     essays = [f"e_{i:02d}" for i in range(45)]
-    evaluations = [{"essay_gen_id": e, "rubric": r, "score": float(i % 10)}
-                   for i, e in enumerate(essays) for r in rubrics]
-    rankings = [{"essay_gen_id": e} for e in essays]
-    svg = heatmap_svg(ReportData("c", [], evaluations, rankings))
+    cells = {(e, r): HeatCell(float(i % 10), 1, (0.0, 9.0)) for i, e in enumerate(essays) for r in rubrics}
+    svg = heatmap_svg(rubrics, essays[:40], cells, len(essays))
     for rubric in rubrics:
         assert f">{rubric}</text>" in svg
     assert "best 40 of 45 essays" in svg
     assert ">e_39</text>" in svg and ">e_40</text>" not in svg
-    small = heatmap_svg(ReportData("c", [], evaluations[:4], rankings[:2]))
+    small = heatmap_svg(rubrics, essays[:2], cells)
     assert "best" not in small
+
+
+def test_heat_map_colours_each_cell_by_its_rubrics_own_scale() -> None:
+    # A 10 on 0-10 and a 5 on 1-5 are both the top of their scale: the same, darkest colour.
+    cells = {("e", "ten"): HeatCell(10.0, 1, (0.0, 10.0)), ("e", "five"): HeatCell(5.0, 1, (1.0, 5.0)),
+             ("f", "ten"): HeatCell(0.0, 1, (0.0, 10.0)), ("f", "five"): HeatCell(1.0, 1, (1.0, 5.0))}
+    svg = heatmap_svg(["five", "ten"], ["e", "f"], cells)
+    assert svg.count('fill="#08306b"') == 2 and svg.count('fill="#f7fbff"') == 2
+    assert "10.00 on 0–10" in svg and "5.00 on 1–5" in svg
 
 
 def test_comparison_chart_names_every_level_in_full() -> None:
@@ -247,8 +261,10 @@ def test_default_report_folder_stays_under_reports_whatever_the_cohort_id(
     # folder (reports/COHORT) out of reports/.
     from daydream.ledger.store import NewEvent
 
-    fixture_ledger.append([NewEvent("gen:d_one", "GenerationLinked",
-                                    {"gen_id": "d_one", "stage": "draft", "cohort_id": "../evil"})])
+    # A scored evaluation with its essay and draft: a report of nothing scored is refused (exit 1).
+    fixture_ledger.append([NewEvent(f"gen:{gen_id}", "GenerationLinked",
+                                    {"gen_id": gen_id, "stage": stage, "cohort_id": "../evil"})
+                           for gen_id, stage in (("d_one", "draft"), ("e_one", "essay"), ("v_1a1", "evaluation"))])
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

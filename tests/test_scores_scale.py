@@ -262,10 +262,10 @@ def test_upgrading_fills_the_scale_of_existing_scores_and_downgrading_restores_0
     from tests.read_fixtures import build_fixture
 
     path = tmp_path / "ledger.db"
-    engine = db.create_ledger_engine(path, create=True)
+    backend = db.create_backend(path, create=True)
 
     def move(how: str, revision: str) -> None:
-        with engine.connect() as conn:
+        with db.schema_connection(backend) as conn:
             getattr(command, how)(db._alembic_config(conn), revision)
             if conn.in_transaction():
                 conn.commit()
@@ -275,12 +275,12 @@ def test_upgrading_fills_the_scale_of_existing_scores_and_downgrading_restores_0
             return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'view')"))
 
     move("upgrade", "0005_llm_calls_by_stream")
-    build_fixture(Ledger(path, engine))
+    build_fixture(Ledger(path, backend))
     before = schema()
-    scored = Ledger(path, engine).query("SELECT COUNT(*) FROM gen_state WHERE score IS NOT NULL")[0][0]
+    scored = Ledger(path, backend).query("SELECT COUNT(*) FROM gen_state WHERE score IS NOT NULL")[0][0]
     assert scored > 0
     move("upgrade", "0008_scores_scale")
-    ledger = Ledger(path, engine)
+    ledger = Ledger(path, backend)
     assert ledger.query("SELECT COUNT(*) FROM scores WHERE scale_min = 0 AND scale_max = 9")[0][0] == scored
     from daydream.ledger import projections
     assert projections.check(ledger).drift == []  # the fill gives what a replay gives

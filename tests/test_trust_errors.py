@@ -30,7 +30,8 @@ from daydream.ledger.store import Ledger
 from daydream.design.planner import plan_cohort
 from daydream.design.spec_dsl import load_spec
 from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
-from tests.runner_fixtures import REPO, daydream_cmd, drafts_spec, run_cli, subprocess_env, write_spec
+from tests.runner_fixtures import (REPO, daydream_cmd, drafts_spec, pipeline_spec, run_cli, subprocess_env,
+                                   write_spec)
 
 
 def unprivileged(*args: str) -> subprocess.CompletedProcess:
@@ -62,8 +63,9 @@ def finished(tmp_path: Path) -> tuple[Path, str]:
     folder.mkdir()
     path = folder / "ledger.db"
     ledger = Ledger.init(path)[0]
-    plan_cohort(ledger, write_spec(tmp_path, "c", drafts_spec(2, model="offline")), cohort_id="c")
-    ledger.engine.dispose()
+    # Drafts, essays and scores: a report of a cohort with nothing scored is refused (exit 1).
+    plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(2, model="offline")), cohort_id="c")
+    ledger.close()
     assert run_cli("run", "--db", str(path)).returncode == 0
     gen_id = sqlite3.connect(path).execute("SELECT gen_id FROM gen_state LIMIT 1").fetchone()[0]
     return path, gen_id
@@ -293,13 +295,13 @@ def test_an_upgraded_old_ledger_has_exactly_the_schema_of_a_new_one(tmp_path: Pa
     from tests.read_fixtures import build_fixture
 
     path = tmp_path / "old.db"
-    engine = ddb.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = ddb.create_backend(path, create=True)
+    with ddb.schema_connection(backend) as conn:
         command.upgrade(ddb._alembic_config(conn), "0002_projections")
         conn.commit()
-    build_fixture(Ledger(path, engine))
-    engine.dispose()
+    build_fixture(Ledger(path, backend))
+    backend.close()
     upgraded = Ledger.open(path)
-    assert ddb.schema_drift(upgraded.engine) == []
+    assert ddb.schema_drift(upgraded.backend) == []
     result = run_cli("verify", "--full", "--db", str(path))
     assert result.returncode == 0, result.stderr

@@ -85,11 +85,12 @@ def test_a_local_server_receives_no_key_unless_the_catalog_names_one(tmp_path: P
     with StubLLMServer() as server:
         catalog = catalog_with(
             tmp_path,
-            {"id": "quiet", "provider": "openai", "model": "local/quiet", "base_url": server.base_url},
+            {"id": "quiet", "provider": "openai", "model": "local/quiet", "base_url": server.base_url,
+             "price": "unknown"},
             {"id": "none", "provider": "openai", "model": "local/none", "base_url": server.base_url,
-             "api_key_env": "none"},
+             "api_key_env": "none", "price": "unknown"},
             {"id": "named", "provider": "openai", "model": "local/named", "base_url": server.base_url,
-             "api_key_env": "LOCAL_TEST_KEY"})
+             "api_key_env": "LOCAL_TEST_KEY", "price": "unknown"})
         assert run_cli("init", "--db", str(db)).returncode == 0
         for model in ("quiet", "none", "named"):
             spec = write_spec(tmp_path, f"c-{model}", drafts_spec(2, model=model))

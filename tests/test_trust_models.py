@@ -48,7 +48,7 @@ def query(db: Path, sql: str) -> list[tuple]:
     try:
         return ledger.query(sql)
     finally:
-        ledger.engine.dispose()
+        ledger.close()
 
 
 def requests_for(server: StubLLMServer, model: str) -> int:

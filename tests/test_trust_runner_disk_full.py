@@ -54,7 +54,7 @@ def test_a_full_disk_stops_the_run_and_freeing_the_bound_lets_it_finish(small_di
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     ledger = Ledger.init(small_disk / "ledger.db")[0]
     plan_cohort(ledger, tmp_path / "spec.yaml", cohort_id="full")
-    ledger.engine.dispose()
+    ledger.close()
     # Leave room for about half the run.
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * (free_bytes(small_disk) - 5 * MIB))

@@ -16,7 +16,7 @@ CHANGED = ("llm_calls", "cohort_progress", "spend", "failures")
 
 
 def _alembic(ledger: Ledger, move: str, revision: str) -> None:
-    with ledger.engine.connect() as conn:
+    with db.schema_connection(ledger.backend) as conn:
         getattr(command, move)(db._alembic_config(conn), revision)
         if conn.in_transaction():
             conn.commit()
@@ -29,7 +29,7 @@ def _schema(path: Path) -> dict[str, str]:
 
 def test_upgrade_wraps_the_views_it_finds_and_downgrade_gives_them_back(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    ledger = Ledger(path, db.create_ledger_engine(path, create=True))
+    ledger = Ledger(path, db.create_backend(path, create=True))
     _alembic(ledger, "upgrade", BEFORE)
     build_fixture(ledger)
     before = _schema(path)

@@ -30,7 +30,7 @@ def finished(tmp_path: Path) -> Path:
     path = tmp_path / "ledger.db"
     ledger = Ledger.init(path)[0]
     plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(n_combos=2, model="offline")), cohort_id="c")
-    ledger.engine.dispose()
+    ledger.close()
     ran = run_cli("run", "--db", str(path))
     assert ran.returncode == 0, ran.stderr
     return path
@@ -132,15 +132,15 @@ def test_a_score_edited_in_the_projection_is_caught_by_verify_full_and_repaired(
 
 
 def test_a_rewritten_projection_trigger_fails_verify_full_and_blocks_rebuild(finished: Path) -> None:
-    sql = one(finished, "SELECT sql FROM sqlite_master WHERE name = 'project_feed'")[0]
+    sql = one(finished, "SELECT sql FROM sqlite_master WHERE name = 'project_ScoreRecorded'")[0]
     forged = sql.replace("score = json_extract(NEW.payload, '$.score')", "score = 9", 1)
     assert forged != sql
-    hostile(finished, "DROP TRIGGER project_feed", forged)
+    hostile(finished, "DROP TRIGGER project_ScoreRecorded", forged)
     code, _out, err = cli("verify", "--full", "--db", str(finished))
     assert code == 1
-    assert f"verify failed: schema: trigger project_feed differs from what migration {ddb.head_revision()} created" in err
+    assert f"verify failed: schema: trigger project_ScoreRecorded differs from what migration {ddb.head_revision()} created" in err
     code, _out, err = cli("projections", "rebuild", "--db", str(finished))
-    assert code == 1 and "the schema was altered: trigger project_feed differs" in err
+    assert code == 1 and "the schema was altered: trigger project_ScoreRecorded differs" in err
     assert one(finished, "SELECT COUNT(*) FROM gen_state WHERE score = 9 AND stage = 'evaluation'")[0] == \
         one(finished, "SELECT COUNT(*) FROM events WHERE type = 'ScoreRecorded' "
                       "AND json_extract(payload, '$.score') = 9")[0]
@@ -160,14 +160,14 @@ def test_upgrading_an_old_ledger_stores_its_current_head(tmp_path: Path) -> None
     from alembic import command
 
     path = tmp_path / "old.db"
-    engine = ddb.create_ledger_engine(path, create=True)
-    with engine.connect() as conn:
+    backend = ddb.create_backend(path, create=True)
+    with ddb.schema_connection(backend) as conn:
         command.upgrade(ddb._alembic_config(conn), "0005_llm_calls_by_stream")
         conn.commit()
-    old = Ledger(path, engine)
+    old = Ledger(path, backend)
     stored = old.append([NewEvent("s", "ThingHappened", {"i": i}) for i in range(5)])
     assert old.check_integrity().head is None  # nothing to compare with before 0006
-    engine.dispose()
+    backend.close()
     upgraded = Ledger.open(path)
     assert upgraded.check_integrity().head == (5, stored[-1].hash)
     upgraded.append([NewEvent("s", "ThingHappened", {"i": 5})])

@@ -25,10 +25,10 @@ def fixture_ledger(ledger: Ledger) -> Ledger:
 
 
 def rows(ledger: Ledger, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-    with ledger.engine.connect() as conn:
-        result = conn.exec_driver_sql(sql, params)
-        names = list(result.keys())
-        return [dict(zip(names, r)) for r in result.fetchall()]
+    with ledger.backend.read() as conn:
+        cursor = conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, r)) for r in cursor.fetchall()]
 
 
 # ------------------------------------------------------------------------------------------- tests
@@ -166,8 +166,7 @@ def test_llm_calls_by_generation_or_stream_are_index_lookups_with_0003s_rows(fix
     spec = importlib.util.spec_from_file_location("m0005", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    with fixture_ledger.engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
+    with fixture_ledger.backend.read() as raw:
         raw.execute(f"CREATE TEMP VIEW llm_calls_0003 AS {module._view_0003()}")  # what downgrade restores
         old = raw.execute("SELECT * FROM llm_calls_0003 ORDER BY seq").fetchall()
         raw.execute("DROP VIEW temp.llm_calls_0003")
@@ -273,8 +272,7 @@ def test_trigger_maintained_totals_match_a_recomputation(fixture_ledger: Ledger)
 def test_totals_follow_a_projection_rebuild_in_either_order(fixture_ledger: Ledger) -> None:
     before = rows(fixture_ledger, "SELECT * FROM cohort_progress ORDER BY 1, 2")
     ranked = rows(fixture_ledger, "SELECT * FROM essay_rankings ORDER BY 1, 2")
-    with fixture_ledger.engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
+    with fixture_ledger.backend.read() as raw:
         raw.execute("BEGIN IMMEDIATE")
         # Delete generations first, then memberships; re-insert memberships first.
         raw.execute("CREATE TEMP TABLE g AS SELECT * FROM gen_state")
@@ -373,13 +371,13 @@ def test_upgrading_a_ledger_with_work_fills_the_read_projections(tmp_path: Path,
     from daydream.ledger import db
 
     old = tmp_path / "old.db"
-    engine = db.create_ledger_engine(old, create=True)
-    with engine.connect() as conn:
+    backend = db.create_backend(old, create=True)
+    with db.schema_connection(backend) as conn:
         command.upgrade(db._alembic_config(conn), "0002_projections")
         if conn.in_transaction():
             conn.commit()
-    build_fixture(Ledger(old, engine))
-    assert db.current_revision(engine) == "0002_projections"
+    build_fixture(Ledger(old, backend))
+    assert db.current_revision(backend) == "0002_projections"
     upgraded = Ledger.open(old)  # opening upgrades to head
     for view in ("cohort_progress", "essay_rankings", "spend"):
         sql = f"SELECT * FROM {view} ORDER BY 1, 2, 3"

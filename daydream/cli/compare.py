@@ -1,18 +1,23 @@
 """``daydream compare``: paired comparisons of a cohort's design levels, printed or as JSON lines.
 
 The numbers come from ``daydream.read.compare`` (the same function the report uses); this module only
-parses options and prints. Importing it registers the command on the ``daydream`` click group.
+parses options and prints; ``daydream.cli`` adds the command to the group.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from daydream.cli.common import db_option, echo_table, open_ledger
-from daydream.read.compare import AXIS_NAMES, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, few_units_note
+from daydream.cli.common import db_option, echo_json_line, echo_table, json_option, open_ledger
+
+# Copies of daydream.read.compare's constants, so that `daydream --help` need not import it (and the
+# ledger behind it); tests/test_cli_style.py checks that they agree.
+AXIS_NAMES = ("combo", "draft_template", "draft_llm", "draft_replicate", "essay_template", "essay_llm",
+              "essay_replicate", "evaluation_template", "evaluation_llm", "evaluation_replicate")
+DEFAULT_SEED = 20261130
+DEFAULT_RESAMPLES = 2000
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -38,7 +43,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="One set of comparisons per level of this axis (repeat, or comma-separate, for several).")
 @click.option("--rubric", default=None, metavar="R",
               help="Only this rubric's scores (by default rubrics are averaged within each unit).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per comparison (JSON lines).")
+@json_option("JSON lines, one object per comparison (factor, a, b, within, n_pairs, n_unmatched, mean_a, "
+             "mean_b, diff, ci_low, ci_high, wins, ties, losses, p, p_holm, n_units, p_method)")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, metavar="N",
               help="Seed of the bootstrap and permutation draws (same seed, same numbers).")
 @click.option("--resamples", type=click.IntRange(min=1), default=DEFAULT_RESAMPLES, show_default=True,
@@ -54,13 +60,13 @@ def compare_cmd(db_path: str, cohort: str, by: str, within: tuple[str, ...], rub
     p-value a sign-flip permutation test on the unit differences, Holm-adjusted over the comparisons
     shown. Reads the ledger only.
     """
-    from daydream.read.compare import compare_cohort
+    from daydream.read.compare import EXACT_SIGN_FLIP_UNITS, compare_cohort, few_units_note
 
     ledger = open_ledger(db_path, readonly=True)
     result = compare_cohort(ledger, cohort, by, _split(within), rubric=rubric, seed=seed, resamples=resamples)
     if as_json:
         for c in result.comparisons:
-            click.echo(json.dumps(c.as_json(), ensure_ascii=False))
+            echo_json_line(c.as_json())
         return
     scope = f", rubric {rubric}" if rubric else ""
     click.echo(f"cohort {cohort}: {result.factor}, A − B{scope} "

@@ -8,16 +8,19 @@ rubric's answers by hand and for scripts. ``reparse`` re-parses a cohort's recor
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import sys
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from daydream import plugins
-from daydream.cli.common import CommandFailed, db_option, echo_json, echo_table, open_ledger
+from daydream.cli.common import CommandFailed, db_option, echo_json, echo_table, json_option, open_ledger
 from daydream.contracts import ParseFailure
-from daydream.errors import UsageError
-from daydream.run.reparse import ReparseReport, reparse
 from daydream.design.scales import bind_scale, parse_scale_option, takes_scale
+from daydream.errors import UsageError
+
+if TYPE_CHECKING:
+    from daydream.run.reparse import ReparseReport
 
 # Changes listed one per line after the summary table (the JSON output has them all).
 SHOWN_CHANGES = 20
@@ -37,7 +40,9 @@ def _read_answer(source: BinaryIO) -> str:
 @click.argument("source", metavar="[FILE|-]", default="-", type=click.File("rb"))
 @click.option("--scale", metavar="MIN-MAX",
               help="The rubric's scale for a score parser, like 0-10 or 1-5 (default 0-9).")
-def parse_cmd(parser_name: str, source: BinaryIO, scale: str | None) -> None:
+@json_option("one JSON document: parser, ok, text, score and scale (min, max), or ok false and the reason "
+             "(exit 1)")
+def parse_cmd(parser_name: str, source: BinaryIO, scale: str | None, as_json: bool) -> None:
     """Run parser PARSER on one saved answer (FILE, or stdin) and print what it extracts.
 
     For `score` the number alone is printed, on the rubric's --scale. When the parser refuses the
@@ -53,7 +58,15 @@ def parse_cmd(parser_name: str, source: BinaryIO, scale: str | None) -> None:
     try:
         parsed = parse(answer)
     except ParseFailure as failure:
-        raise CommandFailed(" ".join(failure.reason.split()), 1) from None
+        reason = " ".join(failure.reason.split())
+        if as_json:
+            echo_json({"parser": parser_name, "ok": False, "reason": reason})
+            sys.exit(1)
+        raise CommandFailed(reason, 1) from None
+    if as_json:
+        echo_json({"parser": parser_name, "ok": True, "text": parsed.text, "score": parsed.score,
+                   "scale": list(parsed.scale) if parsed.scale else None})
+        return
     click.echo(f"{parsed.score:g}" if parsed.score is not None else parsed.text)
 
 
@@ -83,7 +96,8 @@ def _print_report(report: ReparseReport) -> None:
 @click.option("--catalog", type=click.Path(file_okay=False), metavar="DIR",
               help="Take parsers and scales from this catalog (default: the cohort's own catalog folder).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; append nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("one JSON document: cohort_id, catalog, dry_run, counts per stage, every change (gen_id, "
+             "before, after), notes, events_appended")
 def reparse_cmd(db_path: str, cohort_id: str, stage: str | None, template: str | None, catalog: str | None,
                 dry_run: bool, as_json: bool) -> None:
     """Re-parse a cohort's recorded answers after a parser or scale change: no LLM call.
@@ -94,6 +108,8 @@ def reparse_cmd(db_path: str, cohort_id: str, stage: str | None, template: str |
     again appends nothing. A draft or essay whose parsed text a child was already made from is left
     alone; so is a template whose text changed since (it keeps its recorded parser and scale).
     """
+    from daydream.run.reparse import reparse
+
     report = reparse(open_ledger(db_path), cohort_id, stage=stage, template=template, catalog=catalog,
                      dry_run=dry_run)
     if as_json:

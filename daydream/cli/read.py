@@ -1,8 +1,8 @@
 """Read-side commands: ``status``, ``show``, ``report`` and ``browse``.
 
 They only read the ledger through the SQL views (``daydream.read.views``), except ``report``, which
-also records one ``ReportPublished`` event (when the ledger is writable). Importing this module registers the commands on the
-``daydream`` click group.
+also records one ``ReportPublished`` event (when the ledger is writable). ``daydream.cli`` adds the
+commands to the group. ``status`` imports nothing beyond the ledger and its views.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 
 import click
 
-from daydream.read import views
-from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
-from daydream.errors import LedgerReadOnly
+from daydream.cli.common import db_option, echo_json, echo_table, json_option, open_ledger
+from daydream.errors import LedgerReadOnly, NotFound
 from daydream.ledger.events import LLM_CALL_COMPLETED, LLM_CALL_LOST
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
@@ -42,12 +41,15 @@ def calls_cell(calls: int | None, lost: int | None) -> str:
 @click.command()
 @db_option
 @click.argument("cohort", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option("one JSON document: {cohorts: {COHORT: {STAGE: {planned, completed, failed, pending, running, "
+             "blocked, calls, tokens, cost_usd, unpriced, lost_calls, estimated_cost_usd}}}}")
 def status(db_path: str, cohort: str | None, as_json: bool) -> None:
     """Progress per stage (planned / completed / failed / pending), calls, tokens and spend.
 
-    With COHORT, only that cohort; without, every cohort.
+    With COHORT, only that cohort (exit 1 if it has no generations); without, every cohort.
     """
+    from daydream.read import views
+
     ledger = open_ledger(db_path, readonly=True)
     rows = views.cohort_status(ledger, cohort)
     if as_json:
@@ -90,14 +92,17 @@ def _gen_line(g: dict[str, Any], marker: str = "") -> str:
 @click.command()
 @db_option
 @click.argument("gen_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
+@json_option("one JSON document: generation, combo, ancestors, children, cohorts, events, missing_texts")
 @click.option("--no-text", is_flag=True, help="Leave out the prompt and response texts.")
 def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     """One generation's lineage, texts, scores and the events behind it.
 
     Shows the concept combination, the chain draft → essay → evaluations with templates and
-    models, the prompt and response, and every event of the generation's stream.
+    models, the prompt and response, and every event of the generation's stream. An unknown
+    GEN_ID exits 1.
     """
+    from daydream.read import views
+
     ledger = open_ledger(db_path, readonly=True)
     found = views.lineage(ledger, gen_id)
     g = found["generation"]
@@ -158,6 +163,22 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
                 for e in found["events"]])
 
 
+def check_reportable(progress: list[dict[str, Any]], cohort: str) -> str | None:
+    """NotFound (exit 1) when nothing in the cohort is scored; else the partial-report note, if any."""
+    from daydream.read.report import partial_note
+
+    total = sum(p["planned"] or 0 for p in progress)
+    done = sum(p["completed"] or 0 for p in progress)
+    scored = sum(p["completed"] or 0 for p in progress if p["stage"] == "evaluation")
+    evaluations = sum(p["planned"] or 0 for p in progress if p["stage"] == "evaluation")
+    if scored == 0:
+        what = ("it plans no evaluations, so there is nothing to rank" if evaluations == 0 else
+                f"0 of {evaluations:,} evaluations scored; run 'daydream run --cohort {cohort}' first")
+        raise NotFound(f"cohort {cohort!r}: nothing scored: {done:,} of {total:,} generations done ({what}); "
+                       "no report written")
+    return partial_note(progress)
+
+
 @click.command()
 @db_option
 @click.argument("cohort")
@@ -169,15 +190,21 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
               help="Seed of the bootstrap draws (default: the one daydream compare uses).")
 @click.option("--resamples", type=click.IntRange(min=1), default=None, metavar="N",
               help="Bootstrap resamples (default: as daydream compare, 2000).")
+@json_option("one JSON document: cohort_id, out_dir, files (name → sha256), seq of the ReportPublished event "
+             "(null when the ledger is read-only), partial (the note of a partly finished cohort, or null)")
 def report(db_path: str, cohort: str, out_dir: str | None, top: int, seed: int | None,
-           resamples: int | None) -> None:
+           resamples: int | None, as_json: bool) -> None:
     """Write the cohort's report (CSV tables, report.md, report.html, top essays) and record it.
 
     Files: scores.csv, pivot.csv, rankings.csv, summary.csv, comparisons.csv, template_model.csv,
     reliability.csv, judges.csv, self_preference.csv, report.md, report.html and
     results/<gen_id>.md. The comparisons are those of 'daydream compare COHORT --by FACTOR' for
     every template and model factor. Running it again on the same ledger gives identical files.
+
+    A cohort with nothing scored yet exits 1 (saying how many generations are done) and writes
+    nothing; a partly finished cohort's report says so at its top.
     """
+    from daydream.read import views
     from daydream.read.compare import DEFAULT_RESAMPLES, DEFAULT_SEED
     from daydream.read.report import default_out_dir, publish_report
 
@@ -185,9 +212,16 @@ def report(db_path: str, cohort: str, out_dir: str | None, top: int, seed: int |
         ledger = open_ledger(db_path)
     except LedgerReadOnly:
         ledger = open_ledger(db_path, readonly=True)  # a report is worth having unrecorded too
+    partial = check_reportable(views.cohort_status(ledger, cohort), cohort)
     published = publish_report(ledger, cohort, out_dir or default_out_dir(cohort), top=top,
                                seed=DEFAULT_SEED if seed is None else seed,
                                resamples=DEFAULT_RESAMPLES if resamples is None else resamples)
+    if as_json:
+        echo_json({"cohort_id": cohort, "out_dir": str(published.out_dir), "files": published.files,
+                   "seq": published.seq, "partial": partial})
+        return
+    if partial:
+        click.echo(f"note: {partial}")
     recorded = (f"ReportPublished seq {published.seq}" if published.seq is not None
                 else "not recorded: the ledger is read-only")
     click.echo(f"report for cohort {cohort} written to {published.out_dir}/ "
@@ -200,19 +234,31 @@ def report(db_path: str, cohort: str, out_dir: str | None, top: int, seed: int |
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (loopback by default; anything else exposes the ledger).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True, help="Port to listen on.")
-def browse(db_path: str, host: str, port: int) -> None:
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=8001, show_default=True,
+              help="Port to listen on; 0 takes a free port (the URL printed names it).")
+@click.option("--open", "open_browser", is_flag=True,
+              help="Open the home page in a web browser once the server listens ($BROWSER chooses which).")
+def browse(db_path: str, host: str, port: int, open_browser: bool) -> None:
     """Browse the ledger in Datasette (read-only), starting from its home page.
 
     Cohorts with progress and links, a page per generation with its lineage, texts and events,
     essay rankings with titles, every view and canned query; model text is shown, never run.
+    Prints one line with the URL once it listens (a server: no --json); Ctrl-C stops it.
     """
     from daydream.read.browse import LOOPBACK, serve
 
     if host not in LOOPBACK:
         click.echo(f"warning: listening on {host}: anyone who can reach it can read the ledger", err=True)
-    serve(db_path, host=host, port=port,
-          on_ready=lambda url: click.echo(f"Datasette on {url} (read-only); Ctrl-C to stop"))
+
+    def ready(url: str) -> None:
+        click.echo(f"Datasette on {url} (read-only); Ctrl-C to stop")
+        if open_browser:
+            import webbrowser
+
+            if not webbrowser.open(url):
+                click.echo("warning: --open: no web browser could be started; open the URL yourself", err=True)
+
+    serve(db_path, host=host, port=port, on_ready=ready)
 
 
 # Added to the ``daydream`` group by daydream.cli.

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from daydream.cli.common import db_option, echo_json, echo_table, open_ledger
-from daydream.transfer.importer import ImportReport, check_root, import_dagster
-from daydream.ledger.store import Ledger
+from daydream.cli.common import db_option, echo_json, echo_table, init_ledger, json_option, open_ledger
+
+if TYPE_CHECKING:
+    from daydream.transfer.importer import ImportReport
 
 
 @click.group("import")
@@ -58,7 +60,8 @@ def _print_report(report: ImportReport) -> None:
 @import_group.command("dagster")
 @click.argument("data_root", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Read and check everything, append nothing, print the summary.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("one JSON document: root, dry_run, catalog, combos, cohorts, counts per stage, problems (path, "
+             "stage, gen_id, reason), events_appended, seconds")
 @db_option
 def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: str) -> None:
     """Import a DayDreaming Dagster DATA_ROOT (1_raw/, combo_mappings.csv, gens/, cohorts/).
@@ -67,6 +70,9 @@ def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: s
     Damaged generations are listed with their path and reason and the rest is imported.
     Creates the ledger when --db names no file yet (moving in is one command).
     """
+    from daydream.ledger.store import Ledger
+    from daydream.transfer.importer import check_root, import_dagster
+
     check_root(data_root)  # an unusable root is reported before the ledger is even opened
     if Path(db_path).exists():
         ledger = open_ledger(db_path, readonly=dry_run)  # a dry run cannot write, by construction
@@ -76,9 +82,9 @@ def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: s
         with tempfile.TemporaryDirectory(prefix="daydream-dry-run-") as scratch:
             empty, _before, _after = Ledger.init(Path(scratch) / "empty.db")
             report = import_dagster(empty, data_root, dry_run=True)
-            empty.engine.dispose()
+            empty.close()
     else:
-        ledger, _before, _after = Ledger.init(db_path)
+        ledger, _before, _after = init_ledger(db_path)
         report = import_dagster(ledger, data_root)
     if as_json:
         echo_json(_report_dict(report))

@@ -138,10 +138,19 @@ class Model:
     temperature: float | None = None
     max_tokens: int | None = None
     stages: dict[str, dict] = field(default_factory=dict)
+    # "unknown": the catalog says on purpose that it does not know the prices (price_in/price_out
+    # are then absent). Runs accept such a model, but --budget refuses it without --allow-unpriced.
+    price: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able form, exactly as recorded in the catalog snapshot."""
-        return asdict(self)
+        """JSON-able form, exactly as recorded in the catalog snapshot.
+
+        ``price`` appears only when set, so catalogs written before it existed keep their hashes.
+        """
+        found = asdict(self)
+        if found.get("price") is None:
+            del found["price"]
+        return found
 
     def identity(self) -> dict[str, Any]:
         """What makes two definitions the same model: endpoint, name and output-changing parameters."""
@@ -158,7 +167,9 @@ class Model:
 # under an id that has planned work is refused: give the new definition a new id.
 IDENTITY_FIELDS = ("provider", "model", "base_url", "temperature", "max_tokens", "stages")
 # How a model is used, not what it answers: may change from one plan to the next (recorded).
-SETTINGS_FIELDS = ("api_key_env", "concurrency", "rpm", "price_in", "price_out", "release_date")
+SETTINGS_FIELDS = ("api_key_env", "concurrency", "rpm", "price_in", "price_out", "release_date", "price")
+# The only value of ``price``: prices deliberately left unknown (a local or new model).
+PRICE_UNKNOWN = "unknown"
 MODEL_FIELDS = ("id", *IDENTITY_FIELDS, *SETTINGS_FIELDS)
 STAGE_PARAMS = ("temperature", "max_tokens")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -178,8 +189,15 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 
 def model_settings(definition: dict[str, Any]) -> dict[str, Any]:
-    """The settings part of a model definition."""
-    return {k: definition.get(k) for k in SETTINGS_FIELDS}
+    """The settings part of a model definition (``price`` only when set, as in ``Model.as_dict``)."""
+    return {k: definition.get(k) for k in SETTINGS_FIELDS if k != "price" or definition.get(k) is not None}
+
+
+def price_status(definition: dict[str, Any]) -> str:
+    """``known`` (price_in and price_out given), ``unknown`` (``price: unknown``) or ``missing``."""
+    if definition.get("price_in") is not None and definition.get("price_out") is not None:
+        return "known"
+    return "unknown" if definition.get("price") == PRICE_UNKNOWN else "missing"
 
 
 def describe_identity(identity: dict[str, Any]) -> str:
@@ -368,6 +386,7 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
     concurrency = raw.get("concurrency", 1 if free else 10)
     rpm = raw.get("rpm", 20 if free else None)
     stages = _stage_params(raw.get("stages") or {}, model_id, where)
+    price = _price(raw, model_id, where)
     try:
         model = Model(
             id=model_id, provider=provider, model=name, base_url=base_url, api_key_env=api_key_env,
@@ -376,7 +395,7 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
             release_date=None if raw.get("release_date") in (None, "") else str(raw["release_date"]),
             temperature=_opt_float(raw.get("temperature")),
             max_tokens=None if raw.get("max_tokens") in (None, "") else int(raw["max_tokens"]),
-            stages=stages,
+            stages=stages, price=price,
         )
     except (TypeError, ValueError) as exc:
         raise CatalogError(f"{where}: model {model_id!r} has a non-numeric limit or price: {exc}") from None
@@ -390,6 +409,21 @@ def make_model(raw: dict[str, Any], where: str) -> Model:
         if value is not None and value < 0:
             raise CatalogError(f"{where}: model {model_id!r} has {key} {value}; expected a number >= 0")
     return model
+
+
+def _price(raw: dict[str, Any], model_id: str, where: str) -> str | None:
+    """``price: unknown`` checked: the only value, and never beside price_in / price_out."""
+    value = raw.get("price")
+    if value is None:
+        return None
+    if str(value).strip().lower() != PRICE_UNKNOWN:
+        raise CatalogError(f"{where}: model {model_id!r} has price {value!r}; the only value is "
+                           f"'{PRICE_UNKNOWN}' (give known prices as price_in and price_out, USD per 1M tokens)")
+    given = [k for k in ("price_in", "price_out") if raw.get(k) not in (None, "")]
+    if given:
+        raise CatalogError(f"{where}: model {model_id!r} has 'price: {PRICE_UNKNOWN}' and {' and '.join(given)}; "
+                           "give either the prices or 'price: unknown', not both")
+    return PRICE_UNKNOWN
 
 
 def _opt_float(value: Any) -> float | None:
@@ -717,7 +751,9 @@ def recorded_models(ledger: Any) -> dict[str, RecordedModel]:
         if e.type == ev.MODEL_DEFINED:
             definition = dict(p["definition"])
         elif mid in found:
-            definition = {**found[mid].definition, **p["settings"]}
+            # ``price`` is recorded only when set: a change without it takes it away.
+            kept = {k: v for k, v in found[mid].definition.items() if k != "price"}
+            definition = {**kept, **p["settings"]}
         else:  # a settings change without its definition: nothing to apply it to
             continue
         found[mid] = RecordedModel(definition, p["identity_hash"], e.version, True, f"{e.type} seq {e.seq}")
@@ -744,7 +780,7 @@ def recorded_models(ledger: Any) -> dict[str, RecordedModel]:
         binding = mid in first_legacy
         if binding:
             m, label = first_legacy[mid]
-            m = {**m, **model_settings(newest_same.get(mid, m))}
+            m = {**{k: v for k, v in m.items() if k != "price"}, **model_settings(newest_same.get(mid, m))}
         definition = _without_default_key_elsewhere(m)
         found[mid] = RecordedModel(definition, identity_hash(model_identity(definition)), 0, binding, label)
     return found

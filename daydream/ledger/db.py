@@ -1,9 +1,15 @@
-"""Opening a ledger file: path checks, connection settings and schema migrations.
+"""Opening a ledger file: path checks, what a file holds, and the schema (Alembic migrations).
 
-Every connection gets WAL journaling, a generous ``busy_timeout`` and foreign keys, and runs in
-autocommit mode at the driver level so that *we* choose ``BEGIN`` (reads) or ``BEGIN IMMEDIATE``
-(writes). The schema is owned by Alembic; ``migrate()`` runs it from code, so ``daydream init`` and
-the tests go through exactly the same path.
+Before a single read-write connection is made, the file is inspected read-only: another
+application's database, a ledger from a newer daydream, or a read-only file for a command that
+writes are refused here, so the file is never changed by a command that cannot use it. The ledger
+is then reached through ``daydream.ledger.backend`` (plain ``sqlite3``, no SQLAlchemy).
+
+The schema is owned by Alembic; ``migrate()`` runs it from code, so ``daydream init`` and the
+tests go through exactly the same path. SQLAlchemy and Alembic are imported only here, and only
+when a schema is created, upgraded or compared (``verify --full``): a ledger's revision is read
+from ``alembic_version`` directly and compared with the revision ids written in the migration
+files, so opening an up-to-date ledger imports neither.
 """
 
 from __future__ import annotations
@@ -11,18 +17,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sqlite3
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.pool import QueuePool
 
 from daydream.errors import (DaydreamError, LedgerForeignFile, LedgerMigrationError, LedgerNotInitialised,
                              LedgerPathError, LedgerReadOnly, LedgerSchemaTooNew)
+from daydream.ledger.backend import (BUSY_TIMEOUT_S, PAGE_SIZE, WAL_AUTOCHECKPOINT_BYTES, WAL_SIZE_LIMIT_BYTES,
+                                     SqliteBackend, connect_readonly)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # "dayd" in the file header (PRAGMA application_id, set by migration 0006): tells a ledger from
@@ -30,20 +36,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x64617964
 # Tables every ledger has had since 0001 (how ledgers from before 0006 are recognised).
 LEDGER_TABLES = ("alembic_version", "events", "texts")
-BUSY_TIMEOUT_S = 60.0
-# Checkpoint the write-ahead log every ~40 MB instead of SQLite's 1,000 pages: a page rewritten by
-# many appends is copied back once, not ten times (measured: +35% on batched appends). The last
-# connection to close still checkpoints and removes the log.
-WAL_AUTOCHECKPOINT_BYTES = 40 * 2**20
-# When a checkpoint lets the log start over, the next commit trims the file to this size, so the
-# file's size tells how much log there is (daydream.run.checkpoints keeps it bounded during runs).
-WAL_SIZE_LIMIT_BYTES = 2**20
-# Page size of new ledgers. Appends insert at scattered places of the (stream, version) index, and
-# each commit writes every page it touched to the log: 16 KiB pages mean fewer, fuller pages per
-# commit (bench/ledger_append.py: +12% batched appends vs 4 KiB), and essays of a few KB fit a
-# page instead of spilling to overflow pages. The price: single-event appends ~30% slower (more
-# bytes per tiny commit, still ~0.1 ms) and essay_rankings at 1M events 35 -> 43 ms.
-PAGE_SIZE = 16384
 DEFAULT_DB = "ledger.db"
 
 
@@ -133,6 +125,8 @@ class FileInfo:
     tables: tuple[str, ...] = ()
     application_id: int = 0
     revision: str | None = None
+    # The read-only URI options that opened it ("mode=ro", or "…&immutable=1" in a read-only folder).
+    readonly_options: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -167,7 +161,7 @@ def inspect_file(path: Path) -> FileInfo:
             return FileInfo(p)
     except OSError as exc:
         raise LedgerPathError(f"cannot read ledger {str(p)!r}: {exc.strerror}") from None
-    conn = _connect_readonly(p)
+    conn = connect_readonly(p)
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = tuple(r[0] for r in conn.execute(
@@ -180,7 +174,7 @@ def inspect_file(path: Path) -> FileInfo:
         raise LedgerPathError(f"cannot read ledger {str(p)!r}: {exc}") from None
     finally:
         conn.close()
-    return FileInfo(p, tables, app_id, revision)
+    return FileInfo(p, tables, app_id, revision, conn.daydream_options)
 
 
 def refuse_foreign(info: FileInfo) -> None:
@@ -193,13 +187,45 @@ def refuse_foreign(info: FileInfo) -> None:
             f"--db {p}' to add a ledger's tables to this file)")
 
 
+# ----------------------------------------------------------------------------- revisions, without Alembic
+# The two assignments every Alembic revision file starts with (an annotation is allowed).
+_REVISION_LINE = re.compile(r"^revision\s*(?::[^=]+)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_LINE = re.compile(r"^down_revision\s*(?::[^=]+)?=\s*(.+)$", re.MULTILINE)
+
+
 @functools.lru_cache(maxsize=1)
+def revision_graph() -> dict[str, tuple[str, ...]]:
+    """Every migration revision shipped with this daydream -> the revisions it follows.
+
+    Read from the revision files' ``revision = …`` and ``down_revision = …`` lines, so that
+    knowing whether a ledger is current costs a few file reads instead of importing Alembic
+    (a test checks this agrees with Alembic's own reading).
+    """
+    graph: dict[str, tuple[str, ...]] = {}
+    for file in sorted((migrations_dir() / "versions").glob("*.py")):
+        source = file.read_text(encoding="utf-8")
+        revision, down = _REVISION_LINE.search(source), _DOWN_LINE.search(source)
+        if revision is None or down is None:
+            continue  # not a revision (a helper module)
+        graph[revision.group(1)] = tuple(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return graph
+
+
 def known_revisions() -> frozenset[str]:
     """Every migration revision shipped with this version of daydream."""
-    from alembic.script import ScriptDirectory
+    return frozenset(revision_graph())
 
-    script = ScriptDirectory.from_config(_alembic_config(None))
-    return frozenset(rev.revision for rev in script.walk_revisions())
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest migration revision shipped with this version of daydream."""
+    graph = revision_graph()
+    followed = {down for downs in graph.values() for down in downs}
+    heads = sorted(set(graph) - followed)
+    if len(heads) != 1:
+        raise LedgerMigrationError(f"the migrations in {migrations_dir() / 'versions'} have "
+                                   f"{len(heads)} heads ({', '.join(heads) or 'none'}), expected one")
+    return heads[0]
 
 
 def refuse_unknown_revision(info: FileInfo) -> None:
@@ -211,109 +237,32 @@ def refuse_unknown_revision(info: FileInfo) -> None:
             "daydream to use it")
 
 
-# ----------------------------------------------------------------------------- connections
-def _connect_readonly(path: Path, uri_options: str | None = None) -> _Connection:
-    """A read-only connection that works on read-only files and folders, and changes nothing.
-
-    ``mode=ro`` first: it sees the write-ahead log and coexists with writers. SQLite cannot give
-    that when it may not create the log's shared-memory file (a read-only folder), and then the file
-    is opened ``immutable`` (no locks, no log) — but only when no log holds transactions that are
-    not yet in the file, because an immutable reader would not see them.
-    """
-    options = [uri_options] if uri_options else ["mode=ro", "mode=ro&immutable=1"]
-    base = f"file:{quote(path.resolve().as_posix())}"
-    first_error: Exception | None = None
-    for i, option in enumerate(options):
-        if i and Path(f"{path}-wal").is_file() and Path(f"{path}-wal").stat().st_size > 0:
-            raise LedgerPathError(
-                f"cannot open ledger {str(path)!r} read-only ({first_error}): its write-ahead log "
-                f"{str(path)}-wal holds recent transactions, and reading them needs write access to "
-                "the folder; open it once where it is writable, or ask its owner for a backup")
-        conn = sqlite3.connect(f"{base}?{option}", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                               check_same_thread=False, factory=_Connection)
-        conn.daydream_options = option
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+# ----------------------------------------------------------------------------- opening
+def _backend(p: Path, readonly: bool, readonly_options: str | None = None) -> SqliteBackend:
+    backend = SqliteBackend(p, readonly=readonly, readonly_options=readonly_options)
+    try:
+        with backend.read() as conn:  # the first connection: sets WAL, page size …
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            first_error = first_error or exc
-            continue
-        except sqlite3.DatabaseError as exc:  # "file is not a database": nothing to retry
-            conn.close()
-            raise LedgerPathError(f"cannot open ledger {str(path)!r}: {exc}") from None
-        return conn
-    raise LedgerPathError(f"cannot open ledger {str(path)!r} read-only: {first_error}")
-
-
-def _readonly_options(path: Path) -> str:
-    """The URI options ``_connect_readonly`` settles on for ``path`` (tried once per engine)."""
-    conn = _connect_readonly(path)
-    try:
-        return conn.daydream_options  # type: ignore[attr-defined]
-    finally:
-        conn.close()
-
-
-class _Connection(sqlite3.Connection):
-    """A sqlite3 connection that remembers the URI options it was opened with."""
-
-    daydream_options = ""
-
-
-def _connect(path: Path, readonly: bool, readonly_options: str | None = None) -> sqlite3.Connection:
-    if readonly:
-        conn = _connect_readonly(path, readonly_options)
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
-    uri = f"file:{quote(path.resolve().as_posix())}?mode=rwc"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    # Only takes effect while the file is still empty (a new ledger); a no-op afterwards.
-    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_BYTES // page_size}")
-    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
-    return conn
-
-
-def _engine(p: Path, readonly: bool) -> Engine:
-    options = _readonly_options(p) if readonly else None
-    try:
-        engine = create_engine("sqlite://", creator=lambda: _connect(p, readonly, options),
-                               poolclass=QueuePool, pool_size=2, max_overflow=8)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
     except DaydreamError:
         raise
-    except Exception as exc:  # sqlite3 says "file is not a database", "unable to open" …
-        raise LedgerPathError(f"cannot open ledger {str(p)!r}: {exc.__cause__ or exc}") from None
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+    except sqlite3.Error as exc:  # "file is not a database", "unable to open" …
+        raise LedgerPathError(f"cannot open ledger {str(p)!r}: {exc}") from None
+    return backend
 
 
-def create_ledger_engine(path: str | os.PathLike[str], *, create: bool = False,
-                         readonly: bool = False, force: bool = False) -> Engine:
-    """An engine on the ledger at ``path``; transactions begin ``IMMEDIATE`` when asked to write.
+def create_backend(path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False,
+                   force: bool = False) -> SqliteBackend:
+    """The ledger file at ``path`` as a backend, whatever its schema (none yet, old, current).
 
     The file is inspected read-only first: another application's database is refused (unless
     ``create`` and ``force``: ``init --force``), as is a ledger from a newer daydream, and a
-    writable engine needs a writable file — all before anything could change the file.
-    Use ``conn.execution_options(immediate=True)`` before ``conn.begin()`` to take the write lock up
-    front, which is what keeps concurrent writers from deadlocking on lock upgrades.
+    writable backend needs a writable file — all before anything could change the file.
     """
     p = check_path(path, create=create)
+    options = None
     if p.exists():
         info = inspect_file(p)
+        options = info.readonly_options
         if not (create and force):
             refuse_foreign(info)
         elif info.foreign and info.revision is not None:
@@ -325,71 +274,16 @@ def create_ledger_engine(path: str | os.PathLike[str], *, create: bool = False,
             refuse_unknown_revision(info)
         if not readonly:
             check_writable(p)
-    return _engine(p, readonly)
+    return _backend(p, readonly, options)
 
 
-def _alembic_config(connection: Any) -> Any:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.attributes["connection"] = connection
-    return cfg
-
-
-@functools.lru_cache(maxsize=1)
-def head_revision() -> str:
-    """The newest migration revision shipped with this version of daydream."""
-    from alembic.script import ScriptDirectory
-
-    cfg = _alembic_config(None)
-    return ScriptDirectory.from_config(cfg).get_current_head()  # type: ignore[return-value]
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The revision the ledger file is at, or None when it has no daydream schema."""
-    with engine.connect() as conn:
-        has = conn.exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'").first()
-        if not has:
-            return None
-        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-
-
-def migrate(engine: Engine, path: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
-    """Bring the ledger schema to the newest revision. Returns (revision before, revision after).
-
-    All migrations run in one transaction: when one fails, the ledger stays exactly as it was and
-    ``LedgerMigrationError`` says which file, from which revision, and why.
-    """
-    from alembic import command
-
-    before = current_revision(engine)
-    head = head_revision()
-    if before == head:
-        return before, head
-    if before is not None and before not in known_revisions():
-        refuse_unknown_revision(FileInfo(Path(path or "?"), revision=before))
-    try:
-        with engine.connect() as conn:
-            command.upgrade(_alembic_config(conn), "head")
-            if conn.in_transaction():
-                conn.commit()
-    except DaydreamError:
-        raise
-    except Exception as exc:
-        where = f"ledger {str(path)!r}" if path is not None else "the ledger"
-        raise LedgerMigrationError(f"cannot upgrade {where} from schema {before or 'none'} to {head} "
-                                   f"(left unchanged): {exc}") from exc
-    return before, head
-
-
-def open_engine(path: str | os.PathLike[str], *, readonly: bool = False) -> Engine:
+def open_backend(path: str | os.PathLike[str], *, readonly: bool = False) -> SqliteBackend:
     """Open an existing ledger, upgrading its schema if it is older than this daydream.
 
     Whatever is refused (another application's file, an empty file, a ledger from a newer daydream,
     a read-only file when writing) is refused before the first read-write connection, so the file
-    is never changed by a command that cannot use it.
+    is never changed by a command that cannot use it. Only a writable ledger whose revision is
+    behind imports Alembic (to upgrade it); a read-only one is read at the schema it has.
     """
     p = check_path(path, create=False)
     info = inspect_file(p)
@@ -401,10 +295,82 @@ def open_engine(path: str | os.PathLike[str], *, readonly: bool = False) -> Engi
     refuse_unknown_revision(info)
     if not readonly:
         check_writable(p)
-    engine = _engine(p, readonly)
+    backend = _backend(p, readonly, info.readonly_options)
     if not readonly and info.revision != head_revision():
-        migrate(engine, path)
-    return engine
+        migrate(backend, path)
+    return backend
+
+
+def current_revision(backend: SqliteBackend) -> str | None:
+    """The revision the ledger file is at, or None when it has no daydream schema."""
+    with backend.read() as conn:
+        if not backend.has_table(conn, "alembic_version"):
+            return None
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return row[0] if row else None
+
+
+# ----------------------------------------------------------------------------- schema (Alembic)
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@contextlib.contextmanager
+def schema_connection(backend: SqliteBackend) -> Iterator[Any]:
+    """A SQLAlchemy connection to the ledger for Alembic, committed when the block ends without error.
+
+    Made from the backend's own connection settings; transactions begin ``IMMEDIATE``, so two
+    processes upgrading one ledger at once take turns instead of failing on a lock upgrade. The
+    only place (with ``expected_schema``) that imports SQLAlchemy.
+    """
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine("sqlite://", creator=backend.connect, poolclass=NullPool)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:  # the driver is in autocommit mode: say BEGIN ourselves
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with engine.connect() as conn:
+            yield conn
+            if conn.in_transaction():
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def migrate(backend: SqliteBackend, path: str | os.PathLike[str] | None = None, *,
+            revision: str | None = None) -> tuple[str | None, str]:
+    """Bring the ledger schema to the newest revision (or ``revision``). Returns (before, after).
+
+    All migrations run in one transaction: when one fails, the ledger stays exactly as it was and
+    ``LedgerMigrationError`` says which file, from which revision, and why.
+    """
+    before = current_revision(backend)
+    target = revision or head_revision()
+    if before == target:
+        return before, target
+    if before is not None and before not in known_revisions():
+        refuse_unknown_revision(FileInfo(Path(path or backend.path), revision=before))
+    from alembic import command
+
+    try:
+        with schema_connection(backend) as conn:
+            command.upgrade(_alembic_config(conn), target)
+    except DaydreamError:
+        raise
+    except Exception as exc:
+        where = f"ledger {str(path or backend.path)!r}"
+        raise LedgerMigrationError(f"cannot upgrade {where} from schema {before or 'none'} to {target} "
+                                   f"(left unchanged): {exc}") from exc
+    return before, target
 
 
 # ----------------------------------------------------------------------------- schema fingerprint
@@ -420,6 +386,7 @@ def expected_schema(revision: str) -> tuple[dict[tuple[str, str], tuple[str, str
     migrations give, whichever route a ledger took to that revision.
     """
     from alembic import command
+    from sqlalchemy import create_engine
     from sqlalchemy.pool import StaticPool
 
     engine = create_engine("sqlite://", poolclass=StaticPool)
@@ -440,17 +407,16 @@ def _schema_of(raw: Any) -> tuple[dict[tuple[str, str], tuple[str, str]], frozen
     return objects, types
 
 
-def schema_drift(engine: Engine) -> list[str]:
+def schema_drift(backend: SqliteBackend) -> list[str]:
     """How the ledger's schema differs from what its revision's migrations create (empty: it does not).
 
     A dropped append-only trigger, an edited projection trigger or view, a removed projected
     event type, or a trigger nobody's migration made: each is a way to change the results without
     touching an event's hash. Extra tables, views and indexes (someone's own queries) are not drift.
     """
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        revision = raw.execute("SELECT version_num FROM alembic_version").fetchone()
-        actual, actual_types = _schema_of(raw)
+    with backend.snapshot() as conn:
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        actual, actual_types = _schema_of(conn)
     if revision is None:
         return ["alembic_version is empty: the schema revision is unknown"]
     expected, expected_types = expected_schema(revision[0])
@@ -469,12 +435,7 @@ def schema_drift(engine: Engine) -> list[str]:
     return problems
 
 
-def raw_sql(engine: Engine, sql: str, params: Any = ()) -> list[tuple]:
-    """Run one read-only statement and return all rows (a convenience for views and reports)."""
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(sql, params).fetchall()]
-
-
-__all__ = ["APPLICATION_ID", "FileInfo", "check_path", "check_writable", "create_ledger_engine",
-           "current_revision", "default_db_path", "head_revision", "inspect_file", "known_revisions",
-           "migrate", "migrations_dir", "open_engine", "raw_sql", "text"]
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_S", "FileInfo", "PAGE_SIZE", "WAL_AUTOCHECKPOINT_BYTES",
+           "WAL_SIZE_LIMIT_BYTES", "check_path", "check_writable", "create_backend", "current_revision",
+           "default_db_path", "head_revision", "inspect_file", "known_revisions", "migrate", "migrations_dir",
+           "open_backend", "revision_graph", "schema_connection", "schema_drift"]

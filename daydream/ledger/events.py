@@ -13,7 +13,7 @@ exactly those earlier versions wrote, since every event is hash-chained as store
 Streams: ``catalog:<hash16>``, ``cohort:<cohort_id>``, ``combo:<combo_id>``, ``gen:<gen_id>``,
 ``model:<model_id>``, ``report:<cohort_id>``. Large texts are stored once in ``texts`` and named by
 their sha256 (``TEXT_FIELDS``). What each event does to the projection tables (``gen_state``,
-``cohort_members``, ``combos``) is stated in ``daydream.ledger.projections``.
+``cohort_members``, ``combos``) is stated per type in ``daydream.ledger.projections``, applied in the transaction of each append.
 """
 
 from __future__ import annotations

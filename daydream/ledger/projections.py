@@ -1,32 +1,277 @@
-"""Rebuilding the projections from the events: they are derived state, and this proves it.
+"""What each event does to the projections, and rebuilding them from the events.
 
-``gen_state``, ``cohort_members`` and ``combos`` (and the read-side counters ``cohort_totals`` and
-``cohort_essay_scores`` that triggers keep from them) are a function of the events. ``rebuild``
-empties them and feeds every projected event, in seq order, through ``projection_feed`` — the very
-path each append uses (migration 0004) — in one write transaction. ``check`` does the same inside a
+``gen_state`` (one row per generation, at its current attempt), ``cohort_members`` (the
+generations each cohort uses) and ``combos`` are a function of the events. ``PROJECTIONS`` below
+states, per event type, the SQL that applies one event of that type to them, with a sentence on
+what the event changes: to learn what ``LLMCallStarted`` does, read its entry. Event types without
+an entry change no projection. The read-side counters (``cohort_totals``, ``cohort_essay_scores``)
+are not written here: triggers on ``gen_state`` and ``cohort_members`` keep them in step with
+every row these statements insert or update (migration 0003 and its successors).
+
+How the statements run: every append inserts its batch's projected events, in seq order, into the
+always-empty view ``projection_feed``; one INSTEAD OF trigger per event type
+(``project_<EventType>``, ``WHEN NEW.type = '<EventType>'``) runs that type's statements, in the
+same transaction as the append. Migrations install a frozen copy of these triggers (a migration
+never imports code that may change): a test fails when the newest revision's copy differs from
+``trigger_sql()``, so changing a statement here means adding a revision that installs the change.
+
+Statements read the event through ``EventFields`` (``e("gen_id")`` is the payload's ``gen_id``,
+``e.seq`` the event's seq), so another database can render the same statements with its own JSON
+access (PostgreSQL: issue 17); they use ``INSERT … ON CONFLICT DO NOTHING``, which both know.
+
+``rebuild`` empties the tables and feeds every projected event through ``projection_feed`` — the
+very path each append uses — in one write transaction. ``check`` does the same inside a
 transaction it then rolls back, and says which rows differ from what is stored: a projection that
 drifted (hand edits, a bug since fixed) shows up there, and ``rebuild`` repairs it. Events are
-never touched, and a rebuild is refused when the events fail verification or the projection
-trigger was altered: it would otherwise adopt tampered data as the truth.
+never touched, and a rebuild is refused when the events fail verification or the schema (a
+projection trigger among it) was altered: it would otherwise adopt tampered data as the truth.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daydream.ledger import db
 from daydream.errors import LedgerIntegrityError
+from daydream.ledger import db
+from daydream.ledger import events as ev
 from daydream.ledger.store import PROJECT_EVENTS, Ledger
 
+
+class EventFields:
+    """How a statement reads the event it applies (SQLite: the row inserted into ``projection_feed``).
+
+    ``e("gen_id")`` is a payload field (a path below the payload's root: ``e("scale[0]")`` is the
+    first element of ``scale``); ``e.json("worker")`` a field kept as JSON text (an object or a
+    list); ``e.true("released")`` says a flag is true (false when absent or null); ``e.seq`` is the
+    event's position in the ledger. Another dialect subclasses this.
+    """
+
+    seq = "NEW.seq"
+
+    def __call__(self, path: str) -> str:
+        return f"json_extract(NEW.payload, '$.{path}')"
+
+    def json(self, path: str) -> str:
+        # SQLite's json_extract gives objects and arrays back as their JSON text already.
+        return self(path)
+
+    def true(self, path: str) -> str:
+        # JSON true reads as 1; IS (not =) makes an absent flag false rather than NULL.
+        return f"({self(path)} IS 1)"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What events of one type do to the projections: ``changes`` in words, ``statements`` in SQL.
+
+    The statements run in order, each on the tables as the previous one left them.
+    """
+
+    event_type: str
+    changes: str
+    statements: tuple[str, ...]
+
+
+def render_projections(e: EventFields) -> dict[str, Projection]:
+    """Every projected event type's statements, reading the event through ``e``."""
+    # Most events concern the generation's current attempt: an event of an older attempt (a late
+    # answer after a forced retry) is recorded and changes nothing.
+    this_attempt = f"gen_id = {e('gen_id')} AND attempt = {e('attempt')}"
+    # A call whose claim had been taken over by another worker is recorded (it was paid) but the
+    # generation belongs to the new claimant: it does not touch the projection.
+    not_superseded = f"NOT {e.true('superseded')}"
+    # Rubrics declare their scale; scores recorded before scales existed were all on 0-9.
+    scale_min, scale_max = f"COALESCE({e('scale[0]')}, 0)", f"COALESCE({e('scale[1]')}, 9)"
+    # daydream reparse re-reads a recorded answer (reparsed: true) with the template version and
+    # parser of now: the generation records which.
+    reparsed = (f"UPDATE gen_state SET template_hash = COALESCE({e('template_hash')}, template_hash),\n"
+                f"    parser = COALESCE({e('parser')}, parser)\n"
+                f"WHERE {this_attempt} AND {e.true('reparsed')}")
+    # ON CONFLICT DO NOTHING keeps the row already there (a generation planned again, a cohort
+    # joined twice). Unlike SQLite's INSERT OR IGNORE it raises on a NOT NULL column left empty,
+    # so each insert says which fields its row needs, and an event lacking one inserts nothing.
+
+    def member(condition: str = "") -> str:
+        """The generation joins the event's cohort."""
+        return (f"INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)\n"
+                f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}\n"
+                f"WHERE {e('stage')} IS NOT NULL{condition}\n"
+                f"ON CONFLICT DO NOTHING")
+    listed = [
+        Projection(ev.GENERATION_PLANNED,
+                   "A new generation: its row in gen_state (attempt 1, planned, no calls yet), and "
+                   "its membership of the cohort that planned it. A generation already there stays "
+                   "as it is.", (
+                       f"""INSERT INTO gen_state (gen_id, stage, parent_gen_id, combo_id, template_id, template_hash,
+    generator, parser, model_id, replicate, origin_cohort_id, planned_seq, imported, attempt, status,
+    calls, failed_calls, updated_seq)
+SELECT {e('gen_id')}, {e('stage')}, {e('parent_gen_id')}, {e('combo_id')}, {e('template_id')},
+    {e('template_hash')}, {e('generator')}, {e('parser')}, {e('model_id')}, {e('replicate')},
+    {e('cohort_id')}, {e.seq}, 0, 1, 'planned', 0, 0, {e.seq}
+WHERE {e('stage')} IS NOT NULL
+ON CONFLICT DO NOTHING""",
+                       member())),
+        Projection(ev.GENERATION_LINKED,
+                   "An existing generation joins another cohort (reused work): a membership.", (
+                       member(),)),
+        Projection(ev.GENERATION_IMPORTED,
+                   "A generation brought in from the previous pipeline, with its results: its row "
+                   "as imported (completed or failed), its score's scale, its membership when it "
+                   "came with a cohort. A second import that completes one imported as failed "
+                   "fills in its results.", (
+                       f"""INSERT INTO gen_state (gen_id, stage, parent_gen_id, combo_id, template_id, template_hash,
+    generator, parser, model_id, replicate, origin_cohort_id, planned_seq, imported, attempt, status,
+    prompt_hash, raw_hash, parsed_hash, score, scale_min, scale_max, finish_reason, prompt_tokens,
+    completion_tokens, cost_usd, latency_s, calls, failed_calls, error, updated_seq)
+SELECT {e('gen_id')}, {e('stage')}, {e('parent_gen_id')}, {e('combo_id')}, {e('template_id')},
+    {e('template_hash')}, {e('generator')}, {e('parser')}, {e('model_id')}, {e('replicate')},
+    {e('cohort_id')}, {e.seq}, 1, 1, {e('status')}, {e('prompt_hash')}, {e('raw_hash')},
+    {e('parsed_hash')}, {e('score')},
+    CASE WHEN {e('score')} IS NOT NULL THEN {scale_min} END,
+    CASE WHEN {e('score')} IS NOT NULL THEN {scale_max} END,
+    {e('finish_reason')}, {e('prompt_tokens')}, {e('completion_tokens')}, {e('cost_usd')},
+    {e('latency_s')}, CASE WHEN {e('raw_hash')} IS NULL THEN 0 ELSE 1 END, 0, {e('error')}, {e.seq}
+WHERE {e('stage')} IS NOT NULL
+ON CONFLICT DO NOTHING""",
+                       member(f" AND {e('cohort_id')} IS NOT NULL"),
+                       f"""UPDATE gen_state SET status = 'completed', prompt_hash = {e('prompt_hash')},
+    raw_hash = {e('raw_hash')}, parsed_hash = {e('parsed_hash')}, score = {e('score')},
+    scale_min = CASE WHEN {e('score')} IS NOT NULL THEN {scale_min} END,
+    scale_max = CASE WHEN {e('score')} IS NOT NULL THEN {scale_max} END,
+    finish_reason = {e('finish_reason')}, prompt_tokens = {e('prompt_tokens')},
+    completion_tokens = {e('completion_tokens')}, cost_usd = {e('cost_usd')},
+    latency_s = {e('latency_s')}, parser = COALESCE({e('parser')}, parser),
+    calls = CASE WHEN {e('raw_hash')} IS NULL THEN 0 ELSE 1 END, error = NULL, parse_failed = 0,
+    updated_seq = {e.seq}
+WHERE gen_id = {e('gen_id')} AND imported = 1 AND status = 'failed' AND planned_seq < {e.seq}
+    AND {e('status')} = 'completed'""")),
+        Projection(ev.PROMPT_RENDERED,
+                   "The prompt of the current attempt, and the template version that rendered it.", (
+                       f"""UPDATE gen_state SET prompt_hash = {e('prompt_hash')},
+    template_hash = COALESCE({e('template_hash')}, template_hash), updated_seq = {e.seq}
+WHERE {this_attempt}""",)),
+        Projection(ev.LLM_CALL_STARTED,
+                   "A worker claimed the call: the generation is running, under that worker's "
+                   "lease.", (
+                       f"""UPDATE gen_state SET status = 'running', lease_until = {e('lease_until')},
+    worker = {e.json('worker')}, updated_seq = {e.seq}
+WHERE {this_attempt}""",)),
+        Projection(ev.LLM_CALL_COMPLETED,
+                   "An answer: its text, and the call's tokens, cost and latency added to the "
+                   "generation's (it stays running until the answer is parsed).", (
+                       f"""UPDATE gen_state SET raw_hash = {e('text_hash')}, finish_reason = {e('finish_reason')},
+    prompt_tokens = COALESCE(prompt_tokens, 0) + COALESCE({e('prompt_tokens')}, 0),
+    completion_tokens = COALESCE(completion_tokens, 0) + COALESCE({e('completion_tokens')}, 0),
+    cost_usd = CASE WHEN {e('cost_usd')} IS NULL THEN cost_usd
+                    ELSE COALESCE(cost_usd, 0) + {e('cost_usd')} END,
+    latency_s = {e('latency_s')}, resolved_model = {e('resolved_model')}, calls = calls + 1,
+    updated_seq = {e.seq}
+WHERE {this_attempt} AND {not_superseded}""",)),
+        Projection(ev.LLM_CALL_FAILED,
+                   "A failed try: counted, and its error kept. When the claim is given up with it "
+                   "(released: the model was stopped) the generation is pending again.", (
+                       f"""UPDATE gen_state SET failed_calls = failed_calls + 1, calls = calls + 1,
+    error = {e('error_class')} || ': ' || {e('message')}, parse_failed = 0,
+    status = CASE WHEN {e.true('released')} THEN 'planned' ELSE status END,
+    lease_until = CASE WHEN {e.true('released')} THEN NULL ELSE lease_until END,
+    worker = CASE WHEN {e.true('released')} THEN NULL ELSE worker END,
+    updated_seq = {e.seq}
+WHERE {this_attempt} AND {not_superseded}""",)),
+        Projection(ev.CLAIM_RELEASED,
+                   "A claim given back (stopped, interrupted, out of budget): the running "
+                   "generation is pending again.", (
+                       f"""UPDATE gen_state SET status = 'planned', lease_until = NULL, worker = NULL,
+    updated_seq = {e.seq}
+WHERE {this_attempt} AND status = 'running'""",)),
+        Projection(ev.RESPONSE_PARSED,
+                   "The answer parsed: the generation is completed, with its parsed text. A "
+                   "re-parse (daydream reparse) also records the template and parser it used.", (
+                       f"""UPDATE gen_state SET parsed_hash = {e('parsed_hash')}, status = 'completed', error = NULL,
+    parse_failed = 0, lease_until = NULL, updated_seq = {e.seq}
+WHERE {this_attempt}""",
+                       reparsed)),
+        Projection(ev.SCORE_RECORDED,
+                   "An evaluation's score, with the scale it was read on.", (
+                       f"""UPDATE gen_state SET score = {e('score')}, scale_min = {scale_min}, scale_max = {scale_max},
+    updated_seq = {e.seq}
+WHERE {this_attempt}""",)),
+        Projection(ev.PARSE_FAILED,
+                   "The answer did not parse: the attempt failed, parse_failed says why (error "
+                   "keeps 'ParseFailed: ' and the parser's reason), and no older score stays. A "
+                   "re-parse also records the template and parser it used.", (
+                       f"""UPDATE gen_state SET status = 'failed', error = 'ParseFailed: ' || {e('reason')},
+    parse_failed = 1, score = NULL, scale_min = NULL, scale_max = NULL, lease_until = NULL,
+    updated_seq = {e.seq}
+WHERE {this_attempt}""",
+                       reparsed)),
+        Projection(ev.GENERATION_FAILED,
+                   "The attempt failed for another reason than parsing (the stage refused the "
+                   "answer, the calls gave up …): its reason, the answer if there was one, no "
+                   "score.", (
+                       f"""UPDATE gen_state SET status = 'failed', error = {e('reason')}, parse_failed = 0,
+    raw_hash = COALESCE({e('raw_hash')}, raw_hash), score = NULL, scale_min = NULL, scale_max = NULL,
+    lease_until = NULL, updated_seq = {e.seq}
+WHERE {this_attempt}""",)),
+        Projection(ev.GENERATION_RETRIED,
+                   "A forced new attempt: the generation is planned again with nothing of the "
+                   "old attempt's results (its calls, tokens and cost stay counted).", (
+                       f"""UPDATE gen_state SET attempt = {e('attempt')}, status = 'planned', prompt_hash = NULL,
+    raw_hash = NULL, parsed_hash = NULL, score = NULL, scale_min = NULL, scale_max = NULL,
+    finish_reason = NULL, error = NULL, parse_failed = 0, lease_until = NULL, worker = NULL,
+    latency_s = NULL, updated_seq = {e.seq}
+WHERE gen_id = {e('gen_id')}""",)),
+        Projection(ev.COMBO_DEFINED,
+                   "A concept combination: its row in combos.", (
+                       f"""INSERT INTO combos (combo_id, concept_ids, level, k, seq)
+SELECT {e('combo_id')}, {e.json('concept_ids')}, {e('level')}, {e('k')}, {e.seq}
+WHERE {e.json('concept_ids')} IS NOT NULL
+ON CONFLICT DO NOTHING""",)),
+    ]
+    return {p.event_type: p for p in listed}
+
+
+PROJECTIONS: dict[str, Projection] = render_projections(EventFields())
+# The event types that change a projection: the ledger feeds only these (table projected_types).
+PROJECTED_TYPES: tuple[str, ...] = tuple(PROJECTIONS)
+
+
+def trigger_name(event_type: str) -> str:
+    """The trigger on ``projection_feed`` that applies events of ``event_type``."""
+    return f"project_{event_type}"
+
+
+def trigger_sql(event_type: str) -> str:
+    """The SQLite ``CREATE TRIGGER`` that runs ``event_type``'s statements for each event fed."""
+    p = PROJECTIONS[event_type]
+    words = "\n".join(f"-- {line}" for line in textwrap.wrap(p.changes, 100))
+    body = "\n".join(f"{statement};" for statement in p.statements)
+    return (f"CREATE TRIGGER {trigger_name(event_type)} INSTEAD OF INSERT ON projection_feed "
+            f"WHEN NEW.type = '{event_type}'\nBEGIN\n{words}\n{body}\nEND")
+
+
+def frozen_copy() -> str:
+    """Python source of ``PROJECTED_TYPES`` and ``PROJECTION_TRIGGERS`` as a revision freezes them.
+
+    A revision that changes the projections pastes this into its file (and installs it); the test
+    comparing the newest revision with this module prints it when they differ.
+    """
+    types = "".join(f'    "{t}",\n' for t in PROJECTED_TYPES)
+    triggers = "".join(f'    "{t}": """{trigger_sql(t)}""",\n' for t in PROJECTED_TYPES)
+    return f"PROJECTED_TYPES = (\n{types})\nPROJECTION_TRIGGERS = {{\n{triggers}}}\n"
+
+
+# ------------------------------------------------------------------------------ rebuild and check
 # Base projections first: the read-side counters follow them through their own triggers.
-TABLES = ("gen_state", "cohort_members", "combos", "cohort_totals", "cohort_essay_scores")
+TABLES = ("gen_state", "cohort_members", "combos", "cohort_totals", "cohort_essay_scores", "cohort_scales")
 # Counter rows that say "nothing" (a generation that left a cohort leaves zeros behind): the same
 # facts whether present or not.
-_EMPTY = {"cohort_totals": "generations = 0 AND calls = 0", "cohort_essay_scores": "n = 0"}
+_EMPTY = {"cohort_totals": "generations = 0 AND calls = 0", "cohort_essay_scores": "n = 0",
+          "cohort_scales": "n = 0"}
 
 
 @dataclass
@@ -68,9 +313,13 @@ class _RolledBack(Exception):
         self.outcome = outcome
 
 
-def _kept(table: str, source: str) -> str:
+def _kept(cur: sqlite3.Cursor, table: str, source: str) -> str:
+    """The rows of ``table`` (read from ``source``) that say something, floats to 9 decimals: a sum
+    of costs kept event by event and the same sum refilled by a migration differ in their last bits."""
+    columns = ", ".join(f"ROUND({name}, 9) AS {name}" if kind.upper() in ("FLOAT", "REAL") else name
+                        for _, name, kind, *_ in cur.execute(f"PRAGMA main.table_info({table})").fetchall())
     where = f" WHERE NOT ({_EMPTY[table]})" if table in _EMPTY else ""
-    return f"SELECT * FROM {source}{where}"
+    return f"SELECT {columns} FROM {source}{where}"
 
 
 def _rows(cur: sqlite3.Cursor, sql: str) -> list[tuple[Any, ...]]:
@@ -80,27 +329,29 @@ def _rows(cur: sqlite3.Cursor, sql: str) -> list[tuple[Any, ...]]:
 def _rebuild_in(cur: sqlite3.Cursor, sample: int = 20) -> Outcome:
     # The stored rows wait in temporary tables (SQLite's temp store, not Python memory: a 1M-event
     # ledger's projections are hundreds of MB as Python tuples), then SQL tells the differences.
-    for table in TABLES:  # all kept before any is emptied: emptying one moves the counters
+    # The tables this ledger's schema has (a ledger before 0010 has no cohort_scales).
+    tables = [t for t in TABLES if cur.execute(f"PRAGMA main.table_info({t})").fetchone()]
+    for table in tables:  # all kept before any is emptied: emptying one moves the counters
         cur.execute(f"DROP TABLE IF EXISTS temp.before_{table}")
-        cur.execute(f"CREATE TEMP TABLE before_{table} AS {_kept(table, table)}")
-    for table in TABLES:
+        cur.execute(f"CREATE TEMP TABLE before_{table} AS {_kept(cur, table, table)}")
+    for table in tables:
         cur.execute(f"DELETE FROM {table}")
     cur.execute(PROJECT_EVENTS, (0,))  # what every append runs for its own events: here, all of them
     events = cur.execute("SELECT COUNT(*) FROM events WHERE type IN (SELECT type FROM projected_types)").fetchone()[0]
     drift, rows = [], {}
     try:
-        for table in TABLES:
-            after, before = _kept(table, table), _kept(table, f"temp.before_{table}")
+        for table in tables:
+            after, before = _kept(cur, table, table), _kept(cur, table, f"temp.before_{table}")
             rows[table] = cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             n_missing = cur.execute(f"SELECT COUNT(*) FROM ({after} EXCEPT {before})").fetchone()[0]
             n_unexpected = cur.execute(f"SELECT COUNT(*) FROM ({before} EXCEPT {after})").fetchone()[0]
             if n_missing or n_unexpected:
-                columns = [d[0] for d in cur.execute(f"SELECT * FROM {table} LIMIT 0").description]
+                columns = [r[1] for r in cur.execute(f"PRAGMA main.table_info({table})")]
                 drift.append(TableDrift(table, columns, n_missing, n_unexpected,
                                         _rows(cur, f"{after} EXCEPT {before} LIMIT {sample}"),
                                         _rows(cur, f"{before} EXCEPT {after} LIMIT {sample}")))
     finally:
-        for table in TABLES:
+        for table in tables:
             cur.execute(f"DROP TABLE IF EXISTS temp.before_{table}")
     return Outcome(rows, drift, events)
 
@@ -118,7 +369,7 @@ def ensure_trustworthy(ledger: Ledger) -> None:
         raise LedgerIntegrityError(exc.seq, f"{exc.reason}; refusing to rebuild the projections from events "
                                             "that fail verification (they would adopt the altered data): "
                                             "restore the ledger from a backup") from None
-    drift = db.schema_drift(ledger.engine)
+    drift = db.schema_drift(ledger.backend)
     if drift:
         more = f" (and {len(drift) - 1} more)" if len(drift) > 1 else ""
         raise LedgerIntegrityError(None, f"the schema was altered: {drift[0]}{more}; refusing to rebuild the "
@@ -162,4 +413,4 @@ def _check_copy(ledger: Ledger) -> Outcome:
         try:
             return check(scratch)
         finally:
-            scratch.engine.dispose()
+            scratch.close()

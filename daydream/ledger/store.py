@@ -1,9 +1,11 @@
 """The append-only, hash-chained event store.
 
 ``Ledger`` appends events (one or many, atomically, with optimistic stream-version checks), stores
-large texts by content hash, reads events back, and verifies the chain. Writes take the SQLite write
-lock up front (``BEGIN IMMEDIATE``) so that several processes can append to one file safely; the
-chain is global, so each append reads the last hash inside that lock.
+large texts by content hash, reads events back, and verifies the chain. Every write is one write
+transaction of the ledger's backend (``daydream.ledger.backend``: on SQLite, ``BEGIN IMMEDIATE``
+takes the write lock up front) so that several processes can append to one file safely; the
+chain is global, so each append reads the last hash inside that lock. Runtime SQL uses named
+``:name`` parameters; statements that differ by database live in the backend.
 """
 
 from __future__ import annotations
@@ -11,21 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-
-from daydream.ledger import db
 from daydream.errors import ConcurrencyConflict, LedgerIntegrityError, LedgerPathError
+from daydream.ledger import db
+from daydream.ledger.backend import EVENT_COLUMNS, Backend, Cursor
 
 GENESIS_HASH = "0" * 64
 ANY_VERSION = None
@@ -117,19 +115,16 @@ class Event(NamedTuple):
         return cls(seq, stream, version, type_, json.loads(payload), recorded_at, causation, prev_hash, hash_)
 
 
-EVENT_COLUMNS = "seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash"
-INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# Applies the projected events appended after a seq to gen_state, cohort_members and combos
-# (migration 0004): one statement per append instead of a trigger on every inserted row.
+# Applies the projected events appended after a seq to gen_state, cohort_members and combos: one
+# statement per append instead of a trigger on every inserted row (migration 0004). Each row fed to
+# the view runs its event type's statements (daydream/ledger/projections.py; one trigger per type).
 PROJECT_EVENTS = ("INSERT INTO projection_feed SELECT seq, stream, version, type, payload, recorded_at, "
                   "causation_seq FROM events WHERE seq > ? AND type IN (SELECT type FROM projected_types) "
                   "ORDER BY seq")
-INSERT_TEXT = "INSERT OR IGNORE INTO texts (sha256, text, chars) VALUES (?, ?, ?)"
 # The stored head of the chain (migration 0006) moves with every append, from exactly where the
 # append found it.
-ADVANCE_HEAD = "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?"
-# SQLite limits bound parameters per statement; stay well under the old default of 999.
-_IN_CHUNK = 900
+ADVANCE_HEAD = "UPDATE chain_head SET seq = :seq, hash = :hash WHERE id = 1 AND seq = :was_seq AND hash = :was_hash"
+LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 
 
 def chain_events(events: Sequence[NewEvent], seq: int, prev: str, versions: dict[str, int],
@@ -164,7 +159,7 @@ def chain_events(events: Sequence[NewEvent], seq: int, prev: str, versions: dict
     return rows, stored
 
 
-def head_mismatch(cur: sqlite3.Cursor, last_seq: int, last_hash: str) -> str:
+def head_mismatch(cur: Cursor, last_seq: int, last_hash: str) -> str:
     """Why the stored chain head is not the last event (seq ``last_seq``, hash ``last_hash``)."""
     row = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
     if row is None:
@@ -195,10 +190,10 @@ class IntegrityReport(NamedTuple):
 
 @dataclass
 class Ledger:
-    """One ledger file. Cheap to create; holds an engine, no open transaction between calls."""
+    """One ledger. Cheap to create; holds a backend (its connections), no open transaction between calls."""
 
     path: Path
-    engine: Engine
+    backend: Backend
     clock: Callable[[], str] = field(default=utc_now)
     readonly: bool = False
     # Stream versions this process knows, valid only while the ledger's last seq is ``_known_at``
@@ -213,7 +208,7 @@ class Ledger:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> "Ledger":
         """Open an existing ledger (upgrading its schema when older than this daydream)."""
-        return cls(Path(path), db.open_engine(path, readonly=readonly), readonly=readonly)
+        return cls(Path(path), db.open_backend(path, readonly=readonly), readonly=readonly)
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, force: bool = False) -> tuple["Ledger", str | None, str]:
@@ -222,9 +217,13 @@ class Ledger:
         Another application's SQLite file is refused unless ``force`` (then the ledger's tables are
         added beside its own).
         """
-        engine = db.create_ledger_engine(path, create=True, force=force)
-        before, after = db.migrate(engine, path)
-        return cls(Path(path), engine), before, after
+        backend = db.create_backend(path, create=True, force=force)
+        before, after = db.migrate(backend, path)
+        return cls(Path(path), backend), before, after
+
+    def close(self) -> None:
+        """Close the connections this ledger keeps idle (it stays usable: new ones open on demand)."""
+        self.backend.close()
 
     # ----------------------------------------------------------------- writing
     def append(self, events: Sequence[NewEvent], texts: Iterable[str] = ()) -> list[Event]:
@@ -245,15 +244,16 @@ class Ledger:
                 self._known_at = stored[-1].seq
             return stored
 
-    def transact(self, build: Callable[[sqlite3.Cursor], tuple[Sequence[NewEvent], Iterable[str]]]
+    def transact(self, build: Callable[[Cursor], tuple[Sequence[NewEvent], Iterable[str]]]
                  ) -> list[Event]:
         """Decide what to append while holding the write lock, then append it atomically.
 
         ``build(cursor)`` may read anything (e.g. the ``gen_state`` projection) and returns the
         events and texts to append; this is a compare-and-set: no other writer can slip in between
-        the reads and the append. Returning no events appends nothing.
+        the reads and the append. Returning no events appends nothing. The cursor is the backend's
+        (``daydream.ledger.backend.Cursor``): SQL with named ``:name`` parameters and a mapping.
         """
-        def work(cur: sqlite3.Cursor) -> tuple[list[Event], dict[str, int]]:
+        def work(cur: Cursor) -> tuple[list[Event], dict[str, int]]:
             events, texts = build(cur)
             text_rows = [(text_hash(t), t, len(t)) for t in texts]
             return self._append_in(cur, list(events), text_rows)
@@ -269,41 +269,21 @@ class Ledger:
         """Store texts by content hash (deduplicated) and return their hashes."""
         rows = [(text_hash(t), t, len(t)) for t in texts]
         if rows:
-            self._write(lambda cur: cur.executemany(INSERT_TEXT, rows))
+            self._write(lambda cur: self.backend.insert_texts(cur, rows))
         return [r[0] for r in rows]
 
-    def _write(self, work: Callable[[sqlite3.Cursor], Any]) -> Any:
-        """Run ``work`` inside BEGIN IMMEDIATE … COMMIT on a raw cursor, retrying a busy lock."""
-        delay = 0.01
-        deadline = time.monotonic() + db.BUSY_TIMEOUT_S * 2
-        while True:
-            try:
-                with self.engine.connect() as conn:
-                    raw = conn.connection.dbapi_connection
-                    cur = raw.cursor()
-                    cur.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = work(cur)
-                    except BaseException:
-                        raw.rollback() if raw.in_transaction else None
-                        raise
-                    cur.execute("COMMIT")
-                    return result
-            except (sqlite3.OperationalError, OperationalError) as exc:
-                message = str(exc)
-                if ("locked" in message or "busy" in message) and time.monotonic() < deadline:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
-                    continue
-                raise
+    def _write(self, work: Callable[[Cursor], Any]) -> Any:
+        """Run ``work(cursor)`` in one write transaction of the backend (retried while the lock is busy)."""
+        return self.backend.write(work)
 
-    def _append_in(self, cur: sqlite3.Cursor, events: Sequence[NewEvent],
+    def _append_in(self, cur: Cursor, events: Sequence[NewEvent],
                    text_rows: list[tuple[str, str, int]]) -> tuple[list[Event], dict[str, int]]:
+        backend = self.backend
         if text_rows:
-            cur.executemany(INSERT_TEXT, text_rows)
+            backend.insert_texts(cur, text_rows)
         if not events:
             return [], {}
-        last = cur.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        last = cur.execute(LAST_EVENT).fetchone()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
         before, before_hash = seq, prev
         known = self._known if seq == self._known_at else {}
@@ -323,14 +303,15 @@ class Ledger:
                 assumed_new.add(stream)
             else:
                 lookup.add(stream)
-        versions.update(self._stream_versions(cur, lookup))
+        if lookup:
+            versions.update(self._stream_versions(cur, lookup))
         for stream, e in firsts.items():
             if e.expected_version is not None and e.expected_version != versions.get(stream, 0):
                 raise ConcurrencyConflict(stream, e.expected_version, versions.get(stream, 0))
         rows, stored = chain_events(events, seq, prev, versions, self.clock())
         try:
-            cur.executemany(INSERT_EVENT, rows)
-        except sqlite3.IntegrityError:
+            backend.insert_events(cur, rows)
+        except backend.integrity_error:
             # A stream we took for new already has events: report it as the conflict it is.
             actual = self._stream_versions(cur, assumed_new)
             for stream, version in actual.items():
@@ -343,13 +324,14 @@ class Ledger:
             # Compare-and-set: the head must be the last event we chained onto. When it is not,
             # events were removed (or added) behind daydream's back; moving the head on would
             # erase the evidence, so the append is refused and verify says what happened.
-            cur.execute(ADVANCE_HEAD, (stored[-1].seq, stored[-1].hash, before, before_hash))
+            cur.execute(ADVANCE_HEAD, {"seq": stored[-1].seq, "hash": stored[-1].hash,
+                                       "was_seq": before, "was_hash": before_hash})
             if cur.rowcount != 1:
                 raise LedgerIntegrityError(None, head_mismatch(cur, before, before_hash) +
                                            "; nothing was appended: run 'daydream verify'")
         return stored, versions
 
-    def _projected_types(self, cur: sqlite3.Cursor) -> frozenset[str]:
+    def _projected_types(self, cur: Cursor) -> frozenset[str]:
         """Event types the projections handle (migration 0004's ``projected_types``).
 
         Read again whenever the schema changed (another process may have upgraded the ledger
@@ -367,47 +349,45 @@ class Ledger:
             self._projected_schema = schema
         return self._projected
 
-    @staticmethod
-    def _stream_versions(cur: sqlite3.Cursor, streams: set[str]) -> dict[str, int]:
+    def _stream_versions(self, cur: Cursor, streams: set[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         names = list(streams)
-        for i in range(0, len(names), _IN_CHUNK):
-            chunk = names[i:i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
+        step = self.backend.max_list
+        for i in range(0, len(names), step):
+            in_streams, params = self.backend.in_list("stream", names[i:i + step])
             for stream, version in cur.execute(
-                    f"SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream",
-                    chunk):
+                    f"SELECT stream, MAX(version) FROM events WHERE stream {in_streams} GROUP BY stream", params):
                 found[stream] = version
         return found
 
     # ----------------------------------------------------------------- reading
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql, tuple(params)).fetchall()]
+    def _rows(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = ()) -> list[tuple]:
+        return self.backend.query(sql, params)
 
     def events(self, *, after: int = 0, type: str | Sequence[str] | None = None,
                stream: str | None = None, limit: int | None = None) -> list[Event]:
         """Events with ``seq > after``, optionally of one type (or several) and one stream, in order."""
-        where, params = ["seq > ?"], [after]
+        where, params = ["seq > :after"], {"after": after}
         if type is not None:
             types = [type] if isinstance(type, str) else list(type)
-            where.append(f"type IN ({','.join('?' * len(types))})")
-            params.extend(types)
+            in_types, type_params = self.backend.in_list("type", types)
+            where.append(f"type {in_types}")
+            params.update(type_params)
         if stream is not None:
-            where.append("stream = ?")
-            params.append(stream)
+            where.append("stream = :stream")
+            params["stream"] = stream
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+            sql += " LIMIT :limit"
+            params["limit"] = int(limit)
         return [Event.from_row(r) for r in self._rows(sql, params)]
 
     def iter_events(self, *, after: int = 0, batch: int = 5000) -> Iterator[Event]:
         """Every event after ``after`` in seq order, fetched in batches (for large ledgers)."""
         position = after
         while True:
-            chunk = self._rows(f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                               (position, batch))
+            chunk = self._rows(f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > :after ORDER BY seq LIMIT :batch",
+                               {"after": position, "batch": batch})
             if not chunk:
                 return
             for row in chunk:
@@ -420,7 +400,7 @@ class Ledger:
 
     def stream_version(self, stream: str) -> int:
         """The current version of ``stream`` (0 when it has no events)."""
-        rows = self._rows("SELECT MAX(version) FROM events WHERE stream = ?", (stream,))
+        rows = self._rows("SELECT MAX(version) FROM events WHERE stream = :stream", {"stream": stream})
         return rows[0][0] or 0
 
     def last_seq(self) -> int:
@@ -431,27 +411,31 @@ class Ledger:
         """How many events there are (of one type, if given)."""
         if type is None:
             return self._rows("SELECT COUNT(*) FROM events")[0][0]
-        return self._rows("SELECT COUNT(*) FROM events WHERE type = ?", (type,))[0][0]
+        return self._rows("SELECT COUNT(*) FROM events WHERE type = :type", {"type": type})[0][0]
 
     def get_text(self, sha256: str | None) -> str | None:
         """The text stored under ``sha256``, or None."""
         if not sha256:
             return None
-        rows = self._rows("SELECT text FROM texts WHERE sha256 = ?", (sha256,))
+        rows = self._rows("SELECT text FROM texts WHERE sha256 = :sha256", {"sha256": sha256})
         return rows[0][0] if rows else None
 
     def get_texts(self, hashes: Iterable[str]) -> dict[str, str]:
         """Several texts at once, keyed by hash (missing ones are absent)."""
         wanted = [h for h in set(hashes) if h]
         found: dict[str, str] = {}
-        for i in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[i:i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._rows(f"SELECT sha256, text FROM texts WHERE sha256 IN ({marks})", chunk))
+        step = self.backend.max_list
+        for i in range(0, len(wanted), step):
+            in_hashes, params = self.backend.in_list("h", wanted[i:i + step])
+            found.update(self._rows(f"SELECT sha256, text FROM texts WHERE sha256 {in_hashes}", params))
         return found
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Run a read-only SQL statement (views, reports) and return all rows."""
+    def query(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = ()) -> list[tuple]:
+        """Run a read-only SQL statement (views, reports) and return all rows.
+
+        Write new SQL with named ``:name`` parameters and a mapping (portable across backends);
+        positional ``?`` with a sequence still works on SQLite.
+        """
         return self._rows(sql, params)
 
     # ----------------------------------------------------------------- integrity
@@ -478,63 +462,59 @@ class Ledger:
         expected_seq = 0
         n_events = 0
         referenced: set[str] = set()
-        with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            cur = raw.cursor()
-            lookup = raw.cursor()
-            cur.execute("BEGIN")  # one snapshot: the head read at the end belongs to the events read
-            try:
-                cur.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
-                while True:
-                    batch = cur.fetchmany(10000)
-                    if not batch:
-                        break
-                    wanted: dict[str, tuple[int, str, str]] = {}
-                    for seq, stream, version, type_, payload, recorded_at, causation, prev_hash, h in batch:
-                        expected_seq += 1
-                        if seq != expected_seq:
-                            raise LedgerIntegrityError(expected_seq, f"event missing (next stored seq is {seq})")
-                        if prev_hash != prev:
-                            raise LedgerIntegrityError(seq, "prev_hash does not match the previous event's hash")
-                        try:
-                            body = json.loads(payload)
-                        except ValueError:
-                            raise LedgerIntegrityError(seq, "payload is not valid JSON") from None
-                        if event_hash(prev, seq, stream, version, type_, payload, recorded_at, causation) != h:
-                            raise LedgerIntegrityError(seq, "hash does not match the event's content (altered)")
-                        prev = h
-                        n_events += 1
-                        if isinstance(body, dict):
-                            for where, ref in text_references(type_, body):
-                                if ref not in referenced and ref not in wanted:
-                                    wanted[ref] = (seq, type_, where)
-                    self._check_texts_exist(lookup, wanted)
-                    referenced.update(wanted)
-                head = self._stored_head(lookup)
-                if head is not None and head != (expected_seq, prev):
-                    first = expected_seq + 1 if head[0] > expected_seq else None
-                    raise LedgerIntegrityError(first, head_mismatch(lookup, expected_seq, prev))
-                n_texts = 0
-                cur.execute("SELECT sha256, text, chars FROM texts ORDER BY sha256")
-                while True:
-                    batch = cur.fetchmany(2000)
-                    if not batch:
-                        break
-                    for key, body, chars in batch:
-                        if text_hash(body) != key or len(body) != chars:
-                            raise LedgerIntegrityError(None, f"text {key[:16]}… does not match its hash or length")
-                        n_texts += 1
-            finally:
-                raw.rollback() if raw.in_transaction else None
+        # One snapshot: the head read at the end belongs to the events read.
+        with self.backend.snapshot() as conn:
+            cur = conn.cursor()
+            lookup = conn.cursor()
+            cur.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+            while True:
+                batch = cur.fetchmany(10000)
+                if not batch:
+                    break
+                wanted: dict[str, tuple[int, str, str]] = {}
+                for seq, stream, version, type_, payload, recorded_at, causation, prev_hash, h in batch:
+                    expected_seq += 1
+                    if seq != expected_seq:
+                        raise LedgerIntegrityError(expected_seq, f"event missing (next stored seq is {seq})")
+                    if prev_hash != prev:
+                        raise LedgerIntegrityError(seq, "prev_hash does not match the previous event's hash")
+                    try:
+                        body = json.loads(payload)
+                    except ValueError:
+                        raise LedgerIntegrityError(seq, "payload is not valid JSON") from None
+                    if event_hash(prev, seq, stream, version, type_, payload, recorded_at, causation) != h:
+                        raise LedgerIntegrityError(seq, "hash does not match the event's content (altered)")
+                    prev = h
+                    n_events += 1
+                    if isinstance(body, dict):
+                        for where, ref in text_references(type_, body):
+                            if ref not in referenced and ref not in wanted:
+                                wanted[ref] = (seq, type_, where)
+                self._check_texts_exist(lookup, wanted)
+                referenced.update(wanted)
+            head = self._stored_head(lookup)
+            if head is not None and head != (expected_seq, prev):
+                first = expected_seq + 1 if head[0] > expected_seq else None
+                raise LedgerIntegrityError(first, head_mismatch(lookup, expected_seq, prev))
+            n_texts = 0
+            cur.execute("SELECT sha256, text, chars FROM texts ORDER BY sha256")
+            while True:
+                batch = cur.fetchmany(2000)
+                if not batch:
+                    break
+                for key, body, chars in batch:
+                    if text_hash(body) != key or len(body) != chars:
+                        raise LedgerIntegrityError(None, f"text {key[:16]}… does not match its hash or length")
+                    n_texts += 1
         return IntegrityReport(n_events, n_texts, len(referenced), head)
 
-    @staticmethod
-    def _check_texts_exist(cur: sqlite3.Cursor, wanted: dict[str, tuple[int, str, str]]) -> None:
+    def _check_texts_exist(self, cur: Cursor, wanted: dict[str, tuple[int, str, str]]) -> None:
         names = list(wanted)
-        for i in range(0, len(names), _IN_CHUNK):
-            chunk = names[i:i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found = {r[0] for r in cur.execute(f"SELECT sha256 FROM texts WHERE sha256 IN ({marks})", chunk)}
+        step = self.backend.max_list
+        for i in range(0, len(names), step):
+            chunk = names[i:i + step]
+            in_hashes, params = self.backend.in_list("h", chunk)
+            found = {r[0] for r in cur.execute(f"SELECT sha256 FROM texts WHERE sha256 {in_hashes}", params)}
             missing = [h for h in chunk if h not in found]
             if missing:
                 first = min(missing, key=lambda h: wanted[h][0])
@@ -542,25 +522,16 @@ class Ledger:
                 raise LedgerIntegrityError(seq, f"{type_} refers to text {first[:16]}… ({where}), which is "
                                                 "missing from texts (deleted)")
 
-    @staticmethod
-    def _stored_head(cur: sqlite3.Cursor) -> tuple[int, str] | None:
+    def _stored_head(self, cur: Cursor) -> tuple[int, str] | None:
         """(seq, hash) of the stored chain head; None on a schema older than 0006, which has none."""
-        has = cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chain_head'").fetchone()
-        if not has:
+        if not self.backend.has_table(cur, "chain_head"):
             return None
         row = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else (-1, "")
 
     def compact(self) -> None:
         """Fold the write-ahead log into the file, leave WAL mode and VACUUM: one self-contained file."""
-        self.engine.dispose()
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute("PRAGMA journal_mode = DELETE")
-            conn.execute("VACUUM")
-        finally:
-            conn.close()
+        self.backend.compact()
 
     def backup(self, dest: str | os.PathLike[str]) -> Path:
         """A consistent copy of the ledger at ``dest`` (``VACUUM INTO``), safe while others write."""
@@ -569,10 +540,5 @@ class Ledger:
             raise LedgerPathError(f"backup destination {str(target)!r} already exists; choose a new path")
         if not target.parent.is_dir():
             raise LedgerPathError(f"backup destination folder {str(target.parent)!r} does not exist")
-        with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            try:
-                raw.execute("VACUUM INTO ?", (str(target),))
-            except sqlite3.Error as exc:
-                raise LedgerPathError(f"cannot write backup {str(target)!r}: {exc}") from None
+        self.backend.backup(target)
         return target

@@ -42,7 +42,11 @@ TABLES: dict[str, tuple[str, str]] = {
     "cohort_totals": ("Cohort totals (projection)",
                       "Running sums per cohort, stage and model behind cohort_progress and spend."),
     "cohort_essay_scores": ("Cohort essay scores (projection)",
-                            "Running score sums per cohort and essay behind essay_rankings."),
+                            "Running score sums per cohort and essay behind essay_rankings, with the "
+                            "essay's lineage."),
+    "cohort_scales": ("Cohort scales (projection)",
+                      "Scored evaluations per cohort and rubric scale: whether a cohort's rubrics mix "
+                      "scales (then essay_rankings ranks on score_norm)."),
     "chain_head": ("Chain head", "The seq and hash of the last event, moved by every append; "
                                  "daydream verify checks that the chain ends there."),
     "workers": ("Workers (runs)", "One row per daydream run: host, process, last heartbeat and grace. "
@@ -111,7 +115,8 @@ ORDER BY planned_seq""",
 
 
 # Listed only under "hidden tables": projections a view already shows in readable form ...
-HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "chain_head", "workers")
+HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "cohort_scales", "chain_head",
+          "workers")
 # ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
 # event types) through which each append applies its events to the projections (migration 0004).
 PLUMBING = ("alembic_version", "projection_feed", "projected_types")
@@ -150,7 +155,7 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
     path = check_path(db_path, create=False)
     # A daydream ledger, not just any SQLite file; the plugin reads it through the same query
     # functions as 'daydream status' and 'daydream show'.
-    ledger = Ledger(Path(path), db.open_engine(path, readonly=True))
+    ledger = Ledger(Path(path), db.open_backend(path, readonly=True))
     if not pm.is_registered(browse_plugin):
         pm.register(browse_plugin, name="daydream_browse")
     ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False, template_dir=str(FILES / "templates"),
@@ -162,9 +167,12 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, or a one-line ``UsageError`` (port in use, bad host)."""
-    if not 0 < port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    """A listening socket on ``host:port``, or a one-line ``UsageError`` (port in use, bad host).
+
+    Port 0 asks the system for a free port (``sock.getsockname()[1]`` says which).
+    """
+    if not 0 <= port < 65536:
+        raise UsageError(f"--port must be between 0 (any free port) and 65535, got {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
@@ -188,12 +196,14 @@ def serve(db_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
     """Run Datasette on ``host:port`` until interrupted; ``on_ready`` gets the URL once it listens.
 
     The socket is bound before anything is announced, so a port in use is one clean error rather
-    than a greeting followed by the web server's own complaint.
+    than a greeting followed by the web server's own complaint. Port 0 takes a free port; the URL
+    names the one taken.
     """
     import uvicorn
 
     ds = build_datasette(db_path)
     sock = listen(host, port)
+    port = sock.getsockname()[1]
     if on_ready is not None:
         shown = f"[{host}]" if ":" in host else host
         on_ready(f"http://{shown}:{port}/{DATABASE}")

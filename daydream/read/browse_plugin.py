@@ -330,6 +330,27 @@ def home(ledger: Ledger) -> dict[str, Any]:
     }
 
 
+# Whether a cohort's rubrics use more than one scale (a ledger from before migration 0010 has no scales).
+MIXED = ("(SELECT COUNT(*) FROM cohort_scales k WHERE k.cohort_id = c.cohort_id AND k.n > 0 "
+         "AND k.scale != '') > 1")
+
+
+STANDINGS = f"""
+    SELECT cohort_id, n, CASE WHEN mixed THEN mean_norm ELSE mean END AS mean,
+           CASE WHEN mixed THEN (SELECT COUNT(*) FROM cohort_essay_scores o WHERE o.cohort_id = s.cohort_id
+                                 AND o.mean_norm > s.mean_norm)
+                ELSE (SELECT COUNT(*) FROM cohort_essay_scores o WHERE o.cohort_id = s.cohort_id
+                      AND o.mean > s.mean) END + 1 AS rank,
+           (SELECT COUNT(*) FROM cohort_essay_scores o WHERE o.cohort_id = s.cohort_id
+                AND o.mean IS NOT NULL) AS essays
+    FROM (SELECT c.*, {MIXED} AS mixed FROM cohort_essay_scores c WHERE c.essay_gen_id = ? AND c.n > 0) s
+    ORDER BY cohort_id"""
+
+
+def _has_table(ledger: Ledger, name: str) -> bool:
+    return bool(views.query(ledger, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
+
 def _pct(part: int | None, whole: int) -> float:
     return round(100.0 * (part or 0) / whole, 1) if whole else 0.0
 
@@ -345,12 +366,8 @@ def generation(ledger: Ledger, gen_id: str) -> dict[str, Any] | None:
         g["title"] = views.essay_title(g["parsed"] or g["response"]) if g["stage"] == "essay" else None
     found["title"] = found["generation"]["title"]
     # An essay's standing in each cohort that scores it: rank = 1 + essays with a higher mean (the
-    # RANK() of essay_rankings), read from the per-cohort sums so no whole cohort is ranked.
-    found["standings"] = views.query(ledger, """
-        SELECT s.cohort_id, s.n, s.mean,
-               1 + (SELECT COUNT(*) FROM cohort_essay_scores o WHERE o.cohort_id = s.cohort_id
-                    AND o.mean > s.mean) AS rank,
-               (SELECT COUNT(*) FROM cohort_essay_scores o WHERE o.cohort_id = s.cohort_id
-                    AND o.mean IS NOT NULL) AS essays
-        FROM cohort_essay_scores s WHERE s.essay_gen_id = ? AND s.n > 0 ORDER BY s.cohort_id""", (gen_id,))
+    # RANK() of essay_rankings), read from the per-cohort sums so no whole cohort is ranked. A cohort
+    # whose rubrics mix scales ranks on mean_norm, as essay_rankings does (migration 0010).
+    found["standings"] = views.query(ledger, STANDINGS if _has_table(ledger, "cohort_scales")
+                                     else STANDINGS.replace("mean_norm", "mean").replace(MIXED, "0"), (gen_id,))
     return found

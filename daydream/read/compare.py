@@ -4,7 +4,9 @@
 query through which comparisons, the report's means and the judge checks see scores);
 ``compare`` answers *does level A of a factor beat level B, by how much, and how sure are we?*;
 ``group_means`` gives means of any grouping with the same clustered intervals. ``daydream compare``
-and ``daydream report`` both call these, so their numbers are the same numbers.
+and ``daydream report`` both call these, so their numbers are the same numbers. Scores are held
+column by column (``daydream.read.score_table.ScoreTable``): matching, grouping and resampling work on
+arrays, so a cohort of 150,000 evaluations takes a fraction of a second per comparison.
 
 The statistics, stated once (each function's docstring refers back here):
 
@@ -73,14 +75,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from daydream.errors import NotFound, UsageError
 from daydream.ledger.store import Ledger
+from daydream.read.score_table import Score, ScoreTable, group_codes, read_evaluations
+
+__all__ = ["Score", "ScoreTable", "read_scores"]  # Score and ScoreTable live in daydream.read.score_table
 
 DEFAULT_SEED = 20261130
 DEFAULT_RESAMPLES = 2000
@@ -144,84 +148,31 @@ def axis_name(name: str, option: str = "--by") -> str:
     return canonical
 
 
-class Score(NamedTuple):
-    """One scored evaluation of a cohort with the design of its whole lineage."""
-
-    evaluation_gen_id: str
-    essay_gen_id: str
-    draft_gen_id: str | None
-    combo: str | None
-    draft_template: str | None
-    draft_llm: str | None
-    draft_replicate: int | None
-    essay_template: str | None
-    essay_llm: str | None
-    essay_replicate: int | None
-    evaluation_template: str | None
-    evaluation_llm: str | None
-    evaluation_replicate: int | None
-    score: float
-    draft_copy: int = 0  # 1 when the draft was copied (it has no model)
-    essay_copy: int = 0  # 1 when the essay is a copy of its draft
-    scale_min: float | None = None  # the rubric's scale the score was given on
-    scale_max: float | None = None
-
-    @property
-    def unit(self) -> str:
-        """The independent unit this score belongs to: its draft, or its essay when it has none."""
-        return self.draft_gen_id or self.essay_gen_id
-
-    @property
-    def author(self) -> str | None:
-        """The model that wrote the essay's text: the essay model, the draft model for a copy."""
-        return self.draft_llm if self.essay_copy else self.essay_llm
-
-
 _INDEX = {name: Score._fields.index(name) for name in Score._fields}
 
-# The one query through which scores are read (comparisons, report means, judge checks). A cohort
-# whose rubrics share one scale is compared on the raw score; one that mixes scales (a 0-9 and a 0-10
-# rubric) on ``score_norm`` (0-1), since averaging raw scores of two scales means nothing. The
-# ``evaluation_design`` view (migration 0009) makes the same choice in SQL, so its rows are these.
-SCORES_SQL = """
-SELECT s.evaluation_gen_id, s.essay_gen_id, d.gen_id, COALESCE(e.combo_id, d.combo_id),
-       d.template_id, d.model_id, d.replicate, e.template_id, e.model_id, e.replicate,
-       s.rubric, s.evaluator, s.replicate, s.score,
-       COALESCE(d.generator = 'copy', 0), COALESCE(e.generator = 'copy', 0),
-       s.scale_min, s.scale_max, s.score_norm
-FROM cohort_members m
-JOIN scores s ON s.evaluation_gen_id = m.gen_id
-JOIN gen_state e ON e.gen_id = s.essay_gen_id
-LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id AND d.stage != 'essay'
-WHERE m.cohort_id = ? AND m.stage = 'evaluation' AND s.score IS NOT NULL
-ORDER BY s.evaluation_gen_id"""
 
-
-def read_scores(ledger: Ledger, cohort_id: str) -> list[Score]:
+def read_scores(ledger: Ledger, cohort_id: str) -> ScoreTable:
     """Every scored evaluation of ``cohort_id`` with its lineage's design, in gen_id order.
 
-    Raises ``NotFound`` when the cohort has no generations at all (an empty list means planned or
-    running but nothing scored yet).
+    The one read through which scores are seen (comparisons, report means, judge checks): see
+    ``daydream.read.score_table``. A cohort whose rubrics share one scale is compared on the raw score;
+    one that mixes scales (a 0-9 and a 0-10 rubric) on ``score_norm`` (0-1), since averaging raw
+    scores of two scales means nothing; the ``evaluation_design`` view (migration 0009) makes the
+    same choice in SQL, so its rows are these. Raises ``NotFound`` when the cohort has no
+    generations at all (an empty table means planned or running but nothing scored yet).
     """
-    with ledger.engine.connect() as conn:
-        # The driver's own cursor: 100,000 rows in about half the time SQLAlchemy's rows take.
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            rows = cursor.execute(SCORES_SQL, (cohort_id,)).fetchall()
-        finally:
-            cursor.close()
-    if not rows and not ledger.query("SELECT 1 FROM cohort_members WHERE cohort_id = ? LIMIT 1", (cohort_id,)):
-        known = ", ".join(r[0] for r in ledger.query(
-            "SELECT DISTINCT cohort_id FROM cohort_members ORDER BY 1")) or "none"
-        raise NotFound(f"cohort {cohort_id!r} has no generations in the ledger (cohorts: {known})")
-    if len({(r[16], r[17]) for r in rows}) > 1:  # rubrics of different scales: compare positions
-        return [Score._make((*r[:13], r[18], r[14], r[15], r[16], r[17])) for r in rows]
-    return [Score._make(r[:18]) for r in rows]
+    return read_evaluations(ledger, cohort_id).scores()
+
+
+def as_table(rows: Iterable[Score]) -> ScoreTable:
+    """``rows`` as a ``ScoreTable`` (what ``read_scores`` returns already is one)."""
+    return ScoreTable.from_rows(rows)
 
 
 def scale_note(rows: Sequence[Score]) -> str | None:
     """One sentence saying that ``rows`` mix rubric scales and were read as ``score_norm``, or None."""
-    scales = sorted({(r.scale_min, r.scale_max) for r in rows}, key=lambda x: tuple(v or 0 for v in x))
+    found = as_table(rows).scales()
+    scales = sorted(set(found), key=lambda x: tuple(v or 0 for v in x))
     if len(scales) < 2:
         return None
     shown = ", ".join(f"{lo:g}-{hi:g}" for lo, hi in scales if lo is not None and hi is not None)
@@ -236,6 +187,8 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def levels(rows: Iterable[Score], axis: str) -> list[Any]:
     """The distinct values of ``axis`` in ``rows``, sorted; a missing value (no draft, no model) is
     not a level."""
+    if isinstance(rows, ScoreTable):
+        return sorted((v for v in rows.column(axis).present() if v is not None), key=_sort_key)
     i = _INDEX[axis]
     return sorted({r[i] for r in rows if r[i] is not None}, key=_sort_key)
 
@@ -250,6 +203,24 @@ def _numpy() -> Any:
     import numpy
 
     return numpy
+
+
+_BLAS: Any = None
+
+
+def one_blas_thread() -> Any:
+    """A context in which numpy's BLAS runs on one thread.
+
+    The matrix products here are small and many (a block of resamples at a time): BLAS threads
+    only wait on each other, at up to four times the CPU time for the same numbers (bench/views.py).
+    """
+    global _BLAS
+    _numpy()  # the BLAS library is loaded with numpy
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def random_streams(seed: int, key: Any) -> tuple[Any, Any]:
@@ -294,16 +265,43 @@ def _chunks(resamples: int, n: int) -> Iterable[int]:
         done += size
 
 
+# Resamples are computed a block of about this many cells at a time, so the values gathered for them
+# stay in the processor's cache (and in a few MB of memory) rather than in one array per chunk.
+_BLOCK_CELLS = 1 << 16
+
+
+def _rows_per_block(n: int, cells: int = _BLOCK_CELLS) -> int:
+    return max(1, cells // max(1, n))
+
+
+def _unit_draws(rng: Any, n: int, resamples: int, cells: int = _BLOCK_CELLS) -> Iterable[Any]:
+    """The resampled unit indices, a block of rows at a time (``resamples`` rows of ``n`` in all).
+
+    32-bit draws of a range below 2^32 come from the generator's stream the same way whatever the
+    block sizes (and as 64-bit ones), so the numbers do not depend on how the work is cut up.
+    """
+    np = _numpy()
+    rows = _rows_per_block(n, cells)
+    dtype = np.int32 if n < 2 ** 31 else np.int64
+    done = 0
+    while done < resamples:
+        size = min(rows, resamples - done)
+        yield rng.integers(0, n, size=(size, n), dtype=dtype)
+        done += size
+
+
 def bootstrap_means(values: Any, rng: Any, resamples: int) -> Any:
     """``resamples`` means of ``values`` (one per unit) drawn with replacement."""
     np = _numpy()
     values = np.asarray(values, dtype=float)
     n = len(values)
     out = np.empty(resamples)
+    buffer = np.empty((_rows_per_block(n), n))
     at = 0
-    for size in _chunks(resamples, n):
-        idx = rng.integers(0, n, size=(size, n))
-        out[at:at + size] = values[idx].mean(axis=1)
+    for idx in _unit_draws(rng, n, resamples):
+        size = len(idx)
+        gathered = np.take(values, idx, out=buffer[:size])
+        gathered.mean(axis=1, out=out[at:at + size])
         at += size
     return out
 
@@ -317,11 +315,64 @@ def bootstrap_ratios(sums: Any, counts: Any, rng: Any, resamples: int) -> Any:
     n = len(sums)
     out = np.empty(resamples)
     at = 0
-    for size in _chunks(resamples, n):
-        idx = rng.integers(0, n, size=(size, n))
+    for idx in _unit_draws(rng, n, resamples):
+        size = len(idx)
         out[at:at + size] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
         at += size
     return out
+
+
+def cluster_mean_intervals(groups: Sequence[tuple[Sequence[str], Any, Any]], *, seed: int, resamples: int,
+                           key: str) -> list[tuple[float | None, float | None]]:
+    """The cluster-bootstrap 95% interval of the mean of each group (as ``bootstrap_ratios``).
+
+    Each group is ``(unit ids, sums, counts)``: its units and, per unit, the sum and number of its
+    values; its mean is ``sum(sums) / sum(counts)``. Groups over the same set of units are
+    resampled together: one draw of the units, read as a count of each unit per resample, gives
+    every such group's resampled mean in one matrix product instead of one draw per group. Each
+    group's interval is still that of resampling its own units with replacement; a set of units
+    draws from a stream seeded by ``seed``, ``key`` and the units' ids, so a group's interval does
+    not depend on which other groups are computed.
+    """
+    np = _numpy()
+    out: list[tuple[float | None, float | None]] = [(None, None)] * len(groups)
+    by_units: dict[tuple[str, ...], list[tuple[int, Any, Any]]] = defaultdict(list)
+    for g, (units, sums, counts) in enumerate(groups):
+        if len(units) < 2:
+            continue
+        order = sorted(range(len(units)), key=lambda i: units[i])
+        ids = tuple(units[i] for i in order)
+        by_units[ids].append((g, np.asarray(sums, dtype=float)[order], np.asarray(counts, dtype=float)[order]))
+    for ids, members in by_units.items():
+        digest = hashlib.sha256("\x1f".join(ids).encode()).hexdigest()
+        rng, _ = random_streams(seed, [key, digest])
+        # One column per group: its sums, then its counts.
+        table = np.column_stack([m[1] for m in members] + [m[2] for m in members])
+        with one_blas_thread():
+            boot = _resampled_means(rng, len(ids), resamples, table)
+        for j, (g, _, _) in enumerate(members):
+            out[g] = interval(boot[:, j], len(ids))
+    return out
+
+
+def _resampled_means(rng: Any, n: int, resamples: int, table: Any) -> Any:
+    """Each resample's mean of every group of ``table`` (see ``cluster_mean_intervals``)."""
+    np = _numpy()
+    width = table.shape[1] // 2
+    boot = np.empty((resamples, width))
+    offsets = None
+    at = 0
+    for idx in _unit_draws(rng, n, resamples, _BLOCK_CELLS * 4):  # a count matrix of ~2 MB per block
+        size = len(idx)
+        if offsets is None or len(offsets) != size:
+            offsets = (np.arange(size, dtype=np.int64) * n)[:, None]
+        # How often each unit was drawn in each resample, then every group's totals at once.
+        times = np.bincount((idx + offsets).ravel(), minlength=size * n).reshape(size, n).astype(float)
+        totals = times @ table
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot[at:at + size] = totals[:, :width] / totals[:, width:]
+        at += size
+    return boot
 
 
 def bootstrap_ratio_difference(units: Sequence[Sequence[float]], rng: Any, resamples: int) -> Any:
@@ -365,14 +416,22 @@ def sign_flip_p(diffs: Any, rng: Any, resamples: int) -> tuple[float | None, str
         return None, "none"
     observed = abs(d.mean())
     tol = 1e-9 * max(1.0, float(np.abs(d).max()))
-    if n <= EXACT_SIGN_FLIP_UNITS:
-        patterns = ((np.arange(1 << n)[:, None] >> np.arange(n)) & 1) * 2 - 1
-        stats = np.abs(patterns @ d) / n
-        return float(np.mean(stats >= observed - tol)), "exact"
-    hits = 0
-    for size in _chunks(resamples, n):
-        signs = rng.integers(0, 2, size=(size, n), dtype=np.int8) * 2 - 1
-        hits += int(np.count_nonzero(np.abs(signs @ d) / n >= observed - tol))
+    with one_blas_thread():
+        if n <= EXACT_SIGN_FLIP_UNITS:
+            patterns = ((np.arange(1 << n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+            stats = np.abs(patterns @ d) / n
+            return float(np.mean(stats >= observed - tol)), "exact"
+        hits = 0
+        threshold = observed - tol
+        rows = _rows_per_block(n)
+        for size in _chunks(resamples, n):
+            # Drawn a chunk at a time as ever (8-bit draws depend on the chunk), counted a block at a time.
+            signs = rng.integers(0, 2, size=(size, n), dtype=np.int8)
+            for start in range(0, size, rows):
+                block = signs[start:start + rows].astype(float)
+                block *= 2.0
+                block -= 1.0
+                hits += int(np.count_nonzero(np.abs(block @ d) / n >= threshold))
     return (1 + hits) / (1 + resamples), "monte carlo"
 
 
@@ -439,15 +498,43 @@ class ComparisonSet:
     scales: str | None = None  # set when the rubrics mix scales (see ``scale_note``)
 
 
-def _key_getter(axes: Sequence[str]) -> Any:
-    """A function giving a row's values on ``axes`` as a tuple (itemgetter: C speed on 100k rows)."""
-    idx = [_INDEX[a] for a in axes]
-    if len(idx) > 1:
-        return operator.itemgetter(*idx)
-    if idx:
-        i = idx[0]
-        return lambda r: (r[i],)
-    return lambda r: ()
+def _match(table: ScoreTable, ia: Any, ib: Any, factor: str) -> tuple[Any, Any, int, int]:
+    """The matched pairs of the rows ``ia`` (level A) and ``ib`` (level B) of ``table``.
+
+    A pair ``(x, y)`` joins ``table[ia[x]]`` and ``table[ib[y]]`` when they are equal on every axis
+    but ``factor``; on a model axis where some row of either side is a copy (no model), the values
+    must be equal unless either row is a copy. Returns the pair positions ``x`` and ``y`` (by ``x``,
+    then ``y``) and how many rows of each side found no partner.
+    """
+    np = _numpy()
+    na, nb = len(ia), len(ib)
+    others = [a for a in AXIS_NAMES if a != factor]
+    flags = {a: table.flag(_COPY_FLAG[a]) for a in others if a in _COPY_FLAG}
+    wild = [a for a in flags if flags[a][ia].any() or flags[a][ib].any()]
+    strict = [a for a in others if a not in wild]
+    # One group id per combination of the strict axes' values over both sides.
+    group, _ = group_codes([np.concatenate([table.codes(a)[ia], table.codes(a)[ib]]) for a in strict])
+    group_a, group_b = group[:na], group[na:]
+    order_b = np.argsort(group_b, kind="stable")  # B's rows by group, each group in row order
+    sorted_b = group_b[order_b]
+    low = np.searchsorted(sorted_b, group_a, "left")
+    counts = np.searchsorted(sorted_b, group_a, "right") - low
+    # Every A row with each B row of its group, as 32-bit positions (many-to-many designs make
+    # hundreds of thousands of pairs; these arrays are the comparison's largest).
+    index = np.int32 if max(na, nb) < 2 ** 31 else np.int64
+    x = np.repeat(np.arange(na, dtype=index), counts)
+    # The n-th pair of A row i is B row order_b[low_i + n - (pairs before row i)].
+    at = np.arange(len(x), dtype=np.int64)
+    at += np.repeat(low - (np.cumsum(counts) - counts), counts)
+    y = order_b.astype(index)[at]
+    del at
+    for a in wild:  # a model axis: equal, or either side a copy (no model)
+        codes, copy = table.codes(a), flags[a]
+        keep = (codes[ia][x] == codes[ib][y]) | copy[ia][x] | copy[ib][y]
+        x, y = x[keep], y[keep]
+    unmatched_a = na - int(np.count_nonzero(np.bincount(x, minlength=na)))
+    unmatched_b = nb - int(np.count_nonzero(np.bincount(y, minlength=nb)))
+    return x, y, unmatched_a, unmatched_b
 
 
 def match_pairs(rows_a: Sequence[Score], rows_b: Sequence[Score],
@@ -455,32 +542,13 @@ def match_pairs(rows_a: Sequence[Score], rows_b: Sequence[Score],
     """Pairs (i, j) of ``rows_a[i]`` and ``rows_b[j]`` equal on every axis but ``factor``.
 
     A copy-mode generation's missing model matches any model on that stage's model axis. Returns the
-    pairs (in ``rows_a`` order) and how many rows of each side found no partner.
+    pairs (in ``rows_a`` order, then ``rows_b`` order) and how many rows of each side found no partner.
     """
-    others = [a for a in AXIS_NAMES if a != factor]
-    wild = [a for a in others if a in _COPY_FLAG
-            and any(getattr(r, _COPY_FLAG[a]) for side in (rows_a, rows_b) for r in side)]
-    strict = _key_getter([a for a in others if a not in wild])
-    index: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for j, r in enumerate(rows_b):
-        index[strict(r)].append(j)
-    checks = [(_INDEX[a], _INDEX[_COPY_FLAG[a]]) for a in wild]
-    pairs: list[tuple[int, int]] = []
-    used_b: set[int] = set()
-    unmatched_a = 0
-    for i, r in enumerate(rows_a):
-        found = False
-        for j in index.get(strict(r), ()):
-            s = rows_b[j]
-            for v, c in checks:  # a model axis: equal, or either side a copy (no model)
-                if r[v] != s[v] and not r[c] and not s[c]:
-                    break
-            else:
-                pairs.append((i, j))
-                used_b.add(j)
-                found = True
-        unmatched_a += not found
-    return pairs, unmatched_a, len(rows_b) - len(used_b)
+    np = _numpy()
+    table = as_table([*rows_a, *rows_b])
+    x, y, unmatched_a, unmatched_b = _match(table, np.arange(len(rows_a)),
+                                            np.arange(len(rows_a), len(rows_a) + len(rows_b)), factor)
+    return list(zip(x.tolist(), y.tolist())), unmatched_a, unmatched_b
 
 
 def _components(links: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -509,6 +577,35 @@ def _components(links: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {x: "+".join(members[find(x)]) for x in parent}
 
 
+def _linked(unit_a: Any, unit_b: Any, size: int) -> Any:
+    """Each pair's connected component of units (the partition ``_components`` finds), as the
+    smallest unit code in it: units linked through pairs, directly or not, are one unit."""
+    np = _numpy()
+    label = np.arange(size, dtype=unit_a.dtype)
+    while True:  # min-label propagation with pointer jumping: a few rounds for real designs
+        low = np.minimum(label[unit_a], label[unit_b])
+        before = label.copy()
+        np.minimum.at(label, unit_a, low)
+        np.minimum.at(label, unit_b, low)
+        label = label[label]
+        if np.array_equal(label, before):
+            return label[unit_a]
+
+
+def _unit_of_pairs(unit_a: Any, unit_b: Any, size: int) -> Any:
+    """Each pair's unit: the connected component of the units (codes below ``size``) of its two
+    sides, numbered in the order the pairs first reach them (as ``_components`` labels would be)."""
+    np = _numpy()
+    component = unit_a if np.array_equal(unit_a, unit_b) else _linked(unit_a, unit_b, size)
+    del unit_a, unit_b
+    first = np.full(size, len(component), dtype=np.int64)
+    np.minimum.at(first, component, np.arange(len(component)))
+    reached = np.flatnonzero(first < len(component))
+    rank = np.empty(size, dtype=np.int64)
+    rank[reached[np.argsort(first[reached], kind="stable")]] = np.arange(len(reached))
+    return rank[component]
+
+
 @dataclass(frozen=True)
 class PairedRow:
     """One matched pair behind a comparison (what the ``comparisons`` view shows for SQL checks)."""
@@ -521,24 +618,29 @@ class PairedRow:
 def paired_rows(rows: Sequence[Score], factor: str, a: Any, b: Any) -> list[PairedRow]:
     """The matched pairs of level ``a`` against level ``b`` of ``factor`` in ``rows``, each with the
     label of the unit it was averaged into."""
-    i = _INDEX[factor]
-    rows_a = [r for r in rows if r[i] == a]
-    rows_b = [r for r in rows if r[i] == b]
-    pairs, _, _ = match_pairs(rows_a, rows_b, factor)
-    units = _components((rows_a[x].unit, rows_b[y].unit) for x, y in pairs)
-    return [PairedRow(units[rows_a[x].unit], rows_a[x], rows_b[y]) for x, y in pairs]
+    np = _numpy()
+    table = as_table(rows)
+    column = table.column(factor)
+    codes = [i for i, v in enumerate(column.values) if v == a], [i for i, v in enumerate(column.values) if v == b]
+    ia, ib = (np.flatnonzero(np.isin(column.codes, c)) for c in codes)
+    x, y, _, _ = _match(table, ia, ib, factor)
+    units = table.unit_values
+    ua, ub = table.unit[ia][x].tolist(), table.unit[ib][y].tolist()
+    labels = _components((units[p], units[q]) for p, q in zip(ua, ub))
+    return [PairedRow(labels[units[p]], table[int(i)], table[int(j)])
+            for p, i, j in zip(ua, ia[x].tolist(), ib[y].tolist())]
 
 
-def _compare_levels(rows_a: Sequence[Score], rows_b: Sequence[Score], factor: str, a: Any, b: Any,
+def _compare_levels(table: ScoreTable, ia: Any, ib: Any, factor: str, a: Any, b: Any,
                     within: dict[str, Any] | None, seed: int, resamples: int) -> Comparison:
     np = _numpy()
-    pairs, unmatched_a, unmatched_b = match_pairs(rows_a, rows_b, factor)
-    units = _components((rows_a[x].unit, rows_b[y].unit) for x, y in pairs)
-    unit_ids: dict[str, int] = {}
-    pair_unit = np.array([unit_ids.setdefault(units[rows_a[x].unit], len(unit_ids)) for x, y in pairs], dtype=np.int64)
-    score_a = np.array([rows_a[x].score for x, _ in pairs], dtype=float)
-    score_b = np.array([rows_b[y].score for _, y in pairs], dtype=float)
-    n_units = len(unit_ids)
+    x, y, unmatched_a, unmatched_b = _match(table, ia, ib, factor)
+    pair_unit = _unit_of_pairs(table.unit[ia][x], table.unit[ib][y], len(table.unit_values))
+    score_a = table.score[ia][x]
+    score_b = table.score[ib][y]
+    n_pairs = len(x)
+    del x, y
+    n_units = int(pair_unit.max()) + 1 if len(pair_unit) else 0
     empty = dict(mean_a=None, mean_b=None, diff=None, ci_low=None, ci_high=None, p=None, p_method="none")
     stats: dict[str, Any] = dict(empty)
     if n_units:
@@ -552,7 +654,7 @@ def _compare_levels(rows_a: Sequence[Score], rows_b: Sequence[Score], factor: st
         stats = dict(mean_a=float(unit_a.mean()), mean_b=float(unit_b.mean()), diff=float(d.mean()),
                      ci_low=low, ci_high=high, p=p, p_method=method)
     return Comparison(
-        factor=factor, a=a, b=b, within=within, n_pairs=len(pairs), n_units=n_units,
+        factor=factor, a=a, b=b, within=within, n_pairs=n_pairs, n_units=n_units,
         n_unmatched=unmatched_a + unmatched_b, n_unmatched_a=unmatched_a, n_unmatched_b=unmatched_b,
         wins=int(np.count_nonzero(score_a > score_b)), ties=int(np.count_nonzero(score_a == score_b)),
         losses=int(np.count_nonzero(score_a < score_b)), p_holm=None, **stats)
@@ -578,15 +680,38 @@ def few_units_note(comparisons: Iterable[Comparison]) -> str | None:
     return (f"few units ({bounds})." if bounds else "") + ones
 
 
-def check_rubric(rows: Sequence[Score], rubric: str | None, cohort_id: str) -> list[Score]:
-    """``rows`` of ``rubric`` only (all rows when ``None``); ``UsageError`` when it has no scores."""
+def check_rubric(rows: Sequence[Score], rubric: str | None, cohort_id: str) -> ScoreTable:
+    """``rows`` of ``rubric`` only (all rows when ``None``); ``NotFound`` (exit 1, as for an unknown
+    cohort) when it has no scores."""
+    np = _numpy()
+    table = as_table(rows)
     if rubric is None:
-        return list(rows)
-    kept = [r for r in rows if r.evaluation_template == rubric]
-    if not kept:
-        known = ", ".join(levels(rows, "evaluation_template")) or "none"
-        raise UsageError(f"rubric {rubric!r} has no scores in cohort {cohort_id!r} (rubrics: {known})")
+        return table
+    column = table.column("evaluation_template")
+    kept = table.take(np.flatnonzero(np.isin(column.codes, [i for i, v in enumerate(column.values) if v == rubric])))
+    if not len(kept):
+        known = ", ".join(levels(table, "evaluation_template")) or "none"
+        raise NotFound(f"rubric {rubric!r} has no scores in cohort {cohort_id!r} (rubrics: {known})")
     return kept
+
+
+def _split(table: ScoreTable, axes: Sequence[str], rows: Any = None) -> list[tuple[tuple[Any, ...], Any]]:
+    """The rows of ``table`` (or only ``rows``, an index array) by their values on ``axes``:
+    (values, row indices in order) per group, groups in the order their first rows come."""
+    np = _numpy()
+    if rows is None:
+        rows = np.arange(len(table))
+    if not axes:
+        return [((), rows)]
+    group, first = group_codes([table.codes(a)[rows] for a in axes])
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(first) + 1))
+    out = []
+    for g in np.argsort(first, kind="stable").tolist():
+        row = rows[first[g]]
+        key = tuple(table.column(a).values[table.codes(a)[row]] for a in axes)
+        out.append((key, rows[order[bounds[g]:bounds[g + 1]]]))
+    return out
 
 
 def compare(rows: Sequence[Score], by: str, within: Sequence[str] = (), *, rubric: str | None = None,
@@ -620,35 +745,31 @@ def compare(rows: Sequence[Score], by: str, within: Sequence[str] = (), *, rubri
     where = f" in cohort {cohort_id!r}" if cohort_id else ""
     if not rows:
         raise NotFound(f"no scores{where} yet: nothing to compare (see 'daydream status')")
-    rows = check_rubric(rows, rubric, cohort_id)
-    found = levels(rows, factor)
+    table = check_rubric(rows, rubric, cohort_id)
+    found = levels(table, factor)
     if len(found) < 2:
-        varied = [a for a in AXIS_NAMES if len(levels(rows, a)) > 1]
+        varied = [a for a in AXIS_NAMES if len(levels(table, a)) > 1]
         shown = ", ".join(label(v) for v in found) or "no value"
         raise UsageError(f"{factor} has {len(found)} level{'s' if len(found) != 1 else ''}{where} ({shown}): "
                          f"nothing to compare; factors with two or more levels: {', '.join(varied) or 'none'}")
-    slices: dict[tuple[Any, ...], list[Score]] = defaultdict(list)
-    get_slice = _key_getter(within_axes)
-    for r in rows:
-        slices[get_slice(r)].append(r)
-    fi = _INDEX[factor]
+    slices = []
     planned = 0
-    for part in slices.values():
-        k = len({r[fi] for r in part if r[fi] is not None})
+    for key, part in _split(table, within_axes):
+        by_level: dict[Any, Any] = {}
+        for level_key, rows_at in _split(table, [factor], part):
+            if level_key[0] is not None:
+                by_level[level_key[0]] = rows_at
+        k = len(by_level)
         planned += k * (k - 1) // 2
+        slices.append((key, by_level))
     if planned > MAX_COMPARISONS:
         raise UsageError(f"{factor} has {len(found)} levels{where}: {planned:,} pairwise comparisons, more than "
                          f"{MAX_COMPARISONS:,} (too many to read or to correct for); compare a factor with "
                          "fewer levels")
     comparisons: list[Comparison] = []
     skipped: list[str] = []
-    for key in sorted(slices, key=lambda k: tuple(_sort_key(label(v) if v is None else v) for v in k)):
-        part = slices[key]
+    for key, by_level in sorted(slices, key=lambda s: tuple(_sort_key(label(v) if v is None else v) for v in s[0])):
         within_map = dict(zip(within_axes, key)) if within_axes else None
-        by_level: dict[Any, list[Score]] = defaultdict(list)
-        for r in part:
-            if r[fi] is not None:
-                by_level[r[fi]].append(r)
         names = sorted(by_level, key=_sort_key)
         if len(names) < 2:
             where_slice = ", ".join(f"{k} = {label(v)}" for k, v in zip(within_axes, key))
@@ -656,12 +777,12 @@ def compare(rows: Sequence[Score], by: str, within: Sequence[str] = (), *, rubri
             continue
         for x in range(len(names)):
             for y in range(x + 1, len(names)):
-                comparisons.append(_compare_levels(by_level[names[x]], by_level[names[y]], factor,
+                comparisons.append(_compare_levels(table, by_level[names[x]], by_level[names[y]], factor,
                                                    names[x], names[y], within_map, seed, resamples))
     adjusted = holm([c.p for c in comparisons])
     comparisons = [replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]
     return ComparisonSet(factor, within_axes, rubric, seed, resamples, comparisons, skipped,
-                         scale_note(rows))
+                         scale_note(table))
 
 
 def compare_cohort(ledger: Ledger, cohort_id: str, by: str, within: Sequence[str] = (), *,
@@ -691,6 +812,8 @@ class GroupMean:
     ``mean`` is the plain mean of the group's scores; the interval resamples the group's units
     (drafts, or essays without drafts) and takes the mean of all scores in the resampled units, so
     scores of one unit move together (the expanded percentile interval of the module docstring).
+    Groups over the same units share their resamples (``cluster_mean_intervals``), which makes a
+    report's dozens of means one draw; each interval is still its own group's cluster bootstrap.
     """
 
     key: tuple[Any, ...]
@@ -704,22 +827,67 @@ class GroupMean:
 def group_means(rows: Sequence[Score], axes: Sequence[str], *, seed: int = DEFAULT_SEED,
                 resamples: int = DEFAULT_RESAMPLES) -> list[GroupMean]:
     """Mean and clustered 95% interval of the scores for each combination of values of ``axes``
-    (missing values kept as ``None``), sorted by key."""
+    (missing values kept as ``None``), sorted by key. The intervals come from
+    ``cluster_mean_intervals``: groups over the same units share their draws."""
+    return group_means_by(rows, [axes], seed=seed, resamples=resamples)[0]
+
+
+# The seed key of every cluster-bootstrap mean (group means, judge offsets): intervals over the same
+# units share their draws, whichever statistic they belong to.
+MEAN_KEY = "cluster mean"
+
+
+@dataclass(frozen=True)
+class MeanGroup:
+    """The scores of one group, summed per unit: what a clustered mean and its interval are made of."""
+
+    key: tuple[Any, ...]
+    units: list[str]
+    sums: Any
+    counts: Any
+
+    @property
+    def cluster(self) -> tuple[list[str], Any, Any]:
+        return self.units, self.sums, self.counts
+
+
+def mean_groups(rows: Sequence[Score], groupings: Sequence[Sequence[str]]) -> list[list[MeanGroup]]:
+    """For each grouping (a list of axes), its groups sorted by key, each summed per unit (units
+    in the order the group's rows reach them)."""
     np = _numpy()
-    names = tuple(axis_name(a, "axes") for a in axes)
-    get = _key_getter(names)
-    groups: dict[tuple[Any, ...], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        groups[get(r)][r.unit].append(r.score)
-    out = []
-    for key in sorted(groups, key=lambda k: tuple((v is None, _sort_key(v) if v is not None else 0) for v in k)):
-        units = groups[key]
-        sums = np.array([sum(v) for v in units.values()])
-        counts = np.array([len(v) for v in units.values()], dtype=float)
-        n = int(counts.sum())
-        low = high = None
-        if len(units) > 1:
-            boot_rng, _ = random_streams(seed, ["mean", list(names), list(key)])
-            low, high = interval(bootstrap_ratios(sums, counts, boot_rng, resamples), len(units))
-        out.append(GroupMean(key, n, len(units), float(sums.sum() / n), low, high))
-    return out
+    table = as_table(rows)
+    unit_values = table.unit_values
+    found: list[list[MeanGroup]] = []
+    for axes in groupings:
+        names = tuple(axis_name(a, "axes") for a in axes)
+        mine = []
+        for key, part in _split(table, names):
+            units = table.unit[part]
+            ids, first, inverse = np.unique(units, return_index=True, return_inverse=True)
+            rank = np.empty(len(ids), dtype=np.int64)
+            rank[np.argsort(first, kind="stable")] = np.arange(len(ids))
+            slot = rank[inverse]
+            sums = np.bincount(slot, table.score[part], len(ids))
+            counts = np.bincount(slot, minlength=len(ids)).astype(float)
+            mine.append(MeanGroup(key, [unit_values[u] for u in ids[np.argsort(rank)].tolist()], sums, counts))
+        mine.sort(key=lambda g: tuple((v is None, _sort_key(v) if v is not None else 0) for v in g.key))
+        found.append(mine)
+    return found
+
+
+def means_from(groups: Sequence[Sequence[MeanGroup]],
+               intervals: Sequence[tuple[float | None, float | None]]) -> list[list[GroupMean]]:
+    """``GroupMean`` lists from ``mean_groups`` and their intervals (in the same order, flattened)."""
+    at = iter(intervals)
+    return [[GroupMean(g.key, int(g.counts.sum()), len(g.units), float(g.sums.sum() / g.counts.sum()), *next(at))
+             for g in mine] for mine in groups]
+
+
+def group_means_by(rows: Sequence[Score], groupings: Sequence[Sequence[str]], *, seed: int = DEFAULT_SEED,
+                   resamples: int = DEFAULT_RESAMPLES) -> list[list[GroupMean]]:
+    """``group_means`` for several groupings at once (one list per grouping), every group's
+    interval from one call of ``cluster_mean_intervals``, so groups over the same units share one
+    draw whichever grouping they belong to."""
+    groups = mean_groups(rows, groupings)
+    return means_from(groups, cluster_mean_intervals([g.cluster for mine in groups for g in mine], seed=seed,
+                                                     resamples=resamples, key=MEAN_KEY))

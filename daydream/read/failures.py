@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from daydream.ledger.backend import column_names
 from daydream.ledger.events import PARSE_FAILED
 from daydream.ledger.store import Ledger
 
@@ -90,7 +91,7 @@ def list_failures(ledger: Ledger, cohort: str | None = None) -> list[dict[str, A
     else:
         sql = sql.format(cohort="f.origin_cohort_id", where="")
         params = ()
-    with ledger.engine.connect() as conn:
-        result = conn.exec_driver_sql(sql, params)
-        names = list(result.keys())
-        return [dict(zip(names, row)) for row in result.fetchall()]
+    with ledger.backend.read() as conn:
+        cursor = conn.execute(sql, params)
+        names = column_names(cursor)
+        return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -1,14 +1,21 @@
 """The cohort report: CSV tables, a Markdown summary, a self-contained HTML page, and one event.
 
-``collect_report`` reads a cohort through the SQL views into plain Python data; ``render_report``
-turns it into file contents (bytes, deterministic: no timestamps, sorted rows, fixed number
-formats, a fixed bootstrap seed, so two runs give identical files); ``publish_report`` writes them
-and records one ``ReportPublished`` event with the sha256 of every file. The HTML page has no
+``collect_report`` reads a cohort -- its evaluations in one pass (``daydream.read.score_table``), its
+progress, rankings and essay texts -- into ``ReportData``; ``render_report`` turns it into file
+contents (deterministic: no timestamps, sorted rows, fixed number formats, a fixed bootstrap seed,
+so two runs give identical files); ``publish_report`` writes them, the large tables a block at a
+time, and records one ``ReportPublished`` event with the sha256 of every file. The HTML page has no
 external resources: its charts are inline SVG and its essays are Markdown rendered on the server.
 
 Every interval on a mean or a difference comes from ``daydream.read.compare`` (cluster bootstrap over
 drafts, see its docstring), and the comparisons section is exactly what ``daydream compare`` prints
 for each factor: the report calls the same function with the same seed.
+
+Scales: when a cohort's rubrics use different scales, everything that pools rubrics (rankings,
+means by factor, comparisons, judge offsets) is on ``score_norm``, each score's 0-1 position on its
+rubric's scale, as ``daydream compare`` reads it, and the report says so; what belongs to one rubric
+(its histogram, its column of the heat map and of pivot.csv, its agreement) stays on that rubric's
+own scale. A cohort on one scale is shown on that scale.
 """
 
 from __future__ import annotations
@@ -21,23 +28,29 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
 
 from daydream.read import views
-from daydream.read.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, ComparisonSet, Score,
-                              compare, few_units_note, group_means, label, levels, read_scores, t95)
+from daydream.read.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_SIGN_FLIP_UNITS, MEAN_KEY, ComparisonSet,
+                              cluster_mean_intervals, compare, few_units_note, label, levels, mean_groups, means_from,
+                              scale_note, t95)
 from daydream.errors import UsageError
 from daydream.ledger.events import REPORT_PUBLISHED, ReportPublished
 from daydream.ledger.store import Ledger
-from daydream.read.reliability import (ALPHA_EXPLAINED, evaluator_offsets, rubric_agreement,
+from daydream.read.reliability import (ALPHA_EXPLAINED, Offset, offset_groups, offsets_from, rubric_agreement,
                                   self_preference)
+from daydream.read.score_table import Column, Evaluations, ScoreTable, group_codes, read_evaluations
 
-HIGH_SCORE = 8.0  # "share ≥ 8" in summary.csv: the bar for an essay worth reading
+HIGH_SCORE = 8.0  # "share ≥ 8" in summary.csv: the bar for an essay worth reading, on the 0-9 scale ...
+HIGH_SHARE = HIGH_SCORE / 9  # ... which is this far up any other scale
+DEFAULT_SCALE = (0.0, 9.0)  # what a cohort with no scores yet is drawn on
+RANKING_ROWS = 100  # essays listed in report.md and report.html (rankings.csv holds them all)
 FACTORS = (("draft_template", "Draft template"), ("draft_model", "Draft model"),
            ("essay_template", "Essay template"), ("essay_model", "Essay model"),
            ("rubric", "Rubric"), ("evaluator", "Evaluator"))
@@ -47,11 +60,20 @@ FACTOR_AXES = {"draft_template": "draft_template", "draft_model": "draft_llm",
                "rubric": "evaluation_template", "evaluator": "evaluation_llm"}
 SCORE_COLUMNS = ["evaluation_gen_id", "essay_gen_id", "draft_gen_id", "combo_id", "concepts",
                  "draft_template", "draft_model", "essay_template", "essay_model", "rubric",
-                 "evaluator", "replicate", "attempt", "status", "score", "parse_status", "parse_error"]
+                 "evaluator", "replicate", "attempt", "status", "score", "parse_status", "parse_error",
+                 "scale_min", "scale_max", "score_norm"]
+
+
+def _np() -> Any:
+    import numpy
+
+    return numpy
+
+
 # ------------------------------------------------------------------------------------ statistics
 @dataclass(frozen=True)
 class Stats:
-    """Count, mean, sample standard deviation and 95% confidence interval of some scores."""
+    """Count, mean, sample standard deviation, 95% confidence interval and share ≥ 8 of some scores."""
 
     n: int
     mean: float | None
@@ -61,19 +83,29 @@ class Stats:
     share_high: float | None
 
 
-def describe(scores: Iterable[float]) -> Stats:
-    """Stats of ``scores``; the 95% interval is mean ± t · sd / √n (Student's t)."""
-    xs = [float(x) for x in scores]
-    n = len(xs)
-    if n == 0:
-        return Stats(0, None, None, None, None, None)
-    mean = sum(xs) / n
-    share = sum(x >= HIGH_SCORE for x in xs) / n
-    if n == 1:
-        return Stats(1, mean, None, None, None, share)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t95(n - 1) * sd / math.sqrt(n)
-    return Stats(n, mean, sd, mean - half, mean + half, share)
+NO_STATS = Stats(0, None, None, None, None, None)
+
+
+def grouped_stats(group: Any, values: Any, high: Any, groups: int) -> list[Stats]:
+    """``Stats`` of ``values`` per group id (``0 .. groups - 1``); ``high`` marks the scores at or
+    above the bar of ``share_high``. The 95% interval is mean ± t · sd / √n (Student's t)."""
+    np = _np()
+    count = np.bincount(group, minlength=groups)
+    safe = np.maximum(count, 1)
+    mean = np.bincount(group, values, groups) / safe
+    squares = np.bincount(group, (values - mean[group]) ** 2, groups)
+    share = np.bincount(group, high.astype(float), groups) / safe
+    out = []
+    for g, n in enumerate(count.tolist()):
+        if n == 0:
+            out.append(NO_STATS)
+        elif n == 1:
+            out.append(Stats(1, float(mean[g]), None, None, None, float(share[g])))
+        else:
+            sd = math.sqrt(float(squares[g]) / (n - 1))
+            half = t95(n - 1) * sd / math.sqrt(n)
+            out.append(Stats(n, float(mean[g]), sd, float(mean[g]) - half, float(mean[g]) + half, float(share[g])))
+    return out
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -87,92 +119,187 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def scale_label(scale: tuple[float, float]) -> str:
+    return f"{scale[0]:g}–{scale[1]:g}"
+
+
 # ------------------------------------------------------------------------------------ collecting
 @dataclass
 class ReportData:
-    """Everything a report shows, read from the ledger."""
+    """Everything a report shows, read from the ledger.
+
+    ``evaluation_table`` holds every evaluation of the cohort column by column (``scores`` the scored ones
+    with their design, as ``daydream compare`` reads them; ``evaluations`` the same as rows, as
+    scores.csv has them); ``rankings`` one dict per ranked essay, best first, with its ``stats``,
+    ``title`` and ``concepts``; ``essays`` the full text of the ``top`` best.
+    """
 
     cohort_id: str
     progress: list[dict[str, Any]]
-    evaluations: list[dict[str, Any]]
+    evaluation_table: Evaluations
     rankings: list[dict[str, Any]]
     essays: dict[str, dict[str, Any]] = field(default_factory=dict)
     top: int = 10
-    scores: list[Score] = field(default_factory=list)  # scored evaluations with their design
+    scores: ScoreTable | None = None
     seed: int = DEFAULT_SEED
     resamples: int = DEFAULT_RESAMPLES
+    concepts: dict[str, str] = field(default_factory=dict)  # combo id → its concepts' names
+
+    def __post_init__(self) -> None:
+        if self.scores is None:
+            self.scores = self.evaluation_table.scores()
+
+    @property
+    def table(self) -> ScoreTable:
+        assert self.scores is not None
+        return self.scores
+
+    @property
+    def mixed(self) -> bool:
+        """True when the rubrics' scales differ, so pooled numbers are on score_norm (0-1)."""
+        return self.evaluation_table.mixed
+
+    @cached_property
+    def scale(self) -> tuple[float, float]:
+        """The scale pooled numbers are on: 0-1 when scales mix, else the cohort's one scale."""
+        if self.mixed:
+            return (0.0, 1.0)
+        found = self.evaluation_table.scale_pairs(self.evaluation_table.scored)
+        return found[0] if found else DEFAULT_SCALE
+
+    @cached_property
+    def scale_text(self) -> str:
+        """One sentence on the scale pooled numbers are on."""
+        note = scale_note(self.table)
+        if note:
+            return f"Scores: {note}."
+        return f"Scores are on the rubrics' scale, {scale_label(self.scale)}."
+
+    @property
+    def evaluations(self) -> list[dict[str, Any]]:
+        """Every evaluation as a dict of ``SCORE_COLUMNS`` (scores.csv's rows, values unformatted), in
+        scores.csv's order. Made on each access: the report itself reads ``evaluation_table``."""
+        return list(evaluation_rows(self))
+
+    @cached_property
+    def parse_status(self) -> tuple[Column, Column]:
+        """Every evaluation's ``parse_status`` and ``parse_error`` (as the scores view has them)."""
+        return _parse_status(self.evaluation_table)
 
 
 def collect_report(ledger: Ledger, cohort_id: str, top: int = 10, *, seed: int = DEFAULT_SEED,
                    resamples: int = DEFAULT_RESAMPLES) -> ReportData:
-    """Read the cohort's progress, evaluations (with lineage), scores, rankings and top essays.
+    """Read the cohort's progress, evaluations (with lineage), rankings and the best essays' texts.
 
     Raises ``NotFound`` when the cohort has no generations.
     """
     progress = views.cohort_status(ledger, cohort_id)
-    evaluations = views.query(ledger, """
-        SELECT s.evaluation_gen_id, s.essay_gen_id, e.parent_gen_id AS draft_gen_id, e.combo_id,
-               d.template_id AS draft_template, d.model_id AS draft_model,
-               e.template_id AS essay_template, e.model_id AS essay_model,
-               s.rubric, s.evaluator, s.replicate, s.attempt, s.status, s.score, s.parse_status,
-               s.parse_error
-        FROM cohort_members m
-        JOIN scores s ON s.evaluation_gen_id = m.gen_id
-        LEFT JOIN gen_state e ON e.gen_id = s.essay_gen_id
-        LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id AND d.stage != 'essay'
-        WHERE m.cohort_id = ? AND m.stage = 'evaluation'
-        ORDER BY s.essay_gen_id, s.rubric, s.evaluator, s.replicate, s.evaluation_gen_id""", (cohort_id,))
+    evaluations = read_evaluations(ledger, cohort_id)
     names = views.concept_names(ledger)
-    combos = {r["combo_id"]: r for r in views.query(ledger, "SELECT combo_id, concept_ids, level FROM combos")}
-    for row in evaluations:
-        row["concepts"] = _concept_label(combos.get(row["combo_id"]), names)
-    rankings = views.query(ledger, "SELECT * FROM essay_rankings WHERE cohort_id = ? ORDER BY rank, essay_gen_id",
-                           (cohort_id,))
-    by_essay: dict[str, list[float]] = defaultdict(list)
-    for row in evaluations:
-        if row["score"] is not None:
-            by_essay[row["essay_gen_id"]].append(row["score"])
+    concepts = {r["combo_id"]: " + ".join(names.get(c, c) for c in json.loads(r["concept_ids"] or "[]"))
+                for r in views.query(ledger, "SELECT combo_id, concept_ids FROM combos")}
+    rankings = _dicts(ledger, "SELECT * FROM essay_rankings WHERE cohort_id = ? ORDER BY rank, essay_gen_id",
+                      (cohort_id,))
+    # Each essay's statistics over its scores (on the scale the ranking uses).
+    essay = evaluations.columns["essay_gen_id"]
+    scored = evaluations.scored
+    stats = grouped_stats(essay.codes[scored], evaluations.compared()[scored], _high(evaluations)[scored],
+                          len(essay.values))
+    stats_of = {v: stats[i] for i, v in enumerate(essay.values)}
     for row in rankings:
-        row["stats"] = describe(by_essay[row["essay_gen_id"]])
-        row["concepts"] = _concept_label(combos.get(row["combo_id"]), names)
-    data = ReportData(cohort_id, progress, evaluations, rankings, top=top,
-                      scores=read_scores(ledger, cohort_id), seed=seed, resamples=resamples)
-    texts = {r["essay_gen_id"]: r["text"] or "" for r in views.query(ledger, """
-        SELECT s.essay_gen_id, t.text FROM cohort_essay_scores s
-        JOIN gen_state g ON g.gen_id = s.essay_gen_id
-        LEFT JOIN texts t ON t.sha256 = COALESCE(g.parsed_hash, g.raw_hash)
-        WHERE s.cohort_id = ? AND s.n > 0""", (cohort_id,))}
-    for i, row in enumerate(rankings):
-        text = texts.get(row["essay_gen_id"], "")
-        row["title"] = views.essay_title(text, row["essay_gen_id"])
-        if i < top:
-            data.essays[row["essay_gen_id"]] = {"text": text, "title": row["title"]}
+        row["stats"] = stats_of.get(row["essay_gen_id"], NO_STATS)
+        row["concepts"] = concepts.get(row["combo_id"], "")
+    data = ReportData(cohort_id, progress, evaluations, rankings, top=top, seed=seed, resamples=resamples,
+                      concepts=concepts)
+    # Titles of every ranked essay, full texts of the best: read a block at a time, so the essays of
+    # a large cohort are never all in memory.
+    best = {r["essay_gen_id"] for r in rankings[:top]}
+    titles: dict[str, str] = {}
+    for essay_id, text in _stream(ledger, """
+            SELECT s.essay_gen_id, t.text FROM cohort_essay_scores s
+            JOIN gen_state g ON g.gen_id = s.essay_gen_id
+            LEFT JOIN texts t ON t.sha256 = COALESCE(g.parsed_hash, g.raw_hash)
+            WHERE s.cohort_id = ? AND s.n > 0""", (cohort_id,)):
+        titles[essay_id] = views.essay_title(text, essay_id)
+        if essay_id in best:
+            data.essays[essay_id] = {"text": text or "", "title": titles[essay_id]}
+    for row in rankings:
+        row["title"] = titles.get(row["essay_gen_id"], row["essay_gen_id"])
+        if row["essay_gen_id"] in best and row["essay_gen_id"] not in data.essays:
+            data.essays[row["essay_gen_id"]] = {"text": "", "title": row["title"]}
     return data
 
 
-def _concept_label(combo: dict[str, Any] | None, names: dict[str, str]) -> str:
-    if not combo:
-        return ""
-    ids = json.loads(combo["concept_ids"] or "[]")
-    return " + ".join(names.get(c, c) for c in ids)
+def _dicts(ledger: Ledger, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts, read through the driver's own cursor (a ranking of 10,000 essays
+    in half the time of SQLAlchemy's rows; plain sqlite3 since the runtime left SQLAlchemy)."""
+    with ledger.backend.read() as conn:
+        cursor = conn.cursor()
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+            names = [d[0] for d in cursor.description]
+        finally:
+            cursor.close()
+    return [dict(zip(names, row)) for row in rows]
+
+
+def _stream(ledger: Ledger, sql: str, params: tuple[Any, ...], size: int = 2000) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql``, fetched ``size`` at a time from the driver's own cursor."""
+    with ledger.backend.read() as conn:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            while True:
+                chunk = cursor.fetchmany(size)
+                if not chunk:
+                    return
+                yield from chunk
+        finally:
+            cursor.close()
+
+
+def _high(ev: Evaluations) -> Any:
+    """Which scores reach the ``share ≥ 8`` bar: 8 on 0-9, the same position on any other scale."""
+    np = _np()
+    with np.errstate(invalid="ignore"):
+        position = np.where(np.isnan(ev.score_norm), (ev.score - DEFAULT_SCALE[0]) / 9, ev.score_norm)
+        return position >= HIGH_SHARE - 1e-12
+
+
+def _rubric_values(ev: Evaluations) -> Any:
+    """Each score as it is shown for its rubric: on the rubric's own scale, unless that one rubric's
+    scores carry different scales (then score_norm)."""
+    np = _np()
+    rubric = ev.columns["rubric"]
+    mixed = np.zeros(len(rubric.values) + 1, dtype=bool)
+    for code in np.unique(rubric.codes[ev.scored]).tolist():
+        mixed[code] = len(ev.scale_pairs(ev.scored & (rubric.codes == code))) > 1
+    return np.where(mixed[rubric.codes], ev.score_norm, ev.score) if len(ev) else ev.score
 
 
 # ------------------------------------------------------------------------------------ tables
-def summary_rows(data: ReportData) -> list[dict[str, Any]]:
+def summary_rows(data: ReportData, means: Sequence[Sequence[Any]] | None = None) -> list[dict[str, Any]]:
     """summary.csv: score statistics by each factor (templates, models, rubric, evaluator).
 
     ``mean`` is the plain mean of the level's scores; its 95% interval is the cluster bootstrap of
     ``daydream.read.compare.group_means`` (units: drafts), not a t-interval that would count every
     evaluation as independent. ``units`` is how many independent units the level's scores come from.
+    ``share_ge_8`` is the share of scores at 8 or more on 0-9 (the same position on other scales).
+    ``means`` are the factors' ``GroupMean`` lists when already computed (see ``analyse``).
     """
+    np = _np()
+    table = data.table
+    ev = data.evaluation_table
+    high = _high(ev)[np.flatnonzero(ev.scored & (ev.essay >= 0))]
+    if means is None:
+        means = _means(data, [[FACTOR_AXES[key]] for key, _ in FACTORS])
     out = []
-    for key, _label in FACTORS:
-        axis = FACTOR_AXES[key]
-        values: dict[Any, list[float]] = defaultdict(list)
-        for row in data.scores:
-            values[getattr(row, axis)].append(row.score)
-        for g in group_means(data.scores, [axis], seed=data.seed, resamples=data.resamples):
-            s = describe(values[g.key[0]])
+    for (key, _label), found in zip(FACTORS, means):
+        column = table.column(FACTOR_AXES[key])
+        level_stats = grouped_stats(column.codes, table.score, high, len(column.values))
+        stats_of = {v: level_stats[i] for i, v in enumerate(column.values)}
+        for g in found:
+            s = stats_of[g.key[0]]
             out.append({"factor": key, "level": label(g.key[0]), "count": g.n, "units": g.n_units,
                         "mean": g.mean, "stdev": s.stdev, "ci95_low": g.ci_low, "ci95_high": g.ci_high,
                         "share_ge_8": s.share_high})
@@ -192,14 +319,14 @@ def comparison_sets(data: ReportData) -> list[ComparisonSet]:
     levels, then ``--by S_template --within S_llm`` for each stage with several templates and models
     (does the template's effect depend on the model?). Same function, same seed: same numbers."""
     out = []
+    table = data.table
     for factor in REPORT_FACTORS:
-        if len(levels(data.scores, factor)) > 1:
-            out.append(compare(data.scores, factor, seed=data.seed, resamples=data.resamples,
-                               cohort_id=data.cohort_id))
+        if len(levels(table, factor)) > 1:
+            out.append(compare(table, factor, seed=data.seed, resamples=data.resamples, cohort_id=data.cohort_id))
     for stage in ("draft", "essay"):
         template, model = f"{stage}_template", f"{stage}_llm"
-        if len(levels(data.scores, template)) > 1 and len(levels(data.scores, model)) > 1:
-            found = compare(data.scores, template, [model], seed=data.seed, resamples=data.resamples,
+        if len(levels(table, template)) > 1 and len(levels(table, model)) > 1:
+            found = compare(table, template, [model], seed=data.seed, resamples=data.resamples,
                             cohort_id=data.cohort_id)
             if found.comparisons:
                 out.append(found)
@@ -221,15 +348,18 @@ def comparison_rows(sets: Sequence[ComparisonSet]) -> list[dict[str, Any]]:
     return rows
 
 
-def template_model_rows(data: ReportData) -> list[dict[str, Any]]:
+def template_model_rows(data: ReportData, means: Sequence[Sequence[Any]] | None = None) -> list[dict[str, Any]]:
     """template_model.csv: for the draft and the essay stage, the mean score of every template and
-    model combination with its clustered 95% interval."""
+    model combination with its clustered 95% interval (``means``: the two stages' ``GroupMean``
+    lists when already computed)."""
     rows = []
-    for stage in ("draft", "essay"):
-        template, model = f"{stage}_template", f"{stage}_llm"
-        if not levels(data.scores, template):
+    table = data.table
+    if means is None:
+        means = _means(data, [[f"{stage}_template", f"{stage}_llm"] for stage in ("draft", "essay")])
+    for stage, found in zip(("draft", "essay"), means):
+        if not levels(table, f"{stage}_template"):
             continue
-        for g in group_means(data.scores, [template, model], seed=data.seed, resamples=data.resamples):
+        for g in found:
             rows.append({"stage": stage, "template": label(g.key[0]), "model": label(g.key[1]), "count": g.n,
                          "units": g.n_units, "mean": g.mean, "ci95_low": g.ci_low, "ci95_high": g.ci_high})
     return rows
@@ -255,24 +385,41 @@ def template_model_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[st
     return out
 
 
-def pivot_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
-    """pivot.csv: one row per essay, a mean and n per rubric·evaluator pair."""
-    pairs = sorted({(r["rubric"], r["evaluator"]) for r in data.evaluations}, key=lambda p: (str(p[0]), str(p[1])))
-    cells: dict[tuple[str, tuple[str, str]], list[float]] = defaultdict(list)
-    for r in data.evaluations:
-        if r["score"] is not None:
-            cells[(r["essay_gen_id"], (r["rubric"], r["evaluator"]))].append(r["score"])
+def _essay_order(data: ReportData) -> list[str]:
+    """Essays best first, then the unranked ones (scored nowhere yet) by id."""
     order = [r["essay_gen_id"] for r in data.rankings]
-    order += sorted({r["essay_gen_id"] for r in data.evaluations} - set(order))
+    essay = data.evaluation_table.columns["essay_gen_id"]
+    seen = set(order)
+    order += sorted(v for v in essay.present() if v is not None and v not in seen)
+    return order
+
+
+def pivot_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
+    """pivot.csv: one row per essay, a mean and n per rubric·evaluator pair (on the rubric's scale)."""
+    np = _np()
+    ev = data.evaluation_table
+    essay, rubric, evaluator = ev.columns["essay_gen_id"], ev.columns["rubric"], ev.columns["evaluator"]
+    pair, first = group_codes([rubric.codes, evaluator.codes])
+    names = [(rubric.values[rubric.codes[i]], evaluator.values[evaluator.codes[i]]) for i in first.tolist()]
+    shown = sorted(range(len(names)), key=lambda p: (str(names[p][0]), str(names[p][1])))
     header = ["essay_gen_id"]
-    for rubric, evaluator in pairs:
-        header += [f"{rubric}·{evaluator} mean", f"{rubric}·{evaluator} n"]
+    for p in shown:
+        header += [f"{names[p][0]}·{names[p][1]} mean", f"{names[p][0]}·{names[p][1]} n"]
+    values = _rubric_values(ev)
+    width = max(1, len(names))
+    cell = essay.codes.astype(np.int64) * width + pair
+    scored = ev.scored
+    size = len(essay.values) * width
+    counts = np.bincount(cell[scored], minlength=size).reshape(-1, width) if size else np.zeros((0, width), int)
+    sums = np.bincount(cell[scored], values[scored], size).reshape(-1, width) if size else np.zeros((0, width))
+    code_of = {v: i for i, v in enumerate(essay.values)}
     rows = []
-    for essay in order:
-        row: list[Any] = [essay]
-        for pair in pairs:
-            xs = cells.get((essay, pair), [])
-            row += [sum(xs) / len(xs) if xs else None, len(xs)]
+    for essay_id in _essay_order(data):
+        e = code_of.get(essay_id)
+        row: list[Any] = [essay_id]
+        for p in shown:
+            n = int(counts[e, p]) if e is not None else 0
+            row += [float(sums[e, p]) / n if n else None, n]
         rows.append(row)
     return header, rows
 
@@ -283,17 +430,26 @@ def reliability_rows(data: ReportData) -> list[dict[str, Any]]:
     Krippendorff's alpha between judges: each essay is a unit and a judge's value for it is the mean
     of its replicate scores. Between replicates: each (essay, judge) is a unit. ``alpha_note`` and
     ``alpha_replicates_note`` say why an alpha is missing. The parse-failure rate is over
-    evaluations that finished (completed or failed).
+    evaluations that finished (completed or failed). Scores are on the rubric's own scale.
     """
+    np = _np()
+    ev = data.evaluation_table
+    rubric, evaluator = ev.columns["rubric"], ev.columns["evaluator"]
+    status = ev.columns["status"].codes
+    status_values = ev.columns["status"].values
+    finished_codes = [i for i, v in enumerate(status_values) if v in ("completed", "failed")]
+    finished = np.isin(status, finished_codes)
+    parse_failed = data.parse_status[0].codes == 1
     out = []
-    for rubric in sorted({r["rubric"] for r in data.evaluations}, key=str):
-        rows = [r for r in data.evaluations if r["rubric"] == rubric]
-        agreement = rubric_agreement(data.scores, rubric)
-        finished = [r for r in rows if r["status"] in ("completed", "failed")]
-        parse_failures = sum(r["parse_status"] == "parse_failed" for r in rows)
+    for code, name in sorted(((c, rubric.values[c]) for c in np.unique(rubric.codes).tolist()),
+                             key=lambda x: str(x[1])):
+        rows = rubric.codes == code
+        agreement = rubric_agreement(data.table, name)
+        done = int(np.count_nonzero(rows & finished))
+        failures = int(np.count_nonzero(rows & parse_failed))
         out.append({
-            "rubric": rubric,
-            "evaluators": len({r["evaluator"] for r in rows}),
+            "rubric": name,
+            "evaluators": len(np.unique(evaluator.codes[rows])),
             "essays": agreement.essays,
             "essays_multi_rated": agreement.essays_multi_rated,
             "alpha_ordinal": agreement.alpha_ordinal,
@@ -302,12 +458,28 @@ def reliability_rows(data: ReportData) -> list[dict[str, Any]]:
             "alpha_replicates": agreement.alpha_replicates,
             "alpha_replicates_note": agreement.replicates_reason or "",
             "replicate_spread": agreement.replicate_spread,
-            "evaluations": len(rows),
-            "scored": sum(r["score"] is not None for r in rows),
-            "parse_failures": parse_failures,
-            "parse_failure_rate": parse_failures / len(finished) if finished else None,
+            "evaluations": int(np.count_nonzero(rows)),
+            "scored": int(np.count_nonzero(rows & ev.scored)),
+            "parse_failures": failures,
+            "parse_failure_rate": failures / done if done else None,
         })
     return out
+
+
+def _parse_status(ev: Evaluations) -> tuple[Column, Column]:
+    """The scores view's ``parse_status`` and ``parse_error`` of every evaluation, as columns."""
+    np = _np()
+    status, error, flag = ev.columns["status"], ev.columns["error"], ev.columns["parse_failed"]
+    # gen_state.parse_failed, as the scores view reads it; a parse failure's error is
+    # 'ParseFailed: ' and the parser's reason.
+    is_parse = np.array([v == 1 for v in flag.values] + [False])[flag.codes]
+    parse = [isinstance(v, str) and v.startswith("ParseFailed: ") for v in error.values]
+    failed = np.array([v == "failed" for v in status.values] + [False])[status.codes]
+    completed = np.array([v == "completed" for v in status.values] + [False])[status.codes]
+    kind = np.select([ev.scored, failed & is_parse, completed, failed], [0, 1, 2, 3], default=4).astype(np.int32)
+    messages = [v[13:] if p else None for v, p in zip(error.values, parse)]
+    return (Column(["parsed", "parse_failed", "no_score", "failed", "pending"], kind),
+            Column(messages, error.codes))
 
 
 RELIABILITY_COLUMNS = ["rubric", "evaluators", "essays", "essays_multi_rated", "alpha_ordinal", "alpha_interval",
@@ -328,19 +500,71 @@ class Judges:
     self_preference_note: str | None
 
 
-def judge_rows(data: ReportData) -> Judges:
-    """judges.csv (per-evaluator offsets) and self_preference.csv, from ``daydream.read.reliability``."""
-    offsets, offsets_note = evaluator_offsets(data.scores, seed=data.seed, resamples=data.resamples)
-    prefs, prefs_note = self_preference(data.scores, seed=data.seed, resamples=data.resamples)
-    if not data.scores:
+def judge_rows(data: ReportData, offsets: tuple[list[Offset], str | None] | None = None) -> Judges:
+    """judges.csv (per-evaluator offsets) and self_preference.csv, from ``daydream.read.reliability``
+    (``offsets``: the offsets and their note when already computed, see ``analyse``)."""
+    if offsets is None:
+        groups, note = offset_groups(data.table)
+        offsets = (offsets_from(groups, _intervals(data, [g for _, g in groups])), note)
+    found, offsets_note = offsets
+    prefs, prefs_note = self_preference(data.table, seed=data.seed, resamples=data.resamples)
+    if not len(data.table):
         offsets_note = prefs_note = "no scores yet"
     return Judges(
         [{"evaluator": o.evaluator, "cells": o.cells, "units": o.units, "offset": o.offset,
-          "ci95_low": o.ci_low, "ci95_high": o.ci_high} for o in offsets], offsets_note,
+          "ci95_low": o.ci_low, "ci95_high": o.ci_high} for o in found], offsets_note,
         [{"evaluator": p.evaluator, "n_own": p.n_own, "n_other": p.n_other, "mean_own": p.mean_own,
           "mean_other": p.mean_other, "diff": p.diff, "ci95_low": p.ci_low, "ci95_high": p.ci_high,
           "adjusted": p.adjusted, "adjusted_ci95_low": p.adjusted_ci_low,
           "adjusted_ci95_high": p.adjusted_ci_high} for p in prefs], prefs_note)
+
+
+def _intervals(data: ReportData, groups: Sequence[Any]) -> list[tuple[float | None, float | None]]:
+    return cluster_mean_intervals([g.cluster for g in groups], seed=data.seed, resamples=data.resamples,
+                                  key=MEAN_KEY)
+
+
+def _means(data: ReportData, groupings: Sequence[Sequence[str]]) -> list[list[Any]]:
+    groups = mean_groups(data.table, groupings)
+    return means_from(groups, _intervals(data, [g for mine in groups for g in mine]))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """The scores of one rubric (on one scale), counted per point of that scale."""
+
+    rubric: str
+    scale: tuple[float, float]
+    n: int
+    bins: list[tuple[float, float, int]]  # (from, to, count): whole points, or equal ranges on long scales
+
+
+MAX_BINS = 20
+
+
+def histograms(data: ReportData) -> list[Histogram]:
+    """One ``Histogram`` per rubric (and per scale, should one rubric's scores carry two), scores
+    rounded to the nearest whole point and counted on the rubric's own scale."""
+    np = _np()
+    ev = data.evaluation_table
+    rubric = ev.columns["rubric"]
+    scored = np.flatnonzero(ev.scored)
+    lo = np.where(np.isnan(ev.scale_min), DEFAULT_SCALE[0], ev.scale_min)[scored]
+    hi = np.where(np.isnan(ev.scale_max), DEFAULT_SCALE[1], ev.scale_max)[scored]
+    group, first = group_codes([rubric.codes[scored], np.unique(lo, return_inverse=True)[1],
+                                np.unique(hi, return_inverse=True)[1]])
+    out = []
+    for g, row in enumerate(first.tolist()):
+        name, low, high = rubric.values[rubric.codes[scored[row]]], float(lo[row]), float(hi[row])
+        points = np.clip(np.floor(ev.score[scored][group == g] + 0.5), low, high)
+        span = int(high - low)
+        width = max(1, math.ceil((span + 1) / MAX_BINS))
+        edges = [low + k * width for k in range(math.ceil((span + 1) / width))]
+        counts = np.bincount(((points - low) // width).astype(np.int64), minlength=len(edges))
+        bins = [(e, min(high, e + width - 1), int(c)) for e, c in zip(edges, counts.tolist())]
+        out.append(Histogram(str(name), (low, high), int(len(points)), bins))
+    out.sort(key=lambda h: (h.rubric, h.scale))
+    return out
 
 
 @dataclass(frozen=True)
@@ -353,21 +577,35 @@ class Analysis:
     template_model: list[dict[str, Any]]
     reliability: list[dict[str, Any]]
     judges: Judges
+    histograms: list[Histogram]
 
 
 def analyse(data: ReportData) -> Analysis:
-    """The ``Analysis`` of ``data``."""
+    """The ``Analysis`` of ``data``. Every clustered interval on a mean (by factor, template x model,
+    judge offsets) is drawn in one batch: means over the same units share their resamples (see
+    ``daydream.read.compare.cluster_mean_intervals``)."""
     sets = comparison_sets(data)
-    return Analysis(summary_rows(data), sets, comparison_rows(sets), template_model_rows(data),
-                    reliability_rows(data), judge_rows(data))
+    groupings = [[FACTOR_AXES[key]] for key, _ in FACTORS]
+    groupings += [[f"{stage}_template", f"{stage}_llm"] for stage in ("draft", "essay")]
+    groups = mean_groups(data.table, groupings)
+    judges, note = offset_groups(data.table)
+    flat = [g for mine in groups for g in mine]
+    intervals = _intervals(data, flat + [g for _, g in judges])
+    means = means_from(groups, intervals[:len(flat)])
+    offsets = offsets_from(judges, intervals[len(flat):])
+    return Analysis(summary_rows(data, means[:len(FACTORS)]), sets, comparison_rows(sets),
+                    template_model_rows(data, means[len(FACTORS):]), reliability_rows(data),
+                    judge_rows(data, (offsets, note)), histograms(data))
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    for row in rows:
-        writer.writerow([fmt(v) for v in row])
+    text = str
+    # Text is written as it is; every other value spelt by fmt (floats formatted here: most cells).
+    writer.writerows([v if v.__class__ is text else (f"{v:.4f}" if v.__class__ is float and v == v else fmt(v))
+                      for v in row] for row in rows)
     return buf.getvalue().encode("utf-8")
 
 
@@ -375,17 +613,154 @@ def _dict_csv(rows: list[dict[str, Any]], header: Sequence[str]) -> bytes:
     return _csv(header, ([r.get(k) for k in header] for r in rows))
 
 
+def _sql_order(values: Sequence[Any]) -> Any:
+    """The rank of each value in SQL's ascending order (NULL, then numbers, then text)."""
+    np = _np()
+    order = sorted(range(len(values)), key=lambda i: (
+        values[i] is not None, isinstance(values[i], str), values[i] if values[i] is not None else 0))
+    rank = np.empty(len(values) or 1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _csv_line(fields: Sequence[Any]) -> str:
+    """``fields`` as csv.writer writes them (``fmt`` spellings, minimal quoting), without the newline."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([v if isinstance(v, str) else fmt(v) for v in fields])
+    return buf.getvalue()
+
+
+def _evaluation_order(data: ReportData) -> Any:
+    """Row positions of the evaluations by essay, rubric, evaluator, replicate and evaluation id."""
+    np = _np()
+    ev = data.evaluation_table
+    cols = ev.columns
+
+    def rank(name: str) -> Any:
+        return _sql_order(cols[name].values)[cols[name].codes]
+
+    if not len(ev):
+        return np.zeros(0, dtype=np.int64)
+    return np.lexsort((np.arange(len(ev)), rank("replicate"), rank("evaluator"), rank("rubric"), rank("essay_gen_id")))
+
+
+def evaluation_rows(data: ReportData) -> Iterator[dict[str, Any]]:
+    """Each evaluation as a dict of ``SCORE_COLUMNS`` (what scores.csv writes, before formatting)."""
+    ev = data.evaluation_table
+    cols = ev.columns
+    parse_status, parse_error = data.parse_status
+    lineage = {name: ev.essay_column(column) for name, column in (
+        ("draft_gen_id", "parent_gen_id"), ("combo_id", "combo_id"), ("draft_template", "draft_template"),
+        ("draft_model", "draft_llm"), ("essay_template", "essay_template"), ("essay_model", "essay_llm"))}
+    own = {"essay_gen_id": cols["essay_gen_id"], "rubric": cols["rubric"], "evaluator": cols["evaluator"],
+           "replicate": cols["replicate"], "attempt": cols["attempt"], "status": cols["status"],
+           "parse_status": parse_status, "parse_error": parse_error, "scale_min": cols["scale_min"],
+           "scale_max": cols["scale_max"], **lineage}
+    for i in _evaluation_order(data).tolist():
+        row = {name: c.values[c.codes[i]] for name, c in own.items()}
+        row["evaluation_gen_id"] = ev.ids[i]
+        row["concepts"] = data.concepts.get(row["combo_id"], "") if row["combo_id"] else ""
+        for name, numbers in (("score", ev.score), ("score_norm", ev.score_norm)):
+            row[name] = None if math.isnan(numbers[i]) else float(numbers[i])
+        yield {k: row[k] for k in SCORE_COLUMNS}
+
+
+def scores_csv(data: ReportData, block: int = 5_000) -> Iterator[bytes]:
+    """scores.csv, a block of rows at a time: every evaluation with its lineage, score and scale, by
+    essay, rubric, evaluator, replicate and evaluation id.
+
+    A line is three pieces, each written once by csv.writer and joined by commas (which is what
+    csv.writer writes for the whole row): the evaluation id; the essay's fields (one piece per
+    essay); the evaluation's own fields (one piece per distinct combination of them).
+    """
+    np = _np()
+    ev = data.evaluation_table
+    cols = ev.columns
+    order = _evaluation_order(data)
+    header = ",".join(SCORE_COLUMNS) + "\n"
+    # The essay's fields, one piece per essay (the last one for an evaluation of an unknown essay).
+    essay = cols["essay_gen_id"]
+    lineage = [ev.essays[name] for name in ("parent_gen_id", "combo_id", "draft_template", "draft_llm",
+                                            "essay_template", "essay_llm")]
+    position = np.append(ev.essay_of_value, -1)
+    pieces = []
+    for code, value in enumerate(essay.values):
+        at = int(position[code])
+        found = [c.values[c.codes[at]] if at >= 0 else None for c in lineage]
+        concepts = data.concepts.get(found[1], "") if found[1] else ""
+        pieces.append(_csv_line([value, found[0], found[1], concepts, *found[2:]]))
+    # The evaluation's own fields: one piece per distinct combination.
+    parse_status, parse_error = data.parse_status
+    own = [cols["rubric"], cols["evaluator"], cols["replicate"], cols["attempt"], cols["status"]]
+    distinct_score, score_code = np.unique(ev.score, return_inverse=True)
+    distinct_norm, norm_code = np.unique(ev.score_norm, return_inverse=True)
+    keys = [c.codes for c in own] + [score_code.ravel(), parse_status.codes, parse_error.codes,
+                                     cols["scale_min"].codes, cols["scale_max"].codes, norm_code.ravel()]
+    combo, first = group_codes(keys)
+    tails = []
+    for row in first.tolist():
+        values = [c.values[c.codes[row]] for c in own]
+        values += [float(distinct_score[score_code.ravel()[row]]), parse_status.values[parse_status.codes[row]],
+                   parse_error.values[parse_error.codes[row]], cols["scale_min"].values[cols["scale_min"].codes[row]],
+                   cols["scale_max"].values[cols["scale_max"].codes[row]], float(distinct_norm[norm_code.ravel()[row]])]
+        tails.append(_csv_line(values))
+    # An id that needs quoting (none of daydream's own do) is written through csv.writer.
+    quote = re.search(rb'[,"\r\n]', ev.ids.data.tobytes()) is not None
+    yield header.encode("utf-8")
+    for start in range(0, len(ev), block):
+        rows = order[start:start + block]
+        ids = ev.ids.pick(rows)
+        if quote:
+            ids = [_csv_line([i]) for i in ids]
+        lines = [f"{i},{pieces[e]},{tails[t]}\n" for i, e, t in
+                 zip(ids, essay.codes[rows].tolist(), combo[rows].tolist())]
+        yield "".join(lines).encode("utf-8")
+
+
 RANKING_COLUMNS = ["rank", "essay_gen_id", "title", "mean", "n", "stdev", "ci95_low", "ci95_high",
                    "combo_id", "concepts", "draft_gen_id", "draft_template", "draft_model",
                    "essay_template", "essay_model"]
 
 
-def _ranking_dicts(data: ReportData) -> list[dict[str, Any]]:
-    out = []
+def _ranking_rows(data: ReportData) -> Iterator[list[Any]]:
+    """rankings.csv's rows (``RANKING_COLUMNS``), made as they are written."""
     for r in data.rankings:
         s: Stats = r["stats"]
-        out.append({**r, "stdev": s.stdev, "ci95_low": s.ci_low, "ci95_high": s.ci_high})
-    return out
+        extra = {"stdev": s.stdev, "ci95_low": s.ci_low, "ci95_high": s.ci_high}
+        yield [extra[k] if k in extra else r.get(k) for k in RANKING_COLUMNS]
+
+
+def _essay_scores(data: ReportData, essay: str) -> list[dict[str, Any]]:
+    """Every evaluation of one essay (scored or not), by rubric, evaluator, replicate and id."""
+    np = _np()
+    ev = data.evaluation_table
+    cols = ev.columns
+    code = [i for i, v in enumerate(cols["essay_gen_id"].values) if v == essay]
+    rows = np.flatnonzero(np.isin(cols["essay_gen_id"].codes, code))
+    parse_status, _ = data.parse_status
+    out = []
+    for i in rows.tolist():
+        score = None if math.isnan(ev.score[i]) else float(ev.score[i])
+        lo, hi = ev.scale_min[i], ev.scale_max[i]
+        out.append({"evaluation_gen_id": ev.ids[i], "rubric": cols["rubric"].values[cols["rubric"].codes[i]],
+                    "evaluator": cols["evaluator"].values[cols["evaluator"].codes[i]],
+                    "replicate": cols["replicate"].values[cols["replicate"].codes[i]], "score": score,
+                    "scale": None if math.isnan(lo) or math.isnan(hi) else (float(lo), float(hi)),
+                    "parse_status": parse_status.values[parse_status.codes[i]]})
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple((v is not None, isinstance(v, str), v if v is not None else 0)
+                     for v in (r["rubric"], r["evaluator"], r["replicate"], r["evaluation_gen_id"]))
+
+    return sorted(out, key=key)
+
+
+def _score_text(data: ReportData, r: dict[str, Any], digits: int | None = None) -> str:
+    """One evaluation's score as shown beside an essay: with its scale when the cohort mixes scales."""
+    if r["score"] is None:
+        return str(r["parse_status"])
+    shown = fmt(r["score"], digits) if digits is not None else f"{r['score']:g}"
+    return f"{shown} ({scale_label(r['scale'])})" if data.mixed and r["scale"] else shown
 
 
 # ------------------------------------------------------------------------------------ markdown
@@ -406,27 +781,24 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _essay_scores(data: ReportData, essay: str) -> list[dict[str, Any]]:
-    return [r for r in data.evaluations if r["essay_gen_id"] == essay]
-
-
 def result_markdown(data: ReportData, ranking: dict[str, Any]) -> str:
     """``results/<gen_id>.md``: scores and lineage up front, then the essay in full."""
     essay = data.essays[ranking["essay_gen_id"]]
     s: Stats = ranking["stats"]
+    on = " (score_norm, 0–1)" if data.mixed else ""
     lines = [
         f"# {essay['title']}", "",
         f"- essay: `{ranking['essay_gen_id']}` (cohort `{data.cohort_id}`, rank {ranking['rank']} of "
         f"{len(data.rankings)})",
-        f"- mean score: {fmt(s.mean)} (n = {s.n}; 95% CI {fmt(s.ci_low)} – {fmt(s.ci_high)})",
+        f"- mean score{on}: {fmt(s.mean)} (n = {s.n}; 95% CI {fmt(s.ci_low)} – {fmt(s.ci_high)})",
         f"- concepts: {ranking['concepts'] or '—'} (`{ranking['combo_id']}`)",
         f"- draft: `{ranking['draft_gen_id'] or '—'}` — template {ranking['draft_template'] or '—'}, "
         f"model {ranking['draft_model'] or '—'}",
         f"- essay template {ranking['essay_template']}, model {ranking['essay_model'] or '—'}",
         "",
         _md_table(["rubric", "evaluator", "replicate", "score", "evaluation"],
-                  [[r["rubric"], r["evaluator"], r["replicate"], r["score"] if r["score"] is not None
-                    else r["parse_status"], r["evaluation_gen_id"]] for r in _essay_scores(data, ranking["essay_gen_id"])]),
+                  [[r["rubric"], r["evaluator"], r["replicate"], _score_text(data, r, 4), r["evaluation_gen_id"]]
+                   for r in _essay_scores(data, ranking["essay_gen_id"])]),
         "", "---", "", essay["text"].rstrip(), "",
     ]
     return "\n".join(lines)
@@ -499,19 +871,47 @@ def _settings(data: ReportData) -> str:
             f"(so never below {1 / (data.resamples + 1):.2g})")
 
 
+def partial_note(progress: Sequence[dict[str, Any]]) -> str | None:
+    """What the top of a partly finished cohort's report says (None when every generation is done)."""
+    total = sum(p["planned"] or 0 for p in progress)
+    done = sum(p["completed"] or 0 for p in progress)
+    failed = sum(p["failed"] or 0 for p in progress)
+    if done == total:
+        return None
+    return (f"Partial report: {done:,} of {total:,} generations done ({total - done - failed:,} still to run, "
+            f"{failed:,} failed); these numbers cover the finished part only.")
+
+
+def _shown_rankings(data: ReportData) -> tuple[list[dict[str, Any]], str]:
+    """The rankings the Markdown and HTML pages list, and a note when rankings.csv holds more."""
+    shown = data.rankings[:RANKING_ROWS]
+    more = len(data.rankings) - len(shown)
+    return shown, (f"The best {len(shown):,} of {len(data.rankings):,} essays; rankings.csv lists them all."
+                   if more > 0 else "")
+
+
+SHARE_HEADER = "share ≥ 8"
+SHARE_EXPLAINED = ("share ≥ 8: the share of scores at 8 or more on a 0–9 rubric (on another scale, as far up "
+                   "that scale).")
+
+
 def report_markdown(data: ReportData, analysis: Analysis) -> str:
     """report.md: progress, rankings, comparisons, means, judges and the top essays in full."""
-    out = [f"# Report: cohort {data.cohort_id}", "", "## Progress", "",
+    note = partial_note(data.progress)
+    out = [f"# Report: cohort {data.cohort_id}", "", *([f"**{note}**", ""] if note else []), data.scale_text, "",
+           "## Progress", "",
            _md_table(["stage", "planned", "completed", "failed", "pending", "calls", "tokens", "cost_usd"],
                      [[p["stage"], p["planned"], p["completed"], p["failed"], p["pending"], p["calls"],
                        p["tokens"], _progress_cost(p)] for p in data.progress]),
            "", "## Rankings", ""]
+    shown, more = _shown_rankings(data)
     out.append(_md_table(["rank", "essay", "mean", "n", "95% CI", "draft template", "essay template",
                           "essay model", "concepts"],
                          [[r["rank"], r["essay_gen_id"], r["mean"], r["n"],
                            f"{fmt(r['stats'].ci_low)} – {fmt(r['stats'].ci_high)}", r["draft_template"],
-                           r["essay_template"], r["essay_model"], r["concepts"]] for r in data.rankings])
+                           r["essay_template"], r["essay_model"], r["concepts"]] for r in shown])
                if data.rankings else "No scored essays yet.")
+    out += ["", more] if more else []
     out += ["", "## Comparisons (A − B)", "", f"{METHOD} {_settings(data)}; the same numbers as "
             f"`daydream compare {data.cohort_id} --by FACTOR`.", ""]
     if not analysis.comparisons:
@@ -532,12 +932,13 @@ def report_markdown(data: ReportData, analysis: Analysis) -> str:
     if not tables:
         out += ["No scored essays yet.", ""]
     out += ["## Scores by factor", "",
-            "Plain means of every score; the 95% interval resamples units (drafts), not single evaluations.", "",
-            _md_table(["factor", "level", "count", "units", "mean", "stdev", "95% CI", "share ≥ 8"],
+            "Plain means of every score; the 95% interval resamples units (drafts), not single evaluations. "
+            + SHARE_EXPLAINED, "",
+            _md_table(["factor", "level", "count", "units", "mean", "stdev", "95% CI", SHARE_HEADER],
                       [[s["factor"], s["level"], s["count"], s["units"], s["mean"], s["stdev"],
                         f"{fmt(s['ci95_low'])} – {fmt(s['ci95_high'])}", s["share_ge_8"]]
                        for s in analysis.summary]),
-            "", "## Judges", "", ALPHA_EXPLAINED, "",
+            "", "## Judges", "", ALPHA_EXPLAINED + " Each rubric's scores are read on its own scale.", "",
             _md_table(["rubric", "evaluators", "essays", "alpha between judges (interval)", "alpha (ordinal)",
                        "alpha between replicates", "replicate spread", "parse-failure rate"],
                       [[r["rubric"], r["evaluators"], r["essays"], _alpha_cell(r["alpha_interval"], r["alpha_note"]),
@@ -581,47 +982,61 @@ def _e(value: Any) -> str:
     return html.escape(fmt(value) if not isinstance(value, str) else value, quote=True)
 
 
-def histogram_svg(rubric: str, scores: Sequence[float]) -> str:
-    """Score distribution of one rubric: counts of scores rounded to 0–9."""
-    counts = [0] * 10
-    for x in scores:
-        counts[min(9, max(0, int(math.floor(x + 0.5))))] += 1
-    top = max(counts) or 1
-    w, h, pad, bar = 300, 150, 24, 24
+def _ticks(low: float, high: float, most: int = 10) -> list[float]:
+    """Round tick values from ``low`` to ``high``, at most ``most`` + 1 of them."""
+    span = high - low
+    step = next((s for s in (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+                 if span / s <= most), span or 1.0)
+    start = math.ceil(low / step - 1e-9)
+    return [round(k * step, 10) for k in range(start, math.floor(high / step + 1e-9) + 1)]
+
+
+def histogram_svg(hist: Histogram) -> str:
+    """Score distribution of one rubric on its own scale: counts of scores rounded to whole points
+    (equal ranges of points on scales longer than ``MAX_BINS``)."""
+    counts = [c for _, _, c in hist.bins]
+    top = max(counts, default=0) or 1
+    h, pad = 150, 24
+    bar = max(8, min(24, round(250 / max(1, len(counts)))))
+    w = max(300, 2 * pad + len(counts) * (bar + 2))
+    title = f"{hist.rubric} ({scale_label(hist.scale)})"
     parts = [f'<svg class="chart histogram" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>Score distribution: {_e(rubric)}</title>',
-             f'<text x="4" y="14" class="label">{_e(rubric)} (n = {len(scores)})</text>']
-    for i, c in enumerate(counts):
+             f'xmlns="http://www.w3.org/2000/svg"><title>Score distribution: {_e(title)}</title>',
+             f'<text x="4" y="14" class="label">{_e(title)} (n = {hist.n})</text>']
+    for i, (low, high, c) in enumerate(hist.bins):
+        name = f"{low:g}" if low == high else f"{low:g}–{high:g}"
         bh = (h - 2 * pad - 8) * c / top
         x = pad + i * (bar + 2)
         y = h - pad - bh
         parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{bh:.1f}" class="bar">'
-                     f'<title>score {i}: {c}</title></rect>')
-        parts.append(f'<text x="{x + bar / 2}" y="{h - pad + 14}" text-anchor="middle" class="tick">{i}</text>')
+                     f'<title>score {_e(name)}: {c}</title></rect>')
+        parts.append(f'<text x="{x + bar / 2}" y="{h - pad + 14}" text-anchor="middle" class="tick">{_e(f"{low:g}")}'
+                     '</text>')
         if c:
             parts.append(f'<text x="{x + bar / 2}" y="{y - 3:.1f}" text-anchor="middle" class="tick">{c}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def comparison_svg(label: str, rows: list[dict[str, Any]]) -> str:
-    """Means with 95% confidence intervals for each level of one factor, on a 0–9 axis."""
+def comparison_svg(label: str, rows: list[dict[str, Any]], scale: tuple[float, float] = DEFAULT_SCALE) -> str:
+    """Means with 95% confidence intervals for each level of one factor, on the axis of ``scale``."""
     # The left margin fits the longest level name (~6.2 px a character): cut names can collide.
     longest = max((len(str(r["level"])) for r in rows), default=0)
     left, right, row_h, top_pad = max(170, 16 + round(longest * 6.2)), 20, 22, 30
     w = left + 450
     h = top_pad + row_h * len(rows) + 26
-    scale = (w - left - right) / 9
+    low, high = scale
+    per = (w - left - right) / ((high - low) or 1.0)
 
     def x(v: float) -> float:
-        return left + max(0.0, min(9.0, v)) * scale
+        return left + (max(low, min(high, v)) - low) * per
 
     parts = [f'<svg class="chart comparison" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>{_e(label)}: mean score with 95% CI</title>',
              f'<text x="4" y="16" class="label">{_e(label)}: mean score, 95% confidence interval</text>']
-    for t in range(10):
+    for t in _ticks(low, high):
         parts.append(f'<line x1="{x(t):.1f}" y1="{top_pad - 6}" x2="{x(t):.1f}" y2="{h - 22}" class="grid"/>')
-        parts.append(f'<text x="{x(t):.1f}" y="{h - 8}" text-anchor="middle" class="tick">{t}</text>')
+        parts.append(f'<text x="{x(t):.1f}" y="{h - 8}" text-anchor="middle" class="tick">{t:g}</text>')
     for i, r in enumerate(rows):
         cy = top_pad + i * row_h + row_h / 2
         name = str(r["level"])
@@ -648,8 +1063,9 @@ def forest_svg(found: ComparisonSet) -> str:
     w = left + 420
     h = top_pad + row_h * max(1, len(rows)) + 26
     values = [0.0] + [v for c in rows for v in (c.diff, c.ci_low, c.ci_high) if v is not None]
-    span = max(abs(v) for v in values) or 1.0
-    span = math.ceil(span * 2) / 2  # a half-point grid keeps ticks readable
+    reach = max(abs(v) for v in values) or 1.0
+    step = _ticks(0.0, reach, 4)[1] if len(_ticks(0.0, reach, 4)) > 1 else reach
+    span = math.ceil(reach / step - 1e-9) * step  # a grid of round steps keeps the ticks readable
     scale = (w - left - right) / (2 * span)
 
     def x(v: float) -> float:
@@ -659,13 +1075,10 @@ def forest_svg(found: ComparisonSet) -> str:
     parts = [f'<svg class="chart forest" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>{_e(title)}: difference A − B with 95% CI</title>',
              f'<text x="4" y="16" class="label">{_e(title)}: A − B, 95% CI</text>']
-    step = 0.5 if span <= 2 else 1.0 if span <= 5 else 2.0
-    t = -span
-    while t <= span + 1e-9:
+    for t in _ticks(-span, span, 8):
         parts.append(f'<line x1="{x(t):.1f}" y1="{top_pad - 6}" x2="{x(t):.1f}" y2="{h - 22}" '
                      f'class="{"zero" if abs(t) < 1e-9 else "grid"}"/>')
         parts.append(f'<text x="{x(t):.1f}" y="{h - 8}" text-anchor="middle" class="tick">{t:g}</text>')
-        t += step
     for i, (c, name) in enumerate(zip(rows, names)):
         cy = top_pad + i * row_h + row_h / 2
         parts.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" class="tick">{_e(name)}</text>')
@@ -679,21 +1092,50 @@ def forest_svg(found: ComparisonSet) -> str:
     return "".join(parts)
 
 
-def _heat_colour(v: float) -> tuple[str, str]:
-    t = max(0.0, min(1.0, v / 9))
+def _heat_colour(position: float) -> tuple[str, str]:
+    """Fill and text colour of a cell ``position`` of the way up its scale (0 light, 1 dark)."""
+    t = max(0.0, min(1.0, position))
     lo, hi = (247, 251, 255), (8, 48, 107)
     rgb = tuple(round(a + (b - a) * t) for a, b in zip(lo, hi))
     return "#%02x%02x%02x" % rgb, ("#ffffff" if t > 0.55 else "#111111")
 
 
-def heatmap_svg(data: ReportData, limit: int = 40) -> str:
-    """Essay × rubric mean scores (best essays first), coloured from 0 (light) to 9 (dark)."""
-    rubrics = sorted({r["rubric"] for r in data.evaluations}, key=str)
-    essays = [r["essay_gen_id"] for r in data.rankings[:limit]]
-    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for r in data.evaluations:
-        if r["score"] is not None:
-            cells[(r["essay_gen_id"], r["rubric"])].append(r["score"])
+@dataclass(frozen=True)
+class HeatCell:
+    """One essay's mean on one rubric (on the rubric's scale), how many scores, and the scale."""
+
+    mean: float
+    n: int
+    scale: tuple[float, float]
+
+
+def heat_cells(data: ReportData, essays: Sequence[str]) -> tuple[list[str], dict[tuple[str, str], HeatCell]]:
+    """The rubrics (sorted) and the mean of each (essay, rubric) among ``essays``."""
+    np = _np()
+    ev = data.evaluation_table
+    essay, rubric = ev.columns["essay_gen_id"], ev.columns["rubric"]
+    rubrics = sorted((v for v in rubric.present()), key=str)
+    wanted = [i for i, v in enumerate(essay.values) if v in set(essays)]
+    rows = np.flatnonzero(np.isin(essay.codes, wanted) & ev.scored)
+    values = _rubric_values(ev)
+    cells: dict[tuple[str, str], list[float]] = {}
+    scales: dict[tuple[str, str], set[tuple[float, float]]] = {}
+    for i in rows.tolist():
+        key = (essay.values[essay.codes[i]], rubric.values[rubric.codes[i]])
+        cells.setdefault(key, []).append(float(values[i]))
+        scales.setdefault(key, set()).add((float(ev.scale_min[i]), float(ev.scale_max[i])))
+    out = {}
+    for key, xs in cells.items():
+        found = scales[key]
+        scale = next(iter(found)) if len(found) == 1 and not math.isnan(next(iter(found))[0]) else (0.0, 1.0)
+        out[key] = HeatCell(sum(xs) / len(xs), len(xs), scale)
+    return rubrics, out
+
+
+def heatmap_svg(rubrics: Sequence[str], essays: Sequence[str], cells: dict[tuple[str, str], HeatCell],
+                ranked: int | None = None) -> str:
+    """Essay × rubric mean scores (best essays first), each cell coloured by how far up its rubric's
+    scale its mean lies (light at the bottom, dark at the top); ``ranked`` essays in all."""
     # Column labels are the full rubric ids, slanted: rubrics often share long prefixes, so a cut
     # label can make two columns read the same. Room for them: ~6 px per character at 40 degrees.
     longest = max((len(str(r)) for r in rubrics), default=0)
@@ -702,8 +1144,9 @@ def heatmap_svg(data: ReportData, limit: int = 40) -> str:
     w = left + cw * max(1, len(rubrics)) + max(10, round(longest * 6.2 * 0.766) - cw // 2)
     h = top_pad + ch * max(1, len(essays)) + 10
     caption = "Essay × rubric mean score"
-    if len(data.rankings) > limit:
-        caption += f" (best {limit} of {len(data.rankings)} essays)"
+    ranked = len(essays) if ranked is None else ranked
+    if ranked > len(essays):
+        caption += f" (best {len(essays)} of {ranked} essays)"
     parts = [f'<svg class="chart heatmap" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>Essay × rubric mean scores</title>',
              f'<text x="4" y="16" class="label">{_e(caption)}</text>']
@@ -715,19 +1158,23 @@ def heatmap_svg(data: ReportData, limit: int = 40) -> str:
         y = top_pad + i * ch
         parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" class="tick">{_e(essay)}</text>')
         for j, rubric in enumerate(rubrics):
-            xs = cells.get((essay, rubric))
+            cell = cells.get((essay, rubric))
             x0 = left + j * cw
-            if not xs:
+            if cell is None:
                 parts.append(f'<rect x="{x0}" y="{y}" width="{cw - 2}" height="{ch - 2}" class="empty"/>')
                 continue
-            mean = sum(xs) / len(xs)
-            fill, ink = _heat_colour(mean)
+            low, high = cell.scale
+            fill, ink = _heat_colour((cell.mean - low) / ((high - low) or 1.0))
             parts.append(f'<rect x="{x0}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{fill}">'
-                         f'<title>{_e(essay)} · {_e(rubric)}: {fmt(mean, 2)} (n {len(xs)})</title></rect>')
+                         f'<title>{_e(essay)} · {_e(rubric)}: {fmt(cell.mean, 2)} on {scale_label(cell.scale)} '
+                         f'(n {cell.n})</title></rect>')
             parts.append(f'<text x="{x0 + cw / 2 - 1}" y="{y + 14}" text-anchor="middle" '
-                         f'style="fill:{ink}" class="tick">{fmt(mean, 1)}</text>')
+                         f'style="fill:{ink}" class="tick">{fmt(cell.mean, 1)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+HEATMAP_ESSAYS = 40
 
 
 # ------------------------------------------------------------------------------------ HTML page
@@ -764,19 +1211,19 @@ def _html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def report_html(data: ReportData, analysis: Analysis) -> str:
     """report.html: one self-contained page (inline CSS and SVG, no scripts, no external links)."""
     title = f"daydream report: cohort {data.cohort_id}"
+    n_scores = int(data.evaluation_table.scored.sum())
+    note = partial_note(data.progress)
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>{len(data.rankings)} scored essays, {sum(r['score'] is not None for r in data.evaluations)} "
-            f"scores from {len(data.evaluations)} evaluations.</p>",
+            *([f'<p class="partial"><strong>{html.escape(note)}</strong></p>'] if note else []),
+            f"<p>{len(data.rankings)} scored essays, {n_scores} scores from {len(data.evaluation_table)} evaluations. "
+            f"{html.escape(data.scale_text)}</p>",
             "<h2>Progress</h2>",
             _html_table(["stage", "planned", "completed", "failed", "pending", "calls", "tokens", "cost (USD)"],
                         [[p["stage"], p["planned"], p["completed"], p["failed"], p["pending"], p["calls"],
                           p["tokens"], _progress_cost(p)] for p in data.progress]),
-            '<h2 id="distribution">Score distribution per rubric</h2><div class="charts">']
-    by_rubric: dict[str, list[float]] = defaultdict(list)
-    for r in data.evaluations:
-        if r["score"] is not None:
-            by_rubric[r["rubric"]].append(r["score"])
-    body += [histogram_svg(rubric, by_rubric[rubric]) for rubric in sorted(by_rubric)]
+            '<h2 id="distribution">Score distribution per rubric</h2>'
+            "<p>Each rubric on its own scale.</p><div class=\"charts\">"]
+    body += [histogram_svg(h) for h in analysis.histograms]
     body.append('</div><h2 id="comparisons">Comparisons (A − B)</h2>')
     body.append(f"<p>{html.escape(METHOD)} {html.escape(_settings(data))}; the same numbers as "
                 f"<code>daydream compare {html.escape(data.cohort_id)} --by FACTOR</code>.</p>")
@@ -801,25 +1248,35 @@ def report_html(data: ReportData, analysis: Analysis) -> str:
     for key, name in FACTORS:
         rows = [s for s in analysis.summary if s["factor"] == key]
         if rows:
-            body.append(comparison_svg(name, rows))
+            body.append(comparison_svg(name, rows, data.scale))
     body.append('</div><h2 id="heatmap">Essays × rubrics</h2>')
-    body.append(heatmap_svg(data) if data.rankings else "<p>No scored essays yet.</p>")
+    if data.rankings:
+        essays = [r["essay_gen_id"] for r in data.rankings[:HEATMAP_ESSAYS]]
+        rubrics, cells = heat_cells(data, essays)
+        body.append("<p>Each rubric's column on its own scale, coloured from its lowest score (light) to its "
+                    "highest (dark).</p>")
+        body.append(heatmap_svg(rubrics, essays, cells, len(data.rankings)))
+    else:
+        body.append("<p>No scored essays yet.</p>")
     body.append('<h2 id="rankings">Rankings</h2>')
+    shown, more = _shown_rankings(data)
     body.append(_html_table(
         ["rank", "essay", "title", "mean", "n", "95% CI", "draft template", "draft model", "essay template",
          "essay model", "concepts"],
         [[r["rank"], r["essay_gen_id"], r["title"], r["mean"], r["n"],
           f"{fmt(r['stats'].ci_low, 2)} – {fmt(r['stats'].ci_high, 2)}", r["draft_template"], r["draft_model"],
-          r["essay_template"], r["essay_model"], r["concepts"]] for r in data.rankings]))
+          r["essay_template"], r["essay_model"], r["concepts"]] for r in shown]))
+    if more:
+        body.append(f"<p>{html.escape(more)}</p>")
     body.append('<h2 id="summary">Scores by factor</h2>')
     body.append("<p>Plain means of every score; the 95% interval resamples units (drafts), not single "
-                "evaluations.</p>")
+                f"evaluations. {html.escape(SHARE_EXPLAINED)}</p>")
     body.append(_html_table(["factor", "level", "count", "units", "mean", "stdev", "95% CI low", "95% CI high",
-                             "share ≥ 8"],
+                             SHARE_HEADER],
                             [[s["factor"], s["level"], s["count"], s["units"], s["mean"], s["stdev"], s["ci95_low"],
                               s["ci95_high"], s["share_ge_8"]] for s in analysis.summary]))
     body.append('<h2 id="judges">Judges</h2>')
-    body.append(f"<p>{html.escape(ALPHA_EXPLAINED)}</p>")
+    body.append(f"<p>{html.escape(ALPHA_EXPLAINED)} Each rubric's scores are read on its own scale.</p>")
     body.append(_html_table(["rubric", "evaluators", "essays", "alpha between judges (interval)", "alpha (ordinal)",
                              "alpha between replicates", "replicate spread", "parse failures", "parse-failure rate"],
                             [[r["rubric"], r["evaluators"], r["essays"],
@@ -846,7 +1303,7 @@ def report_html(data: ReportData, analysis: Analysis) -> str:
     for r in data.rankings[:data.top]:
         essay = data.essays[r["essay_gen_id"]]
         scores = ", ".join(f"{html.escape(str(s['rubric']))}/{html.escape(str(s['evaluator']))}: "
-                           f"{fmt(s['score'], 1) if s['score'] is not None else s['parse_status']}"
+                           f"{html.escape(_score_text(data, s, 1))}"
                            for s in _essay_scores(data, r["essay_gen_id"]))
         body.append(
             f'<article class="essay" id="{_e(r["essay_gen_id"])}"><header>#{r["rank"]} · '
@@ -861,14 +1318,15 @@ def report_html(data: ReportData, analysis: Analysis) -> str:
 
 
 # ------------------------------------------------------------------------------------ publishing
-def render_report(data: ReportData) -> dict[str, bytes]:
-    """Every output file of the report, by relative path, as bytes."""
+def render_report(data: ReportData) -> dict[str, bytes | Iterable[bytes]]:
+    """Every output file of the report, by relative path: bytes, or (scores.csv) an iterable of
+    blocks of bytes, written as they come."""
     analysis = analyse(data)
     pivot_header, pivot = pivot_rows(data)
-    files = {
-        "scores.csv": _dict_csv(data.evaluations, SCORE_COLUMNS),
+    files: dict[str, bytes | Iterable[bytes]] = {
+        "scores.csv": scores_csv(data),
         "pivot.csv": _csv(pivot_header, pivot),
-        "rankings.csv": _dict_csv(_ranking_dicts(data), RANKING_COLUMNS),
+        "rankings.csv": _csv(RANKING_COLUMNS, _ranking_rows(data)),
         "summary.csv": _dict_csv(analysis.summary, ["factor", "level", "count", "units", "mean", "stdev",
                                                     "ci95_low", "ci95_high", "share_ge_8"]),
         "comparisons.csv": _dict_csv(analysis.comparison_rows, COMPARISON_COLUMNS),
@@ -955,16 +1413,22 @@ def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int
         raise UsageError(f"report folder {str(target)!r} is a file; give a folder with --out")
     data = collect_report(ledger, cohort_id, top, seed=seed, resamples=resamples)
     files = render_report(data)
+    hashes: dict[str, str] = {}
     try:
         for name, content in files.items():
             path = target / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
+            digest = hashlib.sha256()
+            with path.open("wb") as out:
+                for block in ([content] if isinstance(content, bytes) else content):
+                    digest.update(block)
+                    out.write(block)
+            hashes[name] = digest.hexdigest()
         for path in _stale_results(ledger, target, set(files)):
             path.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write the report into {str(target)!r}: {exc.strerror}") from None
-    hashes = {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())}
+    hashes = dict(sorted(hashes.items()))
     if ledger.readonly:
         return PublishedReport(target, hashes, None)
     [event] = ledger.append([ReportPublished(cohort_id=cohort_id, out_dir=str(target.resolve()), files=hashes).new()])

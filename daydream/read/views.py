@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daydream.errors import NotFound
+from daydream.ledger.backend import column_names
 from daydream.ledger.events import gen_stream
 from daydream.ledger.store import Ledger
 
@@ -29,6 +30,8 @@ _GEN = "Generation id (d_ draft, e_ essay, v_ evaluation)"
 _COHORT = "Cohort id"
 _STAGE = "Stage: draft, essay or evaluation"
 _COST = "Money spent, USD (all calls and attempts)"
+_SCALE = ("Scale the numbers are on: the rubric's (like 0-9), or 0-1 (score_norm) when the scores "
+          "averaged come from rubrics of different scales")
 
 VIEWS: dict[str, ViewDoc] = {
     "generations": ViewDoc(
@@ -119,25 +122,30 @@ VIEWS: dict[str, ViewDoc] = {
         }),
     "essay_scores": ViewDoc(
         "Essay scores by rubric",
-        "Per essay and rubric: the statistics of its scores over evaluators and replicates.",
+        "Per essay and rubric: the statistics of its scores over evaluators and replicates, on the "
+        "rubric's scale (on score_norm, 0-1, should the rubric's scores carry different scales).",
         {
             "essay_gen_id": "Essay generation id", "rubric": "Evaluation template id",
             "n": "Scores counted", "evaluators": "Distinct evaluator models",
             "mean": "Mean score", "min": "Lowest score", "max": "Highest score",
             "stdev": "Sample standard deviation (NULL for a single score)",
+            "scale": _SCALE,
         }),
     "essay_rankings": ViewDoc(
         "Essay rankings",
         "Per cohort: each scored essay with its lineage, the mean of all its scores in that "
-        "cohort (every rubric, evaluator and replicate weighs the same) and its rank, 1 = best.",
+        "cohort (every rubric, evaluator and replicate weighs the same) and its rank, 1 = best. "
+        "A cohort whose rubrics use different scales is ranked on score_norm (each score's 0-1 "
+        "position on its rubric's scale), as daydream compare compares it.",
         {
             "cohort_id": _COHORT, "essay_gen_id": "Essay generation id",
             "combo_id": "Concept combination", "draft_gen_id": "Draft the essay was written from",
             "draft_template": "Draft template id", "draft_model": "Model that wrote the draft",
             "essay_template": "Essay template id", "essay_model": "Model that wrote the essay",
-            "mean": "Mean score over rubrics, evaluators and replicates",
+            "mean": "Mean score over rubrics, evaluators and replicates (of score_norm when the scales mix)",
             "n": "Scores counted",
             "rank": "Rank within the cohort (ties share a rank)",
+            "scale": _SCALE,
         }),
     "llm_calls": ViewDoc(
         "LLM calls",
@@ -186,13 +194,15 @@ VIEWS: dict[str, ViewDoc] = {
         }),
     "evaluator_agreement": ViewDoc(
         "Evaluators by rubric",
-        "Per rubric and evaluator model: how many evaluations, their mean and spread, and the "
-        "parse-failure rate. Compare the rows of one rubric; daydream report adds Krippendorff's alpha.",
+        "Per rubric and evaluator model: how many evaluations, their mean and spread (on the rubric's "
+        "scale; on score_norm should its scores carry different scales), and the parse-failure rate. "
+        "Compare the rows of one rubric; daydream report adds Krippendorff's alpha.",
         {
             "rubric": "Evaluation template id", "evaluator": "Evaluator model id",
             "evaluations": "Evaluations planned", "scored": "Evaluations with a score",
             "essays": "Distinct essays evaluated", "mean": "Mean score",
             "stdev": "Sample standard deviation", "parse_failure_rate": "Share of evaluations whose answer did not parse",
+            "scale": _SCALE,
         }),
     # Migration 0009: what daydream compare reads and pairs, so any of its numbers can be redone in SQL.
     "evaluation_design": ViewDoc(
@@ -233,29 +243,44 @@ VIEWS: dict[str, ViewDoc] = {
 }
 
 
-# The two trigger-maintained tables behind cohort_progress, spend and essay_rankings, recomputed from
-# gen_state and cohort_members (the same SQL as migration 0003 uses to fill them).
+# The trigger-maintained tables behind cohort_progress, spend and essay_rankings, recomputed from
+# gen_state and cohort_members (the same SQL as migration 0010 uses to fill them).
+_UNPRICED_SQL = "(COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)"
+_NORM_SQL = ("CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 "
+             "/ (g.scale_max - g.scale_min) END")
+_SCALE_SQL = "COALESCE(g.scale_min || '-' || g.scale_max, '')"
+_SCORED_SQL = ("g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL "
+               "AND g.parent_gen_id IS NOT NULL")
 _REFRESH = (
     "DELETE FROM cohort_totals",
     "DELETE FROM cohort_essay_scores",
-    """INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
-           calls, failed_calls, prompt_tokens, completion_tokens, cost_usd)
+    "DELETE FROM cohort_scales",
+    f"""INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
+           calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced)
        SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM(g.status = 'completed'),
               SUM(g.status = 'failed'), SUM(g.status = 'running'), SUM(COALESCE(g.calls, 0)),
               SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)),
-              SUM(COALESCE(g.completion_tokens, 0)), SUM(COALESCE(g.cost_usd, 0))
+              SUM(COALESCE(g.completion_tokens, 0)), SUM(COALESCE(g.cost_usd, 0)), SUM({_UNPRICED_SQL})
        FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
        GROUP BY m.cohort_id, g.stage, COALESCE(g.model_id, '')""",
-    """INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total)
-       SELECT m.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score)
+    # The essay's lineage is filled by the trigger that runs on each new row.
+    f"""INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9)
+       SELECT m.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
+              SUM(COALESCE(CAST(ROUND(({_NORM_SQL}) * 1e9) AS INTEGER), 0))
        FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-       WHERE g.stage = 'evaluation' AND g.score IS NOT NULL AND g.parent_gen_id IS NOT NULL
+       WHERE {_SCORED_SQL}
        GROUP BY m.cohort_id, g.parent_gen_id""",
+    f"""INSERT INTO cohort_scales (cohort_id, scale, n)
+       SELECT m.cohort_id, {_SCALE_SQL}, COUNT(*)
+       FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
+       WHERE {_SCORED_SQL}
+       GROUP BY m.cohort_id, {_SCALE_SQL}""",
 )
 
 
 def refresh_read_projections(ledger: Ledger) -> None:
-    """Recompute ``cohort_totals`` and ``cohort_essay_scores`` from gen_state and cohort_members.
+    """Recompute ``cohort_totals``, ``cohort_essay_scores`` and ``cohort_scales`` from gen_state and
+    cohort_members.
 
     Triggers keep them current; this is for a projection rebuild that bypasses triggers (e.g. one
     that drops and recreates gen_state). Runs in one write transaction.
@@ -268,10 +293,10 @@ def refresh_read_projections(ledger: Ledger) -> None:
 
 
 def _dicts(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    with ledger.engine.connect() as conn:
-        result = conn.exec_driver_sql(sql, params)
-        names = list(result.keys())
-        return [dict(zip(names, row)) for row in result.fetchall()]
+    with ledger.backend.read() as conn:
+        cursor = conn.execute(sql, params)
+        names = column_names(cursor)
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def query(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -285,7 +310,8 @@ def cohort_ids(ledger: Ledger) -> list[str]:
 
 
 def cohort_status(ledger: Ledger, cohort_id: str | None = None) -> list[dict[str, Any]]:
-    """``cohort_progress`` rows (one cohort, or all), stages in pipeline order.
+    """``cohort_progress`` rows (one cohort, or all), stages in pipeline order, each with
+    ``unpriced``: how many generations made calls whose cost was never recorded.
 
     Raises ``NotFound`` when ``cohort_id`` has no generations.
     """
@@ -308,10 +334,17 @@ def unpriced_counts(ledger: Ledger, cohort_id: str | None = None) -> dict[tuple[
     """(cohort, stage) → generations that made calls whose cost was never recorded.
 
     Imported generations often carry tokens but no price; cost sums treat them as 0, so every
-    spend figure has to say how many generations it leaves out rather than look free.
+    spend figure has to say how many generations it leaves out rather than look free. Since
+    migration 0010 ``cohort_totals`` keeps the count (a few rows to sum); a ledger read before it
+    (opened read-only) is counted from the generations.
     """
-    where = "WHERE g.calls > g.failed_calls AND g.cost_usd IS NULL" + (" AND m.cohort_id = ?" if cohort_id else "")
     params = (cohort_id,) if cohort_id else ()
+    if "unpriced" in {r["name"] for r in _dicts(ledger, "SELECT name FROM pragma_table_info('cohort_totals')")}:
+        where = "WHERE cohort_id = ?" if cohort_id else ""
+        return {(r["cohort_id"], r["stage"]): r["n"] for r in _dicts(ledger, f"""
+            SELECT cohort_id, stage, SUM(unpriced) AS n FROM cohort_totals {where}
+            GROUP BY cohort_id, stage HAVING SUM(unpriced) > 0""", params)}
+    where = "WHERE g.calls > g.failed_calls AND g.cost_usd IS NULL" + (" AND m.cohort_id = ?" if cohort_id else "")
     # One cohort: walk its members. Every cohort: one pass over gen_state, then the member index for
     # the few unpriced ones (walking every membership instead took 250 ms at 1M events, this 45 ms).
     join = "cohort_members m JOIN gen_state g" if cohort_id else "gen_state g CROSS JOIN cohort_members m"

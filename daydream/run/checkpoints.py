@@ -109,10 +109,7 @@ class WalKeeper:
             self._running.release()
 
     def _checkpoint(self, mode: str) -> tuple[int, int, int]:
-        # On the raw connection: the driver is in autocommit mode, so no transaction is open
-        # (a checkpoint inside one could not copy past its own snapshot).
-        with self.ledger.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            row = raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        # Outside any transaction (a checkpoint inside one could not copy past its own snapshot).
+        row = self.ledger.backend.checkpoint(mode)
         self.checkpoints += 1
-        return tuple(row) if row else (0, 0, 0)  # type: ignore[return-value]
+        return row

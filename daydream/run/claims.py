@@ -151,7 +151,7 @@ class HeldClaims:
 def held_elsewhere(conn: Any, own_run: str, scope: str, params: dict[str, Any]) -> HeldClaims:
     """Running claims in scope (``scope``: SQL conditions on ``g``) that are neither ours nor
     takeable now: the claims of live workers, which a run waits for when nothing else is left."""
-    rows = conn.exec_driver_sql(f"""
+    rows = conn.execute(f"""
         SELECT MIN(g.worker), json_extract(g.worker, '$.run'), w.worker_id IS NOT NULL, {SINCE_BEAT},
                w.grace_s, MAX((julianday(g.lease_until) - julianday('now')) * 86400.0), COUNT(*),
                {STALE} OR (w.worker_id IS NULL AND MAX(g.lease_until) < :now)

@@ -61,13 +61,13 @@ class Feed:
         if self.options.cohort:
             params["cohort"] = self.options.cohort
         found: list[PendingGeneration] = []
-        with self.ledger.engine.connect() as conn:
+        with self.ledger.backend.read() as conn:
             reclaim_sql = RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else "")
             reclaim_params = {**params, "now": now, "local": claims.local_claims_pattern(self.worker),
                               "run": self.worker["run"]}
             if self.options.stage:
                 reclaim_params["stage"] = self.options.stage
-            for row in conn.exec_driver_sql(reclaim_sql, reclaim_params).fetchall():
+            for row in conn.execute(reclaim_sql, reclaim_params).fetchall():
                 gen = PendingGeneration.from_row(row)
                 stale, expired = row[-2:]
                 # A running claim is takeable when its heartbeat is stale, its (row-less) lease
@@ -77,7 +77,7 @@ class Feed:
             for name in self.stage_names:
                 after = 0
                 while len(found) < wanted:
-                    rows = conn.exec_driver_sql(PENDING_SQL.format(cohort=cohort),
+                    rows = conn.execute(PENDING_SQL.format(cohort=cohort),
                                                 {**params, "stage": name, "after": after}).fetchall()
                     for row in rows:
                         gen = PendingGeneration.from_row(row)
@@ -93,7 +93,7 @@ class Feed:
     def wait_for_others(self) -> bool:
         """True (and say so, now and then) while other live workers hold claims of this scope."""
         scope, params = self.scope()
-        with self.ledger.engine.connect() as conn:
+        with self.ledger.backend.read() as conn:
             held = claims.held_elsewhere(conn, self.worker["run"], scope,
                                          {**params, "now": iso_utc(datetime.now(timezone.utc))})
         if not held.claims:

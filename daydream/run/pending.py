@@ -109,3 +109,35 @@ def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None 
         else:
             row["blocked"] += n
     return dict(sorted(out.items(), key=lambda kv: STAGE_ORDER.get(kv[0], 9)))
+
+
+# ----------------------------------------------------------------------------- work still to do
+# Work a run may still do: planned (ready or waiting for its parent), or claimed and not answered
+# (a claim left by a crashed run is taken over). Failed and completed work needs a rerun first.
+UNFINISHED = ("planned", "running")
+
+
+def unfinished_scope(cohort: str | None = None, stage: str | None = None) -> tuple[str, list[str]]:
+    """SQL conditions on ``gen_state g`` (to AND into a WHERE) for unfinished work in scope, and their
+    parameters."""
+    where = [f"g.status IN ({', '.join('?' * len(UNFINISHED))})"]
+    params: list[str] = list(UNFINISHED)
+    if cohort:
+        where.append("g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)")
+        params.append(cohort)
+    if stage:
+        where.append("g.stage = ?")
+        params.append(stage)
+    return " AND ".join(where), params
+
+
+def pending_calls_by_model(ledger: Ledger, cohort: str | None = None,
+                           stage: str | None = None) -> dict[str | None, int]:
+    """Model id → unfinished generations that need an LLM call, in scope (copy-mode work needs none).
+
+    These are the models a run will call: what ``daydream run`` checks before claiming anything.
+    """
+    where, params = unfinished_scope(cohort, stage)
+    rows = ledger.query(f"SELECT g.model_id, COUNT(*) FROM gen_state g WHERE {where} AND COALESCE(g.generator, 'llm') != 'copy' "
+                        "GROUP BY g.model_id ORDER BY g.model_id", params)
+    return {model_id: n for model_id, n in rows}

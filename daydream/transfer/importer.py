@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy.exc import SQLAlchemyError
 
 from daydream.ledger import events as ev
 from daydream.design.catalog import LEGACY_PARSER_ALIASES, load_catalog
@@ -406,7 +405,7 @@ def build_event(gen: LegacyGeneration, combo_id: str | None,
 
 # ----------------------------------------------------------------------------- appending in batches
 # What the database (or the UTF-8 encoding on the way to it) may throw at one bad event.
-_REJECTED = (sqlite3.Error, SQLAlchemyError, LedgerIntegrityError, UnicodeEncodeError)
+_REJECTED = (sqlite3.Error, LedgerIntegrityError, UnicodeEncodeError)
 # Messages that blame the database or the disk, not the event: retrying one by one cannot help.
 _ENVIRONMENT = ("locked", "busy", "disk", "full", "readonly", "read-only", "i/o", "unable to open")
 
@@ -414,7 +413,7 @@ _ENVIRONMENT = ("locked", "busy", "disk", "full", "readonly", "read-only", "i/o"
 def _check_environment(exc: BaseException, ledger: Ledger) -> None:
     """Raise a one-line ``ImportError_`` when ``exc`` is about the ledger file, not one event."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, (sqlite3.OperationalError, SQLAlchemyError)) and \
+    if isinstance(exc, sqlite3.OperationalError) and \
             any(word in message.lower() for word in _ENVIRONMENT):
         raise ImportError_(f"cannot write to ledger {str(ledger.path)!r}: {message}; what was appended "
                            "so far stays, and re-running the import continues from there") from None

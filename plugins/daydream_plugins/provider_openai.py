@@ -13,19 +13,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from daydream.contracts import CallFailed, CallRequest, CallResult
 from daydream.errors import ProviderError
 from daydream.hookspecs import hookimpl
+
+if TYPE_CHECKING:  # httpx is imported when a provider is made or called, not when plugins load
+    import ssl
+
+    import httpx
 
 PROVIDER_NAME = "openai"
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -58,6 +60,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def is_openrouter(base_url: str) -> bool:
     """Whether ``base_url`` points at OpenRouter (which reports cost when asked)."""
+    import httpx
+
     return "openrouter.ai" in httpx.URL(base_url).host
 
 
@@ -161,6 +165,8 @@ class OpenAIProvider:
         # encode/httpcore#1035), which caps a single shared client at ~150 requests/s at
         # concurrency 50. Single-connection clients avoid that scan; the runner bounds concurrency,
         # so the number of clients stays at its limit.
+        import httpx
+
         if self._idle:
             return self._idle.pop()
         if self._ssl is None:
@@ -207,6 +213,8 @@ class OpenAIProvider:
 
     async def complete(self, request: CallRequest) -> CallResult:
         """Make one attempt at ``request``; raise ``CallFailed`` when it does not succeed."""
+        import httpx
+
         key = self._api_key()
         headers = {"Content-Type": "application/json"}
         if key:

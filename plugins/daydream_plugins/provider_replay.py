@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from daydream.ledger import events as ev
 from daydream.contracts import CallFailed, CallRequest, CallResult
 from daydream.errors import DaydreamError, ProviderError
 from daydream.hookspecs import hookimpl
-from daydream.ledger.store import Ledger, text_hash
+from daydream.ledger import events as ev
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported when a replay provider is made, not at load
+    from daydream.ledger.store import Ledger
 
 PROVIDER_NAME = "replay"
 
@@ -61,9 +63,8 @@ class ReplayIndex:
         prompts: dict[tuple[str, int], str] = {}
         by_prompt: dict[tuple[str, str], RecordedCall] = {}
         by_gen: dict[tuple[str, str, str], RecordedCall] = {}
-        with ledger.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
-            cursor.execute(_INDEX_SQL)
+        with ledger.backend.read() as conn:
+            cursor = conn.execute(_INDEX_SQL)
             while rows := cursor.fetchmany(10_000):
                 for (type_, gen_id, attempt, model, prompt_hash, call_hash, raw_hash, finish,
                      p_tokens, c_tokens, resolved) in rows:
@@ -135,6 +136,8 @@ class ReplayProvider:
             raise ProviderError(f"--replay-from {str(self.path)!r}: the file does not exist; pass an existing "
                                 "ledger file")
         try:
+            from daydream.ledger.store import Ledger
+
             self.ledger = Ledger.open(self.path, readonly=True)
             self.index = _shared_index(self.ledger)
         except DaydreamError as exc:
@@ -154,11 +157,15 @@ class ReplayProvider:
 
     def has_answer(self, request: CallRequest) -> bool:
         """Whether this ledger recorded an answer for ``request`` (checked before claiming it)."""
+        from daydream.ledger.store import text_hash
+
         prompt_hash = request.prompt_hash or text_hash(request.prompt)
         return self.index.find(request.gen_id, prompt_hash, request.model_id) is not None
 
     async def complete(self, request: CallRequest) -> CallResult:
         """The recorded answer to ``request``, or ``CallFailed('ReplayMiss')``."""
+        from daydream.ledger.store import text_hash
+
         started = time.perf_counter()
         prompt_hash = request.prompt_hash or text_hash(request.prompt)
         call = self.index.find(request.gen_id, prompt_hash, request.model_id)
@@ -180,8 +187,8 @@ class ReplayProvider:
         )
 
     async def aclose(self) -> None:
-        """Release the other ledger's engine."""
-        self.ledger.engine.dispose()
+        """Release the other ledger's connections."""
+        self.ledger.close()
 
 
 def _why(exc: Exception) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from daydream.contracts import Generation, Parsed, ParseFailure, StageInput
+from daydream.design.scales import DEFAULT_SCALE
 from daydream.hookspecs import hookimpl
 from daydream.ledger.events import DomainEvent, GenerationFailed, ParseFailed, ResponseParsed, ScoreRecorded
-from daydream.ledger.store import text_hash
-from daydream.design.scales import DEFAULT_SCALE
 
 MIN_DRAFT_LINES = 3
 
@@ -40,6 +39,9 @@ class BuiltinStage:
     def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
         """Events that record what came of a completed call: parsed output, score, or failure."""
+        # The ledger's store (and SQLAlchemy under it) loads when events are made, not with the plugins.
+        from daydream.ledger.store import text_hash
+
         reason = self.check(raw_text, finish_reason)
         if reason is not None:
             return [GenerationFailed(gen_id=gen.gen_id, attempt=attempt, error_class="ValidationFailed",
