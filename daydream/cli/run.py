@@ -88,6 +88,9 @@ def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: 
             if stats.lost_unestimated else ""
         click.echo(f"{stats.lost_calls} request(s) sent and never answered (outcome unknown): "
                    f"~${stats.lost_estimated_usd:.4f} estimated{unknown}; counted apart in status and spend")
+    if stats.estimated_calls:
+        click.echo(f"{stats.estimated_calls} answer(s) reported no usage: ${stats.estimated_usd:.6f} of the spend is "
+                   "estimated from the texts' lengths (marked cost_estimated in the ledger)")
     if stats.truncated:
         click.echo(f"{stats.truncated} answer(s) over --max-response-bytes were cut and marked truncated")
     if stats.waited_s >= 1:
@@ -232,7 +235,9 @@ def print_preflight(preflight: Preflight, *, dry_run: bool) -> None:
 @click.option("--concurrency", type=click.IntRange(min=1, max=1000), default=16, show_default=True,
               metavar="N", help="Calls in flight at once, across models (per-model limits still apply).")
 @click.option("--budget", type=click.FloatRange(min=0), metavar="USD",
-              help="Stop claiming new calls once spend in this run would exceed USD.")
+              help="A hard ceiling on what this run's calls may cost: a call is sent only if the spend so "
+                   "far, the worst case of the calls in flight and its own worst case (prompt tokens x "
+                   "price_in + max_tokens x price_out) fit in USD; calls that do not fit stay pending.")
 @click.option("--allow-unpriced", is_flag=True,
               help="With --budget: also run models whose price is unknown ('price: unknown'); only a cost "
                    "their provider reports counts against the budget.")

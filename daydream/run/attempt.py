@@ -119,8 +119,13 @@ class Attempts:
         async with sem:
             if self.stopping() or model_id in self.stats.fatal_models:
                 return
-            if not self.budget.reserve(job, model):
-                self.stop(f"budget ${self.options.budget:.2f} reached")
+            if not await self.budget.admit(job, model):
+                # It cannot fit, even with nothing else in flight: it stays pending, unclaimed,
+                # for a run with more budget, while calls that still fit go on.
+                self.skipped.add(gen.gen_id)
+                self.stats.budget_left_pending += 1
+                return
+            if self.stopping() or model_id in self.stats.fatal_models:
                 return
             await limiter.wait()
             if self.stopping():
@@ -228,18 +233,28 @@ class Attempts:
         self.models.succeeded(model_id)
         self.stats.calls += 1
         self.stats.tokens += (result.prompt_tokens or 0) + (result.completion_tokens or 0)
-        if result.cost_usd:
-            self.stats.spent_usd += result.cost_usd
+        cost, estimated = result.cost_usd, None
+        if cost is None and result.prompt_tokens is None and result.completion_tokens is None:
+            # The response reported no usage: what it cost is estimated from the texts (and says so).
+            found = self.budget.estimate_cost(self.ctx.models.get(model_id) or {}, job.prompt or "", result.text)
+            if found is not None:
+                cost, estimated = found[0], True
+                self.stats.estimated_calls += 1
+                self.stats.estimated_usd += cost
+        if cost:
+            self.stats.spent_usd += cost
+        self.budget.observe(job, cost, result.prompt_tokens)
         text, cut = cut_answer(result.text, self.options.max_response_bytes)
         stage = self.stages.get(gen.stage)
         parser_name = gen.parser or "identity"
         completed = LLMCallCompleted(
             gen_id=gen.gen_id, attempt=job.attempt, call=job.call, try_=tries, text_hash=text_hash(text),
             chars=len(text), finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, cost_usd=result.cost_usd,
+            completion_tokens=result.completion_tokens, cost_usd=cost,
             latency_s=round(result.latency_s, 4), model_id=model_id, provider=result.provider,
             requested_model=result.requested_model, resolved_model=result.resolved_model,
-            request_id=result.request_id, offline=result.provider == "offline", **(cut or {}))
+            request_id=result.request_id, offline=result.provider == "offline", cost_estimated=estimated,
+            **(cut or {}))
         if cut is not None:
             self.stats.truncated += 1
         outcome: list[DomainEvent]

@@ -30,6 +30,7 @@ class Job:
     sent_try: int = 0        # the last try whose request was handed to the provider
     answered_try: int = 0    # the last try whose outcome was handed to the writer
     reserved_usd: float = 0.0  # the budget this job holds while its call is in flight
+    reserving: bool = False    # it holds a reservation (even of $0: a call in flight)
 
     @property
     def stream(self) -> str:

@@ -57,7 +57,7 @@ class Runner:
         self.ledger = ledger
         self.options = options
         self.notice = notice
-        self.stats = RunStats()
+        self.stats = RunStats(budget_usd=options.budget)
         self.ctx = Context.load(ledger)
         self.worker = worker_identity()
         self.models = ModelPool(self.ctx.models, options, self.stats)
@@ -114,6 +114,9 @@ class Runner:
             await asyncio.gather(heart, return_exceptions=True)
             self.writer.close()
             await writer_done  # everything handed to the writer is written and reported
+            budget_line = self.attempts.budget.stop_line()
+            if budget_line is not None:  # calls left pending for want of money say so, with the sums
+                self.stats.stopped_reason = self.stats.stopped_reason or budget_line
             await self.models.aclose()
             self._finish_worker()
             self.progress.final()

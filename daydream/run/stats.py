@@ -55,6 +55,13 @@ class RunStats:
     replay_misses: int = 0
     replay_miss_example: str | None = None
     waited_s: float = 0.0
+    # --budget: generations left pending because their call could not fit; the limit and what
+    # calls in flight held when the run ended.
+    budget_usd: float | None = None
+    budget_left_pending: int = 0
+    # Answers whose response reported no usage: their cost is estimated from the texts.
+    estimated_calls: int = 0
+    estimated_usd: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
@@ -68,6 +75,8 @@ class RunStats:
             "lost_calls": self.lost_calls, "lost_estimated_usd": round(self.lost_estimated_usd, 6),
             "lost_without_estimate": self.lost_unestimated,
             "taken_over": self.taken_over, "truncated_responses": self.truncated,
+            "budget_usd": self.budget_usd, "budget_left_pending": self.budget_left_pending,
+            "cost_estimated_calls": self.estimated_calls, "cost_estimated_usd": round(self.estimated_usd, 6),
             "replay_misses": self.replay_misses, "waited_for_other_workers_s": round(self.waited_s, 1),
         }
 
