@@ -34,42 +34,6 @@ EXIT_CODES_HELP = ("Exit status: 0 all done; 1 error (a failed check before the 
                    "(see the failure summary and 'daydream failures'); 130 interrupted.")
 
 
-class ProgressView:
-    """Live lines per stage on a terminal; plain lines every few seconds otherwise."""
-
-    def __init__(self, stream: Any = None, interval_s: float | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval_s if interval_s is not None else (0.2 if self.tty else 5.0)
-        self.last = 0.0
-        self.drawn = 0
-
-    def lines(self, stats: RunStats) -> list[str]:
-        out = []
-        for name, st in sorted(stats.stages.items()):
-            out.append(f"{name:<11} done {st.done:>6}  pending {st.pending:>6}  failed {st.failed:>5}  "
-                       f"in flight {st.in_flight:>4}")
-        out.append(f"calls {stats.calls} (failed {stats.failed_calls})  tokens {stats.tokens:,}  "
-                   f"spent ${stats.spent_usd:.4f}  {time.monotonic() - stats.started:.1f}s")
-        return out
-
-    def __call__(self, stats: RunStats, final: dict[str, dict[str, int]]) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < self.interval:
-            return
-        self.last = now
-        lines = self.lines(stats)
-        if self.tty:
-            if self.drawn:
-                self.stream.write(f"\x1b[{self.drawn}F")
-            for line in lines:
-                self.stream.write("\x1b[2K" + line + "\n")
-            self.drawn = len(lines)
-        elif not final:
-            self.stream.write("progress: " + " | ".join(lines) + "\n")
-        self.stream.flush()
-
-
 def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: bool) -> None:
     if as_json:
         echo_json({**stats.as_dict(), "ledger": counts})
@@ -145,7 +109,9 @@ def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunS
 
     from daydream.run.runner import Runner
 
-    view = None if quiet else ProgressView()
+    from daydream.cli.progress import make_view
+
+    view = make_view(quiet)
     # Notices (waiting for other workers, claims taken over) show even with --quiet.
     runner = Runner(ledger, options, view, notice=lambda line: click.echo(f"note: {line}", err=True))
     interrupted = {"hit": False}
@@ -165,7 +131,11 @@ def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunS
             pass
         return await runner.run()
 
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    finally:
+        if view is not None:
+            view.close()  # a live display gives the terminal back even when the run fails
     if interrupted["hit"]:
         stats.stopped_reason = "interrupted (Ctrl-C)"
     return stats

@@ -180,8 +180,15 @@ class Attempts:
                     return  # the claim was taken over: whoever holds it now makes the call
             job.sent_try = tries
             started = time.monotonic()
+            sending = self.stats.stages[gen.stage]
+            sending.calls_in_flight += 1
+            self.stats.calls_in_flight += 1
             try:
-                result = await self.models.complete(provider, request)
+                try:
+                    result = await self.models.complete(provider, request)
+                finally:  # answered, failed or cancelled: no longer a request in the air
+                    sending.calls_in_flight -= 1
+                    self.stats.calls_in_flight -= 1
             except CallFailed as failure:
                 job.answered_try = tries
                 if self._failed_try(job, failure, tries, started, model):

@@ -1,5 +1,8 @@
-"""Progress of a run as its display sees it: the run's statistics, refreshed with the ledger's
-pending counts at most twice a second, handed to a callback (the CLI draws it)."""
+"""Progress of a run as its display sees it: the run's statistics plus the ledger's counts per stage
+(total in scope, finished by anyone, pending), refreshed at most twice a second and handed to a
+callback (the CLI draws it). The counts at the start are kept, so a resumed run shows what was
+already done and counts its rate from what it does itself.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ _EVERY_S = 0.5
 
 
 class Progress:
-    """Calls ``callback(stats, final_counts)``: with ``{}`` while running, the ledger's counts at the end."""
+    """Calls ``callback(stats, final_counts)``: with ``{}`` while running (first at the start, with
+    ``stats.started_counts`` set), the ledger's counts at the end."""
 
     def __init__(self, ledger: Ledger, options: RunOptions, stats: RunStats,
                  callback: ProgressCallback | None) -> None:
@@ -27,7 +31,25 @@ class Progress:
         self._at = 0.0
 
     def _counts(self) -> dict[str, dict[str, int]]:
-        return pending_counts(self.ledger, self.options.cohort, self.options.stage)
+        counts = pending_counts(self.ledger, self.options.cohort, self.options.stage)
+        for name, c in counts.items():
+            stage = self.stats.stages[name]
+            stage.total = c["total"]
+            stage.finished = c["completed"] + c["failed"]
+            stage.pending = c["ready"] + c["blocked"]
+        return counts
+
+    def start(self) -> None:
+        """The first report: what the ledger holds before this run does anything."""
+        if self.callback is None:
+            return
+        counts = self._counts()
+        for name in counts:
+            stage = self.stats.stages[name]
+            stage.done_before = stage.finished
+        self.stats.started_counts = counts
+        self._at = time.monotonic()
+        self.callback(self.stats, {})
 
     def tick(self) -> None:
         """Report now, unless the last report is recent."""
@@ -37,8 +59,7 @@ class Progress:
         if now - self._at < _EVERY_S:
             return
         self._at = now
-        for name, c in self._counts().items():
-            self.stats.stages[name].pending = c["ready"] + c["blocked"]
+        self._counts()
         self.callback(self.stats, {})
 
     def final(self) -> None:

@@ -97,6 +97,7 @@ class Runner:
             await self._check_replay_source()  # before anything is claimed or recorded
         self.ledger.transact(lambda cur: (claims.register_worker(cur, self.worker, self.options.claim_grace_s),
                                           ([], []))[1])
+        self.progress.start()
         self._flushed = asyncio.Event()
         writer_done = self.writer.start(asyncio.get_running_loop())
         heart = asyncio.create_task(self._heartbeat())

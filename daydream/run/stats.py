@@ -18,12 +18,16 @@ from daydream.run.pending import STAGE_ORDER, PendingGeneration
 
 @dataclass
 class StageStats:
-    """Live counters for one stage."""
+    """Live counters for one stage: this run's (``done``, ``failed``) and the ledger's, in scope."""
 
-    done: int = 0
-    failed: int = 0
-    pending: int = 0
-    in_flight: int = 0
+    done: int = 0            # completed by this run
+    failed: int = 0          # failed in this run
+    pending: int = 0         # in the ledger: waiting to run (ready or blocked by their parent)
+    in_flight: int = 0       # in this run's hands (rendering, waiting for a call slot, calling, writing)
+    calls_in_flight: int = 0  # requests sent and not answered yet (at most the models' concurrency)
+    total: int = 0           # in the ledger: generations of the stage in scope
+    finished: int = 0        # in the ledger: completed or failed, whoever did it
+    done_before: int = 0     # finished before this run started
 
 
 @dataclass
@@ -33,6 +37,7 @@ class RunStats:
     stages: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
     calls: int = 0
     failed_calls: int = 0
+    calls_in_flight: int = 0  # requests sent and not answered yet, all stages
     tokens: int = 0
     spent_usd: float = 0.0
     claimed: int = 0
@@ -44,6 +49,8 @@ class RunStats:
     fatal_models: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     planned: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The ledger's counts per stage when the run started (set by the progress display's first report).
+    started_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     # Generations of this run that failed, by (reason, stage, model).
     failures: dict[tuple[str, str, str | None], FailureGroup] = field(default_factory=dict)
     # Requests recorded as lost by this run (taken-over claims of dead workers, interrupted calls).
