@@ -24,7 +24,8 @@ from pathlib import Path
 from daydream.design.catalog import load_catalog
 from daydream.ledger.store import Ledger, NewEvent, canonical_json, utc_now
 from daydream.design.planner import plan_cohort
-from daydream.design.spec_dsl import compile_spec, load_spec
+from daydream.design.spec_compile import compile_spec
+from daydream.design.spec_dsl import load_spec
 
 COMPILE_SPEC = """\
 # 100 combos x 5 draft templates x 2 draft models x 5 essay templates x 20 rubric/evaluator pairs

@@ -85,11 +85,7 @@ class ProviderError(DaydreamError):
     """An LLM provider answered with something we cannot use."""
 
 
-class BudgetExceeded(DaydreamError):
-    """Recorded spend reached the ``--budget`` limit."""
-
-
-class ImportError_(DaydreamError):
+class ImportFailed(DaydreamError):
     """A data root being imported is unreadable as a whole."""
 
 

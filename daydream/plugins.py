@@ -80,13 +80,6 @@ def manager() -> pluggy.PluginManager:
     return _pm
 
 
-def reset() -> None:
-    """Forget the cached manager and registries (tests, and after changing DAYDREAM_LOAD_PLUGINS)."""
-    global _pm
-    _pm = None
-    _REGISTRIES.clear()
-
-
 @dataclass
 class Registry:
     """Things plugins registered under one hook, by name."""

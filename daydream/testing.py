@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daydream_plugins.provider_offline import estimate_tokens, offline_answer
+from daydream.offline_text import estimate_tokens, offline_answer
 
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 STATS_PATH = "/_stub/stats"

@@ -453,14 +453,14 @@ def test_a_locked_ledger_stops_the_import_with_one_line_and_a_rerun_continues(
     import sqlite3
 
     from daydream.ledger import db
-    from daydream.errors import ImportError_
+    from daydream.errors import ImportFailed
 
     built = build_dagster_root(tmp_path / "root", n_combos=2)
     monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)  # give up on the lock quickly
     holder = sqlite3.connect(ledger_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
     try:
-        with pytest.raises(ImportError_, match="re-running the import continues"):
+        with pytest.raises(ImportFailed, match="re-running the import continues"):
             import_dagster(Ledger.open(ledger_path), built.root)
     finally:
         holder.execute("ROLLBACK")
@@ -721,3 +721,18 @@ def test_a_generation_imported_without_results_is_completed_by_a_later_root(tmp_
     assert import_dagster(ledger, built.root).stages["evaluation"].imported == 0  # and once only
     assert ledger.count() == before + 1
     ledger.verify()
+
+
+def test_a_cohort_spec_that_explodes_through_aliases_is_not_recorded(tmp_path: Path, ledger_path: Path) -> None:
+    built = build_dagster_root(tmp_path / "root", n_combos=2)
+    # Ten to the tenth strings once expanded: what yaml.safe_load would try to build.
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi"))
+    spec = built.root / "cohorts" / built.cohort_id / "spec" / "config.yaml"
+    spec.write_text(bomb, encoding="utf-8")
+    report = import_dagster(Ledger.open(ledger_path), built.root)
+    reasons = [p.reason for p in report.problems]
+    assert len(reasons) == 1 and reasons[0].startswith("spec not recorded:") and "alias" in reasons[0], reasons
+    assert Ledger.open(ledger_path).events(type=ev.SPEC_COMPILED) == []
+    assert report.stages["draft"].imported > 0  # the generations themselves still come in

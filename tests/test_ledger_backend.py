@@ -93,7 +93,7 @@ def test_a_failed_write_rolls_back_and_the_connection_is_reused_clean(tmp_path: 
         raise RuntimeError("changed my mind")
 
     with pytest.raises(RuntimeError, match="changed my mind"):
-        ledger._write(fail)
+        ledger.backend.write(fail)
     assert ledger.query("SELECT COUNT(*) FROM texts") == [(0,)]
     idle = list(ledger.backend._idle)
     assert idle and not any(conn.in_transaction for conn in idle)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from daydream.design import ids
-from daydream.design.spec_dsl import compile_spec, load_spec
+from daydream.design.spec_compile import compile_spec
+from daydream.design.spec_dsl import load_spec
 
 FIXTURE_COUNTS = {
     "baseline_cartesian": 12,

@@ -13,6 +13,7 @@ Read-only cases run the CLI as a process without the capability to override file
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -47,7 +48,10 @@ def unprivileged(*args: str) -> subprocess.CompletedProcess:
 def snapshot(folder: Path) -> dict[str, bytes]:
     # The -shm file is SQLite's shared memory between connections, not data: readers write their
     # read marks there. Everything else (the file, its log) must not change.
-    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.endswith("-shm")}
+    # An empty -wal is the same: a reader of a read-only file in a writable folder opens the log
+    # (creating it empty) and, unable to write the file, cannot checkpoint and remove it on close.
+    return {p.name: p.read_bytes() for p in folder.iterdir()
+            if p.is_file() and not p.name.endswith("-shm") and not (p.name.endswith("-wal") and not p.stat().st_size)}
 
 
 def one_line(result: subprocess.CompletedProcess) -> str:
@@ -67,7 +71,8 @@ def finished(tmp_path: Path) -> tuple[Path, str]:
     plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(2, model="offline")), cohort_id="c")
     ledger.close()
     assert run_cli("run", "--db", str(path)).returncode == 0
-    gen_id = sqlite3.connect(path).execute("SELECT gen_id FROM gen_state LIMIT 1").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # closed here, not whenever it is collected
+        gen_id = conn.execute("SELECT gen_id FROM gen_state LIMIT 1").fetchone()[0]
     return path, gen_id
 
 
@@ -305,3 +310,33 @@ def test_an_upgraded_old_ledger_has_exactly_the_schema_of_a_new_one(tmp_path: Pa
     assert ddb.schema_drift(upgraded.backend) == []
     result = run_cli("verify", "--full", "--db", str(path))
     assert result.returncode == 0, result.stderr
+
+
+def test_browse_serves_a_ledger_in_a_read_only_folder(finished: tuple[Path, str]) -> None:
+    path, gen_id = finished
+    folder = path.parent
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    before = snapshot(folder)
+    cmd = daydream_cmd("browse", "--db", str(path), "-p", "0")
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot drop CAP_DAC_OVERRIDE")
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        import httpx
+
+        line = proc.stdout.readline()  # the URL, printed once the port listens
+        url = next((w for w in line.split() if w.startswith("http://")), None)
+        assert url, (line, proc.stderr.read() if proc.poll() is not None else "")
+        page = httpx.get(f"{url}/generations", params={"gen_id": gen_id}, timeout=30)
+        assert page.status_code == 200 and gen_id in page.text, page.text[-1500:]
+        rows = httpx.get(f"{url}/essay_rankings.json", params={"_shape": "array"}, timeout=30)
+        assert rows.status_code == 200 and len(rows.json()) > 0
+        assert snapshot(folder) == before
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        folder.chmod(0o755)
+        path.chmod(0o644)

@@ -57,7 +57,8 @@ def spec_compile(spec_path: str, catalog_dir: str | None, fmt: str, as_json: boo
     """Print the design rows SPEC compiles to (validated against a catalog when one is given)."""
     from daydream.design.catalog import load_catalog
     from daydream.design.planner import validate_spec
-    from daydream.design.spec_dsl import compile_spec, load_spec
+    from daydream.design.spec_compile import compile_spec
+    from daydream.design.spec_dsl import load_spec
 
     if as_json:
         fmt = "json"

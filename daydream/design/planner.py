@@ -23,7 +23,8 @@ from daydream.design.catalog import (Catalog, Template, check_template, describe
                               model_settings, recorded_models)
 from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
 from daydream.ledger.store import Ledger, NewEvent, text_hash
-from daydream.design.spec_dsl import Spec, compile_spec, load_spec
+from daydream.design.spec_compile import compile_spec
+from daydream.design.spec_dsl import Spec, load_spec
 
 STAGE_ORDER = PIPELINE_STAGES
 _CHUNK = 900

@@ -2,8 +2,8 @@
 
 ``load_spec`` reads a spec (resolving ``@file:`` includes relative to it, normalising axis aliases,
 replicates and concept combinations) and checks everything that can be checked without a catalog;
-``daydream.design.spec_compile`` turns the result into design rows (``compile_spec`` is re-exported here).
-Every error names the spec file, the key (with its YAML line where known), the bad value and what
+``daydream.design.spec_compile`` turns the result into design rows (``compile_spec``; it imports this
+module, never the reverse). Every error names the spec file, the key (with its YAML line where known), the bad value and what
 was expected.
 """
 
@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -24,9 +24,6 @@ from daydream.design import ids
 from daydream.errors import SpecError
 from daydream.ledger.store import canonical_json, text_hash
 from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
-
-if TYPE_CHECKING:
-    from daydream.design.spec_compile import compile_spec as compile_spec
 
 KNOWN_AXES = (
     "combo_id", "draft_gen_id", "draft_template", "draft_llm", "draft_replicate",
@@ -686,14 +683,3 @@ def _tuple_item(reader: _Reader, key: tuple, axes: list[str], values: list[Any],
 
 def _dedupe(items: list) -> list:
     return list(dict.fromkeys(items))
-
-
-def __getattr__(name: str) -> Any:
-    """Re-export ``compile_spec`` from ``daydream.design.spec_compile`` on first use."""
-    # Lazy because spec_compile imports this module's types: an eager import at either end would
-    # fail whenever the other module happens to be imported first.
-    if name == "compile_spec":
-        from daydream.design.spec_compile import compile_spec
-
-        return compile_spec
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

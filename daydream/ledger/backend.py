@@ -197,6 +197,11 @@ class SqliteBackend:
         # Called with every new connection (tests trace statements with set_trace_callback).
         self.on_connect: list[Callable[[sqlite3.Connection], None]] = []
 
+    @property
+    def readonly_options(self) -> str | None:
+        """The URI options read-only connections open with, once the first one found them."""
+        return self._readonly_options
+
     def __repr__(self) -> str:
         return f"SqliteBackend({str(self.path)!r}{', readonly' if self.readonly else ''})"
 

@@ -383,7 +383,7 @@ def rebuild(ledger: Ledger) -> Outcome:
     repaired, altered events are never adopted.
     """
     ensure_trustworthy(ledger)
-    return ledger._write(_rebuild_in)
+    return ledger.backend.write(_rebuild_in)
 
 
 def check(ledger: Ledger) -> Outcome:
@@ -399,7 +399,7 @@ def check(ledger: Ledger) -> Outcome:
         raise _RolledBack(_rebuild_in(cur))
 
     try:
-        ledger._write(work)
+        ledger.backend.write(work)
     except _RolledBack as done:
         return done.outcome
     raise AssertionError("unreachable: the check always rolls back")

@@ -236,7 +236,7 @@ class Ledger:
         if not events and not text_rows:
             return []
         with self._lock:
-            stored, versions = self._write(lambda cur: self._append_in(cur, events, text_rows))
+            stored, versions = self.backend.write(lambda cur: self._append_in(cur, events, text_rows))
             if stored:
                 if len(self._known) > 500_000:
                     self._known.clear()
@@ -259,7 +259,7 @@ class Ledger:
             return self._append_in(cur, list(events), text_rows)
 
         with self._lock:
-            stored, versions = self._write(work)
+            stored, versions = self.backend.write(work)
             if stored:
                 self._known.update(versions)
                 self._known_at = stored[-1].seq
@@ -269,12 +269,8 @@ class Ledger:
         """Store texts by content hash (deduplicated) and return their hashes."""
         rows = [(text_hash(t), t, len(t)) for t in texts]
         if rows:
-            self._write(lambda cur: self.backend.insert_texts(cur, rows))
+            self.backend.write(lambda cur: self.backend.insert_texts(cur, rows))
         return [r[0] for r in rows]
-
-    def _write(self, work: Callable[[Cursor], Any]) -> Any:
-        """Run ``work(cursor)`` in one write transaction of the backend (retried while the lock is busy)."""
-        return self.backend.write(work)
 
     def _append_in(self, cur: Cursor, events: Sequence[NewEvent],
                    text_rows: list[tuple[str, str, int]]) -> tuple[list[Event], dict[str, int]]:

@@ -167,8 +167,13 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
     datasette_errors.rich = None
     ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False, template_dir=str(FILES / "templates"),
                    static_mounts=[(browse_plugin.STATIC, str(FILES / "static"))])
-    # Datasette reads a mutable file through mode=ro connections and we never ask it to write.
-    ds.add_database(Database(ds, path=str(Path(path).resolve()), is_mutable=True), name=DATABASE)
+    # Datasette reads a mutable file through mode=ro connections and we never ask it to write. In a
+    # read-only folder SQLite cannot make the log's shared-memory file that mode=ro needs for a
+    # ledger in WAL mode; our own reader then opens it immutable (nothing can be writing there), and
+    # Datasette must too.
+    ledger.backend.query("SELECT 1")
+    immutable = "immutable=1" in (ledger.backend.readonly_options or "")
+    ds.add_database(Database(ds, path=str(Path(path).resolve()), is_mutable=not immutable), name=DATABASE)
     setattr(ds, browse_plugin.FLAG, browse_plugin.Browsed(DATABASE, ledger))
     return ds
 

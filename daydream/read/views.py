@@ -289,7 +289,7 @@ def refresh_read_projections(ledger: Ledger) -> None:
         for sql in _REFRESH:
             cur.execute(sql)
 
-    ledger._write(work)
+    ledger.backend.write(work)
 
 
 def _dicts(ledger: Ledger, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

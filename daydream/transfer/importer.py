@@ -27,9 +27,10 @@ import yaml
 
 from daydream.ledger import events as ev
 from daydream.design.catalog import LEGACY_PARSER_ALIASES, load_catalog
-from daydream.errors import ConcurrencyConflict, DaydreamError, ImportError_, LedgerIntegrityError
+from daydream.errors import ConcurrencyConflict, DaydreamError, ImportFailed, LedgerIntegrityError
 from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.design.scales import DEFAULT_SCALE, Scale
+from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
 
 STAGES = ("draft", "essay", "evaluation")
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
@@ -411,11 +412,11 @@ _ENVIRONMENT = ("locked", "busy", "disk", "full", "readonly", "read-only", "i/o"
 
 
 def _check_environment(exc: BaseException, ledger: Ledger) -> None:
-    """Raise a one-line ``ImportError_`` when ``exc`` is about the ledger file, not one event."""
+    """Raise a one-line ``ImportFailed`` when ``exc`` is about the ledger file, not one event."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, sqlite3.OperationalError) and \
             any(word in message.lower() for word in _ENVIRONMENT):
-        raise ImportError_(f"cannot write to ledger {str(ledger.path)!r}: {message}; what was appended "
+        raise ImportFailed(f"cannot write to ledger {str(ledger.path)!r}: {message}; what was appended "
                            "so far stays, and re-running the import continues from there") from None
 
 
@@ -487,13 +488,13 @@ class _Writer:
 
 # ----------------------------------------------------------------------------- the import
 def check_root(root: Path) -> Path:
-    """``root`` resolved, or ``ImportError_`` when it is not a usable data root."""
+    """``root`` resolved, or ``ImportFailed`` when it is not a usable data root."""
     if not root.exists():
-        raise ImportError_(f"data root {str(root)!r} does not exist")
+        raise ImportFailed(f"data root {str(root)!r} does not exist")
     if not root.is_dir():
-        raise ImportError_(f"data root {str(root)!r} is not a directory")
+        raise ImportFailed(f"data root {str(root)!r} is not a directory")
     if not (root / "gens").is_dir():
-        raise ImportError_(f"data root {str(root)!r} has no gens/ folder (expected gens/<stage>/<gen_id>/)")
+        raise ImportFailed(f"data root {str(root)!r} has no gens/ folder (expected gens/<stage>/<gen_id>/)")
     return root.resolve()
 
 
@@ -757,8 +758,8 @@ class _Importer:
         if spec_path.is_file():
             try:
                 spec_text = spec_path.read_text(encoding="utf-8")
-                yaml.safe_load(spec_text)
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                load_yaml(spec_text)  # aliases that would explode it are refused, as for a spec we plan
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, YAMLTooLarge) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self.report.problem(spec_path, f"spec not recorded: {first}")
             else:
@@ -797,7 +798,7 @@ def import_dagster(ledger: Ledger, root: str | Path, *, dry_run: bool = False,
     """Import the Dagster data root at ``root`` into ``ledger`` and say what happened.
 
     Order: catalog, combos, drafts, essays, evaluations (parents before children), cohorts. Raises
-    ``ImportError_`` only when the root as a whole is unusable; everything else is reported in
+    ``ImportFailed`` only when the root as a whole is unusable; everything else is reported in
     ``ImportReport.problems`` and the sound rest is imported. With ``dry_run`` nothing is appended.
     """
     started = time.perf_counter()
