@@ -67,7 +67,7 @@ def run_in_terminal(*args: str, timeout_s: float = 60) -> tuple[int, str]:
 
 
 def test_a_resumed_run_on_a_terminal_shows_bars_that_count_earlier_work(tmp_path: Path) -> None:
-    with StubLLMServer(latency_s=0.5) as server:
+    with StubLLMServer(latency_s=1.0) as server:
         ledger = half_done(tmp_path, server.base_url)
         code, raw = run_in_terminal("run", "--db", str(ledger.path))
         assert server.calls == 4 + 6
@@ -87,7 +87,7 @@ def test_a_resumed_run_on_a_terminal_shows_bars_that_count_earlier_work(tmp_path
     # Calls in flight are requests sent and unanswered: never more than the model's call slots.
     in_flight = [int(n) for n in re.findall(r"(\d+) in flight", text)]
     assert in_flight and max(in_flight) <= CONCURRENCY
-    assert any(n > 0 for n in in_flight)  # seen while calls were out (0.5 s each, 3 rounds)
+    assert any(n > 0 for n in in_flight)  # seen while calls were out (1 s each, 3 rounds; a report every 0.5 s)
     # Rate and time left, calls, tokens and money under the bars.
     assert re.search(r"\d+\.\d/s", text) and "ETA" in text
     assert re.search(r"calls \d+, \d+ in flight · tokens [\d,]+ · spent \$", text)
