@@ -71,6 +71,7 @@ def test_the_cli_prints_the_stop_line_and_leaves_the_work_pending(tmp_path: Path
         assert server.calls == 0
     assert "stopped: budget $0.001000 reached: $0 spent, $0 reserved, $0.001000 left" in done.stdout, done.stdout
     assert "Traceback" not in done.stderr
+    assert done.returncode == 3  # finished, with work left undone
     as_json = run_cli("run", "--budget", "0.001", "--db", str(ledger.path), "--json",
                       env=subprocess_env(**{KEY_ENV: "k"}))
     summary = json.loads(as_json.stdout)

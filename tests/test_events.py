@@ -155,3 +155,13 @@ def test_failures_retries_takeovers_and_releases_round_trip(tmp_path: Path, monk
         server.release()
     seen = _assert_round_trip(other)
     assert {"LLMCallLost", "ClaimReleased"} <= seen
+
+
+def test_start_up_does_not_build_the_event_classes(tmp_path: Path) -> None:
+    # Building ~20 frozen dataclasses costs more than the rest of `daydream --help`: the CLI, the
+    # plugins and `status` load them only when an event is made or read (bench/startup.py).
+    from tests.test_cli_startup import loaded_by
+
+    for args in (("--help",), ("status", "--db", str(REPO / "ledger.db.example"))):
+        code, modules = loaded_by(tmp_path, *args)
+        assert code == 0 and "daydream.ledger.events" not in modules, args

@@ -14,7 +14,6 @@ import click
 
 from daydream.cli.common import db_option, echo_json, echo_table, json_option, open_ledger
 from daydream.errors import LedgerReadOnly, NotFound
-from daydream.ledger.events import LLM_CALL_COMPLETED, LLM_CALL_LOST
 
 STATUS_COLUMNS = ["stage", "planned", "completed", "failed", "pending", "running", "blocked", "calls",
                   "tokens", "cost_usd"]
@@ -101,6 +100,7 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     models, the prompt and response, and every event of the generation's stream. An unknown
     GEN_ID exits 1.
     """
+    from daydream.ledger.events import LLM_CALL_COMPLETED, LLM_CALL_LOST
     from daydream.read import views
 
     ledger = open_ledger(db_path, readonly=True)

@@ -95,7 +95,7 @@ def _exit_code(stats: RunStats) -> int:
         return EXIT_INTERRUPTED
     if stats.fatal_models:
         return 1
-    if stats.failures or stats.replay_misses:
+    if stats.failures or stats.replay_misses or stats.budget_left_pending:  # failed, or left undone
         return EXIT_FAILURES
     return 0
 

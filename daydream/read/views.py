@@ -13,7 +13,6 @@ from typing import Any
 
 from daydream.errors import NotFound
 from daydream.ledger.backend import column_names
-from daydream.ledger.events import gen_stream
 from daydream.ledger.store import Ledger
 
 
@@ -392,6 +391,8 @@ def lineage(ledger: Ledger, gen_id: str) -> dict[str, Any]:
     ``ancestors`` runs from the oldest (the draft) to the direct parent; ``children`` are the
     generations built on it (an essay's evaluations, with their scores).
     """
+    from daydream.ledger.events import gen_stream  # the event classes load only when needed (start-up)
+
     target = generation(ledger, gen_id)
     ancestors: list[dict[str, Any]] = []
     parent = target["parent_gen_id"]

@@ -142,8 +142,9 @@ class Budget:
         """``job``'s call is over: what it cost is in ``stats.spent_usd`` now."""
         if not job.reserving:
             return
-        self.reserved = max(0.0, self.reserved - job.reserved_usd)
         self.in_flight -= 1
+        # Nothing in flight reserves nothing (no float residue from many additions and subtractions).
+        self.reserved = max(0.0, self.reserved - job.reserved_usd) if self.in_flight else 0.0
         job.reserved_usd, job.reserving = 0.0, False
         # Wake every call waiting for room; each checks again (a fresh event for the next wait).
         self._released.set()

@@ -8,12 +8,14 @@ draft's parsed text as ``draft_block`` and ``links_block``; evaluations get the 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from daydream.contracts import Generation, Parsed, ParseFailure, StageInput
 from daydream.design.scales import DEFAULT_SCALE
 from daydream.hookspecs import hookimpl
-from daydream.ledger.events import DomainEvent, GenerationFailed, ParseFailed, ResponseParsed, ScoreRecorded
+
+if TYPE_CHECKING:  # the event classes and the store load when events are made, not with the plugins
+    from daydream.ledger.events import DomainEvent
 
 MIN_DRAFT_LINES = 3
 
@@ -39,7 +41,7 @@ class BuiltinStage:
     def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
         """Events that record what came of a completed call: parsed output, score, or failure."""
-        # The ledger's store (and SQLAlchemy under it) loads when events are made, not with the plugins.
+        from daydream.ledger.events import GenerationFailed, ParseFailed, ResponseParsed
         from daydream.ledger.store import text_hash
 
         reason = self.check(raw_text, finish_reason)
@@ -103,6 +105,8 @@ class EvaluationStage(BuiltinStage):
         return found
 
     def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[DomainEvent]:
+        from daydream.ledger.events import ScoreRecorded
+
         if parsed.score is None:
             return []
         # The scale travels with the score, so a score is self-describing: views and comparisons
@@ -113,6 +117,8 @@ class EvaluationStage(BuiltinStage):
 
     def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
                 parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
+        from daydream.ledger.events import ParseFailed, ResponseParsed, ScoreRecorded
+
         events, texts = super().outcome(gen, attempt, raw_text, finish_reason, parse, parser_name)
         # An evaluation is only complete with a score; a parser that yields none is a parse failure.
         if events and isinstance(events[0], ResponseParsed) and not any(isinstance(e, ScoreRecorded) for e in events):
