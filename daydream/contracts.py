@@ -2,13 +2,24 @@
 
 These are the plugin contracts. A provider knows HTTP (or nothing at all, offline) but not the
 ledger; a parser turns raw text into parsed text; a stage knows what variables its templates get and
-how to judge an answer. The runner (``daydream.run.runner``) turns their results into events.
+how to judge an answer, and says so in events it returns (the runner, ``daydream.run``, writes them).
+
+The pipeline has three fixed stages, ``PIPELINE_STAGES``: draft -> essay -> evaluation. The spec
+DSL's axes, the planner, generation ids (``daydream.design.ids``: prefixes ``d_``, ``e_``, ``v_``)
+and the read side's views name them. A stage plugin supplies the *behaviour* of one of them (what
+its templates are given, how an answer is checked, parsed and scored); it does not add a stage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from daydream.ledger.events import DomainEvent
+
+# The stages of every study, parents first.
+PIPELINE_STAGES = ("draft", "essay", "evaluation")
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -123,12 +134,27 @@ class StageInput:
     parent_stage: str | None
 
 
+@dataclass(frozen=True)
+class Generation:
+    """The generation a stage judges an answer for: what its events must name."""
+
+    gen_id: str
+    stage: str
+    parent_gen_id: str | None
+    template_id: str
+    model_id: str | None
+    replicate: int | None
+
+
 @runtime_checkable
 class Stage(Protocol):
-    """A pipeline stage (draft, essay, evaluation …)."""
+    """The behaviour of one of the ``PIPELINE_STAGES`` (registered under its name).
+
+    ``parent_stage`` is the stage whose parsed output this one's templates read (None: the
+    concepts only); ``scored`` says its answers carry a score, parsed on the rubric's scale.
+    """
 
     name: str
-    prefix: str
     parent_stage: str | None
     scored: bool
 
@@ -138,4 +164,11 @@ class Stage(Protocol):
 
     def check(self, raw_text: str, finish_reason: str | None) -> str | None:  # pragma: no cover
         """A reason to fail the generation despite a successful call, or None."""
+        ...
+
+    def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
+                parse: Callable[[str], Parsed], parser_name: str
+                ) -> tuple[list[DomainEvent], list[str]]:  # pragma: no cover - protocol
+        """What came of an answered call of ``gen``'s ``attempt``, as events and the texts they name:
+        parsed output (and a score), a parse failure, or a failed check. Never writes them."""
         ...

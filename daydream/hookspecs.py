@@ -20,11 +20,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_stages(register: Callable[[Any], None]) -> None:
-    """Contribute pipeline stages.
+    """Contribute the behaviour of pipeline stages (the stages themselves are fixed:
+    ``daydream.contracts.PIPELINE_STAGES``, draft -> essay -> evaluation).
 
     :param register: call ``register(stage)`` with an object satisfying ``daydream.contracts.Stage``
-        (``name``, ``prefix``, ``parent_stage``, ``variables()``, ``check()``). Registering a name twice
-        is an error.
+        (``name``, ``parent_stage``, ``scored``, ``variables()``, ``check()``, ``outcome()``).
+        Registering a name twice is an error; a stage of another name is never planned.
     :return: nothing; the results of all implementations are ignored.
     """
 

@@ -1,7 +1,7 @@
 """Start-up: `daydream --help` (and every command's --help) loads no heavy library.
 
 Each command is a fresh process, so what the CLI imports before doing anything is paid on every
-call. The heavy libraries (SQLAlchemy, Alembic, httpx, Jinja2, Datasette, numpy, markdown-it, YAML)
+call. The heavy libraries (SQLAlchemy, Alembic, httpx, Jinja2, Datasette, numpy, markdown-it, YAML, rich)
 must be imported only by the commands that use them, including by the plugin modules that are
 loaded to collect ``register_commands``. Each check runs the real entry point in a subprocess and
 looks at ``sys.modules`` afterwards. (The time it takes is measured by bench/startup.py, not here.)
@@ -20,7 +20,7 @@ from daydream.cli import cli
 from tests.runner_fixtures import subprocess_env
 from tests.test_cli import all_commands
 
-HEAVY = ("sqlalchemy", "alembic", "httpx", "jinja2", "datasette", "numpy", "markdown_it", "yaml")
+HEAVY = ("sqlalchemy", "alembic", "httpx", "jinja2", "datasette", "numpy", "markdown_it", "yaml", "rich")
 # The ledger's own libraries: a command that opens a ledger needs them, and nothing else heavy.
 LEDGER = ("sqlalchemy", "alembic")
 

@@ -8,8 +8,9 @@ import inspect
 import pytest
 
 from daydream import plugins
-from daydream.contracts import CallFailed, CallRequest, CallResult, Parsed, ParseFailure, Stage, StageInput
-from daydream.ledger.store import NewEvent
+from daydream.contracts import (PIPELINE_STAGES, CallFailed, CallRequest, CallResult, Generation, Parsed, ParseFailure,
+                                Stage, StageInput)
+from daydream.ledger.events import DomainEvent
 
 STAGES = sorted(plugins.stages().items)
 PARSERS = sorted(plugins.parsers().items)
@@ -20,18 +21,18 @@ CONCEPTS = [{"id": "a", "name": "Alpha", "content": "Alpha text."}, {"id": "b", 
 def test_stage_contract(name: str) -> None:
     stage = plugins.stages().get(name)
     assert isinstance(stage, Stage)
-    assert stage.name == name and stage.prefix.endswith("_")
+    assert stage.name == name and name in PIPELINE_STAGES
     assert stage.parent_stage is None or stage.parent_stage in STAGES
     variables = stage.variables(StageInput("x_1", CONCEPTS, "parent text\nline 2\nline 3", stage.parent_stage))
     assert isinstance(variables, dict)
     assert stage.check("a\nb\nc\nd", "stop") is None
     # A stage turns a call's outcome into events and never writes them itself.
-    gen = {"gen_id": "x_1", "parent_gen_id": "p_1", "template_id": "t", "model_id": "m", "replicate": 1}
+    gen = Generation("x_1", name, "p_1", "t", "m", 1)
     events, texts = stage.outcome(gen, 1, "one\ntwo\nthree\nSCORE: 7", "stop",
                                   plugins.parsers().get("score" if stage.scored else "identity"),
                                   "score" if stage.scored else "identity")
-    assert events and all(isinstance(e, NewEvent) and e.stream == "gen:x_1" for e in events)
-    assert all(e.payload["gen_id"] == "x_1" and e.payload["attempt"] == 1 for e in events)
+    assert events and all(isinstance(e, DomainEvent) and e.stream == "gen:x_1" for e in events)
+    assert all(e.to_payload()["gen_id"] == "x_1" and e.to_payload()["attempt"] == 1 for e in events)
     assert all(isinstance(t, str) for t in texts)
 
 

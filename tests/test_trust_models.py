@@ -20,7 +20,7 @@ from daydream.design.catalog import Model, load_catalog, make_model, recorded_mo
 from daydream.errors import CatalogError
 from daydream.ledger.store import Ledger, NewEvent
 from daydream.design.planner import plan_cohort
-from daydream.run.runner import Context
+from daydream.run.render import Context
 from daydream.testing import StubLLMServer
 from tests.runner_fixtures import REPO, drafts_spec, run_cli, subprocess_env, write_spec
 

@@ -100,6 +100,7 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     models, the prompt and response, and every event of the generation's stream. An unknown
     GEN_ID exits 1.
     """
+    from daydream.ledger.events import LLM_CALL_COMPLETED, LLM_CALL_LOST
     from daydream.read import views
 
     ledger = open_ledger(db_path, readonly=True)
@@ -136,11 +137,11 @@ def show(db_path: str, gen_id: str, as_json: bool, no_text: bool) -> None:
     ]
     if g["error"]:
         details.append(("error", g["error"]))
-    cut = [e["payload"] for e in found["events"] if e["type"] == "LLMCallCompleted" and e["payload"].get("truncated")]
+    cut = [e["payload"] for e in found["events"] if e["type"] == LLM_CALL_COMPLETED and e["payload"].get("truncated")]
     if cut:
         details.append(("truncated", f"the answer was cut at {cut[-1]['max_response_bytes']:,} of "
                                      f"{cut[-1]['original_bytes']:,} bytes (--max-response-bytes)"))
-    lost = [e["payload"] for e in found["events"] if e["type"] == "LLMCallLost"]
+    lost = [e["payload"] for e in found["events"] if e["type"] == LLM_CALL_LOST]
     if lost:
         estimate = sum(p.get("estimated_cost_usd") or 0 for p in lost)
         details.append(("lost", f"{len(lost)} request(s) sent, outcome unknown (est. ${estimate:.6f})"))

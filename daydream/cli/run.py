@@ -34,42 +34,6 @@ EXIT_CODES_HELP = ("Exit status: 0 all done; 1 error (a failed check before the 
                    "(see the failure summary and 'daydream failures'); 130 interrupted.")
 
 
-class ProgressView:
-    """Live lines per stage on a terminal; plain lines every few seconds otherwise."""
-
-    def __init__(self, stream: Any = None, interval_s: float | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval_s if interval_s is not None else (0.2 if self.tty else 5.0)
-        self.last = 0.0
-        self.drawn = 0
-
-    def lines(self, stats: RunStats) -> list[str]:
-        out = []
-        for name, st in sorted(stats.stages.items()):
-            out.append(f"{name:<11} done {st.done:>6}  pending {st.pending:>6}  failed {st.failed:>5}  "
-                       f"in flight {st.in_flight:>4}")
-        out.append(f"calls {stats.calls} (failed {stats.failed_calls})  tokens {stats.tokens:,}  "
-                   f"spent ${stats.spent_usd:.4f}  {time.monotonic() - stats.started:.1f}s")
-        return out
-
-    def __call__(self, stats: RunStats, final: dict[str, dict[str, int]]) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < self.interval:
-            return
-        self.last = now
-        lines = self.lines(stats)
-        if self.tty:
-            if self.drawn:
-                self.stream.write(f"\x1b[{self.drawn}F")
-            for line in lines:
-                self.stream.write("\x1b[2K" + line + "\n")
-            self.drawn = len(lines)
-        elif not final:
-            self.stream.write("progress: " + " | ".join(lines) + "\n")
-        self.stream.flush()
-
-
 def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: bool) -> None:
     if as_json:
         echo_json({**stats.as_dict(), "ledger": counts})
@@ -88,6 +52,9 @@ def _print_summary(stats: RunStats, counts: dict[str, dict[str, int]], as_json: 
             if stats.lost_unestimated else ""
         click.echo(f"{stats.lost_calls} request(s) sent and never answered (outcome unknown): "
                    f"~${stats.lost_estimated_usd:.4f} estimated{unknown}; counted apart in status and spend")
+    if stats.estimated_calls:
+        click.echo(f"{stats.estimated_calls} answer(s) reported no usage: ${stats.estimated_usd:.6f} of the spend is "
+                   "estimated from the texts' lengths (marked cost_estimated in the ledger)")
     if stats.truncated:
         click.echo(f"{stats.truncated} answer(s) over --max-response-bytes were cut and marked truncated")
     if stats.waited_s >= 1:
@@ -128,7 +95,7 @@ def _exit_code(stats: RunStats) -> int:
         return EXIT_INTERRUPTED
     if stats.fatal_models:
         return 1
-    if stats.failures or stats.replay_misses:
+    if stats.failures or stats.replay_misses or stats.budget_left_pending:  # failed, or left undone
         return EXIT_FAILURES
     return 0
 
@@ -142,7 +109,9 @@ def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunS
 
     from daydream.run.runner import Runner
 
-    view = None if quiet else ProgressView()
+    from daydream.cli.progress import make_view
+
+    view = make_view(quiet)
     # Notices (waiting for other workers, claims taken over) show even with --quiet.
     runner = Runner(ledger, options, view, notice=lambda line: click.echo(f"note: {line}", err=True))
     interrupted = {"hit": False}
@@ -162,7 +131,11 @@ def execute(ledger: Ledger, options: RunOptions, *, quiet: bool = False) -> RunS
             pass
         return await runner.run()
 
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    finally:
+        if view is not None:
+            view.close()  # a live display gives the terminal back even when the run fails
     if interrupted["hit"]:
         stats.stopped_reason = "interrupted (Ctrl-C)"
     return stats
@@ -232,7 +205,9 @@ def print_preflight(preflight: Preflight, *, dry_run: bool) -> None:
 @click.option("--concurrency", type=click.IntRange(min=1, max=1000), default=16, show_default=True,
               metavar="N", help="Calls in flight at once, across models (per-model limits still apply).")
 @click.option("--budget", type=click.FloatRange(min=0), metavar="USD",
-              help="Stop claiming new calls once spend in this run would exceed USD.")
+              help="A hard ceiling on what this run's calls may cost: a call is sent only if the spend so "
+                   "far, the worst case of the calls in flight and its own worst case (prompt tokens x "
+                   "price_in + max_tokens x price_out) fit in USD; calls that do not fit stay pending.")
 @click.option("--allow-unpriced", is_flag=True,
               help="With --budget: also run models whose price is unknown ('price: unknown'); only a cost "
                    "their provider reports counts against the budget.")
@@ -341,7 +316,7 @@ def rerun_cmd(db_path: str, gen_ids: tuple[str, ...], cohort: str | None, stage:
     ledger's history. An unknown GEN_ID or cohort exits 1 and records nothing.
     """
     from daydream.run.preflight import require_cohort
-    from daydream.run.runner import retry_generations
+    from daydream.run.retry import retry_generations
 
     if bool(gen_ids) == bool(cohort):
         raise UsageError("give either GEN_ID arguments or --cohort, not both and not neither")

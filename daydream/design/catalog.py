@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from daydream.errors import CatalogError, UsageError
+from daydream.ledger.events import CatalogImported
 from daydream.ledger.store import canonical_json, text_hash
 from daydream.design.scales import DEFAULT_SCALE, Scale, coerce_scale, infer_scale, parse_scale_option, scale_label
 from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
@@ -275,6 +276,11 @@ class Catalog:
         payload, texts = self._payload()
         digest = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
         return {"catalog_hash": digest, "source": self.source, **payload}, texts
+
+    def snapshot_event(self) -> tuple[CatalogImported, list[str]]:
+        """The ``CatalogImported`` event that records this catalog, and the texts it refers to."""
+        payload, texts = self.snapshot()
+        return CatalogImported.from_payload(payload), texts
 
 
 # ----------------------------------------------------------------------------- model defaults

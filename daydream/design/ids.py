@@ -1,9 +1,11 @@
 """Deterministic identifiers for concept combinations and generations.
 
 A generation id is a stage prefix plus a base-36 hash of the stage's signature, so the same work
-planned by two cohorts is the same generation and is paid for once. Draft and evaluation ids (and
-copy-mode essay ids) match the previous DayDreaming pipeline exactly; ``llm``-mode essay ids also
-include the essay model, which that pipeline left out.
+planned by two cohorts is the same generation and is paid for once. The pipeline has three fixed
+stages (``daydream.contracts.PIPELINE_STAGES``), so their prefixes and signatures are spelled out
+here, not asked of the stage plugins. Draft and evaluation ids (and copy-mode essay ids) match the
+previous DayDreaming pipeline exactly; ``llm``-mode essay ids also include the essay model, which
+that pipeline left out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 from collections.abc import Iterable
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-PREFIXES = {"draft": "d_", "essay": "e_", "evaluation": "v_"}
+PREFIXES = {"draft": "d_", "essay": "e_", "evaluation": "v_"}  # one per stage of PIPELINE_STAGES
 
 
 def _base36(number: int) -> str:
@@ -44,7 +46,7 @@ def combo_id(concept_ids: Iterable[str], level: str, k: int) -> str:
 
 def draft_gen_id(combo_id: str, template: str, model: str, replicate: int) -> str:
     """Id of a draft: signature (combo_id, draft template, model, replicate)."""
-    return "d_" + signature_hash([combo_id, template, model, int(replicate)])
+    return PREFIXES["draft"] + signature_hash([combo_id, template, model, int(replicate)])
 
 
 def essay_gen_id(parent_id: str, template: str, model: str | None, replicate: int) -> str:
@@ -57,21 +59,20 @@ def essay_gen_id(parent_id: str, template: str, model: str | None, replicate: in
     if model is not None:
         parts.append(model)
     parts.append(int(replicate))
-    return "e_" + signature_hash(parts)
+    return PREFIXES["essay"] + signature_hash(parts)
 
 
 def evaluation_gen_id(essay_gen_id: str, template: str, model: str, replicate: int) -> str:
     """Id of an evaluation: signature (essay gen_id, rubric template, evaluator model, replicate)."""
-    return "v_" + signature_hash([essay_gen_id, template, model, int(replicate)])
+    return PREFIXES["evaluation"] + signature_hash([essay_gen_id, template, model, int(replicate)])
 
 
 def gen_id_for(stage: str, parent_or_combo: str, template: str, model: str | None, replicate: int) -> str:
-    """The gen_id for any built-in stage."""
+    """The gen_id of a generation of one of the pipeline's stages."""
     if stage == "draft":
         return draft_gen_id(parent_or_combo, template, model or "", replicate)
     if stage == "essay":
         return essay_gen_id(parent_or_combo, template, model, replicate)
     if stage == "evaluation":
         return evaluation_gen_id(parent_or_combo, template, model or "", replicate)
-    prefix = stage[:1].lower() + "_"
-    return prefix + signature_hash([stage, parent_or_combo, template, model, int(replicate)])
+    raise ValueError(f"{stage!r} is not a stage of the pipeline (draft, essay, evaluation)")

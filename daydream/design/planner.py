@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from daydream.ledger import events as ev
 from daydream.design import ids
 from daydream import plugins
+from daydream.contracts import PIPELINE_STAGES
 from daydream.design.catalog import (Catalog, Template, check_template, describe_identity, load_catalog, model_identity,
                               model_settings, recorded_models)
 from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
@@ -35,7 +36,7 @@ from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.design.spec_compile import design_rows
 from daydream.design.spec_dsl import Spec, load_spec
 
-STAGE_ORDER = ("draft", "essay", "evaluation")
+STAGE_ORDER = PIPELINE_STAGES
 # progress(phase, done, total): see plan_cohort.
 Progress = Callable[[str, int, int], None]
 _CHUNK = 900
@@ -509,7 +510,6 @@ def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str
         identity, digest = model.identity(), model.identity_hash
         hashes[model_id] = digest
         known = recorded.get(model_id)
-        stream = ev.model_stream(model_id)
         if known is not None and known.binding:
             if known.identity_hash != digest:
                 old = model_identity(known.definition)
@@ -522,16 +522,14 @@ def _model_events(ledger: Ledger, design: _Design, catalog: Catalog, cohort: str
             if known.version > 0:
                 old_settings, new_settings = model_settings(known.definition), model_settings(model.as_dict())
                 if old_settings != new_settings:
-                    events.append(NewEvent(stream, ev.MODEL_SETTINGS_CHANGED, {
-                        "model_id": model_id, "identity_hash": digest, "settings": new_settings,
-                        "previous": old_settings, "catalog_hash": catalog_hash, "cohort_id": cohort,
-                    }, expected_version=known.version))
+                    events.append(ev.ModelSettingsChanged(
+                        model_id=model_id, identity_hash=digest, settings=new_settings, previous=old_settings,
+                        catalog_hash=catalog_hash, cohort_id=cohort).new(expected_version=known.version))
                 continue
         # First plan on this id (or on a ledger that has not recorded it yet): record what it is.
-        events.append(NewEvent(stream, ev.MODEL_DEFINED, {
-            "model_id": model_id, "identity_hash": digest, "identity": identity,
-            "definition": model.as_dict(), "catalog_hash": catalog_hash, "cohort_id": cohort,
-        }, expected_version=0))
+        events.append(ev.ModelDefined(
+            model_id=model_id, identity_hash=digest, identity=identity, definition=model.as_dict(),
+            catalog_hash=catalog_hash, cohort_id=cohort).new(expected_version=0))
     return hashes, events
 
 
@@ -690,22 +688,19 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
         n_events = 0
         if changed or n_planned or n_linked:
             if catalog_new:
-                head.append(NewEvent(ev.catalog_stream(catalog_hash), ev.CATALOG_IMPORTED, snapshot,
-                                     expected_version=0))
+                head.append(ev.CatalogImported.from_payload(snapshot).new(expected_version=0))
                 texts.extend(catalog_texts)
             head.extend(model_events)
             for cid, d in sorted(new_combos.items()):
-                head.append(NewEvent(ev.combo_stream(cid), ev.COMBO_DEFINED, {
-                    "combo_id": cid, "concept_ids": sorted(d["concept_ids"]), "level": d["level"],
-                    "k": int(d["k"])}, expected_version=0))
+                head.append(ev.ComboDefined(combo_id=cid, concept_ids=sorted(d["concept_ids"]), level=d["level"],
+                                            k=int(d["k"])).new(expected_version=0))
             if changed:
                 texts.append(spec.text)
                 texts.extend(includes.values())
-                head.append(NewEvent(cohort_stream, ev.SPEC_COMPILED, {
-                    "cohort_id": cohort, "spec_hash": spec.spec_hash, "spec_path": str(spec.path),
-                    "catalog_hash": catalog_hash, "rows": len(rows), "spec_version": spec_version,
-                    "includes": include_hashes,
-                }, expected_version=cohort_version))
+                head.append(ev.SpecCompiled(
+                    cohort_id=cohort, spec_hash=spec.spec_hash, spec_path=str(spec.path), catalog_hash=catalog_hash,
+                    rows=len(rows), spec_version=spec_version, includes=include_hashes,
+                ).new(expected_version=cohort_version))
             n_events = len(head) + n_planned + n_linked + 1
 
         def plan_events() -> Iterator[NewEvent]:
@@ -715,28 +710,23 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
             for stage in STAGE_ORDER:
                 for gen_id, parent_id, combo, template_id, model_id, replicate in scratch.read(f"planned_{stage}"):
                     t = templates[stage][template_id]
-                    yield NewEvent(ev.gen_stream(gen_id), ev.GENERATION_PLANNED, {
-                        "gen_id": gen_id, "stage": stage, "parent_gen_id": parent_id, "combo_id": combo,
-                        "template_id": t.id, "template_hash": t.hash,
-                        "generator": t.generator, "parser": t.parser,
-                        "model_id": model_id, "model_hash": model_hashes.get(model_id or ""),
-                        "replicate": replicate, "cohort_id": cohort, "catalog_hash": catalog_hash,
-                    }, expected_version=0)
+                    yield ev.GenerationPlanned(
+                        gen_id=gen_id, stage=stage, parent_gen_id=parent_id, combo_id=combo, template_id=t.id,
+                        template_hash=t.hash, generator=t.generator, parser=t.parser, model_id=model_id,
+                        model_hash=model_hashes.get(model_id or ""), replicate=replicate, cohort_id=cohort,
+                        catalog_hash=catalog_hash).new(expected_version=0)
             # The cohort's first event of this plan says which version of the cohort it builds on.
             first_on_cohort = not changed
             for stage in STAGE_ORDER:
                 for (gen_id,) in scratch.read(f"linked_{stage}"):
-                    yield NewEvent(cohort_stream, ev.GENERATION_LINKED, {
-                        "gen_id": gen_id, "stage": stage, "cohort_id": cohort},
+                    yield ev.GenerationLinked(cohort_id=cohort, gen_id=gen_id, stage=stage).new(
                         expected_version=cohort_version if first_on_cohort else None)
                     first_on_cohort = False
-            yield NewEvent(cohort_stream, ev.COHORT_PLANNED, {
-                "cohort_id": cohort, "spec_hash": spec.spec_hash, "catalog_hash": catalog_hash,
-                "spec_version": spec_version,
-                "planned": {s: c["new"] for s, c in counts.items()},
-                "linked": {s: c["linked"] for s, c in counts.items()},
-                "models": model_hashes,
-            }, expected_version=cohort_version if first_on_cohort else None)
+            yield ev.CohortPlanned(
+                cohort_id=cohort, spec_hash=spec.spec_hash, catalog_hash=catalog_hash, spec_version=spec_version,
+                planned={s: c["new"] for s, c in counts.items()}, linked={s: c["linked"] for s, c in counts.items()},
+                models=model_hashes,
+            ).new(expected_version=cohort_version if first_on_cohort else None)
 
         def batches() -> Iterator[tuple[list[NewEvent], list[str]]]:
             done = 0

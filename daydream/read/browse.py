@@ -158,6 +158,13 @@ def build_datasette(db_path: str | os.PathLike[str]) -> Datasette:
     ledger = Ledger(Path(path), db.open_backend(path, readonly=True))
     if not pm.is_registered(browse_plugin):
         pm.register(browse_plugin, name="daydream_browse")
+    # Datasette prints every error's exception with its locals through rich whenever rich can be
+    # imported (it can: ``daydream run`` draws its progress with it), a screenful per refused query.
+    # A refused query is no crash: the terminal keeps the URL and real errors (500s still print).
+    # (Imported here, after datasette.app: imported first, it would register itself half-built.)
+    from datasette import handle_exception as datasette_errors
+
+    datasette_errors.rich = None
     ds = Datasette(metadata=metadata(), settings=SETTINGS, cors=False, template_dir=str(FILES / "templates"),
                    static_mounts=[(browse_plugin.STATIC, str(FILES / "static"))])
     # Datasette reads a mutable file through mode=ro connections and we never ask it to write. In a

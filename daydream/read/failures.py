@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daydream.ledger.backend import column_names
+from daydream.ledger.events import PARSE_FAILED
 from daydream.ledger.store import Ledger
 
 # Error classes of call failures that say the endpoint (not the answer) was the problem.
 _ENDPOINT = {"ServerError", "Timeout", "ConnectionError", "RateLimited", "RequestTimeout",
              "MalformedResponse", "UpstreamError", "ResponseTooLarge"}
 _REQUEST = {"ClientError", "RequestError", "InvalidResponse"}
-_ANSWER = {"ParseFailed", "ValidationFailed", "UnknownParser"}
+_ANSWER = {PARSE_FAILED, "ValidationFailed", "UnknownParser"}  # a ParseFailed event's class is its type
 _CATALOG = {"TemplateError", "TemplateMissing", "UnknownModel", "ParentMissing"}
 
 

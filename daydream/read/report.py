@@ -41,8 +41,8 @@ from daydream.read.compare import (AXIS, DEFAULT_RESAMPLES, DEFAULT_SEED, EXACT_
                               cluster_mean_intervals, compare, few_units_note, label, levels, mean_groups, means_from,
                               scale_note, t95)
 from daydream.errors import UsageError
-from daydream.ledger.events import REPORT_PUBLISHED
-from daydream.ledger.store import Ledger, NewEvent
+from daydream.ledger.events import REPORT_PUBLISHED, ReportPublished
+from daydream.ledger.store import Ledger
 from daydream.read.reliability import (ALPHA_EXPLAINED, Offset, offset_groups, offsets_from, rubric_agreement,
                                   self_preference)
 from daydream.read.score_table import Column, Evaluations, ScoreTable, group_codes, read_evaluations
@@ -1431,6 +1431,5 @@ def publish_report(ledger: Ledger, cohort_id: str, out_dir: str | Path, top: int
     hashes = dict(sorted(hashes.items()))
     if ledger.readonly:
         return PublishedReport(target, hashes, None)
-    [event] = ledger.append([NewEvent(f"report:{cohort_id}", REPORT_PUBLISHED, {
-        "cohort_id": cohort_id, "out_dir": str(target.resolve()), "files": hashes})])
+    [event] = ledger.append([ReportPublished(cohort_id=cohort_id, out_dir=str(target.resolve()), files=hashes).new()])
     return PublishedReport(target, hashes, event.seq)

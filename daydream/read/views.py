@@ -391,6 +391,8 @@ def lineage(ledger: Ledger, gen_id: str) -> dict[str, Any]:
     ``ancestors`` runs from the oldest (the draft) to the direct parent; ``children`` are the
     generations built on it (an essay's evaluations, with their scores).
     """
+    from daydream.ledger.events import gen_stream  # the event classes load only when needed (start-up)
+
     target = generation(ledger, gen_id)
     ancestors: list[dict[str, Any]] = []
     parent = target["parent_gen_id"]
@@ -406,7 +408,7 @@ def lineage(ledger: Ledger, gen_id: str) -> dict[str, Any]:
     children = _dicts(ledger, "SELECT * FROM generations WHERE parent_gen_id = ? ORDER BY stage, template_id, "
                               "model_id, replicate, gen_id", (gen_id,))
     events = _dicts(ledger, "SELECT seq, type, version, recorded_at, payload FROM events WHERE stream = ? "
-                            "ORDER BY version", (f"gen:{gen_id}",))
+                            "ORDER BY version", (gen_stream(gen_id),))
     for e in events:
         e["payload"] = json.loads(e["payload"])
     cohorts = [r["cohort_id"] for r in _dicts(

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from daydream.ledger import events as ev
+
 # The database's clock as the text every lease and heartbeat is written in.
 DB_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 # Seconds since a heartbeat, by the database's clock.
@@ -195,6 +197,11 @@ class AbandonedClaim:
     prompt_chars: int | None
 
 
+# The events of a generation's stream that tell the story of its calls.
+_CALL_TYPES = (ev.PROMPT_RENDERED, ev.LLM_CALL_STARTED, ev.LLM_CALL_SENT, ev.LLM_CALL_COMPLETED, ev.LLM_CALL_FAILED,
+               ev.LLM_CALL_LOST, ev.CLAIM_RELEASED)
+
+
 def abandoned_claim(cur: sqlite3.Cursor, gen_id: str, attempt: int) -> AbandonedClaim | None:
     """Read one generation's stream (a few dozen events at most) for the claim being taken over."""
     claim: dict[str, Any] | None = None
@@ -204,18 +211,17 @@ def abandoned_claim(cur: sqlite3.Cursor, gen_id: str, attempt: int) -> Abandoned
     tries_seen = 0
     answered = False
     for seq, type_, payload_json in cur.execute(
-            "SELECT seq, type, payload FROM events WHERE stream = ? ORDER BY version", (f"gen:{gen_id}",)):
-        if type_ not in ("PromptRendered", "LLMCallStarted", "LLMCallSent", "LLMCallCompleted",
-                         "LLMCallFailed", "LLMCallLost", "ClaimReleased"):
+            "SELECT seq, type, payload FROM events WHERE stream = ? ORDER BY version", (ev.gen_stream(gen_id),)):
+        if type_ not in _CALL_TYPES:
             continue
         payload = json.loads(payload_json)
         if payload.get("attempt") != attempt:
             continue
-        if type_ == "PromptRendered":
+        if type_ == ev.PROMPT_RENDERED:
             prompt_chars = payload.get("chars")
             continue
         call = payload.get("call") or 0
-        if type_ == "LLMCallStarted":
+        if type_ == ev.LLM_CALL_STARTED:
             max_call = max(max_call, call)
             # A claim that marks its requests is itself the mark of its first one.
             claim, tries_seen, answered = payload, 0, False
@@ -224,16 +230,16 @@ def abandoned_claim(cur: sqlite3.Cursor, gen_id: str, attempt: int) -> Abandoned
         if claim is None or call != claim.get("call"):
             continue
         try_ = payload.get("try")
-        if type_ == "LLMCallSent":
+        if type_ == ev.LLM_CALL_SENT:
             sent[try_] = seq
-        elif type_ == "ClaimReleased" and try_ is None:
+        elif type_ == ev.CLAIM_RELEASED and try_ is None:
             sent.clear()
             answered = True
         else:
             sent.pop(try_, None)
             if isinstance(try_, int):
                 tries_seen = max(tries_seen, try_)
-            answered = answered or type_ == "LLMCallCompleted"
+            answered = answered or type_ == ev.LLM_CALL_COMPLETED
     if claim is None:
         return None
     if claim.get("sends_marked"):

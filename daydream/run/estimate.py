@@ -131,7 +131,7 @@ def scratch_copy(ledger: Ledger) -> Iterator[Ledger]:
 def estimate_pending(ledger: Ledger, *, cohort: str | None = None, stage: str | None = None) -> Estimate:
     """Calls, tokens and cost of the unfinished LLM work in scope, per stage and model."""
     from daydream.run.pending import STAGE_ORDER, unfinished_scope
-    from daydream.run.runner import Context
+    from daydream.run.render import Context
 
     where, params = unfinished_scope(cohort, stage)
     groups = _groups(ledger, where, params)

@@ -6,10 +6,15 @@ Everything here reads the ``gen_state`` projection; the queries walk the
 
 from __future__ import annotations
 
-from daydream.run.claims import CLAIM_LIVENESS, LEASE_EXPIRED, STALE
-from daydream.ledger.store import Ledger
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
+from daydream.contracts import PIPELINE_STAGES, Generation
+from daydream.ledger.store import Ledger
+from daydream.run.claims import CLAIM_LIVENESS, LEASE_EXPIRED, STALE
+
+# Position of each stage in the pipeline (parents before children), for sorting.
+STAGE_ORDER = {name: i for i, name in enumerate(PIPELINE_STAGES)}
 
 _GEN_LIST = """g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
        g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
@@ -41,6 +46,38 @@ COHORT_FILTER = ("AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id =
 GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
                "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash",
                "planned_seq")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingGeneration:
+    """A generation as the runner finds it in ``gen_state``: what to make, and who holds it now."""
+
+    gen_id: str
+    stage: str
+    parent_gen_id: str | None
+    combo_id: str | None
+    template_id: str
+    template_hash: str | None
+    generator: str                 # "llm" or "copy"
+    parser: str | None
+    model_id: str | None
+    replicate: int | None
+    attempt: int | None            # the current attempt (None before the first)
+    status: str                    # planned, running, completed, failed
+    worker: str | None             # the claimant's identity (JSON) while running
+    lease_until: str | None
+    parent_parsed_hash: str | None  # the parent's parsed text, once it has one
+    planned_seq: int
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> "PendingGeneration":
+        """From a row whose first columns are ``GEN_COLUMNS`` (extra columns are ignored)."""
+        return cls(*row[:len(GEN_COLUMNS)])
+
+    def ref(self) -> Generation:
+        """What a stage is told about this generation when it judges an answer."""
+        return Generation(self.gen_id, self.stage, self.parent_gen_id, self.template_id, self.model_id,
+                          self.replicate)
 
 
 def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None = None) -> dict[str, dict[str, int]]:

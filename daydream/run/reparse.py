@@ -22,6 +22,7 @@ from typing import Any
 
 from daydream.ledger import events as ev
 from daydream import plugins
+from daydream.contracts import Generation
 from daydream.design.catalog import DEFAULT_PARSERS, Catalog, Template, catalog_from_ledger, load_catalog
 from daydream.errors import DaydreamError, NotFound, UsageError
 from daydream.ledger.store import Ledger, NewEvent
@@ -96,7 +97,7 @@ class _Skip(Exception):
 @dataclass
 class _Decision:
     row: dict[str, Any]
-    events: list[NewEvent]
+    events: list[ev.DomainEvent]
     texts: list[str]
     change: Change
 
@@ -220,10 +221,11 @@ class _Reparser:
             raise _Skip(f"parser {parser_name!r} is not registered") from None
         if stage.scored:
             parse = bind_scale(parse, scale or DEFAULT_SCALE)
-        gen = {k: row[k] for k in ("gen_id", "stage", "parent_gen_id", "template_id", "model_id", "replicate")}
+        gen = Generation(*(row[k] for k in ("gen_id", "stage", "parent_gen_id", "template_id", "model_id",
+                                            "replicate")))
         events, texts = stage.outcome(gen, row["attempt"], raw, row["finish_reason"], parse, parser_name)
         events = [self._mark(e, template_hash) for e in events]
-        types = {e.type: e.payload for e in events}
+        types = {e.TYPE: e.to_payload() for e in events}
         parsed = types.get(ev.RESPONSE_PARSED)
         scored = types.get(ev.SCORE_RECORDED)
         new_score = scored["score"] if scored else None
@@ -260,11 +262,10 @@ class _Reparser:
         return _Decision(row, events, texts, change)
 
     @staticmethod
-    def _mark(event: NewEvent, template_hash: str | None) -> NewEvent:
-        payload = {**event.payload, "reparsed": True}
-        if template_hash is not None and event.type in (ev.RESPONSE_PARSED, ev.PARSE_FAILED):
-            payload["template_hash"] = template_hash
-        return NewEvent(event.stream, event.type, payload)
+    def _mark(event: ev.DomainEvent, template_hash: str | None) -> ev.DomainEvent:
+        if template_hash is not None and isinstance(event, (ev.ResponseParsed, ev.ParseFailed)):
+            return event.but(reparsed=True, template_hash=template_hash)
+        return event.but(reparsed=True)
 
 
 def _children_in_use(ledger: Ledger, gen_ids: list[str]) -> set[str]:
@@ -336,11 +337,10 @@ def _new_snapshot(ledger: Ledger, catalog: Catalog | None) -> tuple[NewEvent, li
     """
     if catalog is None:
         return None
-    payload, texts = catalog.snapshot()
-    stream = ev.catalog_stream(payload["catalog_hash"])
-    if ledger.stream_version(stream) > 0:
+    snapshot, texts = catalog.snapshot_event()
+    if ledger.stream_version(snapshot.stream) > 0:
         return None
-    return NewEvent(stream, ev.CATALOG_IMPORTED, payload, expected_version=0), texts
+    return snapshot.new(expected_version=0), texts
 
 
 def _decide(reparser: _Reparser, rows: list[dict[str, Any]], report: ReparseReport) -> list[_Decision]:
@@ -399,7 +399,7 @@ def _append(ledger: Ledger, decisions: list[_Decision], snapshot: tuple[NewEvent
             if now is None or (now[0], now[1]) != (d.row["attempt"], d.row["updated_seq"]):
                 dropped.append(d)
                 continue
-            events.extend(d.events)
+            events.extend(e.new() for e in d.events)
             texts.extend(d.texts)
         if events and snapshot is not None and cur.execute(
                 "SELECT 1 FROM events WHERE stream = ? LIMIT 1", (snapshot[0].stream,)).fetchone() is None:

@@ -360,9 +360,9 @@ def _usage(raw_meta: dict[str, Any]) -> tuple[int | None, int | None, float | No
             None if completion is None else int(completion), cost)
 
 
-def build_payload(gen: LegacyGeneration, combo_id: str | None,
-                  scale: Scale | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The ``GenerationImported`` payload of one generation and the texts it refers to.
+def build_event(gen: LegacyGeneration, combo_id: str | None,
+                scale: Scale | None = None) -> tuple[ev.GenerationImported, list[str]]:
+    """The ``GenerationImported`` event of one generation and the texts it refers to.
 
     ``scale`` is the rubric's scale, for evaluations (default 0–9); it is recorded with the score.
     """
@@ -388,36 +388,20 @@ def build_payload(gen: LegacyGeneration, combo_id: str | None,
     finish = raw_meta.get("finish_reason")
     parser = (gen.parsed_metadata or {}).get("parser_name")
     parser = LEGACY_PARSER_ALIASES.get(parser, parser) if isinstance(parser, str) and parser else None
-    payload = {
-        "gen_id": gen.gen_id,
-        "stage": gen.stage,
-        "parent_gen_id": gen.parent_gen_id,
-        "combo_id": combo_id,
-        "template_id": gen.template_id,
-        "model_id": gen.model_id,
-        "replicate": gen.replicate,
-        "generator": gen.generator,
-        "parser": parser,
-        "cohort_id": gen.cohort_id,
-        "status": status,
-        "prompt_hash": text_hash(gen.prompt) if gen.prompt is not None else None,
-        "raw_hash": text_hash(gen.raw) if gen.raw is not None else None,
-        "parsed_hash": text_hash(gen.parsed) if gen.parsed is not None else None,
-        "score": score,
-        "finish_reason": finish if isinstance(finish, str) else None,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "cost_usd": cost,
-        "latency_s": _number(raw_meta.get("duration_s")),
-        "error": error,
-        "created_at": gen.created_at,
-        "source": str(gen.folder),
-        "metadata": {"metadata": gen.metadata, "raw_metadata": gen.raw_metadata,
-                     "parsed_metadata": gen.parsed_metadata},
-    }
-    if gen.stage == "evaluation":
-        payload["scale"] = list(scale)
-    return payload, texts
+    event = ev.GenerationImported(
+        gen_id=gen.gen_id, stage=gen.stage, parent_gen_id=gen.parent_gen_id, combo_id=combo_id,
+        template_id=gen.template_id, model_id=gen.model_id, replicate=gen.replicate, generator=gen.generator,
+        parser=parser, cohort_id=gen.cohort_id, status=status,
+        prompt_hash=text_hash(gen.prompt) if gen.prompt is not None else None,
+        raw_hash=text_hash(gen.raw) if gen.raw is not None else None,
+        parsed_hash=text_hash(gen.parsed) if gen.parsed is not None else None,
+        score=score, finish_reason=finish if isinstance(finish, str) else None, prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens, cost_usd=cost, latency_s=_number(raw_meta.get("duration_s")),
+        error=error, created_at=gen.created_at, source=str(gen.folder),
+        metadata={"metadata": gen.metadata, "raw_metadata": gen.raw_metadata,
+                  "parsed_metadata": gen.parsed_metadata},
+        scale=list(scale) if gen.stage == "evaluation" else None)
+    return event, texts
 
 
 # ----------------------------------------------------------------------------- appending in batches
@@ -590,12 +574,11 @@ class _Importer:
             self.report.catalog = "not imported (damaged)"
             return
         self.report.catalog_hash = catalog.catalog_hash
-        stream = ev.catalog_stream(catalog.catalog_hash)
-        if self.ledger.stream_version(stream) > 0:
+        if self.ledger.stream_version(ev.catalog_stream(catalog.catalog_hash)) > 0:
             self.report.catalog = f"already present ({catalog.catalog_hash[:16]})"
             return
         self.report.catalog = f"imported ({catalog.catalog_hash[:16]})"
-        self.writer.add([NewEvent(stream, ev.CATALOG_IMPORTED, payload, expected_version=0)], texts)
+        self.writer.add([ev.CatalogImported.from_payload(payload).new(expected_version=0)], texts)
 
     def import_combos(self) -> None:
         path = self.root / "combo_mappings.csv"
@@ -632,9 +615,9 @@ class _Importer:
                 self.report.problem(path, f"combo {combo}: rows disagree on description_level "
                                           f"{sorted(entry['levels'])}, expected one level (not imported)")
                 continue
-            payload = {"combo_id": combo, "concept_ids": sorted(entry["concepts"]),
-                       "level": next(iter(entry["levels"])) or None, "k": len(entry["concepts"])}
-            self.writer.add([NewEvent(ev.combo_stream(combo), ev.COMBO_DEFINED, payload, expected_version=0)])
+            defined = ev.ComboDefined(combo_id=combo, concept_ids=sorted(entry["concepts"]),
+                                      level=next(iter(entry["levels"])) or None, k=len(entry["concepts"]))
+            self.writer.add([defined.new(expected_version=0)])
             self.report.combos_defined += 1
 
     def stage_folders(self) -> list[tuple[str, list[Path]]]:
@@ -692,33 +675,30 @@ class _Importer:
             self.unreadable.add(gen_id)
             self.report.problem(folder, str(exc), stage=stage, gen_id=gen_id)
             return
-        payload, texts = build_payload(gen, combo, self._scale(gen))
+        imported, texts = build_event(gen, combo, self._scale(gen))
         if gen_id in self.incomplete_before:
             # Imported before without its results. Only a now-complete generation is recorded
             # again (a new event on its stream; the old one stays); otherwise nothing changes.
-            if payload["status"] != "completed":
+            if imported.status != "completed":
                 counts.skipped += 1
                 return
             counts.imported += 1
-            payload["completes_import"] = True
-            self.writer.add([NewEvent(ev.gen_stream(gen_id), ev.GENERATION_IMPORTED, payload,
-                                      expected_version=self.ledger.stream_version(ev.gen_stream(gen_id)))],
-                            texts)
+            completed = imported.but(completes_import=True)
+            self.writer.add([completed.new(expected_version=self.ledger.stream_version(completed.stream))], texts)
             return
-        if payload["status"] == "completed":
+        if imported.status == "completed":
             counts.imported += 1
         else:
             counts.incomplete += 1
         damage = list(gen.notes)
-        if payload["error"] and not payload["error"].startswith("parsed.txt missing"):
-            damage.append(payload["error"] + " (imported with status failed)")
+        if imported.error and not imported.error.startswith("parsed.txt missing"):
+            damage.append(imported.error + " (imported with status failed)")
         for note in damage:
             self.report.problem(folder, note, stage=stage, gen_id=gen_id, imported=True)
         self.known[gen_id] = (stage, combo)
         if gen.cohort_id:
             self.members.add((gen.cohort_id, gen_id))
-        self.writer.add([NewEvent(ev.gen_stream(gen_id), ev.GENERATION_IMPORTED, payload,
-                                  expected_version=0)], texts)
+        self.writer.add([imported.new(expected_version=0)], texts)
 
     def _scale(self, gen: LegacyGeneration) -> Scale | None:
         """The scale of an evaluation's rubric (0–9 for a rubric in no catalog, as it always was)."""
@@ -762,7 +742,6 @@ class _Importer:
 
     def _import_cohort(self, cohort_dir: Path, recorded: list[str]) -> None:
         cohort_id = cohort_dir.name
-        stream = ev.cohort_stream(cohort_id)
         membership = cohort_dir / "membership.csv"
         rows: list[dict[str, str]] = []
         if membership.is_file():
@@ -788,10 +767,10 @@ class _Importer:
                 if spec_hash in recorded:
                     self.report.specs_present += 1
                 else:
-                    payload = {"cohort_id": cohort_id, "spec_hash": spec_hash, "spec_path": str(spec_path),
-                               "catalog_hash": self.report.catalog_hash, "rows": len(rows),
-                               "spec_version": len(recorded) + 1}
-                    self.writer.add([NewEvent(stream, ev.SPEC_COMPILED, payload)], [spec_text])
+                    compiled = ev.SpecCompiled(cohort_id=cohort_id, spec_hash=spec_hash, spec_path=str(spec_path),
+                                               catalog_hash=self.report.catalog_hash, rows=len(rows),
+                                               spec_version=len(recorded) + 1)
+                    self.writer.add([compiled.new()], [spec_text])
                     recorded.append(spec_hash)
                     self.report.specs_recorded += 1
         for line, row in enumerate(rows, start=2):
@@ -810,8 +789,7 @@ class _Importer:
                 self.report.links_present += 1
                 continue
             self.members.add((cohort_id, gen_id))
-            self.writer.add([NewEvent(stream, ev.GENERATION_LINKED,
-                                      {"gen_id": gen_id, "stage": known[0], "cohort_id": cohort_id})])
+            self.writer.add([ev.GenerationLinked(cohort_id=cohort_id, gen_id=gen_id, stage=known[0]).new()])
             self.report.links_added += 1
 
 

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 from daydream.contracts import CallFailed, CallRequest, CallResult
 from daydream.errors import DaydreamError, ProviderError
 from daydream.hookspecs import hookimpl
-from daydream.ledger import events as ev
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported when a replay provider is made, not at load
     from daydream.ledger.store import Ledger
 
 PROVIDER_NAME = "replay"
 
-_INDEX_SQL = f"""
+_INDEX_SQL = """
 SELECT type,
        json_extract(payload, '$.gen_id'), json_extract(payload, '$.attempt'),
        json_extract(payload, '$.model_id'), json_extract(payload, '$.prompt_hash'),
@@ -33,7 +32,7 @@ SELECT type,
        json_extract(payload, '$.finish_reason'), json_extract(payload, '$.prompt_tokens'),
        json_extract(payload, '$.completion_tokens'), json_extract(payload, '$.resolved_model')
 FROM events
-WHERE type IN ('{ev.PROMPT_RENDERED}', '{ev.LLM_CALL_COMPLETED}', '{ev.GENERATION_IMPORTED}')
+WHERE type IN (?, ?, ?)
 ORDER BY seq
 """
 
@@ -63,8 +62,11 @@ class ReplayIndex:
         prompts: dict[tuple[str, int], str] = {}
         by_prompt: dict[tuple[str, str], RecordedCall] = {}
         by_gen: dict[tuple[str, str, str], RecordedCall] = {}
+        # The event classes load when a replay starts, not with the plugins (start-up).
+        from daydream.ledger import events as ev
+
         with ledger.backend.read() as conn:
-            cursor = conn.execute(_INDEX_SQL)
+            cursor = conn.execute(_INDEX_SQL, (ev.PROMPT_RENDERED, ev.LLM_CALL_COMPLETED, ev.GENERATION_IMPORTED))
             while rows := cursor.fetchmany(10_000):
                 for (type_, gen_id, attempt, model, prompt_hash, call_hash, raw_hash, finish,
                      p_tokens, c_tokens, resolved) in rows:

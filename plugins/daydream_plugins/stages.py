@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from daydream.contracts import Parsed, ParseFailure, StageInput
+from daydream.contracts import Generation, Parsed, ParseFailure, StageInput
 from daydream.design.scales import DEFAULT_SCALE
 from daydream.hookspecs import hookimpl
 
-if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported when events are made, not when plugins load
-    from daydream.ledger.store import NewEvent
+if TYPE_CHECKING:  # the event classes and the store load when events are made, not with the plugins
+    from daydream.ledger.events import DomainEvent
 
 MIN_DRAFT_LINES = 3
 
@@ -24,7 +24,6 @@ class BuiltinStage:
     """Common behaviour of the built-in stages."""
 
     name = ""
-    prefix = ""
     parent_stage: str | None = None
     scored = False
 
@@ -39,30 +38,27 @@ class BuiltinStage:
         """A reason to fail the generation despite a successful call (None: the answer is usable)."""
         return None
 
-    def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
-                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
+    def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
+                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
         """Events that record what came of a completed call: parsed output, score, or failure."""
-        from daydream.ledger.store import NewEvent, text_hash
+        from daydream.ledger.events import GenerationFailed, ParseFailed, ResponseParsed
+        from daydream.ledger.store import text_hash
 
-        stream = f"gen:{gen['gen_id']}"
         reason = self.check(raw_text, finish_reason)
         if reason is not None:
-            return [NewEvent(stream, "GenerationFailed", {
-                "gen_id": gen["gen_id"], "attempt": attempt, "reason": reason,
-                "error_class": "ValidationFailed", "raw_hash": text_hash(raw_text)})], []
+            return [GenerationFailed(gen_id=gen.gen_id, attempt=attempt, error_class="ValidationFailed",
+                                     reason=reason, raw_hash=text_hash(raw_text))], []
         try:
             parsed = parse(raw_text)
         except ParseFailure as failure:
-            return [NewEvent(stream, "ParseFailed", {
-                "gen_id": gen["gen_id"], "attempt": attempt, "parser": parser_name,
-                "reason": failure.reason, "preview": failure.preview[-600:]})], []
-        events = [NewEvent(stream, "ResponseParsed", {
-            "gen_id": gen["gen_id"], "attempt": attempt, "parser": parser_name,
-            "parsed_hash": text_hash(parsed.text), "chars": len(parsed.text)})]
+            return [ParseFailed(gen_id=gen.gen_id, attempt=attempt, parser=parser_name, reason=failure.reason,
+                                preview=failure.preview[-600:])], []
+        events: list[DomainEvent] = [ResponseParsed(gen_id=gen.gen_id, attempt=attempt, parser=parser_name,
+                                                    parsed_hash=text_hash(parsed.text), chars=len(parsed.text))]
         events.extend(self.score_events(gen, attempt, parsed))
         return events, [parsed.text]
 
-    def score_events(self, gen: dict[str, Any], attempt: int, parsed: Parsed) -> list[NewEvent]:
+    def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[DomainEvent]:
         """Extra events for a parsed answer (scores, for evaluations)."""
         return []
 
@@ -71,7 +67,6 @@ class DraftStage(BuiltinStage):
     """Brainstorm links between the concepts of a combination."""
 
     name = "draft"
-    prefix = "d_"
 
     def check(self, raw_text: str, finish_reason: str | None) -> str | None:
         if finish_reason == "length":
@@ -86,7 +81,6 @@ class EssayStage(BuiltinStage):
     """Turn a draft (or, in single-stage studies, the concepts themselves) into an essay."""
 
     name = "essay"
-    prefix = "e_"
     parent_stage = "draft"
 
     def variables(self, source: StageInput) -> dict[str, Any]:
@@ -101,7 +95,6 @@ class EvaluationStage(BuiltinStage):
     """Score an essay against a rubric, on the rubric's scale (0–9 unless it declares another)."""
 
     name = "evaluation"
-    prefix = "v_"
     parent_stage = "essay"
     scored = True
 
@@ -111,29 +104,26 @@ class EvaluationStage(BuiltinStage):
             found["response"] = source.parent_parsed
         return found
 
-    def score_events(self, gen: dict[str, Any], attempt: int, parsed: Parsed) -> list[NewEvent]:
-        from daydream.ledger.store import NewEvent
+    def score_events(self, gen: Generation, attempt: int, parsed: Parsed) -> list[DomainEvent]:
+        from daydream.ledger.events import ScoreRecorded
 
         if parsed.score is None:
             return []
         # The scale travels with the score, so a score is self-describing: views and comparisons
         # across rubrics need no catalog lookup, and a re-scored generation keeps both in history.
-        scale = list(parsed.scale or DEFAULT_SCALE)
-        return [NewEvent(f"gen:{gen['gen_id']}", "ScoreRecorded", {
-            "gen_id": gen["gen_id"], "attempt": attempt, "essay_gen_id": gen.get("parent_gen_id"),
-            "score": parsed.score, "scale": scale, "rubric": gen.get("template_id"),
-            "evaluator": gen.get("model_id"), "replicate": gen.get("replicate")})]
+        return [ScoreRecorded(gen_id=gen.gen_id, attempt=attempt, essay_gen_id=gen.parent_gen_id,
+                              score=parsed.score, scale=list(parsed.scale or DEFAULT_SCALE),
+                              rubric=gen.template_id, evaluator=gen.model_id, replicate=gen.replicate)]
 
-    def outcome(self, gen: dict[str, Any], attempt: int, raw_text: str, finish_reason: str | None,
-                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[NewEvent], list[str]]:
-        from daydream.ledger.store import NewEvent
+    def outcome(self, gen: Generation, attempt: int, raw_text: str, finish_reason: str | None,
+                parse: Callable[[str], Parsed], parser_name: str) -> tuple[list[DomainEvent], list[str]]:
+        from daydream.ledger.events import ParseFailed, ResponseParsed, ScoreRecorded
 
         events, texts = super().outcome(gen, attempt, raw_text, finish_reason, parse, parser_name)
         # An evaluation is only complete with a score; a parser that yields none is a parse failure.
-        if events and events[0].type == "ResponseParsed" and not any(e.type == "ScoreRecorded" for e in events):
-            return [NewEvent(f"gen:{gen['gen_id']}", "ParseFailed", {
-                "gen_id": gen["gen_id"], "attempt": attempt, "parser": parser_name,
-                "reason": f"parser {parser_name!r} returned no score", "preview": raw_text[-600:]})], []
+        if events and isinstance(events[0], ResponseParsed) and not any(isinstance(e, ScoreRecorded) for e in events):
+            return [ParseFailed(gen_id=gen.gen_id, attempt=attempt, parser=parser_name,
+                                reason=f"parser {parser_name!r} returned no score", preview=raw_text[-600:])], []
         return events, texts
 
 
