@@ -318,6 +318,8 @@ def _replace_view(name: str, sql: str) -> None:
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     op.add_column("gen_state", sa.Column(
         "parse_failed", sa.Integer, nullable=False, server_default="0",
         comment="1 while error is a parse failure's (ParseFailed: reason): the answer did not parse"))
