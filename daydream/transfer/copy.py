@@ -198,4 +198,29 @@ def _write_chunk(target: Ledger, rows: list[tuple]) -> None:
     target.backend.write(work)
 
 
-__all__ = ["CopyRefused", "CopyResult", "copy_ledger", "shown"]
+def snapshot_path(url: str) -> Path:
+    """Where browse keeps the SQLite snapshot of a PostgreSQL ledger (one per URL, password left out)."""
+    import hashlib
+    import os
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "daydream" / "snapshots"
+    return cache / f"pg-{hashlib.sha256(shown(url).encode()).hexdigest()[:16]}.db"
+
+
+def refresh_snapshot(url: str, path: Path | None = None) -> tuple[Path, CopyResult]:
+    """A SQLite snapshot of the PostgreSQL ledger ``url``, brought up to date by ``copy_ledger``.
+
+    The snapshot from an earlier browse is kept and only the new suffix copied; one that is not a
+    prefix any more (another ledger at that URL) is replaced. Datasette reads SQLite only.
+    """
+    target = path or snapshot_path(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return target, copy_ledger(url, str(target))
+    except (CopyRefused, LedgerIntegrityError):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        return target, copy_ledger(url, str(target))
+
+
+__all__ = ["CopyRefused", "CopyResult", "copy_ledger", "refresh_snapshot", "shown", "snapshot_path"]
