@@ -216,3 +216,25 @@ def test_a_postgresql_url_without_psycopg_names_the_extra(tmp_path) -> None:
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "daydream[postgres]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_verify_full_names_a_disabled_or_foreign_trigger_on_postgresql(pg_url: str) -> None:
+    Ledger.open(pg_url).append([event("s:a", 1, 0)])
+    done = run_cli("verify", "--full", "--db", pg_url)
+    assert done.returncode == 0, done.stderr
+    assert "append-only guards are what the migrations create" in done.stdout
+    raw(pg_url, "ALTER TABLE events DISABLE TRIGGER events_no_update")
+    disabled = run_cli("verify", "--full", "--db", pg_url)
+    assert disabled.returncode != 0 and "events_no_update is not enabled ALWAYS" in disabled.stdout + disabled.stderr
+    raw(pg_url, "ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update",
+        "CREATE FUNCTION sneaky() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+        "CREATE TRIGGER sneaky BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION sneaky()")
+    foreign = run_cli("verify", "--full", "--db", pg_url)
+    assert foreign.returncode != 0 and "trigger sneaky on events was not created" in foreign.stdout + foreign.stderr
+
+
+def test_commands_needing_views_say_what_postgresql_ledgers_lack_in_one_line(pg_url: str) -> None:
+    done = run_cli("status", "--db", pg_url)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "PostgreSQL ledgers do not have yet" in done.stderr and "daydream copy" in done.stderr

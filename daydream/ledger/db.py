@@ -489,6 +489,8 @@ def schema_drift(backend: SqliteBackend) -> list[str]:
     event type, or a trigger nobody's migration made: each is a way to change the results without
     touching an event's hash. Extra tables, views and indexes (someone's own queries) are not drift.
     """
+    if backend.name == "postgresql":
+        return _pg_schema_drift(backend)
     with backend.snapshot() as conn:
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         actual, actual_types = _schema_of(conn)
@@ -507,6 +509,43 @@ def schema_drift(backend: SqliteBackend) -> list[str]:
     if actual_types != expected_types:
         changed = sorted(expected_types ^ actual_types)
         problems.append(f"projected_types differs from migration {revision[0]} ({', '.join(changed)})")
+    return problems
+
+
+# The guards of a PostgreSQL ledger (migrations 0001 and 0006): trigger -> (table, function).
+_PG_GUARDS = {
+    **{f"{table}_no_{verb}": (table, "daydream_append_only")
+       for table in ("events", "texts") for verb in ("update", "delete", "truncate")},
+    **{name: ("chain_head", "daydream_chain_head_refuse")
+       for name in ("chain_head_no_delete", "chain_head_no_truncate", "chain_head_forward")},
+}
+
+
+def _pg_schema_drift(backend: Any) -> list[str]:
+    """On PostgreSQL: every guard trigger present, on its table, calling its function, enabled ALWAYS,
+    and no other trigger on the ledger's tables."""
+    rows = backend.query(
+        "SELECT t.tgname, c.relname, p.proname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace "
+        "AND c.relname IN ('events', 'texts', 'chain_head')")
+    actual = {name: (table, function, enabled) for name, table, function, enabled in rows}
+    problems = []
+    for name, (table, function) in sorted(_PG_GUARDS.items()):
+        if name not in actual:
+            problems.append(f"trigger {name} is missing")
+        elif actual[name][:2] != (table, function):
+            problems.append(f"trigger {name} differs from what the migrations created")
+        elif actual[name][2] != "A":
+            problems.append(f"trigger {name} is not enabled ALWAYS (state {actual[name][2]!r}): it may not fire")
+    for name, (table, _function, _enabled) in sorted(actual.items()):
+        if name not in _PG_GUARDS:
+            problems.append(f"trigger {name} on {table} was not created by daydream's migrations")
+    sources = dict(backend.query("SELECT proname, prosrc FROM pg_proc WHERE proname IN "
+                                 "('daydream_append_only', 'daydream_chain_head_refuse') "
+                                 "AND pronamespace = current_schema()::regnamespace"))
+    for function in ("daydream_append_only", "daydream_chain_head_refuse"):
+        if "RAISE EXCEPTION" not in sources.get(function, ""):
+            problems.append(f"function {function} no longer refuses changes")
     return problems
 
 

@@ -68,6 +68,12 @@ def require_psycopg() -> Any:
     return psycopg
 
 
+def _errors() -> Any:
+    import psycopg.errors
+
+    return psycopg.errors
+
+
 # ----------------------------------------------------------------------------- parameters
 _TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(::)|:([A-Za-z_][A-Za-z0-9_]*)|(\?)|(%)""")
 
@@ -104,6 +110,18 @@ class LedgerNulCharacter(DaydreamError):
                          "store (TEXT refuses it); nothing was written: remove it, or use a SQLite ledger")
 
 
+class NotYetOnPostgres(DaydreamError):
+    """A command needs a part of the schema that PostgreSQL ledgers do not have yet (issue 17)."""
+
+
+def _not_yet(exc: Exception) -> NotYetOnPostgres:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return NotYetOnPostgres(
+        f"this command needs what PostgreSQL ledgers do not have yet ({first}): on PostgreSQL daydream keeps the "
+        "events, texts and chain head (append, verify, events, copy, backup, browse), not yet the projections, "
+        "views and runner queries; run it on a SQLite copy: daydream copy URL ledger.db")
+
+
 class PgCursor:
     """A psycopg cursor that takes ``sqlite3``-style SQL (see ``to_pyformat``)."""
 
@@ -111,7 +129,12 @@ class PgCursor:
         self._raw = raw
 
     def execute(self, sql: str, params: Any = None, /) -> "PgCursor":
-        self._raw.execute(to_pyformat(sql), params if params else None)
+        try:
+            self._raw.execute(to_pyformat(sql), params if params else None)
+        except (_errors().UndefinedTable, _errors().UndefinedFunction) as exc:
+            # A view, projection table or SQLite function the PostgreSQL schema lacks: say so in
+            # one line (with what to do) rather than as an internal error.
+            raise _not_yet(exc) from None
         return self
 
     def executemany(self, sql: str, rows: Any, /) -> "PgCursor":
@@ -351,5 +374,5 @@ _INSERT_EVENTS = ("INSERT INTO events (seq, stream, version, type, payload, reco
 _INSERT_TEXTS = "INSERT INTO texts (sha256, text, chars) VALUES (%s, %s, %s) ON CONFLICT (sha256) DO NOTHING"
 
 
-__all__ = ["EXTRA_HINT", "LOCK_HEAD", "LedgerNulCharacter", "PgBackend", "PgConnection",
+__all__ = ["EXTRA_HINT", "LOCK_HEAD", "LedgerNulCharacter", "NotYetOnPostgres", "PgBackend", "PgConnection",
            "PgCursor", "is_postgres_url", "redact", "require_psycopg", "to_pyformat"]
