@@ -320,7 +320,12 @@ class PgBackend:
         raw = cur._raw
         raw.execute("SAVEPOINT daydream_insert_events")
         try:
-            raw.executemany(_INSERT_EVENTS, rows)
+            if len(rows) >= COPY_FROM:
+                with raw.copy(_COPY_EVENTS) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                raw.executemany(_INSERT_EVENTS, rows)
         except self.psycopg.IntegrityError:
             raw.execute("ROLLBACK TO SAVEPOINT daydream_insert_events")
             raise
@@ -371,6 +376,10 @@ class PgBackend:
 # Positional, as SqliteBackend's: the rows are tuples from the append's hot path.
 _INSERT_EVENTS = ("INSERT INTO events (seq, stream, version, type, payload, recorded_at, causation_seq, "
                   "prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_COPY_EVENTS = ("COPY events (seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash) "
+                "FROM STDIN")
+# Batches from this size go in by COPY (measured faster than executemany's pipeline for large batches).
+COPY_FROM = 50
 _INSERT_TEXTS = "INSERT INTO texts (sha256, text, chars) VALUES (%s, %s, %s) ON CONFLICT (sha256) DO NOTHING"
 
 
