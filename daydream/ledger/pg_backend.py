@@ -39,6 +39,8 @@ EXTRA_HINT = ("PostgreSQL ledgers need the 'postgres' extra (psycopg 3): pip ins
               "or uv sync --extra postgres")
 # A write transaction's first statement: the row lock every writer takes, in turn.
 LOCK_HEAD = "SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE"
+BEGIN_LOCKED = f"BEGIN; {LOCK_HEAD}"
+SCHEMA_RECHECK_S = 5.0
 # Deadlocks and serialisation failures are retried like SQLite's "database is locked".
 _RETRY_SQLSTATES = {"40001", "40P01"}
 RETRY_FOR_S = 120.0
@@ -166,15 +168,25 @@ class PgCursor:
 
 
 class PgConnection:
-    """What ``read`` and ``snapshot`` lend: ``execute`` and ``cursor`` in ``sqlite3``'s style."""
+    """What ``read`` and ``snapshot`` lend: ``execute`` and ``cursor`` in ``sqlite3``'s style.
 
-    def __init__(self, raw: Any) -> None:
+    In a snapshot, ``cursor()`` gives a server-side cursor: ``verify`` and ``copy`` walk a whole
+    ledger through ``fetchmany``, which then fetches batch by batch instead of loading every row
+    into memory at ``execute`` (a client-side cursor's way).
+    """
+
+    def __init__(self, raw: Any, *, streaming: bool = False) -> None:
         self.raw = raw
+        self._streaming = streaming
+        self._cursors = 0
 
     def execute(self, sql: str, params: Any = None, /) -> PgCursor:
         return PgCursor(self.raw.cursor()).execute(sql, params)
 
     def cursor(self) -> PgCursor:
+        if self._streaming:
+            self._cursors += 1
+            return PgCursor(self.raw.cursor(name=f"daydream_snapshot_{self._cursors}"))
         return PgCursor(self.raw.cursor())
 
 
@@ -256,7 +268,7 @@ class PgBackend:
         conn = self._take()
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield PgConnection(conn)
+            yield PgConnection(conn, streaming=True)
         finally:
             self._give(conn)
 
@@ -277,10 +289,10 @@ class PgBackend:
             conn = self._take()
             try:
                 cur = PgCursor(conn.cursor())
-                conn.execute("BEGIN")
                 try:
-                    if self._has_head(conn):
-                        conn.execute(LOCK_HEAD)
+                    # BEGIN and the lock in one round trip: the lock is held for as many round trips
+                    # as the transaction makes, and every other writer waits that long.
+                    conn.execute(BEGIN_LOCKED if self._has_head(conn) else "BEGIN")
                     result = work(cur)
                     conn.execute("COMMIT")
                     return result
@@ -305,7 +317,7 @@ class PgBackend:
     def _has_head(self, conn: Any) -> bool:
         # chain_head exists from migration 0006 on and is never dropped: once seen, always there.
         if not self._head_known:
-            self._head_known = conn.execute("SELECT to_regclass('chain_head') IS NOT NULL").fetchone()[0]
+            self._head_known = bool(conn.execute("SELECT to_regclass('chain_head') IS NOT NULL").fetchone()[0])
         return self._head_known
 
     # ----------------------------------------------------------------- statements by dialect
@@ -317,19 +329,23 @@ class PgBackend:
         # A savepoint, so that a unique violation (a stream taken for new already has events) leaves
         # the transaction usable: the append then looks the stream up to report the conflict, as on
         # SQLite, where a failed statement does not abort its transaction.
+        # Small batches: savepoint, rows and release in one pipeline (one round trip under the lock).
         raw = cur._raw
-        raw.execute("SAVEPOINT daydream_insert_events")
         try:
             if len(rows) >= COPY_FROM:
+                raw.execute("SAVEPOINT daydream_insert_events")
                 with raw.copy(_COPY_EVENTS) as copy:
                     for row in rows:
                         copy.write_row(row)
+                raw.execute("RELEASE SAVEPOINT daydream_insert_events")
             else:
-                raw.executemany(_INSERT_EVENTS, rows)
+                with raw.connection.pipeline():
+                    raw.execute("SAVEPOINT daydream_insert_events")
+                    raw.executemany(_INSERT_EVENTS, rows)
+                    raw.execute("RELEASE SAVEPOINT daydream_insert_events")
         except self.psycopg.IntegrityError:
             raw.execute("ROLLBACK TO SAVEPOINT daydream_insert_events")
             raise
-        raw.execute("RELEASE SAVEPOINT daydream_insert_events")
 
     def insert_texts(self, cur: PgCursor, rows: list[tuple[str, str, int]]) -> None:
         """Store ``(sha256, text, chars)`` rows, skipping texts already stored."""
@@ -346,10 +362,17 @@ class PgBackend:
         """Whether the ledger's schema has a table (or view) called ``name``."""
         return cur.execute("SELECT to_regclass(:name) IS NOT NULL", {"name": name}).fetchone()[0]
 
+    _schema_seen: tuple[float, Any] = (0.0, None)
+
     def schema_version(self, cur: Any) -> Any:
-        """Changes whenever the schema does (the revision in ``alembic_version``)."""
-        row = cur.execute("SELECT version_num FROM alembic_version").fetchone()
-        return row[0] if row else None
+        """Changes whenever the schema does: the revision in ``alembic_version``, read at most every
+        ``SCHEMA_RECHECK_S`` (a round trip per append would be paid under the chain lock)."""
+        at, version = self._schema_seen
+        if time.monotonic() - at > SCHEMA_RECHECK_S:
+            row = cur.execute("SELECT version_num FROM alembic_version").fetchone()
+            version = row[0] if row else None
+            self._schema_seen = (time.monotonic(), version)
+        return version
 
     def tables(self) -> tuple[str, ...]:
         """The tables in the connection's schema (``current_schema()``), sorted."""
