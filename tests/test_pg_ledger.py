@@ -251,3 +251,23 @@ def test_commands_needing_views_say_what_postgresql_ledgers_lack_in_one_line(pg_
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert "PostgreSQL ledgers do not have yet" in done.stderr and "daydream copy" in done.stderr
+
+
+def test_two_hosts_initialising_one_database_at_once_take_turns(pg_empty_url: str) -> None:
+    from tests.runner_fixtures import daydream_cmd, subprocess_env
+
+    procs = [subprocess.Popen(daydream_cmd("init", "--db", pg_empty_url), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(3)]
+    outcomes = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    ledger = Ledger.open(pg_empty_url)
+    assert ledger.append([event("s:a", 1, 0)])[0].seq == 1 and ledger.verify() == (1, 0)
+
+
+def test_daydream_db_may_name_a_postgresql_ledger_and_events_lists_it(pg_url: str) -> None:
+    from tests.runner_fixtures import subprocess_env
+
+    Ledger.open(pg_url).append([event("s:a", 1, 0), event("s:b", 1, 0)])
+    done = run_cli("events", "--json", env=subprocess_env(DAYDREAM_DB=pg_url))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count('"stream"') == 2 and '"s:b"' in done.stdout
