@@ -120,8 +120,8 @@ def _not_yet(exc: Exception) -> NotYetOnPostgres:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return NotYetOnPostgres(
         f"this command needs what PostgreSQL ledgers do not have yet ({first}): on PostgreSQL daydream keeps the "
-        "events, texts and chain head (append, verify, events, copy, backup, browse), not yet the projections, "
-        "views and runner queries; run it on a SQLite copy: daydream copy URL ledger.db")
+        "events, texts, chain head and projections (append, verify, events, copy, backup, browse), not yet the "
+        "read-side views and the runner's queries; run it on a SQLite copy: daydream copy URL ledger.db")
 
 
 class PgCursor:
