@@ -76,6 +76,28 @@ def _errors() -> Any:
     return psycopg.errors
 
 
+def _number_loader(psycopg: Any) -> Any:
+    """A loader giving NUMERIC values as int (when whole) or float, as SQLite gives its numbers.
+
+    PostgreSQL's SUM of integers, AVG and ROUND(x, n) are NUMERIC, which psycopg would hand over as
+    Decimal: readers (reports, --json output) expect the ints and floats SQLite returns.
+    """
+    global _NumberLoader
+    if _NumberLoader is None:
+        class NumberLoader(psycopg.adapt.Loader):
+            def load(self, data: Any) -> Any:
+                text = bytes(data).decode()
+                if "." in text or "e" in text or "N" in text or "I" in text:
+                    return float(text)
+                return int(text)
+
+        _NumberLoader = NumberLoader
+    return _NumberLoader
+
+
+_NumberLoader: Any = None
+
+
 # ----------------------------------------------------------------------------- parameters
 _TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(::)|:([A-Za-z_][A-Za-z0-9_]*)|(\?)|(%)""")
 
@@ -120,8 +142,9 @@ def _not_yet(exc: Exception) -> NotYetOnPostgres:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return NotYetOnPostgres(
         f"this command needs what PostgreSQL ledgers do not have yet ({first}): on PostgreSQL daydream keeps the "
-        "events, texts, chain head and projections (append, verify, events, copy, backup, browse), not yet the "
-        "read-side views and the runner's queries; run it on a SQLite copy: daydream copy URL ledger.db")
+        "events, texts, chain head, projections and read-side views, but not every command's SQL is PostgreSQL's "
+        "yet (the runner's claims, some status and report queries); run it on a SQLite copy: daydream copy URL "
+        "ledger.db")
 
 
 class PgCursor:
@@ -222,6 +245,7 @@ class PgBackend:
             raise LedgerPathError(f"cannot connect to PostgreSQL ledger {redact(self.url)}: {first}") from None
         if self.readonly:
             conn.read_only = True
+        conn.adapters.register_loader("numeric", _number_loader(self.psycopg))
         return conn
 
     def _take(self) -> Any:

@@ -4,7 +4,10 @@
 -- BIGINT / DOUBLE PRECISION columns, text keys COLLATE "C" (byte order, as SQLite's), STORED
 -- generated columns, one plpgsql function applying every projected event type (read through jsonb
 -- with the field's type; objects and lists through json, keeping their bytes), counters whose
--- booleans are cast to int, null-safe comparisons spelled IS [NOT] DISTINCT FROM.
+-- booleans are cast to int, null-safe comparisons spelled IS [NOT] DISTINCT FROM. Views: payload
+-- fields read through jsonb with their type, ROUND(real, n) by a function below, comparisons and
+-- flags that SQLite shows as 0/1 cast to int, subqueries named, bare columns added to GROUP BY,
+-- and in comparisons the replicate levels in columns a and b as text (one type per column).
 
 CREATE TABLE gen_state (
     gen_id TEXT COLLATE "C" PRIMARY KEY, stage TEXT COLLATE "C" NOT NULL, parent_gen_id TEXT COLLATE "C", combo_id TEXT COLLATE "C", template_id TEXT COLLATE "C",
@@ -296,3 +299,425 @@ BEGIN
 END
 $fn$;
 CREATE TRIGGER read_member_inserted_evaluation AFTER INSERT ON cohort_members FOR EACH ROW WHEN (NEW.stage = 'evaluation') EXECUTE FUNCTION read_member_inserted_evaluation();
+
+-- SQLite's ROUND(real, digits): PostgreSQL rounds NUMERIC only; the views call this one.
+CREATE FUNCTION round(double precision, integer) RETURNS double precision LANGUAGE sql IMMUTABLE STRICT
+    PARALLEL SAFE AS $fn$ SELECT round($1::numeric, $2)::double precision $fn$;
+CREATE VIEW generations AS -- One row per generation (current attempt), with its prompt, raw response and parsed text.
+SELECT g.gen_id, g.stage, g.status, (g.status = 'planned' AND g.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state p WHERE p.gen_id = g.parent_gen_id AND (p.status = 'failed' OR (p.status = 'planned' AND p.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state q WHERE q.gen_id = p.parent_gen_id AND q.status = 'failed')))))::int AS blocked, g.attempt,
+       g.template_id, g.template_hash, g.model_id, g.resolved_model, g.generator, g.parser,
+       g.parent_gen_id, g.combo_id, g.replicate, g.origin_cohort_id, g.imported, g.score,
+       (SELECT t.text FROM texts t WHERE t.sha256 = g.prompt_hash) AS prompt,
+       (SELECT t.text FROM texts t WHERE t.sha256 = g.raw_hash) AS response,
+       (SELECT t.text FROM texts t WHERE t.sha256 = g.parsed_hash) AS parsed,
+       g.prompt_tokens, g.completion_tokens, g.cost_usd, g.latency_s, g.calls, g.failed_calls,
+       g.finish_reason, g.error, g.prompt_hash, g.raw_hash, g.parsed_hash, g.planned_seq,
+       g.updated_seq
+FROM gen_state g;
+
+CREATE VIEW cohort_membership AS -- One row per (cohort, generation): which generations a cohort uses, planned or linked (reused).
+SELECT m.cohort_id, m.stage, m.gen_id, g.status, (g.status = 'planned' AND g.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state p WHERE p.gen_id = g.parent_gen_id AND (p.status = 'failed' OR (p.status = 'planned' AND p.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state q WHERE q.gen_id = p.parent_gen_id AND q.status = 'failed')))))::int AS blocked, g.template_id, g.model_id,
+       g.replicate, CASE WHEN g.origin_cohort_id = m.cohort_id THEN 'planned' ELSE 'linked' END
+       AS joined_as, m.seq
+FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id;
+
+CREATE VIEW cohort_progress AS -- One row per cohort and stage: how many generations are planned, done, failed, still pending.
+SELECT p.*, COALESCE(l.lost_calls, 0) AS lost_calls, l.estimated_cost_usd
+FROM (
+/* the view before 0007 */
+-- One row per cohort and stage: how many generations are planned, done, failed, still pending.
+SELECT t.cohort_id, t.stage, t.planned, t.completed, t.failed, t.running,
+       t.planned - t.completed - t.failed AS pending,
+       -- blocked: planned children of failed generations, plus their planned children in turn.
+       -- CROSS JOIN fixes the loop order: start from the few failed generations (status index),
+       -- then follow ix_gen_state_parent; left to itself SQLite scans every planned generation.
+       (SELECT COUNT(*) FROM gen_state p CROSS JOIN gen_state g CROSS JOIN cohort_members m
+        WHERE p.status = 'failed' AND g.parent_gen_id = p.gen_id AND g.status = 'planned'
+          AND g.stage = t.stage AND m.cohort_id = t.cohort_id AND m.gen_id = g.gen_id)
+       + (SELECT COUNT(*) FROM gen_state f CROSS JOIN gen_state c CROSS JOIN gen_state g
+            CROSS JOIN cohort_members m
+          WHERE f.status = 'failed' AND c.parent_gen_id = f.gen_id AND c.status = 'planned'
+            AND g.parent_gen_id = c.gen_id AND g.status = 'planned' AND g.stage = t.stage
+            AND m.cohort_id = t.cohort_id AND m.gen_id = g.gen_id) AS blocked,
+       t.calls, t.tokens, t.cost_usd
+FROM (SELECT cohort_id, stage, SUM(generations) AS planned, SUM(completed) AS completed,
+             SUM(failed) AS failed, SUM(running) AS running, SUM(calls) AS calls,
+             SUM(prompt_tokens) + SUM(completion_tokens) AS tokens,
+             ROUND(SUM(cost_usd), 6) AS cost_usd
+      FROM cohort_totals GROUP BY cohort_id, stage HAVING SUM(generations) > 0) t
+/* end of the view before 0007 */
+) p LEFT JOIN (
+  SELECT m.cohort_id, x.stage, SUM(x.lost_calls) AS lost_calls,
+         ROUND(SUM(x.estimated_cost_usd), 6) AS estimated_cost_usd
+  FROM (SELECT substr(x.stream, 5) AS gen_id, g.stage, g.model_id, COUNT(*) AS lost_calls,
+              ROUND(SUM((x.payload::jsonb ->> 'estimated_cost_usd')::double precision), 6) AS estimated_cost_usd
+       FROM events x JOIN gen_state g ON g.gen_id = substr(x.stream, 5)
+       WHERE x.type = 'LLMCallLost' GROUP BY x.stream, g.stage, g.model_id) x JOIN cohort_members m ON m.gen_id = x.gen_id
+  GROUP BY m.cohort_id, x.stage
+) l ON l.cohort_id = p.cohort_id AND l.stage = p.stage;
+
+CREATE VIEW spend AS -- One row per cohort, stage and model: calls, tokens and money (a reused generation counts in each).
+SELECT s.*, COALESCE(l.lost_calls, 0) AS lost_calls, l.estimated_cost_usd
+FROM (
+/* the view before 0007 */
+-- One row per cohort, stage and model: calls, tokens and money (a reused generation counts in each).
+SELECT cohort_id, stage, NULLIF(model_key, '') AS model_id, generations, calls, failed_calls,
+       prompt_tokens, completion_tokens, ROUND(cost_usd, 6) AS cost_usd
+FROM cohort_totals
+WHERE generations > 0
+/* end of the view before 0007 */
+) s LEFT JOIN (
+  SELECT m.cohort_id, x.stage, x.model_id, SUM(x.lost_calls) AS lost_calls,
+         ROUND(SUM(x.estimated_cost_usd), 6) AS estimated_cost_usd
+  FROM (SELECT substr(x.stream, 5) AS gen_id, g.stage, g.model_id, COUNT(*) AS lost_calls,
+              ROUND(SUM((x.payload::jsonb ->> 'estimated_cost_usd')::double precision), 6) AS estimated_cost_usd
+       FROM events x JOIN gen_state g ON g.gen_id = substr(x.stream, 5)
+       WHERE x.type = 'LLMCallLost' GROUP BY x.stream, g.stage, g.model_id) x JOIN cohort_members m ON m.gen_id = x.gen_id
+  GROUP BY m.cohort_id, x.stage, x.model_id
+) l ON l.cohort_id = s.cohort_id AND l.stage = s.stage AND l.model_id IS NOT DISTINCT FROM s.model_id;
+
+CREATE VIEW llm_calls AS -- One row per LLM request: completed, failed, unknown (sent; the worker stopped before its answer was recorded) or open (sent, no answer yet).
+SELECT o.seq, o.stream, g.gen_id AS gen_id, g.stage,
+       (o.payload::jsonb ->> 'attempt')::bigint AS attempt, (o.payload::jsonb ->> 'call')::bigint AS call,
+       (o.payload::jsonb ->> 'try')::bigint AS try,
+       (o.payload::jsonb ->> 'model_id') AS model_id,
+       (o.payload::jsonb ->> 'provider') AS provider,
+       (o.payload::jsonb ->> 'resolved_model') AS resolved_model,
+       CASE o.type WHEN 'LLMCallCompleted' THEN 'completed' WHEN 'LLMCallLost' THEN 'unknown'
+                   ELSE 'failed' END AS outcome,
+       (o.payload::jsonb ->> 'latency_s')::double precision AS latency_s,
+       (o.payload::jsonb ->> 'prompt_tokens')::bigint AS prompt_tokens,
+       (o.payload::jsonb ->> 'completion_tokens')::bigint AS completion_tokens,
+       (o.payload::jsonb ->> 'cost_usd')::double precision AS cost_usd,
+       (o.payload::jsonb ->> 'finish_reason') AS finish_reason,
+       (o.payload::jsonb ->> 'error_class') AS error_class,
+       (o.payload::jsonb ->> 'message') AS message,
+       o.recorded_at,
+       (o.payload::jsonb ->> 'estimated_cost_usd')::double precision AS estimated_cost_usd
+FROM events o LEFT JOIN gen_state g ON g.gen_id = substr(o.stream, 5) AND o.stream = 'gen:' || g.gen_id
+WHERE o.type IN ('LLMCallCompleted', 'LLMCallFailed', 'LLMCallLost')
+  AND (o.type <> 'LLMCallLost' OR NOT EXISTS (
+    -- its answer reached the (superseded) worker after all: that row stands for the request
+    SELECT 1 FROM events r WHERE r.stream = o.stream AND r.version > o.version
+      AND (r.payload::jsonb ->> 'answers_lost_seq')::bigint = o.seq))
+UNION ALL
+SELECT s.seq, s.stream, g.gen_id, g.stage, (s.payload::jsonb ->> 'attempt')::bigint,
+       (s.payload::jsonb ->> 'call')::bigint, (s.payload::jsonb ->> 'try')::bigint,
+       (s.payload::jsonb ->> 'model_id'), (s.payload::jsonb ->> 'provider'), NULL, 'open',
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.recorded_at, NULL
+FROM events s LEFT JOIN gen_state g ON g.gen_id = substr(s.stream, 5) AND s.stream = 'gen:' || g.gen_id
+WHERE s.type = 'LLMCallSent' AND NOT EXISTS (
+    -- sent and not answered (yet); a release naming this try says it never left after all
+    SELECT 1 FROM events o WHERE o.stream = s.stream AND o.version > s.version
+      AND o.type IN ('LLMCallCompleted', 'LLMCallFailed', 'LLMCallLost', 'ClaimReleased')
+      AND (o.payload::jsonb ->> 'attempt')::bigint = (s.payload::jsonb ->> 'attempt')::bigint
+      AND (o.payload::jsonb ->> 'call')::bigint = (s.payload::jsonb ->> 'call')::bigint
+      AND (o.payload::jsonb ->> 'try')::bigint = (s.payload::jsonb ->> 'try')::bigint)
+UNION ALL
+SELECT s.seq, s.stream, g.gen_id, g.stage, (s.payload::jsonb ->> 'attempt')::bigint,
+       (s.payload::jsonb ->> 'call')::bigint,
+       CASE WHEN (CASE (s.payload::jsonb -> 'sends_marked') WHEN 'true' THEN 1 WHEN 'false' THEN 0 END) = 1 THEN 1 END,
+       (s.payload::jsonb ->> 'model_id'), (s.payload::jsonb ->> 'provider'), NULL, 'open',
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.recorded_at, NULL
+FROM events s LEFT JOIN gen_state g ON g.gen_id = substr(s.stream, 5) AND s.stream = 'gen:' || g.gen_id
+WHERE s.type = 'LLMCallStarted' AND NOT EXISTS (
+    -- a claim is committed right before its first request leaves (sends_marked): open until that
+    -- try is answered or the claim is given back; a claim of a runner before 0007, or of a local
+    -- provider: open until anything answers it
+    SELECT 1 FROM events o WHERE o.stream = s.stream AND o.version > s.version
+      AND o.type IN ('LLMCallCompleted', 'LLMCallFailed', 'LLMCallLost', 'ClaimReleased')
+      AND (o.payload::jsonb ->> 'attempt')::bigint = (s.payload::jsonb ->> 'attempt')::bigint
+      AND (o.payload::jsonb ->> 'call')::bigint = (s.payload::jsonb ->> 'call')::bigint
+      AND ((CASE (s.payload::jsonb -> 'sends_marked') WHEN 'true' THEN 1 WHEN 'false' THEN 0 END) IS DISTINCT FROM 1 OR o.type = 'ClaimReleased'
+           OR (o.payload::jsonb ->> 'try')::bigint = 1));
+
+CREATE VIEW scores AS -- One row per evaluation generation: the essay it judged, rubric, evaluator and score (or why not), with the score's scale and the score on 0-1.
+SELECT v.gen_id AS evaluation_gen_id, v.parent_gen_id AS essay_gen_id, v.template_id AS rubric,
+       v.model_id AS evaluator, v.replicate, v.attempt, v.status, v.score,
+       CASE WHEN v.score IS NOT NULL THEN 'parsed'
+            WHEN v.status = 'failed' AND v.parse_failed = 1 THEN 'parse_failed'
+            WHEN v.status = 'completed' THEN 'no_score'
+            WHEN v.status = 'failed' THEN 'failed'
+            ELSE 'pending' END AS parse_status,
+       -- a parse failure's error is 'ParseFailed: ' and the parser's reason: the reason alone
+       CASE WHEN v.parse_failed = 1 THEN substr(v.error, 14) END AS parse_error,
+       v.error, v.imported, v.scale_min, v.scale_max,
+       CASE WHEN v.score IS NOT NULL AND v.scale_max > v.scale_min
+            THEN (v.score - v.scale_min) * 1.0 / (v.scale_max - v.scale_min) END AS score_norm
+FROM gen_state v
+WHERE v.stage = 'evaluation';
+
+CREATE VIEW failures AS -- One row per generation whose current attempt failed: what, why, and the event that says so.
+SELECT g.gen_id, g.stage, g.template_id, g.model_id, g.attempt, g.origin_cohort_id,
+       CASE WHEN g.parse_failed = 1 THEN 'parse' ELSE 'generation' END AS kind,
+       g.error AS reason, g.calls, g.failed_calls,
+       (SELECT COUNT(*) FROM gen_state c WHERE c.parent_gen_id = g.gen_id) AS blocked_children,
+       (SELECT x.seq FROM events x WHERE x.stream = 'gen:' || g.gen_id
+          AND x.type IN ('GenerationFailed', 'ParseFailed') ORDER BY x.version DESC LIMIT 1) AS failed_seq,
+       (SELECT t.text FROM texts t WHERE t.sha256 = g.raw_hash) AS response,
+       COALESCE((SELECT CASE WHEN x.type = 'ParseFailed' THEN 'ParseFailed'
+                             ELSE COALESCE((x.payload::jsonb ->> 'error_class'), 'Unknown') END
+                 FROM events x WHERE x.stream = 'gen:' || g.gen_id
+          AND x.type IN ('GenerationFailed', 'ParseFailed') ORDER BY x.version DESC LIMIT 1), 'Imported') AS error_class
+FROM gen_state g
+WHERE g.status = 'failed';
+
+CREATE VIEW evaluation_design AS -- One row per cohort and scored evaluation: its score and the design of its whole lineage.
+SELECT m.cohort_id, s.evaluation_gen_id, s.essay_gen_id, d.gen_id AS draft_gen_id,
+       COALESCE(d.gen_id, s.essay_gen_id) AS unit_gen_id,
+       COALESCE(e.combo_id, d.combo_id) AS combo,
+       d.template_id AS draft_template, d.model_id AS draft_llm, d.replicate AS draft_replicate,
+       COALESCE((d.generator = 'copy')::int, 0) AS draft_copy,
+       e.template_id AS essay_template, e.model_id AS essay_llm, e.replicate AS essay_replicate,
+       COALESCE((e.generator = 'copy')::int, 0) AS essay_copy,
+       s.rubric AS evaluation_template, s.evaluator AS evaluation_llm,
+       s.replicate AS evaluation_replicate,
+       CASE WHEN k.scales > 1 THEN s.score_norm ELSE s.score END AS score,
+       s.scale_min, s.scale_max
+FROM cohort_members m
+JOIN scores s ON s.evaluation_gen_id = m.gen_id
+JOIN gen_state e ON e.gen_id = s.essay_gen_id
+LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id AND d.stage != 'essay'
+-- A cohort whose rubrics use different scales is compared on score_norm (0-1), as daydream compare does.
+JOIN (SELECT m2.cohort_id, COUNT(DISTINCT s2.scale_min || '-' || s2.scale_max) AS scales
+      FROM cohort_members m2 JOIN scores s2 ON s2.evaluation_gen_id = m2.gen_id
+      WHERE m2.stage = 'evaluation' AND s2.score IS NOT NULL GROUP BY m2.cohort_id) k
+  ON k.cohort_id = m.cohort_id
+WHERE m.stage = 'evaluation' AND s.score IS NOT NULL;
+
+CREATE VIEW comparisons AS -- One row per matched pair of scored evaluations: a factor, two of its levels a < b, and
+-- two evaluations of one cohort equal on every other design axis (as daydream compare pairs them).
+WITH design AS MATERIALIZED (SELECT * FROM evaluation_design)
+SELECT a.cohort_id, 'combo' AS factor, a.combo AS a, b.combo AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.combo > a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'draft_template' AS factor, a.draft_template AS a, b.draft_template AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.draft_template > a.draft_template
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'draft_llm' AS factor, a.draft_llm AS a, b.draft_llm AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.draft_llm > a.draft_llm
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'draft_replicate' AS factor, a.draft_replicate::text AS a, b.draft_replicate::text AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.draft_replicate > a.draft_replicate
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'essay_template' AS factor, a.essay_template AS a, b.essay_template AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.essay_template > a.essay_template
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'essay_llm' AS factor, a.essay_llm AS a, b.essay_llm AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.essay_llm > a.essay_llm
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'essay_replicate' AS factor, a.essay_replicate::text AS a, b.essay_replicate::text AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.essay_replicate > a.essay_replicate
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'evaluation_template' AS factor, a.evaluation_template AS a, b.evaluation_template AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.evaluation_template > a.evaluation_template
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'evaluation_llm' AS factor, a.evaluation_llm AS a, b.evaluation_llm AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.evaluation_llm > a.evaluation_llm
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_replicate IS NOT DISTINCT FROM a.evaluation_replicate
+UNION ALL
+SELECT a.cohort_id, 'evaluation_replicate' AS factor, a.evaluation_replicate::text AS a, b.evaluation_replicate::text AS b,
+       CASE WHEN a.unit_gen_id = b.unit_gen_id THEN a.unit_gen_id
+            ELSE a.unit_gen_id || '+' || b.unit_gen_id END AS unit,
+       a.combo, a.draft_template, a.draft_llm, a.draft_replicate, a.essay_template, a.essay_llm, a.essay_replicate, a.evaluation_template, a.evaluation_llm, a.evaluation_replicate,
+       a.evaluation_gen_id AS evaluation_a, b.evaluation_gen_id AS evaluation_b,
+       a.score AS score_a, b.score AS score_b, a.score - b.score AS diff
+FROM design a JOIN design b
+  ON b.cohort_id = a.cohort_id AND b.evaluation_replicate > a.evaluation_replicate
+  AND b.combo IS NOT DISTINCT FROM a.combo
+  AND b.draft_template IS NOT DISTINCT FROM a.draft_template
+  AND (b.draft_llm IS NOT DISTINCT FROM a.draft_llm OR a.draft_copy = 1 OR b.draft_copy = 1)
+  AND b.draft_replicate IS NOT DISTINCT FROM a.draft_replicate
+  AND b.essay_template IS NOT DISTINCT FROM a.essay_template
+  AND (b.essay_llm IS NOT DISTINCT FROM a.essay_llm OR a.essay_copy = 1 OR b.essay_copy = 1)
+  AND b.essay_replicate IS NOT DISTINCT FROM a.essay_replicate
+  AND b.evaluation_template IS NOT DISTINCT FROM a.evaluation_template
+  AND b.evaluation_llm IS NOT DISTINCT FROM a.evaluation_llm;
+
+CREATE VIEW essay_rankings AS -- One row per cohort and scored essay: the mean of all its scores in that cohort, rank 1 = best. A cohort whose rubrics mix scales is ranked on score_norm (0-1).
+WITH scale_sets AS (
+    SELECT cohort_id, COUNT(*) AS scales, string_agg(scale, ', ' ORDER BY scale) AS shown
+    FROM (SELECT cohort_id, scale FROM cohort_scales WHERE n > 0 AND scale != '' ORDER BY cohort_id, scale) AS _sub1
+    GROUP BY cohort_id)
+SELECT cohort_id, essay_gen_id, combo_id, draft_gen_id, draft_template, draft_model, essay_template,
+       essay_model, mean, n, rank, scale
+FROM (SELECT c.cohort_id, c.essay_gen_id, c.combo_id, c.draft_gen_id, c.draft_template, c.draft_model,
+             c.essay_template, c.essay_model, c.mean AS mean, c.n,
+             RANK() OVER (PARTITION BY c.cohort_id ORDER BY c.mean DESC) AS rank, COALESCE(k.shown, '') AS scale
+      FROM cohort_essay_scores c LEFT JOIN scale_sets k ON k.cohort_id = c.cohort_id
+      WHERE c.n > 0 AND COALESCE(k.scales, 0) <= 1
+      UNION ALL
+      SELECT c.cohort_id, c.essay_gen_id, c.combo_id, c.draft_gen_id, c.draft_template, c.draft_model,
+             c.essay_template, c.essay_model, c.mean_norm AS mean, c.n,
+             RANK() OVER (PARTITION BY c.cohort_id ORDER BY c.mean_norm DESC) AS rank, '0-1 (score_norm; rubrics on ' || k.shown || ')' AS scale
+      FROM cohort_essay_scores c JOIN scale_sets k ON k.cohort_id = c.cohort_id
+      WHERE c.n > 0 AND k.scales > 1) AS _sub2;
+
+CREATE VIEW essay_scores AS -- One row per essay and rubric: statistics of its scores over evaluators and replicates, on the rubric's scale (score_norm if they mix scales).
+SELECT essay_gen_id, rubric, n, evaluators,
+       CASE WHEN mixed = 1 THEN ROUND(s1n / n, 6) ELSE ROUND(s1 / n, 4) END AS mean,
+       CASE WHEN mixed = 1 THEN minn ELSE mn END AS min, CASE WHEN mixed = 1 THEN maxn ELSE mx END AS max,
+       CASE WHEN n > 1 AND mixed = 1 THEN ROUND(sqrt(GREATEST(0.0, (s2n - s1n * s1n / n) / (n - 1))), 6)
+            WHEN n > 1 THEN ROUND(sqrt(GREATEST(0.0, (s2 - s1 * s1 / n) / (n - 1))), 4) END AS stdev,
+       CASE WHEN mixed = 1 THEN '0-1 (score_norm)' ELSE low END AS scale
+FROM (SELECT v.parent_gen_id AS essay_gen_id, v.template_id AS rubric, COUNT(v.score) AS n,
+             COUNT(DISTINCT v.model_id) AS evaluators, SUM(v.score) AS s1, SUM(v.score * v.score) AS s2,
+             MIN(v.score) AS mn, MAX(v.score) AS mx, SUM(v.norm) AS s1n, SUM(v.norm * v.norm) AS s2n,
+             MIN(v.norm) AS minn, MAX(v.norm) AS maxn, MIN(v.scale_min) || '-' || MIN(v.scale_max) AS low, (MIN(v.scale_min) != MAX(v.scale_min) OR MIN(v.scale_max) != MAX(v.scale_max))::int AS mixed
+      FROM (SELECT parent_gen_id, template_id, model_id, score, scale_min, scale_max, CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END AS norm
+            FROM gen_state g WHERE g.stage = 'evaluation' AND g.score IS NOT NULL) v
+      GROUP BY v.parent_gen_id, v.template_id) AS _sub1;
+
+CREATE VIEW evaluator_agreement AS -- One row per rubric and evaluator model: how that evaluator scores (compare rows of one rubric), on the rubric's scale (score_norm if its scores mix scales).
+SELECT rubric, evaluator, evaluations, scored, essays,
+       CASE WHEN mixed = 1 THEN ROUND(s1n / scored, 6) ELSE ROUND(s1 / scored, 4) END AS mean,
+       CASE WHEN scored > 1 AND mixed = 1 THEN ROUND(sqrt(GREATEST(0.0, (s2n - s1n * s1n / scored) / (scored - 1))), 6)
+            WHEN scored > 1 THEN ROUND(sqrt(GREATEST(0.0, (s2 - s1 * s1 / scored) / (scored - 1))), 4) END AS stdev,
+       parse_failure_rate,
+       CASE WHEN mixed = 1 THEN '0-1 (score_norm)' ELSE low END AS scale
+FROM (SELECT v.template_id AS rubric, v.model_id AS evaluator, COUNT(*) AS evaluations,
+             COUNT(v.score) AS scored, COUNT(DISTINCT v.parent_gen_id) AS essays, SUM(v.score) AS s1,
+             SUM(v.score * v.score) AS s2, SUM(v.norm) AS s1n, SUM(v.norm * v.norm) AS s2n,
+             MIN(v.scale_min) || '-' || MIN(v.scale_max) AS low, (MIN(v.scale_min) != MAX(v.scale_min) OR MIN(v.scale_max) != MAX(v.scale_max))::int AS mixed,
+             ROUND(1.0 * SUM((v.status = 'failed' AND v.parse_failed = 1)::int) / COUNT(*), 4)
+             AS parse_failure_rate
+      FROM (SELECT template_id, model_id, parent_gen_id, score, status, parse_failed, CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END AS norm,
+                   CASE WHEN g.score IS NOT NULL THEN scale_min END AS scale_min,
+                   CASE WHEN g.score IS NOT NULL THEN scale_max END AS scale_max
+            FROM gen_state g WHERE g.stage = 'evaluation') v
+      GROUP BY v.template_id, v.model_id) AS _sub1;
+
