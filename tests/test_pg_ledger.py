@@ -271,3 +271,14 @@ def test_daydream_db_may_name_a_postgresql_ledger_and_events_lists_it(pg_url: st
     done = run_cli("events", "--json", env=subprocess_env(DAYDREAM_DB=pg_url))
     assert done.returncode == 0, done.stderr
     assert done.stdout.count('"stream"') == 2 and '"s:b"' in done.stdout
+
+
+def test_sql_in_sqlite_style_runs_on_both(ledger_url: str) -> None:
+    """Named and positional parameters, % and : inside literals, casts: the same text on both."""
+    ledger = Ledger.open(ledger_url)
+    ledger.append([NewEvent("s:a", "Noted", {"note": "50%:done"}, 0)])
+    like = "SELECT COUNT(*) FROM events WHERE payload LIKE '%50\\%:done%' ESCAPE '\\' AND stream = :s"
+    assert ledger.query(like, {"s": "s:a"}) == [(1,)]
+    assert ledger.query("SELECT COUNT(*) FROM events WHERE payload LIKE '%50%'") == [(1,)]
+    assert ledger.query("SELECT COUNT(*) FROM events WHERE stream = ? AND version = ?", ("s:a", 1)) == [(1,)]
+    assert ledger.query("SELECT CAST(':x' AS TEXT), 7 % 4") == [(":x", 3)]

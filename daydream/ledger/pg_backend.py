@@ -104,7 +104,9 @@ _TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(::)|:([A-Za-z_][A-Za
 
 def _convert(match: re.Match[str]) -> str:
     literal, ident, cast, name, qmark, percent = match.groups()
-    if literal or ident or cast:
+    if literal:  # psycopg reads % everywhere in the text, quoted or not
+        return literal.replace("%", "%%")
+    if ident or cast:
         return match.group(0)
     if name:
         return f"%({name})s"
@@ -117,7 +119,7 @@ _converted: dict[str, str] = {}
 
 
 def to_pyformat(sql: str) -> str:
-    """``:name`` -> ``%(name)s``, ``?`` -> ``%s``, ``%`` -> ``%%`` outside quotes (cached per text)."""
+    """``:name`` -> ``%(name)s`` and ``?`` -> ``%s`` outside quotes, ``%`` -> ``%%`` everywhere (cached per text)."""
     out = _converted.get(sql)
     if out is None:
         out = _TOKENS.sub(_convert, sql)
@@ -155,7 +157,10 @@ class PgCursor:
 
     def execute(self, sql: str, params: Any = None, /) -> "PgCursor":
         try:
-            self._raw.execute(to_pyformat(sql), params if params else None)
+            if params:
+                self._raw.execute(to_pyformat(sql), params)
+            else:  # without parameters psycopg sends the text as it is (no % escapes)
+                self._raw.execute(sql)
         except (_errors().UndefinedTable, _errors().UndefinedFunction) as exc:
             # A view, projection table or SQLite function the PostgreSQL schema lacks: say so in
             # one line (with what to do) rather than as an internal error.
