@@ -246,11 +246,12 @@ def test_verify_full_names_a_disabled_or_foreign_trigger_on_postgresql(pg_url: s
     assert foreign.returncode != 0 and "trigger sneaky on events was not created" in foreign.stdout + foreign.stderr
 
 
-def test_commands_needing_views_say_what_postgresql_ledgers_lack_in_one_line(pg_url: str) -> None:
-    done = run_cli("status", "--db", pg_url)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert "PostgreSQL ledgers do not have yet" in done.stderr and "daydream copy" in done.stderr
+def test_commands_not_yet_on_postgresql_say_so_in_one_line(pg_url: str) -> None:
+    for command in (["projections", "check"], ["projections", "rebuild"]):
+        done = run_cli(*command, "--db", pg_url)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "PostgreSQL ledgers do not have yet" in done.stderr and "daydream copy" in done.stderr
 
 
 def test_two_hosts_initialising_one_database_at_once_take_turns(pg_empty_url: str) -> None:

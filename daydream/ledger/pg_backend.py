@@ -140,13 +140,12 @@ class NotYetOnPostgres(DaydreamError):
     """A command needs a part of the schema that PostgreSQL ledgers do not have yet (issue 17)."""
 
 
-def _not_yet(exc: Exception) -> NotYetOnPostgres:
+def _not_yet(exc: Exception | str) -> NotYetOnPostgres:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return NotYetOnPostgres(
         f"this command needs what PostgreSQL ledgers do not have yet ({first}): on PostgreSQL daydream keeps the "
-        "events, texts, chain head, projections and read-side views, but not every command's SQL is PostgreSQL's "
-        "yet (the runner's claims, some status and report queries); run it on a SQLite copy: daydream copy URL "
-        "ledger.db")
+        "events, texts, chain head, projections and views, and runs every command but 'projections check' and "
+        "'projections rebuild' so far; run that one on a SQLite copy: daydream copy URL ledger.db")
 
 
 class PgCursor:
@@ -156,6 +155,8 @@ class PgCursor:
         self._raw = raw
 
     def execute(self, sql: str, params: Any = None, /) -> "PgCursor":
+        if sql.lstrip()[:6].upper() == "PRAGMA":  # SQLite's own statements (projections check, rebuild)
+            raise _not_yet(f"SQLite statement: {sql.strip()[:40]}")
         try:
             if params:
                 self._raw.execute(to_pyformat(sql), params)
@@ -402,6 +403,12 @@ class PgBackend:
             version = row[0] if row else None
             self._schema_seen = (time.monotonic(), version)
         return version
+
+    def columns(self, table: str) -> list[str]:
+        """The column names of a table or view in the current schema, in order."""
+        return [r[0] for r in self.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = :t ORDER BY ordinal_position", {"t": table})]
 
     def tables(self) -> tuple[str, ...]:
         """The tables in the connection's schema (``current_schema()``), sorted."""

@@ -110,8 +110,10 @@ def iso_utc(dt: datetime) -> str:
 def register_worker(cur: sqlite3.Cursor, worker: dict[str, Any], grace_s: float) -> None:
     """Record a starting worker and its first heartbeat (inside the caller's write transaction)."""
     cur.execute(
-        f"INSERT OR REPLACE INTO workers (worker_id, host, pid, identity, started_at, heartbeat_at, grace_s, "
-        f"stopped_at) VALUES (?, ?, ?, ?, {DB_NOW}, {DB_NOW}, ?, NULL)",
+        f"INSERT INTO workers (worker_id, host, pid, identity, started_at, heartbeat_at, grace_s, "
+        f"stopped_at) VALUES (?, ?, ?, ?, {DB_NOW}, {DB_NOW}, ?, NULL) ON CONFLICT (worker_id) DO UPDATE SET "
+        "host = excluded.host, pid = excluded.pid, identity = excluded.identity, started_at = excluded.started_at, "
+        "heartbeat_at = excluded.heartbeat_at, grace_s = excluded.grace_s, stopped_at = NULL",
         (worker["run"], worker["host"], worker["pid"], json.dumps(worker, sort_keys=True, separators=(",", ":")),
          float(grace_s)))
 
@@ -155,7 +157,8 @@ def held_elsewhere(conn: Any, own_run: str, scope: str, params: dict[str, Any]) 
                {STALE} OR (w.worker_id IS NULL AND MAX(g.lease_until) < :now)
         FROM gen_state g {CLAIM_LIVENESS}
         WHERE g.status = 'running' {scope}
-        GROUP BY json_extract(g.worker, '$.run')""", params).fetchall()
+        GROUP BY json_extract(g.worker, '$.run'), w.worker_id, w.heartbeat_at, w.grace_s, w.stopped_at""",
+        params).fetchall()
     claims, holders, ages, waits = 0, [], [], []
     for worker_json, run, has_row, since, grace, lease_left, n, takeable in rows:
         if run == own_run or takeable or worker_is_dead(worker_json):

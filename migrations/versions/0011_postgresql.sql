@@ -300,6 +300,20 @@ END
 $fn$;
 CREATE TRIGGER read_member_inserted_evaluation AFTER INSERT ON cohort_members FOR EACH ROW WHEN (NEW.stage = 'evaluation') EXECUTE FUNCTION read_member_inserted_evaluation();
 
+-- SQLite's date and JSON functions as the runtime SQL calls them (claims, leases, heartbeats), so that
+-- the same statements run on both: julianday(text | 'now'), strftime(format, text | 'now') for the
+-- %Y %m %d %H %M %S %f codes, json_extract(text, '$.a.b') giving text. 'now' is the server's clock,
+-- the one clock every host's leases and heartbeats are compared with.
+CREATE FUNCTION julianday(at text) RETURNS double precision LANGUAGE sql VOLATILE AS $fn$
+    SELECT (EXTRACT(EPOCH FROM CASE WHEN at = 'now' THEN clock_timestamp() ELSE at::timestamptz END) / 86400.0
+            + 2440587.5)::double precision $fn$;
+CREATE FUNCTION strftime(fmt text, at text) RETURNS text LANGUAGE sql VOLATILE AS $fn$
+    SELECT to_char((CASE WHEN at = 'now' THEN clock_timestamp() ELSE at::timestamptz END) AT TIME ZONE 'UTC',
+        replace(replace(replace(replace(replace(replace(replace(replace(replace(
+            fmt, 'T', '"T"'), 'Z', '"Z"'), '%Y', 'YYYY'), '%m', 'MM'), '%d', 'DD'), '%H', 'HH24'),
+            '%M', 'MI'), '%f', 'SS.MS'), '%S', 'SS')) $fn$;
+CREATE FUNCTION json_extract(doc text, path text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT doc::jsonb #>> string_to_array(substr(path, 3), '.') $fn$;
 -- SQLite's ROUND(real, digits): PostgreSQL rounds NUMERIC only; the views call this one.
 CREATE FUNCTION round(double precision, integer) RETURNS double precision LANGUAGE sql IMMUTABLE STRICT
     PARALLEL SAFE AS $fn$ SELECT round($1::numeric, $2)::double precision $fn$;

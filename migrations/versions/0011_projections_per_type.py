@@ -341,7 +341,8 @@ def _upgrade_postgresql() -> None:
     create on SQLite, as of this revision, from the frozen script beside it (0011_postgresql.sql).
     No PostgreSQL ledger predates this revision, so there is nothing older to upgrade from."""
     script = Path(__file__).with_name("0011_postgresql.sql").read_text(encoding="utf-8")
-    op.get_bind().exec_driver_sql(script)
+    # Straight to the driver, without parameters: the script's % and : are SQL, not placeholders.
+    op.get_bind().connection.driver_connection.cursor().execute(script)
 
 
 def downgrade() -> None:
