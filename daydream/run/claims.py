@@ -179,7 +179,9 @@ def local_claims_pattern(worker: dict[str, Any]) -> str:
     """A LIKE pattern matching gen_state.worker of claims made on this machine (their pid can be
     checked); matches nothing when this worker is judged by heartbeat only."""
     if os.environ.get(HOST_ENV, "").strip():
-        return "\x00"
+        # A raw control character: JSON text never holds one (U+0000 would do, but PostgreSQL's
+        # text cannot carry it).
+        return "\x01"
     if worker.get("machine"):
         return f'%"machine":"{worker["machine"]}"%'
     return f'%"host":"{worker["host"]}"%'
