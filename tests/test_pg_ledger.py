@@ -246,12 +246,24 @@ def test_verify_full_names_a_disabled_or_foreign_trigger_on_postgresql(pg_url: s
     assert foreign.returncode != 0 and "trigger sneaky on events was not created" in foreign.stdout + foreign.stderr
 
 
-def test_commands_not_yet_on_postgresql_say_so_in_one_line(pg_url: str) -> None:
-    for command in (["projections", "check"], ["projections", "rebuild"]):
-        done = run_cli(*command, "--db", pg_url)
-        assert done.returncode != 0 and "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
-        assert "PostgreSQL ledgers do not have yet" in done.stderr and "daydream copy" in done.stderr
+def test_projections_check_finds_a_hand_edited_row_and_rebuild_repairs_it(ledger_url: str, tmp_path) -> None:
+    from daydream.design.planner import plan_cohort
+    from tests.runner_fixtures import pipeline_spec, write_spec
+
+    ledger = Ledger.open(ledger_url)
+    plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(n_combos=2, model="offline")), cohort_id="c")
+    assert run_cli("run", "--db", ledger_url).returncode == 0
+    clean = run_cli("projections", "check", "--db", ledger_url)
+    assert clean.returncode == 0, clean.stderr
+    full = run_cli("verify", "--full", "--db", ledger_url)
+    assert full.returncode == 0 and "projections match a rebuild" in full.stdout, full.stderr
+    gen = ledger.query("SELECT gen_id FROM gen_state WHERE stage = 'evaluation' ORDER BY gen_id LIMIT 1")[0][0]
+    raw(ledger_url, f"UPDATE gen_state SET score = 0 WHERE gen_id = '{gen}'")
+    drift = run_cli("projections", "check", "--db", ledger_url)
+    assert drift.returncode != 0 and "gen_state: 1 row(s) missing, 1 row(s)" in drift.stdout + drift.stderr
+    repaired = run_cli("projections", "rebuild", "--db", ledger_url)
+    assert repaired.returncode == 0 and "repaired gen_state" in repaired.stdout, repaired.stderr
+    assert run_cli("projections", "check", "--db", ledger_url).returncode == 0
 
 
 def test_two_hosts_initialising_one_database_at_once_take_turns(pg_empty_url: str) -> None:

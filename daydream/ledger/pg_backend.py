@@ -144,8 +144,8 @@ def _not_yet(exc: Exception | str) -> NotYetOnPostgres:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return NotYetOnPostgres(
         f"this command needs what PostgreSQL ledgers do not have yet ({first}): on PostgreSQL daydream keeps the "
-        "events, texts, chain head, projections and views, and runs every command but 'projections check' and "
-        "'projections rebuild' so far; run that one on a SQLite copy: daydream copy URL ledger.db")
+        "events, texts, chain head, projections and views of its schema revision; a statement written for SQLite "
+        "only can be run on a SQLite copy: daydream copy URL ledger.db")
 
 
 class PgCursor:
@@ -409,6 +409,12 @@ class PgBackend:
         return [r[0] for r in self.query(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
             "AND table_name = :t ORDER BY ordinal_position", {"t": table})]
+
+    def column_types(self, cur: Any, table: str) -> list[tuple[str, str]]:
+        """(name, data type) of each column of a table in the current schema, in order."""
+        return [(r[0], r[1]) for r in cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = :t ORDER BY ordinal_position", {"t": table}).fetchall()]
 
     def tables(self) -> tuple[str, ...]:
         """The tables in the connection's schema (``current_schema()``), sorted."""
