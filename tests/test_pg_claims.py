@@ -74,3 +74,34 @@ def test_a_live_slow_worker_on_another_host_is_not_taken_over(pg_url: str, tmp_p
     assert not [e for e in ledger.events(type="LLMCallStarted") if "took_over" in e.payload]
     assert len([e for e in ledger.events(type="LLMCallCompleted") if not e.payload.get("superseded")]) == 4
     assert ledger.verify()[0] == ledger.last_seq()
+
+
+def test_two_of_four_runners_killed_mid_run_the_survivors_finish_and_nothing_is_lost(
+        pg_url: str, tmp_path: Path) -> None:
+    grace = 2.0
+    with StubLLMServer() as server:
+        ledger = planned(tmp_path, pg_url, server.base_url, 16)
+        server.hold()
+        runners = [subprocess.Popen(
+            daydream_cmd("run", "--db", pg_url, "--quiet", "--concurrency", "2", "--claim-grace", str(grace)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=subprocess_env(**{KEY_ENV: "k", "DAYDREAM_WORKER_HOST": f"host-{i}.example"})) for i in range(4)]
+        wait_until(lambda: server.held == 8, "two requests in flight from each of the four runners")
+        for victim in runners[:2]:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=30)
+        server.release()
+        for survivor in runners[2:]:
+            _out, err = survivor.communicate(timeout=180)
+            assert survivor.returncode == 0, err
+        total = server.calls
+    assert ledger.query("SELECT status, COUNT(*) FROM gen_state GROUP BY status") == [("completed", 16)]
+    takeovers = [e for e in ledger.events(type="LLMCallStarted") if "took_over" in e.payload]
+    assert sorted({e.payload["took_over"]["worker"]["host"] for e in takeovers}) == ["host-0.example", "host-1.example"]
+    assert len(takeovers) == 4
+    # Every request sent is on record: the killed runners' four as unknown, each generation answered once.
+    outcomes = dict(ledger.query("SELECT outcome, COUNT(*) FROM llm_calls GROUP BY outcome"))
+    assert outcomes == {"completed": 16, "unknown": 4} and total == 20
+    completed = [e for e in ledger.events(type="LLMCallCompleted") if not e.payload.get("superseded")]
+    assert len({e.payload["gen_id"] for e in completed}) == len(completed) == 16
+    assert ledger.verify()[0] == ledger.last_seq()
