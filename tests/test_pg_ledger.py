@@ -295,3 +295,9 @@ def test_sql_in_sqlite_style_runs_on_both(ledger_url: str) -> None:
     assert ledger.query("SELECT COUNT(*) FROM events WHERE payload LIKE '%50%'") == [(1,)]
     assert ledger.query("SELECT COUNT(*) FROM events WHERE stream = ? AND version = ?", ("s:a", 1)) == [(1,)]
     assert ledger.query("SELECT CAST(':x' AS TEXT), 7 % 4") == [(":x", 3)]
+
+
+def test_the_postgresql_backend_answers_the_append_s_own_last_event_query() -> None:
+    from daydream.ledger import pg_backend, store
+
+    assert pg_backend.LAST_EVENT == store.LAST_EVENT  # read with the lock, in the same round trip

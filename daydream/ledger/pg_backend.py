@@ -39,7 +39,9 @@ EXTRA_HINT = ("PostgreSQL ledgers need the 'postgres' extra (psycopg 3): pip ins
               "or uv sync --extra postgres")
 # A write transaction's first statement: the row lock every writer takes, in turn.
 LOCK_HEAD = "SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE"
-BEGIN_LOCKED = f"BEGIN; {LOCK_HEAD}"
+# What the ledger's appends ask first (daydream.ledger.store.LAST_EVENT; a test checks they agree).
+LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+BEGIN_LOCKED = f"BEGIN; {LOCK_HEAD}; {LAST_EVENT}"
 SCHEMA_RECHECK_S = 5.0
 # Deadlocks and serialisation failures are retried like SQLite's "database is locked".
 _RETRY_SQLSTATES = {"40001", "40P01"}
@@ -148,13 +150,30 @@ def _not_yet(exc: Exception | str) -> NotYetOnPostgres:
         "only can be run on a SQLite copy: daydream copy URL ledger.db")
 
 
+_NOTHING = object()
+
+
 class PgCursor:
-    """A psycopg cursor that takes ``sqlite3``-style SQL (see ``to_pyformat``)."""
+    """A psycopg cursor that takes ``sqlite3``-style SQL (see ``to_pyformat``).
+
+    In a write transaction, the last event was read with the lock (``prefetched``): the append's
+    own ``LAST_EVENT`` query is answered from it, saving a round trip under the lock, as long as
+    nothing but reads ran before it in the transaction.
+    """
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
+        self.prefetched: Any = _NOTHING
+        self._answer: Any = _NOTHING
 
     def execute(self, sql: str, params: Any = None, /) -> "PgCursor":
+        self._answer = _NOTHING
+        if self.prefetched is not _NOTHING:
+            if sql == LAST_EVENT and not params:
+                self._answer, self.prefetched = self.prefetched, _NOTHING
+                return self
+            if not sql.lstrip()[:6].upper() == "SELECT":
+                self.prefetched = _NOTHING  # a write: the last event may have changed
         if sql.lstrip()[:6].upper() == "PRAGMA":  # SQLite's own statements (projections check, rebuild)
             raise _not_yet(f"SQLite statement: {sql.strip()[:40]}")
         try:
@@ -169,16 +188,23 @@ class PgCursor:
         return self
 
     def executemany(self, sql: str, rows: Any, /) -> "PgCursor":
+        self.prefetched = self._answer = _NOTHING
         self._raw.executemany(to_pyformat(sql), rows)
         return self
 
     def fetchone(self) -> Any:
+        if self._answer is not _NOTHING:
+            row, self._answer = self._answer, _NOTHING
+            return row
         return self._raw.fetchone()
 
     def fetchmany(self, size: int = 1000, /) -> list[Any]:
         return self._raw.fetchmany(size)
 
     def fetchall(self) -> list[Any]:
+        if self._answer is not _NOTHING:
+            row, self._answer = self._answer, _NOTHING
+            return [] if row is None else [row]
         return self._raw.fetchall()
 
     def __iter__(self) -> Iterator[Any]:
@@ -320,9 +346,15 @@ class PgBackend:
             try:
                 cur = PgCursor(conn.cursor())
                 try:
-                    # BEGIN and the lock in one round trip: the lock is held for as many round trips
-                    # as the transaction makes, and every other writer waits that long.
-                    conn.execute(BEGIN_LOCKED if self._has_head(conn) else "BEGIN")
+                    # BEGIN, the lock and the last event in one round trip: the lock is held for as
+                    # many round trips as the transaction makes, and every other writer waits that long.
+                    if self._has_head(conn):
+                        started = conn.execute(BEGIN_LOCKED)
+                        while started.nextset():
+                            pass
+                        cur.prefetched = started.fetchone()
+                    else:
+                        conn.execute("BEGIN")
                     result = work(cur)
                     conn.execute("COMMIT")
                     return result
@@ -360,6 +392,7 @@ class PgBackend:
         # the transaction usable: the append then looks the stream up to report the conflict, as on
         # SQLite, where a failed statement does not abort its transaction.
         # Small batches: savepoint, rows and release in one pipeline (one round trip under the lock).
+        cur.prefetched = _NOTHING
         raw = cur._raw
         try:
             if len(rows) >= COPY_FROM:
