@@ -301,3 +301,14 @@ def test_the_postgresql_backend_answers_the_append_s_own_last_event_query() -> N
     from daydream.ledger import pg_backend, store
 
     assert pg_backend.LAST_EVENT == store.LAST_EVENT  # read with the lock, in the same round trip
+
+
+def test_a_password_in_the_url_stays_out_of_messages(pg_server: str) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_server)
+    secret = urlunsplit(parts._replace(netloc=f"{parts.username}:s3cr3t-pw@{parts.hostname}:{parts.port}",
+                                       path="/no_such_database"))
+    done = run_cli("verify", "--db", secret)
+    assert done.returncode != 0 and "s3cr3t-pw" not in done.stderr + done.stdout
+    assert ":***@" in done.stderr

@@ -257,8 +257,13 @@ def is_postgres(path: str | os.PathLike[str]) -> bool:
 
 
 def location(path: str | os.PathLike[str]) -> Any:
-    """What ``Ledger.path`` holds: the file's ``Path``, or a PostgreSQL URL as given (a str)."""
-    return str(path) if is_postgres(path) else Path(path)
+    """What ``Ledger.path`` holds: the file's ``Path``, or a PostgreSQL URL without its password (a str,
+    for messages: the connection is the backend's)."""
+    if is_postgres(path):
+        from daydream.ledger.pg_backend import redact
+
+        return redact(str(path))
+    return Path(path)
 
 
 def _pg_info(backend: Any) -> FileInfo:

@@ -258,7 +258,7 @@ class PgBackend:
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.psycopg = require_psycopg()
         self.url = url
-        self.path = url  # what messages show (SqliteBackend's is the file)
+        self.path = redact(url)  # what messages show (SqliteBackend's is the file): never the password
         self.readonly = readonly
         self.integrity_error = self.psycopg.IntegrityError
         self._idle: list[Any] = []
