@@ -23,6 +23,13 @@ def ok(*args: str) -> str:
     return done.stdout
 
 
+def by_stream(events: list[dict]) -> dict[str, list[str]]:
+    streams: dict[str, list[str]] = {}
+    for e in sorted(events, key=lambda e: e["seq"]):
+        streams.setdefault(e["stream"], []).append(e["type"])
+    return streams
+
+
 def session(db: str, tmp: Path, name: str) -> dict[str, object]:
     spec = write_spec(tmp, "c", pipeline_spec(n_combos=2, model="offline", eval_replicates=2))
     ok("init", "--db", db)
@@ -42,14 +49,16 @@ def session(db: str, tmp: Path, name: str) -> dict[str, object]:
     backup = tmp / f"backup-{name}.db"
     ok("backup", str(backup), "--db", db)
     return {"status": status, "rankings": rankings, "compared": compared, "reparsed": reparsed,
-            "events": [(e["seq"], e["stream"], e["type"]) for e in events], "shown": shown,
+            # A run's concurrent generations interleave differently from run to run: each stream's
+            # events, in order, are what must agree.
+            "events": by_stream(events), "shown": shown,
             "verified": verified, "backup": backup}
 
 
 def test_a_cohort_session_gives_the_same_results_on_both(pg_empty_url: str, tmp_path: Path) -> None:
     lite = session(str(tmp_path / "ledger.db"), tmp_path, "sqlite")
     pg = session(pg_empty_url, tmp_path, "pg")
-    assert lite["events"] == pg["events"] and len(pg["events"]) > 50
+    assert lite["events"] == pg["events"] and sum(map(len, pg["events"].values())) > 50
     assert lite["status"] == pg["status"]
     assert lite["rankings"] == pg["rankings"] and len(pg["rankings"]) > 2
     assert lite["compared"] == pg["compared"]
