@@ -13,12 +13,18 @@ the sha256 chain). Single-event appends are set beside plain ``sqlite3`` single-
 beside empty write transactions of the ledger's backend (what its connection handling costs).
 Prints events/s, ratios, and where the time of one event goes.
 
-    uv run python bench/ledger_append.py [--events 100000] [--single 100000]
+With ``--pg URL`` (or ``$DAYDREAM_TEST_PG``; a server where the URL's user may create databases)
+the same batched appends, and a run of single-event appends, also go into a fresh PostgreSQL
+ledger (issue 17: the chain head's row lock, executemany in psycopg's pipeline), printed next to
+SQLite's batched rate.
+
+    uv run python bench/ledger_append.py [--events 100000] [--single 100000] [--pg URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -120,6 +126,37 @@ def raw_executemany(folder: Path, rows: list[tuple], batch: int, indexed: bool =
     return elapsed
 
 
+def pg_appends(url: str, events: list[NewEvent], batch: int, single: int) -> tuple[float, float]:
+    """Batched and single-event appends into a fresh PostgreSQL ledger: (batched seconds, single seconds)."""
+    import uuid
+
+    import psycopg
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"daydream_bench_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        ledger = Ledger.init(urlunsplit(parts._replace(path=f"/{name}")))[0]
+        start = time.perf_counter()
+        for i in range(0, len(events), batch):
+            ledger.append(events[i:i + batch])
+        batched = time.perf_counter() - start
+        extra = [NewEvent(f"single:{i % 100}", "BenchTicked", {"i": i}) for i in range(single)]
+        start = time.perf_counter()
+        for e in extra:
+            ledger.append([e])
+        one = time.perf_counter() - start
+        assert ledger.verify()[0] == len(events) + single
+        ledger.close()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return batched, one
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -129,6 +166,9 @@ def main() -> None:
     parser.add_argument("--floors", action="store_true",
                         help="also measure the floors behind the 0.5x target: the indexed raw insert at "
                              "every page size, and CPython's cost of the JSON and sha256 alone")
+    parser.add_argument("--pg", default=os.environ.get("DAYDREAM_TEST_PG"),
+                        help="a PostgreSQL server's URL: also append there (default $DAYDREAM_TEST_PG)")
+    parser.add_argument("--pg-single", type=int, default=2000, help="single-event appends on PostgreSQL")
     args = parser.parse_args()
     events = small_events(args.events)
     batched, raw, indexed, indexed_pages, chain = [], [], [], [], []
@@ -163,6 +203,14 @@ def main() -> None:
     print(f"chain_events alone (JSON + sha256 chain, no SQLite):  {n / c:>10,.0f} events/s   "
           f"{c / n * 1e6:.2f} us/event")
     print(f"ratio batched/raw with the same indexes and pages: {xp / b:.2f}")
+    if args.pg:
+        pg_batched = [pg_appends(args.pg, events, args.batch, 0)[0] for _ in range(args.repeat)]
+        pb = statistics.median(pg_batched)
+        _, pg_single = pg_appends(args.pg, events[:args.batch], args.batch, args.pg_single)
+        print(f"ours, batched, PostgreSQL (loopback):                 {n / pb:>10,.0f} events/s   {w / pb:.2f}"
+              f"  (takes {pb / b:.2f}x SQLite's batched time)")
+        print(f"ours, single-event transactions, PostgreSQL:          {args.pg_single / pg_single:>10,.0f} events/s"
+              f"   ({pg_single / args.pg_single * 1e6:.0f} us each; {args.pg_single:,} appends)")
     if args.floors:
         floors(events, args.batch, args.repeat, w / n)
     print(f"per event: ours {b / n * 1e6:.2f} us = SQLite with the indexes {xp / n * 1e6:.2f} us + the rest "

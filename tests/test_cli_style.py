@@ -57,6 +57,7 @@ def json_cases(db: Path, tmp: Path, request: pytest.FixtureRequest
     d = str(db)
     return {
         "backup": (["backup", "--db", d, str(tmp / "copy.db")], "doc"),
+        "copy": (["copy", d, str(tmp / "copied.db")], "doc"),
         "cohort list": (["cohort", "list", "--db", d], "doc"),
         "cohort plan": (["cohort", "plan", DEMO_SPEC, "--cohort-id", "again", "--dry-run", "--db", d], "doc"),
         "cohort show": (["cohort", "show", "demo", "--db", d], "doc"),

@@ -137,6 +137,15 @@ def attach_common_options(command: click.Command) -> None:
 
 
 # ----------------------------------------------------------------------------- ledgers
+def _where(db_path: str) -> str:
+    """The ledger for --verbose: a file's absolute path, or a postgresql:// URL without its password."""
+    if db_path.startswith(("postgresql://", "postgres://")):
+        from daydream.ledger.pg_backend import redact
+
+        return redact(db_path)
+    return os.path.abspath(db_path)
+
+
 def open_ledger(db_path: str, *, readonly: bool = False) -> Ledger:
     """Open an existing ledger for a command (errors are DaydreamErrors, printed by main).
 
@@ -145,7 +154,7 @@ def open_ledger(db_path: str, *, readonly: bool = False) -> Ledger:
     """
     from daydream.ledger.store import Ledger
 
-    note(f"ledger {os.path.abspath(db_path)} (from {db_source(db_path)}){' read-only' if readonly else ''}")
+    note(f"ledger {_where(db_path)} (from {db_source(db_path)}){' read-only' if readonly else ''}")
     try:
         return Ledger.open(db_path, readonly=readonly)
     except LedgerReadOnly as exc:
@@ -160,7 +169,7 @@ def open_ledger_for_check(db_path: str) -> Ledger:
     transaction), read-only otherwise (checks then run on a temporary copy)."""
     from daydream.ledger.store import Ledger
 
-    note(f"ledger {os.path.abspath(db_path)} (from {db_source(db_path)})")
+    note(f"ledger {_where(db_path)} (from {db_source(db_path)})")
     try:
         return Ledger.open(db_path)
     except LedgerReadOnly:
@@ -171,7 +180,7 @@ def init_ledger(db_path: str, *, force: bool = False) -> tuple[Ledger, str | Non
     """Create or upgrade a ledger (``Ledger.init``), saying which under --verbose."""
     from daydream.ledger.store import Ledger
 
-    note(f"ledger {os.path.abspath(db_path)} (from {db_source(db_path)}; created if absent)")
+    note(f"ledger {_where(db_path)} (from {db_source(db_path)}; created if absent)")
     return Ledger.init(db_path, force=force)
 
 

@@ -258,6 +258,13 @@ def browse(db_path: str, host: str, port: int, open_browser: bool) -> None:
             if not webbrowser.open(url):
                 click.echo("warning: --open: no web browser could be started; open the URL yourself", err=True)
 
+    if db_path.startswith(("postgresql://", "postgres://")):  # Datasette reads SQLite: serve a fresh copy
+        from daydream.transfer.copy import refresh_snapshot
+
+        snapshot, copied = refresh_snapshot(db_path)
+        click.echo(f"serving a snapshot of {copied.src} taken at seq {copied.dest_seq:,} (a SQLite copy made by "
+                   f"'daydream copy': {snapshot}); restart browse to refresh it")
+        db_path = str(snapshot)
     serve(db_path, host=host, port=port, on_ready=ready)
 
 

@@ -401,7 +401,7 @@ def _top(ledger: Ledger, cohort: str, top: int) -> list[dict[str, Any]]:
         LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id
         JOIN gen_state v ON v.parent_gen_id = e.gen_id AND v.stage = 'evaluation' AND v.status = 'completed'
         WHERE m.cohort_id = ?
-        GROUP BY e.gen_id ORDER BY mean DESC, e.gen_id LIMIT ?""", (cohort, top))
+        GROUP BY e.gen_id, d.template_id ORDER BY mean DESC, e.gen_id LIMIT ?""", (cohort, top))
     for row in rows:
         text = ledger.get_text(row.pop("parsed_hash")) or ""
         row["first_line"] = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")

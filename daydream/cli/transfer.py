@@ -1,4 +1,5 @@
-"""``daydream import …``: bring data from other pipelines into the ledger.
+"""``daydream import …``: bring data from other pipelines into the ledger; ``daydream copy``: a ledger
+copied between SQLite and PostgreSQL (the work is ``daydream.transfer.copy``'s).
 
 Only the Dagster data root of the previous DayDreaming pipeline is supported so far
 (``daydream import dagster DATA_ROOT``); the work is done by ``daydream.transfer.importer`` and this module
@@ -93,4 +94,28 @@ def import_dagster_cmd(data_root: Path, dry_run: bool, as_json: bool, db_path: s
 
 
 # Added to the ``daydream`` group by daydream.cli.
-COMMANDS = (import_group,)
+@click.command("copy")
+@click.argument("src")
+@click.argument("dest")
+@json_option("one JSON document: src, dest, events, texts (copied), dest_was, dest_seq, dest_hash")
+def copy_command(src: str, dest: str, as_json: bool) -> None:
+    """Copy the ledger SRC into DEST: a SQLite file or a postgresql:// URL, either way round.
+
+    Events and texts are copied verbatim and in order, every event's hash checked on the way.
+    DEST is created when absent (a new file, or an empty PostgreSQL database). Into a ledger that
+    already has events, only what DEST lacks is appended, and only when DEST is a prefix of SRC;
+    otherwise nothing is copied.
+    """
+    from daydream.cli.common import note
+    from daydream.transfer.copy import copy_ledger
+
+    result = copy_ledger(src, dest, progress=note)
+    if as_json:
+        echo_json({"src": result.src, "dest": result.dest, "events": result.events, "texts": result.texts,
+                   "dest_was": result.dest_was, "dest_seq": result.dest_seq, "dest_hash": result.dest_hash})
+        return
+    click.echo(f"copied {result.events:,} events and {result.texts:,} texts from {result.src} to {result.dest} "
+               f"(DEST had {result.dest_was:,} events, now {result.dest_seq:,}; head {result.dest_hash[:16]}…)")
+
+
+COMMANDS = (import_group, copy_command)

@@ -2,11 +2,12 @@
 
 Everything a command does after a ledger is open — appends, ``transact``'s compare-and-set,
 texts, reads, ``verify``'s chain walk, backups, the runner's and the views' queries — goes through
-one ``Backend`` object. ``SqliteBackend`` is the only one today: plain ``sqlite3`` connections in a
+one ``Backend`` object. ``SqliteBackend`` is the embedded default: plain ``sqlite3`` connections in a
 small pool, each with WAL journaling, a generous busy timeout and foreign keys, in autocommit mode
 at the driver level so that *we* choose ``BEGIN`` (a read snapshot) or ``BEGIN IMMEDIATE`` (a
 write, which takes SQLite's one write lock up front, so concurrent writers never deadlock on a
-lock upgrade). A PostgreSQL backend (issue 17) is meant to sit beside it with the same methods.
+lock upgrade). ``daydream.ledger.pg_backend.PgBackend`` (issue 17) sits beside it with the same
+methods, for ``postgresql://`` URLs.
 
 The connections and cursors handed out speak a subset of DB-API 2.0 that both ``sqlite3`` and
 psycopg 3 offer: ``conn.execute(sql, params)``, ``conn.cursor()``, ``cur.execute / executemany /
@@ -97,6 +98,9 @@ class Backend(Protocol):
     def insert_events(self, cur: Cursor, rows: list[tuple]) -> None: ...
     def insert_texts(self, cur: Cursor, rows: list[tuple[str, str, int]]) -> None: ...
     def has_table(self, cur: Cursor | Connection, name: str) -> bool: ...
+    def schema_version(self, cur: Cursor | Connection) -> Any: ...
+    def columns(self, table: str) -> list[str]: ...
+    def column_types(self, cur: Cursor | Connection, table: str) -> list[tuple[str, str]]: ...
     def backup(self, dest: Path) -> None: ...
     def close(self) -> None: ...
     # SQLite's files; a server-side backend says these do not apply (UsageError).
@@ -318,6 +322,18 @@ class SqliteBackend:
         """``IN (…)`` for ``values`` (at most ``max_list``) as SQL and its named parameters."""
         params = {f"{name}{i}": v for i, v in enumerate(values)}
         return f"IN ({','.join(':' + k for k in params)})", params
+
+    def columns(self, table: str) -> list[str]:
+        """The column names of a table or view, in order (empty when there is none)."""
+        return [r[0] for r in self.query("SELECT name FROM pragma_table_info(:t)", {"t": table})]
+
+    def column_types(self, cur: sqlite3.Cursor | sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+        """(name, declared type) of each column of a table in the main database, in order."""
+        return [(r[1], r[2]) for r in cur.execute(f"PRAGMA main.table_info({table})").fetchall()]
+
+    def schema_version(self, cur: sqlite3.Cursor | sqlite3.Connection) -> int:
+        """A number that changes whenever the schema does (``PRAGMA schema_version``)."""
+        return cur.execute("PRAGMA schema_version").fetchone()[0]
 
     def has_table(self, cur: sqlite3.Cursor | sqlite3.Connection, name: str) -> bool:
         """Whether the ledger has a table called ``name`` (for schemas older than a revision)."""

@@ -250,14 +250,74 @@ def _backend(p: Path, readonly: bool, readonly_options: str | None = None) -> Sq
     return backend
 
 
+# ----------------------------------------------------------------------------- PostgreSQL (issue 17)
+def is_postgres(path: str | os.PathLike[str]) -> bool:
+    """Whether ``--db`` names a PostgreSQL database (``postgresql://…``) rather than a SQLite file."""
+    return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+
+
+def location(path: str | os.PathLike[str]) -> Any:
+    """What ``Ledger.path`` holds: the file's ``Path``, or a PostgreSQL URL without its password (a str,
+    for messages: the connection is the backend's)."""
+    if is_postgres(path):
+        from daydream.ledger.pg_backend import redact
+
+        return redact(str(path))
+    return Path(path)
+
+
+def _pg_info(backend: Any) -> FileInfo:
+    """What a PostgreSQL database's current schema holds, as ``FileInfo`` (no application id there)."""
+    tables = backend.tables()
+    revision = None
+    if "alembic_version" in tables:
+        row = backend.query("SELECT version_num FROM alembic_version")
+        revision = row[0][0] if row else None
+    return FileInfo(Path("."), tables, 0, revision)
+
+
+def _pg_backend(url: str, *, create: bool, readonly: bool, force: bool, opening: bool) -> Any:
+    from daydream.ledger.pg_backend import PgBackend, redact
+
+    backend = PgBackend(url, readonly=readonly)
+    info = _pg_info(backend)
+    shown = redact(url)
+    if info.foreign and not (create and force):
+        backend.close()
+        raise LedgerForeignFile(
+            f"PostgreSQL database {shown} holds other tables ({info.describe()}), not a daydream ledger; "
+            "daydream leaves it untouched: give --db an empty database (or run 'daydream init --force' to add "
+            "a ledger's tables beside them)")
+    if info.foreign and info.revision is not None:
+        backend.close()
+        raise LedgerForeignFile(f"PostgreSQL database {shown} has another application's alembic_version "
+                                f"(revision {info.revision!r}); use another database")
+    if opening and info.revision is None:
+        backend.close()
+        raise LedgerNotInitialised(f"PostgreSQL database {shown} is not yet a daydream ledger: run "
+                                   f"'daydream init --db {shown}'")
+    if info.revision is not None and info.revision not in known_revisions():
+        backend.close()
+        raise LedgerSchemaTooNew(
+            f"ledger {shown} is at schema revision {info.revision!r}, which this daydream does not know (it "
+            f"knows up to {head_revision()!r}): it was written by a newer daydream; upgrade daydream to use it")
+    if opening and not readonly and info.revision != head_revision():
+        migrate(backend, shown)
+    return backend
+
+
 def create_backend(path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False,
                    force: bool = False) -> SqliteBackend:
     """The ledger file at ``path`` as a backend, whatever its schema (none yet, old, current).
+
+    A ``postgresql://`` URL gives a ``PgBackend`` on that database, with the same refusals.
 
     The file is inspected read-only first: another application's database is refused (unless
     ``create`` and ``force``: ``init --force``), as is a ledger from a newer daydream, and a
     writable backend needs a writable file — all before anything could change the file.
     """
+    if is_postgres(path):
+        return _pg_backend(str(path), create=create, readonly=readonly, force=force, opening=False)
     p = check_path(path, create=create)
     options = None
     if p.exists():
@@ -283,8 +343,11 @@ def open_backend(path: str | os.PathLike[str], *, readonly: bool = False) -> Sql
     Whatever is refused (another application's file, an empty file, a ledger from a newer daydream,
     a read-only file when writing) is refused before the first read-write connection, so the file
     is never changed by a command that cannot use it. Only a writable ledger whose revision is
-    behind imports Alembic (to upgrade it); a read-only one is read at the schema it has.
+    behind imports Alembic (to upgrade it); a read-only one is read at the schema it has. A
+    ``postgresql://`` URL opens a ``PgBackend`` the same way.
     """
+    if is_postgres(path):
+        return _pg_backend(str(path), create=False, readonly=readonly, force=False, opening=True)
     p = check_path(path, create=False)
     info = inspect_file(p)
     refuse_foreign(info)
@@ -330,6 +393,23 @@ def schema_connection(backend: SqliteBackend) -> Iterator[Any]:
     """
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
+
+    if backend.name == "postgresql":
+        engine = create_engine("postgresql+psycopg://", creator=lambda: backend.connect(autocommit=False),
+                               poolclass=NullPool)
+
+        @event.listens_for(engine, "begin")
+        def _lock(conn: Any) -> None:  # two hosts upgrading one database at once take turns
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('daydream migrations'))")
+
+        try:
+            with engine.connect() as conn:
+                yield conn
+                if conn.in_transaction():
+                    conn.commit()
+        finally:
+            engine.dispose()
+        return
 
     engine = create_engine("sqlite://", creator=backend.connect, poolclass=NullPool)
 
@@ -414,6 +494,8 @@ def schema_drift(backend: SqliteBackend) -> list[str]:
     event type, or a trigger nobody's migration made: each is a way to change the results without
     touching an event's hash. Extra tables, views and indexes (someone's own queries) are not drift.
     """
+    if backend.name == "postgresql":
+        return _pg_schema_drift(backend)
     with backend.snapshot() as conn:
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         actual, actual_types = _schema_of(conn)
@@ -432,6 +514,43 @@ def schema_drift(backend: SqliteBackend) -> list[str]:
     if actual_types != expected_types:
         changed = sorted(expected_types ^ actual_types)
         problems.append(f"projected_types differs from migration {revision[0]} ({', '.join(changed)})")
+    return problems
+
+
+# The guards of a PostgreSQL ledger (migrations 0001 and 0006): trigger -> (table, function).
+_PG_GUARDS = {
+    **{f"{table}_no_{verb}": (table, "daydream_append_only")
+       for table in ("events", "texts") for verb in ("update", "delete", "truncate")},
+    **{name: ("chain_head", "daydream_chain_head_refuse")
+       for name in ("chain_head_no_delete", "chain_head_no_truncate", "chain_head_forward")},
+}
+
+
+def _pg_schema_drift(backend: Any) -> list[str]:
+    """On PostgreSQL: every guard trigger present, on its table, calling its function, enabled ALWAYS,
+    and no other trigger on the ledger's tables."""
+    rows = backend.query(
+        "SELECT t.tgname, c.relname, p.proname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace "
+        "AND c.relname IN ('events', 'texts', 'chain_head')")
+    actual = {name: (table, function, enabled) for name, table, function, enabled in rows}
+    problems = []
+    for name, (table, function) in sorted(_PG_GUARDS.items()):
+        if name not in actual:
+            problems.append(f"trigger {name} is missing")
+        elif actual[name][:2] != (table, function):
+            problems.append(f"trigger {name} differs from what the migrations created")
+        elif actual[name][2] != "A":
+            problems.append(f"trigger {name} is not enabled ALWAYS (state {actual[name][2]!r}): it may not fire")
+    for name, (table, _function, _enabled) in sorted(actual.items()):
+        if name not in _PG_GUARDS:
+            problems.append(f"trigger {name} on {table} was not created by daydream's migrations")
+    sources = dict(backend.query("SELECT proname, prosrc FROM pg_proc WHERE proname IN "
+                                 "('daydream_append_only', 'daydream_chain_head_refuse') "
+                                 "AND pronamespace = current_schema()::regnamespace"))
+    for function in ("daydream_append_only", "daydream_chain_head_refuse"):
+        if "RAISE EXCEPTION" not in sources.get(function, ""):
+            problems.append(f"function {function} no longer refuses changes")
     return problems
 
 

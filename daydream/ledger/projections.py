@@ -313,11 +313,11 @@ class _RolledBack(Exception):
         self.outcome = outcome
 
 
-def _kept(cur: sqlite3.Cursor, table: str, source: str) -> str:
+def _kept(cur: sqlite3.Cursor, table: str, source: str, backend: Any) -> str:
     """The rows of ``table`` (read from ``source``) that say something, floats to 9 decimals: a sum
     of costs kept event by event and the same sum refilled by a migration differ in their last bits."""
-    columns = ", ".join(f"ROUND({name}, 9) AS {name}" if kind.upper() in ("FLOAT", "REAL") else name
-                        for _, name, kind, *_ in cur.execute(f"PRAGMA main.table_info({table})").fetchall())
+    columns = ", ".join(f"ROUND({name}, 9) AS {name}" if kind.upper() in ("FLOAT", "REAL", "DOUBLE PRECISION")
+                        else name for name, kind in backend.column_types(cur, table))
     where = f" WHERE NOT ({_EMPTY[table]})" if table in _EMPTY else ""
     return f"SELECT {columns} FROM {source}{where}"
 
@@ -326,14 +326,15 @@ def _rows(cur: sqlite3.Cursor, sql: str) -> list[tuple[Any, ...]]:
     return sorted((tuple(r) for r in cur.execute(sql)), key=repr)
 
 
-def _rebuild_in(cur: sqlite3.Cursor, sample: int = 20) -> Outcome:
+def _rebuild_in(cur: sqlite3.Cursor, backend: Any, sample: int = 20) -> Outcome:
     # The stored rows wait in temporary tables (SQLite's temp store, not Python memory: a 1M-event
     # ledger's projections are hundreds of MB as Python tuples), then SQL tells the differences.
     # The tables this ledger's schema has (a ledger before 0010 has no cohort_scales).
-    tables = [t for t in TABLES if cur.execute(f"PRAGMA main.table_info({t})").fetchone()]
+    tables = [t for t in TABLES if backend.has_table(cur, t)]
+    temp = "temp." if backend.name == "sqlite" else ""  # PostgreSQL finds its temporary tables first
     for table in tables:  # all kept before any is emptied: emptying one moves the counters
-        cur.execute(f"DROP TABLE IF EXISTS temp.before_{table}")
-        cur.execute(f"CREATE TEMP TABLE before_{table} AS {_kept(cur, table, table)}")
+        cur.execute(f"DROP TABLE IF EXISTS {temp}before_{table}")
+        cur.execute(f"CREATE TEMP TABLE before_{table} AS {_kept(cur, table, table, backend)}")
     for table in tables:
         cur.execute(f"DELETE FROM {table}")
     cur.execute(PROJECT_EVENTS, (0,))  # what every append runs for its own events: here, all of them
@@ -341,18 +342,18 @@ def _rebuild_in(cur: sqlite3.Cursor, sample: int = 20) -> Outcome:
     drift, rows = [], {}
     try:
         for table in tables:
-            after, before = _kept(cur, table, table), _kept(cur, table, f"temp.before_{table}")
+            after, before = _kept(cur, table, table, backend), _kept(cur, table, f"{temp}before_{table}", backend)
             rows[table] = cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            n_missing = cur.execute(f"SELECT COUNT(*) FROM ({after} EXCEPT {before})").fetchone()[0]
-            n_unexpected = cur.execute(f"SELECT COUNT(*) FROM ({before} EXCEPT {after})").fetchone()[0]
+            n_missing = cur.execute(f"SELECT COUNT(*) FROM ({after} EXCEPT {before}) AS d").fetchone()[0]
+            n_unexpected = cur.execute(f"SELECT COUNT(*) FROM ({before} EXCEPT {after}) AS d").fetchone()[0]
             if n_missing or n_unexpected:
-                columns = [r[1] for r in cur.execute(f"PRAGMA main.table_info({table})")]
+                columns = [name for name, _kind in backend.column_types(cur, table)]
                 drift.append(TableDrift(table, columns, n_missing, n_unexpected,
                                         _rows(cur, f"{after} EXCEPT {before} LIMIT {sample}"),
                                         _rows(cur, f"{before} EXCEPT {after} LIMIT {sample}")))
     finally:
         for table in tables:
-            cur.execute(f"DROP TABLE IF EXISTS temp.before_{table}")
+            cur.execute(f"DROP TABLE IF EXISTS {temp}before_{table}")
     return Outcome(rows, drift, events)
 
 
@@ -383,7 +384,7 @@ def rebuild(ledger: Ledger) -> Outcome:
     repaired, altered events are never adopted.
     """
     ensure_trustworthy(ledger)
-    return ledger.backend.write(_rebuild_in)
+    return ledger.backend.write(lambda cur: _rebuild_in(cur, ledger.backend))
 
 
 def check(ledger: Ledger) -> Outcome:
@@ -396,7 +397,7 @@ def check(ledger: Ledger) -> Outcome:
         return _check_copy(ledger)
 
     def work(cur: sqlite3.Cursor) -> None:
-        raise _RolledBack(_rebuild_in(cur))
+        raise _RolledBack(_rebuild_in(cur, ledger.backend))
 
     try:
         ledger.backend.write(work)

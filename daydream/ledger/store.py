@@ -208,7 +208,7 @@ class Ledger:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> "Ledger":
         """Open an existing ledger (upgrading its schema when older than this daydream)."""
-        return cls(Path(path), db.open_backend(path, readonly=readonly), readonly=readonly)
+        return cls(db.location(path), db.open_backend(path, readonly=readonly), readonly=readonly)
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, force: bool = False) -> tuple["Ledger", str | None, str]:
@@ -219,7 +219,7 @@ class Ledger:
         """
         backend = db.create_backend(path, create=True, force=force)
         before, after = db.migrate(backend, path)
-        return cls(Path(path), backend), before, after
+        return cls(db.location(path), backend), before, after
 
     def close(self) -> None:
         """Close the connections this ledger keeps idle (it stays usable: new ones open on demand)."""
@@ -363,10 +363,10 @@ class Ledger:
         under us); empty on a schema older than 0004, whose trigger on ``events`` projects rows.
         Also notes whether the schema stores the chain head (0006).
         """
-        schema = cur.execute("PRAGMA schema_version").fetchone()[0]
+        backend = self.backend
+        schema = backend.schema_version(cur)
         if schema != self._projected_schema:
-            tables = {r[0] for r in cur.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('projected_types', 'chain_head')")}
+            tables = {name for name in ("projected_types", "chain_head") if backend.has_table(cur, name)}
             self._projected = frozenset(
                 r[0] for r in cur.execute("SELECT type FROM projected_types")) \
                 if "projected_types" in tables else frozenset()

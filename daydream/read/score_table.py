@@ -343,14 +343,22 @@ DESIGN_COLUMNS = ("rubric", "evaluator", "replicate", "attempt", "status", "erro
 # draft's design. ``d`` is only a draft: an essay written from an essay has no draft axis.
 ESSAYS_SQL = """
 SELECT e.gen_id, e.parent_gen_id, e.combo_id, COALESCE(e.combo_id, d.combo_id), d.gen_id, d.template_id,
-       d.model_id, d.replicate, COALESCE(d.generator = 'copy', 0), e.template_id, e.model_id, e.replicate,
-       COALESCE(e.generator = 'copy', 0)
+       d.model_id, d.replicate, CASE WHEN d.generator = 'copy' THEN 1 ELSE 0 END, e.template_id, e.model_id,
+       e.replicate, CASE WHEN e.generator = 'copy' THEN 1 ELSE 0 END
 FROM gen_state e
 LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id AND d.stage != 'essay'
 WHERE e.gen_id IN (SELECT value FROM json_each(?))"""
+# PostgreSQL (issue 17) spells the two JSON functions differently; the statements are otherwise the same.
+_POSTGRESQL = {EVALUATIONS_SQL: EVALUATIONS_SQL.replace("json_array(", "json_build_array(").replace(
+                   "v.parse_failed)\n", "v.parse_failed)::text\n"),
+               ESSAYS_SQL: ESSAYS_SQL.replace("SELECT value FROM json_each(?)", "SELECT json_array_elements_text(?::json)")}
 ESSAY_COLUMNS = ("essay_gen_id", "parent_gen_id", "combo_id", "combo", "draft_gen_id", "draft_template", "draft_llm",
                  "draft_replicate", "draft_copy", "essay_template", "essay_llm", "essay_replicate", "essay_copy")
 _CHUNK_ROWS = 5_000
+
+
+def _dialect(ledger: Any, sql: str) -> str:
+    return _POSTGRESQL[sql] if ledger.backend.name == "postgresql" else sql
 
 
 class Evaluations:
@@ -480,7 +488,7 @@ def read_evaluations(ledger: Ledger, cohort_id: str) -> Evaluations:
     Raises ``NotFound`` when the cohort has no generations at all.
     """
     np = _np()
-    found, n = _read_rows(ledger, EVALUATIONS_SQL, (cohort_id,), EVALUATION_COLUMNS,
+    found, n = _read_rows(ledger, _dialect(ledger, EVALUATIONS_SQL), (cohort_id,), EVALUATION_COLUMNS,
                           keep_plain=("evaluation_gen_id",), numeric=("score",))
     if not n and not ledger.query("SELECT 1 FROM cohort_members WHERE cohort_id = ? LIMIT 1", (cohort_id,)):
         known = ", ".join(r[0] for r in ledger.query(
@@ -495,7 +503,7 @@ def read_evaluations(ledger: Ledger, cohort_id: str) -> Evaluations:
     numbers = {"score": found["score"][order]}
     essay_col = columns["essay_gen_id"]
     wanted = [v for v in essay_col.values if v is not None]
-    essays, _ = _read_rows(ledger, ESSAYS_SQL, (json.dumps(wanted),), ESSAY_COLUMNS)
+    essays, _ = _read_rows(ledger, _dialect(ledger, ESSAYS_SQL), (json.dumps(wanted),), ESSAY_COLUMNS)
     # Each evaluation's row among the essays read (-1: its essay is not in the ledger).
     position = {v: i for i, v in enumerate(essays["essay_gen_id"].tolist())}
     of_value = np.array([position.get(v, -1) for v in essay_col.values], dtype=np.int64)

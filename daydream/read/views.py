@@ -338,7 +338,7 @@ def unpriced_counts(ledger: Ledger, cohort_id: str | None = None) -> dict[tuple[
     (opened read-only) is counted from the generations.
     """
     params = (cohort_id,) if cohort_id else ()
-    if "unpriced" in {r["name"] for r in _dicts(ledger, "SELECT name FROM pragma_table_info('cohort_totals')")}:
+    if "unpriced" in ledger.backend.columns("cohort_totals"):
         where = "WHERE cohort_id = ?" if cohort_id else ""
         return {(r["cohort_id"], r["stage"]): r["n"] for r in _dicts(ledger, f"""
             SELECT cohort_id, stage, SUM(unpriced) AS n FROM cohort_totals {where}

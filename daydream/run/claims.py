@@ -112,8 +112,10 @@ def iso_utc(dt: datetime) -> str:
 def register_worker(cur: sqlite3.Cursor, worker: dict[str, Any], grace_s: float) -> None:
     """Record a starting worker and its first heartbeat (inside the caller's write transaction)."""
     cur.execute(
-        f"INSERT OR REPLACE INTO workers (worker_id, host, pid, identity, started_at, heartbeat_at, grace_s, "
-        f"stopped_at) VALUES (?, ?, ?, ?, {DB_NOW}, {DB_NOW}, ?, NULL)",
+        f"INSERT INTO workers (worker_id, host, pid, identity, started_at, heartbeat_at, grace_s, "
+        f"stopped_at) VALUES (?, ?, ?, ?, {DB_NOW}, {DB_NOW}, ?, NULL) ON CONFLICT (worker_id) DO UPDATE SET "
+        "host = excluded.host, pid = excluded.pid, identity = excluded.identity, started_at = excluded.started_at, "
+        "heartbeat_at = excluded.heartbeat_at, grace_s = excluded.grace_s, stopped_at = NULL",
         (worker["run"], worker["host"], worker["pid"], json.dumps(worker, sort_keys=True, separators=(",", ":")),
          float(grace_s)))
 
@@ -157,7 +159,8 @@ def held_elsewhere(conn: Any, own_run: str, scope: str, params: dict[str, Any]) 
                {STALE} OR (w.worker_id IS NULL AND MAX(g.lease_until) < :now)
         FROM gen_state g {CLAIM_LIVENESS}
         WHERE g.status = 'running' {scope}
-        GROUP BY json_extract(g.worker, '$.run')""", params).fetchall()
+        GROUP BY json_extract(g.worker, '$.run'), w.worker_id, w.heartbeat_at, w.grace_s, w.stopped_at""",
+        params).fetchall()
     claims, holders, ages, waits = 0, [], [], []
     for worker_json, run, has_row, since, grace, lease_left, n, takeable in rows:
         if run == own_run or takeable or worker_is_dead(worker_json):
@@ -178,7 +181,9 @@ def local_claims_pattern(worker: dict[str, Any]) -> str:
     """A LIKE pattern matching gen_state.worker of claims made on this machine (their pid can be
     checked); matches nothing when this worker is judged by heartbeat only."""
     if os.environ.get(HOST_ENV, "").strip():
-        return "\x00"
+        # A raw control character: JSON text never holds one (U+0000 would do, but PostgreSQL's
+        # text cannot carry it).
+        return "\x01"
     if worker.get("machine"):
         return f'%"machine":"{worker["machine"]}"%'
     return f'%"host":"{worker["host"]}"%'

@@ -236,7 +236,7 @@ class _Work:
             chars, tokens, calls = self.ledger.query(
                 """SELECT SUM(t.chars), SUM(c.prompt_tokens), COUNT(*)
                    FROM (SELECT prompt_hash, prompt_tokens FROM gen_state
-                         WHERE model_id IS ? AND prompt_tokens > 0 AND prompt_hash IS NOT NULL
+                         WHERE model_id IS NOT DISTINCT FROM ? AND prompt_tokens > 0 AND prompt_hash IS NOT NULL
                          ORDER BY updated_seq DESC LIMIT ?) c
                    JOIN texts t ON t.sha256 = c.prompt_hash""", (model_id, RATIO_CALLS))[0]
             observed = chars / tokens if chars and tokens else None
@@ -256,7 +256,7 @@ class _Work:
             model = self.ctx.models.get(model_id or "")
             max_tokens = model_params(model, stage or "")[1] if model else None
             values = [r[0] for r in self.ledger.query(
-                "SELECT completion_tokens FROM gen_state WHERE template_id IS ? AND model_id IS ? "
+                "SELECT completion_tokens FROM gen_state WHERE template_id IS NOT DISTINCT FROM ? AND model_id IS NOT DISTINCT FROM ? "
                 "AND completion_tokens IS NOT NULL", (template_id, model_id))]
             expected = float(statistics.median(values)) if values else max_tokens
             if max_tokens is None and model_id:
@@ -272,7 +272,7 @@ class _Work:
         if source not in self._parsed:
             chars = [r[0] for r in self.ledger.query(
                 "SELECT t.chars FROM gen_state g JOIN texts t ON t.sha256 = g.parsed_hash "
-                "WHERE g.template_id IS ? AND g.model_id IS ? AND g.status = 'completed'", (s_template, s_model))]
+                "WHERE g.template_id IS NOT DISTINCT FROM ? AND g.model_id IS NOT DISTINCT FROM ? AND g.status = 'completed'", (s_template, s_model))]
             self._parsed[source] = float(statistics.median(chars)) if chars else None
         parsed_chars = self._parsed[source]
         if parsed_chars is not None:
@@ -326,11 +326,11 @@ class _Work:
                 None if worst is None else fixed_tokens + mean_uses * worst)
 
     def _sample(self, group: _Group) -> list[tuple]:
-        conditions = ["g.stage IS ?", "g.model_id IS ?", "g.template_hash IS ?", f"({_PARENT_KIND}) = ?"]
+        conditions = ["g.stage IS NOT DISTINCT FROM ?", "g.model_id IS NOT DISTINCT FROM ?", "g.template_hash IS NOT DISTINCT FROM ?", f"({_PARENT_KIND}) = ?"]
         values: list[Any] = [group.stage, group.model_id, group.template_hash, group.parent]
         if group.parent == "pending":
             for col, value in zip(("stage", "template_id", "model_id"), group.source):
-                conditions.append(f"{_SOURCE.format(col=col)} IS ?")
+                conditions.append(f"{_SOURCE.format(col=col)} IS NOT DISTINCT FROM ?")
                 values.append(value)
         return self.ledger.query(
             f"""SELECT g.gen_id, g.combo_id, {_PARENT_HASH} {_FROM}

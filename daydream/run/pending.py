@@ -35,7 +35,7 @@ LIMIT :limit
 # row, its lease ran out), or held by a process on this machine (alive or not: the caller checks).
 # Two more columns after GEN_COLUMNS: the worker's heartbeat is stale, the (row-less) lease expired.
 RECLAIM_SQL = f"SELECT {_GEN_LIST}, {STALE}, {LEASE_EXPIRED}{_FROM_GEN}{CLAIM_LIVENESS}" + f"""
-WHERE g.status = 'running' AND json_extract(g.worker, '$.run') IS NOT :run
+WHERE g.status = 'running' AND json_extract(g.worker, '$.run') IS DISTINCT FROM :run
   AND ({STALE} OR {LEASE_EXPIRED} OR g.worker LIKE :local) {{cohort}} {{stage}}
 ORDER BY g.planned_seq
 LIMIT :limit

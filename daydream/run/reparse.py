@@ -37,8 +37,8 @@ SELECT g.gen_id, g.stage, g.status, g.attempt, g.template_id, g.template_hash, g
        g.imported, g.parent_gen_id, g.model_id, g.replicate, g.updated_seq,
        (SELECT json_extract(e.payload, '$.text_hash') FROM events e
          WHERE e.stream = 'gen:' || g.gen_id AND e.type = 'LLMCallCompleted'
-           AND json_extract(e.payload, '$.attempt') = g.attempt
-           AND json_extract(e.payload, '$.superseded') IS NOT 1
+           AND CAST(json_extract(e.payload, '$.attempt') AS INTEGER) = g.attempt
+           AND COALESCE(CAST(json_extract(e.payload, '$.superseded') AS TEXT), '') NOT IN ('1', 'true')
          ORDER BY e.version DESC LIMIT 1) AS answered_hash
 FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
 WHERE m.cohort_id = ? {filters}

@@ -17,6 +17,9 @@ APPEND_ONLY = "{table} is append-only: {verb} is not allowed (record a correctin
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        _upgrade_postgresql()
+        return
     op.create_table(
         "events",
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False,
@@ -60,6 +63,50 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
             )
+
+
+# PostgreSQL (issue 17): the same tables and constraints. Integers are BIGINT (SQLite's are 64-bit),
+# text keys COLLATE "C" so they sort and compare bytewise as SQLite's do (reports order by them).
+# Append-only: statement-level triggers, so a DELETE matching no row and TRUNCATE (which fires no
+# row trigger) are refused too; ENABLE ALWAYS keeps them firing under session_replication_role =
+# replica. They refuse the tables' owner and superusers alike; SQLSTATE 23001 makes the driver
+# raise an IntegrityError, as SQLite's RAISE(ABORT) does.
+_POSTGRESQL = """
+CREATE TABLE events (
+    seq           BIGINT PRIMARY KEY,
+    stream        TEXT COLLATE "C" NOT NULL,
+    version       BIGINT NOT NULL,
+    type          TEXT COLLATE "C" NOT NULL,
+    payload       TEXT NOT NULL,
+    recorded_at   TEXT COLLATE "C" NOT NULL,
+    causation_seq BIGINT,
+    prev_hash     TEXT COLLATE "C" NOT NULL,
+    hash          TEXT COLLATE "C" NOT NULL,
+    CONSTRAINT uq_events_stream_version UNIQUE (stream, version)
+);
+CREATE INDEX ix_events_type_seq ON events (type, seq);
+CREATE TABLE texts (
+    sha256 TEXT COLLATE "C" PRIMARY KEY,
+    text   TEXT NOT NULL,
+    chars  BIGINT NOT NULL
+);
+CREATE FUNCTION daydream_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % is not allowed (record a correcting event instead)',
+        TG_TABLE_NAME, TG_OP USING ERRCODE = 'restrict_violation';
+END
+$fn$;
+"""
+
+
+def _upgrade_postgresql() -> None:
+    op.execute(_POSTGRESQL)
+    for table in ("events", "texts"):
+        for verb in ("UPDATE", "DELETE", "TRUNCATE"):
+            name = f"{table}_no_{verb.lower()}"
+            op.execute(f"CREATE TRIGGER {name} BEFORE {verb} ON {table} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION daydream_append_only()")
+            op.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}")
 
 
 def downgrade() -> None:

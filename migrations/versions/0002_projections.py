@@ -132,6 +132,8 @@ TRIGGERS = {
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     op.create_table(
         "gen_state",
         sa.Column("gen_id", sa.Text, primary_key=True, comment="Deterministic generation id (d_, e_, v_ …)"),

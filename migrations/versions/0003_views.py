@@ -290,6 +290,8 @@ INDEXES = {
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     op.create_table(
         "cohort_totals",
         sa.Column("cohort_id", sa.Text, primary_key=True, comment="Cohort id"),

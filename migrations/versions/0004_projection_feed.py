@@ -48,6 +48,8 @@ def _trigger_sql(name: str) -> str:
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     old = _OLD.match(_trigger_sql("project_events"))
     if old is None:
         raise RuntimeError("trigger project_events does not have the shape migration 0002 gave it")

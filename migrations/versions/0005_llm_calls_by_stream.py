@@ -66,6 +66,8 @@ def _view_0003() -> str:
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     op.execute("DROP VIEW IF EXISTS llm_calls")
     op.execute(f"CREATE VIEW llm_calls AS {LLM_CALLS}")
 

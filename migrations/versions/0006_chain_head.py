@@ -29,6 +29,9 @@ GENESIS_HASH = "0" * 64
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        _upgrade_postgresql()
+        return
     op.create_table(
         "chain_head",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False,
@@ -50,6 +53,46 @@ def upgrade() -> None:
                "WHEN NEW.seq < OLD.seq OR NEW.id IS NOT OLD.id BEGIN "
                "SELECT RAISE(ABORT, 'chain_head only moves forward: appends advance it, nothing rewinds it'); END")
     op.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+# PostgreSQL (issue 17): the same row; every write transaction locks it first (SELECT … FOR UPDATE),
+# which serialises appends from every process on every host into one chain. A file header does
+# not exist there: a database is a ledger when it has alembic_version and events.
+_POSTGRESQL = f"""
+CREATE TABLE chain_head (
+    id   SMALLINT PRIMARY KEY,
+    seq  BIGINT NOT NULL,
+    hash TEXT COLLATE "C" NOT NULL,
+    CONSTRAINT ck_chain_head_one_row CHECK (id = 1)
+);
+INSERT INTO chain_head (id, seq, hash)
+    SELECT 1, COALESCE(MAX(seq), 0),
+           COALESCE((SELECT hash FROM events ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}')
+    FROM events;
+CREATE FUNCTION daydream_chain_head_refuse() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION 'chain_head only moves forward: appends advance it, nothing rewinds it'
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RAISE EXCEPTION 'chain_head cannot be deleted: it records the last event of the chain'
+        USING ERRCODE = 'restrict_violation';
+END
+$fn$;
+CREATE TRIGGER chain_head_no_delete BEFORE DELETE ON chain_head
+    FOR EACH STATEMENT EXECUTE FUNCTION daydream_chain_head_refuse();
+CREATE TRIGGER chain_head_no_truncate BEFORE TRUNCATE ON chain_head
+    FOR EACH STATEMENT EXECUTE FUNCTION daydream_chain_head_refuse();
+CREATE TRIGGER chain_head_forward BEFORE UPDATE ON chain_head FOR EACH ROW
+    WHEN (NEW.seq < OLD.seq OR NEW.id IS DISTINCT FROM OLD.id) EXECUTE FUNCTION daydream_chain_head_refuse();
+ALTER TABLE chain_head ENABLE ALWAYS TRIGGER chain_head_no_delete;
+ALTER TABLE chain_head ENABLE ALWAYS TRIGGER chain_head_no_truncate;
+ALTER TABLE chain_head ENABLE ALWAYS TRIGGER chain_head_forward;
+"""
+
+
+def _upgrade_postgresql() -> None:
+    op.execute(_POSTGRESQL)
 
 
 def downgrade() -> None:

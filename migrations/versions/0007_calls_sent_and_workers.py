@@ -160,6 +160,8 @@ def _view_sql(name: str) -> str:
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     op.create_table(
         "workers",
         sa.Column("worker_id", sa.Text, primary_key=True,

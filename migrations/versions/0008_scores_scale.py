@@ -114,6 +114,8 @@ def _view_0003() -> str:
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     op.add_column("gen_state", sa.Column("scale_min", sa.Integer, comment="Lowest score of the score's scale"))
     op.add_column("gen_state", sa.Column("scale_max", sa.Integer, comment="Highest score of the score's scale"))
     op.execute(FILL)

@@ -274,6 +274,8 @@ def _migration_0003():
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        return  # not yet on PostgreSQL (issue 17): see the README's PostgreSQL section
     for name in READ_TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.execute("ALTER TABLE cohort_totals ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0")

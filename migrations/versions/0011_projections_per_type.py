@@ -318,6 +318,9 @@ def _replace_view(name: str, sql: str) -> None:
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        _upgrade_postgresql()
+        return
     op.add_column("gen_state", sa.Column(
         "parse_failed", sa.Integer, nullable=False, server_default="0",
         comment="1 while error is a parse failure's (ParseFailed: reason): the answer did not parse"))
@@ -331,6 +334,15 @@ def upgrade() -> None:
         op.execute(sql)
     for name, sql in VIEWS.items():
         _replace_view(name, sql)
+
+
+def _upgrade_postgresql() -> None:
+    """PostgreSQL (issue 17): revisions 0002-0010 do nothing there; this one installs what they and it
+    create on SQLite, as of this revision, from the frozen script beside it (0011_postgresql.sql).
+    No PostgreSQL ledger predates this revision, so there is nothing older to upgrade from."""
+    script = Path(__file__).with_name("0011_postgresql.sql").read_text(encoding="utf-8")
+    # Straight to the driver, without parameters: the script's % and : are SQL, not placeholders.
+    op.get_bind().connection.driver_connection.cursor().execute(script)
 
 
 def downgrade() -> None:
