@@ -36,7 +36,6 @@ from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.design.spec_compile import design_rows
 from daydream.design.spec_dsl import Spec, load_spec
 
-STAGE_ORDER = PIPELINE_STAGES
 # progress(phase, done, total): see plan_cohort.
 Progress = Callable[[str, int, int], None]
 _CHUNK = 900
@@ -115,7 +114,7 @@ def design_generations(rows: Iterable[dict[str, Any]], catalog: Catalog, spec: S
             break
         # Look up every name of the row first, so that all unknown names are reported together.
         known_names = True
-        for stage in STAGE_ORDER:
+        for stage in PIPELINE_STAGES:
             tid = row.get(f"{stage}_template")
             if tid is None:
                 continue
@@ -229,7 +228,7 @@ class _Scratch:
         self.conn.execute("PRAGMA synchronous = OFF")
         for name in ("keys", "done"):
             self.conn.execute(f"CREATE TABLE {name} (id TEXT PRIMARY KEY) WITHOUT ROWID")
-        for stage in STAGE_ORDER:
+        for stage in PIPELINE_STAGES:
             self.conn.execute(f"CREATE TABLE planned_{stage} (n INTEGER PRIMARY KEY, gen_id TEXT, parent TEXT, "
                               "combo TEXT, template TEXT, model TEXT, replicate)")
             self.conn.execute(f"CREATE TABLE linked_{stage} (n INTEGER PRIMARY KEY, gen_id TEXT)")
@@ -319,7 +318,7 @@ class _Planning:
         self.cohort = cohort
         self.parent_combos = parent_combos
         self.scratch = scratch
-        self.counts = {s: {"new": 0, "linked": 0, "existing": 0} for s in STAGE_ORDER}
+        self.counts = {s: {"new": 0, "linked": 0, "existing": 0} for s in PIPELINE_STAGES}
         self.renamed: dict[str, str] = {}  # computed id -> the existing id it resolved to
         # (stage, template id) -> [generations, first old template hash]: reused work planned on
         # another text of the template (see _raise_on_stale_templates).
@@ -328,7 +327,7 @@ class _Planning:
     def link_existing_parents(self, existing_parents: dict[str, set[str]]) -> None:
         """Existing generations named by draft_gen_id / essay_gen_id axes join the cohort too, so the
         cohort's views show the essays it evaluates."""
-        for stage in STAGE_ORDER:
+        for stage in PIPELINE_STAGES:
             wanted = sorted(existing_parents.get(stage, ()))
             self.scratch.first_seen("done", wanted)
             self._join(stage, wanted)
@@ -707,7 +706,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
             """The plan's events in order, made from the scratch database as they are appended."""
             yield from head
             templates = cat.templates
-            for stage in STAGE_ORDER:
+            for stage in PIPELINE_STAGES:
                 for gen_id, parent_id, combo, template_id, model_id, replicate in scratch.read(f"planned_{stage}"):
                     t = templates[stage][template_id]
                     yield ev.GenerationPlanned(
@@ -717,7 +716,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                         catalog_hash=catalog_hash).new(expected_version=0)
             # The cohort's first event of this plan says which version of the cohort it builds on.
             first_on_cohort = not changed
-            for stage in STAGE_ORDER:
+            for stage in PIPELINE_STAGES:
                 for (gen_id,) in scratch.read(f"linked_{stage}"):
                     yield ev.GenerationLinked(cohort_id=cohort, gen_id=gen_id, stage=stage).new(
                         expected_version=cohort_version if first_on_cohort else None)
@@ -798,5 +797,5 @@ def show_cohort(ledger: Ledger, cohort_id: str) -> dict[str, Any]:
         "first_planned_at": plans[0].recorded_at,
         "rows": specs[-1].payload.get("rows") if specs else None,
         "stages": {s: {"total": sum(v.values()), **v} for s, v in sorted(
-            stages.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 9)},
+            stages.items(), key=lambda kv: PIPELINE_STAGES.index(kv[0]) if kv[0] in PIPELINE_STAGES else 9)},
     }

@@ -74,9 +74,14 @@ def _json_str(value: str) -> str:
     return encode_basestring(value)
 
 
+def iso_utc(dt: datetime) -> str:
+    """``dt`` (a UTC datetime) as ISO-8601 with microseconds and a Z: how every time in the ledger is written."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utc_now() -> str:
-    """Current UTC time as ISO-8601 with microseconds and a Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Current UTC time as ``iso_utc`` writes it."""
+    return iso_utc(datetime.now(timezone.utc))
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from urllib.parse import quote, urlencode
 from datasette import hookimpl
 from markupsafe import Markup, escape
 
+from daydream.contracts import PIPELINE_STAGES
 from daydream.read import views
 from daydream.read.datasette_markdown import (FOLDED_TABLES, MARKDOWN_COLUMNS, first_line, folded, markdown_cell,
                                          plain_text)
@@ -52,7 +53,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 SHORT_HASH = 12
 # JSON this short reads fine on one line; anything longer is folded.
 INLINE_JSON_CHARS = 72
-STAGE_ORDER = {"draft": 0, "essay": 1, "evaluation": 2}
+STAGE_ORDER = {name: i for i, name in enumerate(PIPELINE_STAGES)}
 # Views that are machinery, not reading (the append path of migration 0004).
 PLUMBING_VIEWS = frozenset({"projection_feed"})
 

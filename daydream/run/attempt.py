@@ -25,7 +25,7 @@ from daydream.ledger.events import (ClaimReleased, DomainEvent, GenerationFailed
 from daydream.ledger.store import Ledger, text_hash
 from daydream.plugins import Registry
 from daydream.run.budget import Budget
-from daydream.run.claims import iso_utc
+from daydream.ledger.store import iso_utc
 from daydream.run.job import Job, LostCalls
 from daydream.run.models import ModelPool
 from daydream.run.options import RunOptions

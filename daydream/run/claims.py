@@ -23,7 +23,6 @@ import socket
 import sqlite3
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from daydream.ledger import events as ev
@@ -101,11 +100,6 @@ def worker_is_dead(worker_json: str | None) -> bool:
     except PermissionError:
         return False
     return worker.get("start") is not None and _proc_start(pid) != worker.get("start")
-
-
-def iso_utc(dt: datetime) -> str:
-    """UTC ISO-8601 with microseconds and a Z, as leases are written."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # ----------------------------------------------------------------------------- the workers table

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from daydream.ledger.store import Ledger
 from daydream.run import claims
-from daydream.run.claims import iso_utc, worker_is_dead
+from daydream.ledger.store import iso_utc
+from daydream.run.claims import worker_is_dead
 from daydream.run.options import RunOptions
 from daydream.run.pending import COHORT_FILTER, PENDING_SQL, RECLAIM_SQL, STAGE_ORDER, PendingGeneration
 from daydream.run.stats import RunStats

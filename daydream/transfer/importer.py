@@ -28,7 +28,7 @@ import yaml
 from daydream.ledger import events as ev
 from daydream.design.catalog import LEGACY_PARSER_ALIASES, load_catalog
 from daydream.errors import ConcurrencyConflict, DaydreamError, ImportFailed, LedgerIntegrityError
-from daydream.ledger.store import Ledger, NewEvent, text_hash
+from daydream.ledger.store import Ledger, NewEvent, iso_utc, text_hash
 from daydream.design.scales import DEFAULT_SCALE, Scale
 from daydream.design.yaml_loading import YAMLTooLarge, load_yaml
 
@@ -212,7 +212,6 @@ def _replicate(metadata: dict[str, Any]) -> int:
     return number
 
 
-_ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _timestamp(sources: list[tuple[str, dict[str, Any]]], notes: list[str]) -> str | None:
@@ -234,7 +233,7 @@ def _timestamp(sources: list[tuple[str, dict[str, Any]]], notes: list[str]) -> s
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 seconds = value / 1000 if 1e12 <= value < 1e14 else value
                 if 1e8 <= seconds < 1e11:  # 1973 … 5138: a time, not some other number
-                    return datetime.fromtimestamp(seconds, timezone.utc).strftime(_ISO)
+                    return iso_utc(datetime.fromtimestamp(seconds, timezone.utc))
             notes.append(f"{file_name} field {key!r} is {value!r}, not a timestamp (the file's time used)")
     return None
 
@@ -245,7 +244,7 @@ def _file_time(*paths: Path) -> str | None:
             mtime = path.stat().st_mtime
         except OSError:
             continue
-        return datetime.fromtimestamp(mtime, timezone.utc).strftime(_ISO)
+        return iso_utc(datetime.fromtimestamp(mtime, timezone.utc))
     return None
 
 
