@@ -472,7 +472,6 @@ def _read_rows(ledger: Ledger, sql: str, params: tuple[Any, ...], names: Sequenc
 
 def split_json(column: Column, names: Sequence[str]) -> dict[str, Column]:
     """The columns packed in a column of JSON arrays (one value per name), each as a ``Column``."""
-    np = _np()
     rows = [json.loads(v) for v in column.values]
     out = {}
     for i, name in enumerate(names):
