@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,27 +32,15 @@ from daydream.design.planner import plan_cohort
 from daydream.ledger.store import Ledger
 from daydream.run.runner import RunOptions, run_cohort
 
-REPO = Path(__file__).resolve().parent.parent
-KEY_ENV = "DAYDREAM_BENCH_KEY"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_stub import KEY_ENV, start_stub, stub_catalog  # noqa: E402  (the stub server and catalog of bench/run_stub.py)
+
 TARGET = 1.15
-
-
-def start_stub(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "daydream.testing", "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
-    return proc, line.rsplit(" ", 1)[1]
 
 
 def prepare(folder: Path, base_url: str, drafts: int, concurrency: int) -> Ledger:
     """A ledger with the three-stage cohort ``bench`` planned on model ``stub``."""
-    catalog = folder / "catalog"
-    shutil.copytree(REPO / "specs" / "catalog", catalog)
-    models = yaml.safe_load((catalog / "models.yaml").read_text())
-    models.append({"id": "stub", "provider": "openai", "model": "stub/bench", "base_url": base_url,
-                   "api_key_env": KEY_ENV, "concurrency": concurrency, "price_in": 0, "price_out": 0})
-    (catalog / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
-    concepts = [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
+    catalog, concepts = stub_catalog(folder, base_url, concurrency)
     combos = 120 if len(concepts) >= 10 else 1  # C(10, 3)
     spec = {"combos": {"concepts": concepts[:10], "k": 3, "level": "sentence"},
             "axes": {"draft_template": ["link-brainstorm"], "draft_llm": ["stub"],

@@ -47,14 +47,19 @@ def start_stub(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, line.rsplit(" ", 1)[1]
 
 
-def prepare(folder: Path, base_url: str, n: int, concurrency: int) -> Ledger:
+def stub_catalog(folder: Path, base_url: str, concurrency: int) -> tuple[Path, list[str]]:
+    """Our catalog copied into ``folder`` with model ``stub`` on the loopback server; its concept ids."""
     catalog = folder / "catalog"
     shutil.copytree(REPO / "specs" / "catalog", catalog)
     models = yaml.safe_load((catalog / "models.yaml").read_text())
     models.append({"id": "stub", "provider": "openai", "model": "stub/bench", "base_url": base_url,
                    "api_key_env": KEY_ENV, "concurrency": concurrency, "price_in": 0, "price_out": 0})
     (catalog / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
-    concepts = [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
+    return catalog, [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
+
+
+def prepare(folder: Path, base_url: str, n: int, concurrency: int) -> Ledger:
+    catalog, concepts = stub_catalog(folder, base_url, concurrency)
     combos_per_rep = 364 if len(concepts) >= 14 else len(concepts)
     replicates = -(-n // combos_per_rep)
     spec = {"combos": {"concepts": concepts[:14], "k": 3, "level": "sentence"},
