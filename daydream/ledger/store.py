@@ -236,7 +236,7 @@ class Ledger:
         if not events and not text_rows:
             return []
         with self._lock:
-            stored, versions = self.backend.write(lambda cur: self._append_in(cur, events, text_rows))
+            stored, versions = self.backend.write(lambda cur: self._append_in(cur, events, text_rows, last=True))
             if stored:
                 if len(self._known) > 500_000:
                     self._known.clear()
@@ -256,7 +256,7 @@ class Ledger:
         def work(cur: Cursor) -> tuple[list[Event], dict[str, int]]:
             events, texts = build(cur)
             text_rows = [(text_hash(t), t, len(t)) for t in texts]
-            return self._append_in(cur, list(events), text_rows)
+            return self._append_in(cur, list(events), text_rows, last=True)
 
         with self._lock:
             stored, versions = self.backend.write(work)
@@ -296,8 +296,9 @@ class Ledger:
             self.backend.write(lambda cur: self.backend.insert_texts(cur, rows))
         return [r[0] for r in rows]
 
-    def _append_in(self, cur: Cursor, events: Sequence[NewEvent],
-                   text_rows: list[tuple[str, str, int]]) -> tuple[list[Event], dict[str, int]]:
+    def _append_in(self, cur: Cursor, events: Sequence[NewEvent], text_rows: list[tuple[str, str, int]],
+                   last: bool = False) -> tuple[list[Event], dict[str, int]]:
+        # ``last``: nothing follows in the transaction, so a backend may commit with its last round trip.
         backend = self.backend
         # PostgreSQL stores texts with the events, in the one round trip of ``finish_append``.
         finish = getattr(backend, "finish_append", None) if events else None
@@ -338,7 +339,7 @@ class Ledger:
         rows, stored = chain_events(events, seq, prev, versions, self.clock())
         if finish is not None:
             return self._finish_pipelined(cur, finish, events, text_rows, rows, stored, versions, assumed_new,
-                                          before, before_hash)
+                                          before, before_hash, last)
         try:
             backend.insert_events(cur, rows)
         except backend.integrity_error:
@@ -363,8 +364,8 @@ class Ledger:
 
     def _finish_pipelined(self, cur: Cursor, finish: Callable[..., bool | None], events: Sequence[NewEvent],
                           text_rows: list[tuple[str, str, int]], rows: list[tuple], stored: list[Event],
-                          versions: dict[str, int], assumed_new: set[str], before: int, before_hash: str
-                          ) -> tuple[list[Event], dict[str, int]]:
+                          versions: dict[str, int], assumed_new: set[str], before: int, before_hash: str,
+                          last: bool) -> tuple[list[Event], dict[str, int]]:
         """``_append_in``'s end on a backend that sends it in one round trip (PostgreSQL): the same
         statements and checks as the SQLite path below it, queued together."""
         projected = self._projected_types(cur)
@@ -372,7 +373,7 @@ class Ledger:
         head = (ADVANCE_HEAD, {"seq": stored[-1].seq, "hash": stored[-1].hash, "was_seq": before,
                                "was_hash": before_hash}) if self._has_head else None
         try:
-            moved = finish(cur, text_rows, rows, project, head)
+            moved = finish(cur, text_rows, rows, project, head, commit=last)
         except self.backend.integrity_error:
             actual = self._stream_versions(cur, assumed_new)
             for stream, version in actual.items():
