@@ -1,4 +1,9 @@
-"""The ledger: schema, append-only triggers, hash chain, optimistic concurrency, multi-process appends."""
+"""The ledger: schema, append-only triggers, hash chain, optimistic concurrency, multi-process appends.
+
+Tests of ledger behaviour run on both backends (``ledger`` and ``ledger_url`` here are a SQLite file
+and a PostgreSQL database, issue 17); those about SQLite's file (page size, triggers read through
+``sqlite3``, tampering with the file, backups) use ``ledger_path``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,13 @@ from click.testing import CliRunner
 from daydream.cli import cli
 from daydream.errors import ConcurrencyConflict, LedgerIntegrityError
 from daydream.ledger.store import GENESIS_HASH, Ledger, NewEvent, text_hash
+from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # noqa: F811 - conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL."""
+    return Ledger.open(ledger_url)
 
 
 def schema(path: Path) -> list[tuple]:
@@ -42,7 +54,8 @@ def test_init_creates_schema_and_second_init_changes_nothing(tmp_path: Path) -> 
     ("texts", "UPDATE texts SET text = 'X'"),
     ("texts", "DELETE FROM texts"),
 ])
-def test_update_and_delete_are_refused_by_triggers(ledger: Ledger, table: str, sql: str) -> None:
+def test_update_and_delete_are_refused_by_triggers(ledger_path: Path, table: str, sql: str) -> None:
+    ledger = Ledger.open(ledger_path)  # PostgreSQL's triggers: tests/test_pg_ledger.py
     ledger.append([NewEvent("s:1", "ThingHappened", {"n": 1})], texts=["hello"])
     with sqlite3.connect(ledger.path) as conn:
         with pytest.raises(sqlite3.DatabaseError, match=f"{table} is append-only"):
@@ -114,8 +127,8 @@ def test_conflicting_expected_version_writes_nothing(ledger: Ledger) -> None:
     assert ledger.get_text(text_hash("never stored")) is None
 
 
-def test_versions_known_before_another_writer_appended_are_not_trusted(ledger_path: Path) -> None:
-    a, b = Ledger.open(ledger_path), Ledger.open(ledger_path)
+def test_versions_known_before_another_writer_appended_are_not_trusted(ledger_url: str) -> None:
+    a, b = Ledger.open(ledger_url), Ledger.open(ledger_url)
     a.append([NewEvent("s:x", "X", {})])          # a knows s:x at 1
     b.append([NewEvent("s:x", "X", {})])          # s:x at 2, behind a's back
     a.append([NewEvent("s:y", "X", {})])          # a sees the gap and must forget s:x = 1
@@ -129,12 +142,12 @@ def test_versions_known_before_another_writer_appended_are_not_trusted(ledger_pa
     assert a.verify() == (5, 0)
 
 
-def test_two_writers_same_version_exactly_one_wins(ledger_path: Path) -> None:
+def test_two_writers_same_version_exactly_one_wins(ledger_url: str) -> None:
     results: list[str] = []
     barrier = threading.Barrier(2)
 
     def writer(name: str) -> None:
-        ledger = Ledger.open(ledger_path)
+        ledger = Ledger.open(ledger_url)
         barrier.wait()
         try:
             ledger.append([NewEvent("gen:x", "LLMCallStarted", {"by": name}, expected_version=0)])
@@ -148,7 +161,7 @@ def test_two_writers_same_version_exactly_one_wins(ledger_path: Path) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == ["conflict", "won"]
-    assert Ledger.open(ledger_path).count() == 1
+    assert Ledger.open(ledger_url).count() == 1
 
 
 def test_read_by_type_stream_and_position(ledger: Ledger) -> None:
@@ -165,15 +178,15 @@ def _append_many(path: str, worker: int, n: int) -> None:
         ledger.append([NewEvent(f"w{worker}", "Counted", {"worker": worker, "i": i})])
 
 
-def test_four_processes_append_concurrently_without_gaps(ledger_path: Path) -> None:
+def test_four_processes_append_concurrently_without_gaps(ledger_url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_append_many, args=(str(ledger_path), w, 2000)) for w in range(4)]
+    procs = [ctx.Process(target=_append_many, args=(ledger_url, w, 2000)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    ledger = Ledger.open(ledger_path)
+    ledger = Ledger.open(ledger_url)
     seqs = [r[0] for r in ledger.query("SELECT seq FROM events ORDER BY seq")]
     assert seqs == list(range(1, 8001))
     for w in range(4):

@@ -1,4 +1,8 @@
-"""The ledger's run-time database layer: plain sqlite3, SQLAlchemy and Alembic only for schema work."""
+"""The ledger's run-time database layer: plain sqlite3, SQLAlchemy and Alembic only for schema work.
+
+What callers are given (pooled readers beside a writer, named parameters, long IN lists) is
+checked on SQLite and PostgreSQL (``ledger_url``, issue 17); the rest is SQLite's own.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ import pytest
 
 from daydream.errors import ConcurrencyConflict, LedgerPathError
 from daydream.ledger import db
-from daydream.ledger.backend import SqliteBackend, column_names
+from daydream.ledger.backend import column_names
 from daydream.ledger.store import Ledger, NewEvent, text_hash
+from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,8 +108,8 @@ def test_a_failed_write_rolls_back_and_the_connection_is_reused_clean(tmp_path: 
     assert ledger.append([NewEvent("s:1", "ThingHappened", {"i": 2}, expected_version=1)])[0].version == 2
 
 
-def test_a_reader_that_leaves_a_transaction_open_does_not_poison_the_pool(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+def test_a_reader_that_leaves_a_transaction_open_does_not_poison_the_pool(ledger_url: str) -> None:  # noqa: F811
+    ledger = Ledger.open(ledger_url)
     with ledger.backend.read() as conn:
         conn.execute("BEGIN")
         conn.execute("SELECT COUNT(*) FROM events").fetchone()
@@ -114,8 +119,8 @@ def test_a_reader_that_leaves_a_transaction_open_does_not_poison_the_pool(tmp_pa
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
 
 
-def test_threads_read_while_a_writer_thread_appends(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+def test_threads_read_while_a_writer_thread_appends(ledger_url: str) -> None:  # noqa: F811
+    ledger = Ledger.open(ledger_url)
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -146,7 +151,7 @@ def test_threads_read_while_a_writer_thread_appends(tmp_path: Path) -> None:
         t.join()
     assert errors == []
     assert ledger.verify() == (200, 0)
-    assert len(ledger.backend._idle) <= SqliteBackend.IDLE
+    assert len(ledger.backend._idle) <= type(ledger.backend).IDLE
 
 
 def test_an_append_waits_for_another_processs_write_lock(tmp_path: Path) -> None:
@@ -170,8 +175,8 @@ conn.execute("COMMIT")
 
 
 # ----------------------------------------------------------------------------- what callers are given
-def test_named_parameters_and_long_in_lists(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+def test_named_parameters_and_long_in_lists(ledger_url: str) -> None:  # noqa: F811
+    ledger = Ledger.open(ledger_url)
     texts = [f"text {i}" for i in range(2500)]  # more than one IN list's worth of hashes
     hashes = ledger.put_texts(texts)
     assert ledger.get_texts(hashes + ["missing"]) == dict(zip(hashes, texts))

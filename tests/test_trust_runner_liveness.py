@@ -4,7 +4,8 @@ is; and a run with nothing left but claims held elsewhere waits and says so.
 
 A worker "on another host" is a real ``daydream run`` subprocess started with
 ``$DAYDREAM_WORKER_HOST``: it records another host name and is judged by its heartbeat alone (no
-local pid check), exactly as a worker on another machine is.
+local pid check), exactly as a worker on another machine is. Heartbeats staying out of the chain
+is checked on SQLite and PostgreSQL; takeovers on PostgreSQL are in test_pg_claims.py.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from daydream.design.planner import plan_cohort
 from daydream.ledger.store import Ledger
 from daydream.testing import StubLLMServer
-from tests.runner_fixtures import KEY_ENV, daydream_cmd, drafts_spec, planned_ledger, subprocess_env
+from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
+from tests.runner_fixtures import (KEY_ENV, daydream_cmd, drafts_spec, planned_ledger, stub_catalog, subprocess_env,
+                                   write_spec)
 
 ELSEWHERE = "host-b.example"
 
@@ -97,9 +101,11 @@ def test_a_live_slow_worker_on_another_host_is_not_taken_over(tmp_path: Path) ->
     assert "this run: 0 completed" in local_out and "waited" in local_out
 
 
-def test_heartbeats_live_in_a_table_not_in_the_hash_chain(tmp_path: Path) -> None:
-    with StubLLMServer(latency_s=0.6) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(2))
+def test_heartbeats_live_in_a_table_not_in_the_hash_chain(ledger_url: str, tmp_path: Path) -> None:  # noqa: F811
+    with StubLLMServer(latency_s=0.6) as server:  # on SQLite and on PostgreSQL (issue 17)
+        ledger = Ledger.open(ledger_url)
+        plan_cohort(ledger, write_spec(tmp_path, "t", drafts_spec(2)), stub_catalog(tmp_path, server.base_url),
+                    cohort_id="t")
         before = ledger.count()
         proc = start_run(ledger, "--claim-grace", "0.5")  # a heartbeat every 0.1 s
         _out, err = proc.communicate(timeout=60)

@@ -6,6 +6,9 @@ append-only triggers dropped, on a real ledger, checked through the real command
 - a score edited in its event (0 -> 9): verify fails, projections rebuild refuses to adopt it;
 - a score edited in the projection, or the projection trigger rewritten: verify --full fails,
   rebuild repairs the first and refuses the second.
+
+Deleting the last events is ledger behaviour and runs on SQLite and PostgreSQL (``finished_any``,
+issue 17); the rest tampers with SQLite's triggers and projections (PostgreSQL's in test_pg_*.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from daydream.ledger import db as ddb
 from daydream.errors import LedgerIntegrityError
 from daydream.ledger.store import Ledger, NewEvent
 from daydream.design.planner import plan_cohort
+from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
 from tests.runner_fixtures import pipeline_spec, run_cli, write_spec
 
 
@@ -36,8 +40,29 @@ def finished(tmp_path: Path) -> Path:
     return path
 
 
-def hostile(path: Path, *statements: str, drop: tuple[str, ...] = ()) -> None:
-    """Run SQL the way an attacker would: straight on the file, the guards in ``drop`` dropped first."""
+@pytest.fixture
+def finished_any(ledger_url: str, tmp_path: Path) -> str:  # noqa: F811
+    """``finished`` on SQLite and on PostgreSQL: the ledger's path or URL."""
+    ledger = Ledger.open(ledger_url)
+    plan_cohort(ledger, write_spec(tmp_path, "c", pipeline_spec(n_combos=2, model="offline")), cohort_id="c")
+    ledger.close()
+    ran = run_cli("run", "--db", ledger_url)
+    assert ran.returncode == 0, ran.stderr
+    return ledger_url
+
+
+def hostile(path: Path | str, *statements: str, drop: tuple[str, ...] = ()) -> None:
+    """Run SQL the way an attacker would: straight on the file, the guards in ``drop`` dropped first
+    (on PostgreSQL: disabled)."""
+    if str(path).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(path), autocommit=True) as pg:
+            for trigger in drop:
+                pg.execute(f"ALTER TABLE {trigger.split('_no_')[0]} DISABLE TRIGGER {trigger}")
+            for sql in statements:
+                pg.execute(sql)
+        return
     with sqlite3.connect(path) as conn:
         for trigger in drop:
             conn.execute(f"DROP TRIGGER {trigger}")
@@ -45,7 +70,12 @@ def hostile(path: Path, *statements: str, drop: tuple[str, ...] = ()) -> None:
             conn.execute(sql)
 
 
-def one(path: Path, sql: str) -> tuple:
+def one(path: Path | str, sql: str) -> tuple:
+    if str(path).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(path)) as pg:
+            return pg.execute(sql).fetchone()
     with sqlite3.connect(path) as conn:
         return conn.execute(sql).fetchone()
 
@@ -55,7 +85,8 @@ def cli(*args: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-def test_deleting_the_last_events_fails_verify_and_blocks_appends(finished: Path) -> None:
+def test_deleting_the_last_events_fails_verify_and_blocks_appends(finished_any: str) -> None:
+    finished = finished_any
     last = one(finished, "SELECT MAX(seq) FROM events")[0]
     assert cli("verify", "--db", str(finished))[0] == 0
     hostile(finished, f"DELETE FROM events WHERE seq > {last - 2}", drop=("events_no_delete",))

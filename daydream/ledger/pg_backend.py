@@ -165,6 +165,8 @@ class PgCursor:
         self._raw = raw
         self.prefetched: Any = _NOTHING
         self._answer: Any = _NOTHING
+        # Set when ``finish_append`` sent the COMMIT with the append's last round trip.
+        self.committed = False
 
     def execute(self, sql: str, params: Any = None, /) -> "PgCursor":
         self._answer = _NOTHING
@@ -356,7 +358,8 @@ class PgBackend:
                     else:
                         conn.execute("BEGIN")
                     result = work(cur)
-                    conn.execute("COMMIT")
+                    if not cur.committed:
+                        conn.execute("COMMIT")
                     return result
                 except BaseException:
                     if not conn.closed and conn.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE:
@@ -409,6 +412,76 @@ class PgBackend:
         except self.psycopg.IntegrityError:
             raw.execute("ROLLBACK TO SAVEPOINT daydream_insert_events")
             raise
+
+    def finish_append(self, cur: PgCursor, text_rows: list[tuple[str, str, int]], rows: list[tuple],
+                      project: tuple[str, Any] | None, head: tuple[str, dict[str, Any]] | None,
+                      *, commit: bool = False) -> bool | None:
+        """The rest of an append after the chain was read, in ONE round trip: texts, events (under a
+        savepoint, as ``insert_events``), the projection statement and the head's compare-and-set.
+
+        Each round trip is paid while holding the chain lock, which every other writer waits for
+        (issue 17: five of them here made four runners slower than one). Returns whether the head
+        moved (``True`` when ``head`` is None); ``None`` for a batch of ``COPY_FROM`` events or more,
+        which goes in by COPY: the texts and events are then stored and the caller does the rest.
+
+        With ``commit`` (the append is the transaction's last work) the COMMIT goes in the same
+        round trip, so the lock is held for one round trip after it was taken. The head's
+        compare-and-set must then fail on the server, before the COMMIT: its UPDATE is wrapped so
+        that moving no row divides by zero, which aborts the transaction (the COMMIT after it only
+        ends it) and is reported as ``False``.
+        """
+        if text_rows:
+            for row in text_rows:
+                if "\x00" in row[1]:
+                    raise LedgerNulCharacter(f"text {row[0][:16]}…")
+        if len(rows) >= COPY_FROM:
+            if text_rows:
+                self.insert_texts(cur, text_rows)
+            self.insert_events(cur, rows)
+            return None
+        for row in rows:
+            if "\x00" in row[4] or "\x00" in row[1] or "\x00" in row[3]:
+                raise LedgerNulCharacter(f"event seq {row[0]} ({row[3]})")
+        cur.prefetched = _NOTHING
+        raw = cur._raw
+        head_cur = raw.connection.cursor()
+        inserting = False
+        try:
+            with raw.connection.pipeline():
+                if text_rows:
+                    raw.executemany(_INSERT_TEXTS, text_rows)
+                inserting = True
+                raw.execute("SAVEPOINT daydream_insert_events")
+                raw.executemany(_INSERT_EVENTS, rows)
+                raw.execute("RELEASE SAVEPOINT daydream_insert_events")
+                if project is not None:
+                    raw.execute(to_pyformat(project[0]), project[1])
+                if head is not None:
+                    head_sql = f"WITH moved AS ({head[0]} RETURNING 1) SELECT 1 / (SELECT COUNT(*)::int FROM moved)" \
+                        if commit else head[0]
+                    head_cur.execute(to_pyformat(head_sql), head[1])
+                if commit:
+                    raw.execute("COMMIT")
+                    cur.committed = True
+        except self.psycopg.IntegrityError:
+            # Only the events' insert can break a constraint (texts skip duplicates): the savepoint
+            # leaves the transaction usable for the caller's conflict report (unless the queued
+            # COMMIT already ended it, as a rollback: the report then reads outside it).
+            cur.committed = False
+            if inserting and self._in_error(raw.connection):
+                raw.execute("ROLLBACK TO SAVEPOINT daydream_insert_events")
+            raise
+        except _errors().DivisionByZero:
+            cur.committed = False
+            if self._in_error(raw.connection):
+                raw.connection.execute("ROLLBACK")
+            return False
+        except (_errors().UndefinedTable, _errors().UndefinedFunction) as exc:
+            raise _not_yet(exc) from None
+        return head is None or commit or head_cur.rowcount == 1
+
+    def _in_error(self, conn: Any) -> bool:
+        return conn.info.transaction_status == self.psycopg.pq.TransactionStatus.INERROR
 
     def insert_texts(self, cur: PgCursor, rows: list[tuple[str, str, int]]) -> None:
         """Store ``(sha256, text, chars)`` rows, skipping texts already stored."""

@@ -241,7 +241,7 @@ class Ledger:
         if not events and not text_rows:
             return []
         with self._lock:
-            stored, versions = self.backend.write(lambda cur: self._append_in(cur, events, text_rows))
+            stored, versions = self.backend.write(lambda cur: self._append_in(cur, events, text_rows, last=True))
             if stored:
                 if len(self._known) > 500_000:
                     self._known.clear()
@@ -261,7 +261,7 @@ class Ledger:
         def work(cur: Cursor) -> tuple[list[Event], dict[str, int]]:
             events, texts = build(cur)
             text_rows = [(text_hash(t), t, len(t)) for t in texts]
-            return self._append_in(cur, list(events), text_rows)
+            return self._append_in(cur, list(events), text_rows, last=True)
 
         with self._lock:
             stored, versions = self.backend.write(work)
@@ -301,10 +301,13 @@ class Ledger:
             self.backend.write(lambda cur: self.backend.insert_texts(cur, rows))
         return [r[0] for r in rows]
 
-    def _append_in(self, cur: Cursor, events: Sequence[NewEvent],
-                   text_rows: list[tuple[str, str, int]]) -> tuple[list[Event], dict[str, int]]:
+    def _append_in(self, cur: Cursor, events: Sequence[NewEvent], text_rows: list[tuple[str, str, int]],
+                   last: bool = False) -> tuple[list[Event], dict[str, int]]:
+        # ``last``: nothing follows in the transaction, so a backend may commit with its last round trip.
         backend = self.backend
-        if text_rows:
+        # PostgreSQL stores texts with the events, in the one round trip of ``finish_append``.
+        finish = getattr(backend, "finish_append", None) if events else None
+        if text_rows and finish is None:
             backend.insert_texts(cur, text_rows)
         if not events:
             return [], {}
@@ -339,6 +342,9 @@ class Ledger:
             if e.expected_version is not None and e.expected_version != versions.get(stream, 0):
                 raise ConcurrencyConflict(stream, e.expected_version, versions.get(stream, 0))
         rows, stored = chain_events(events, seq, prev, versions, self.clock())
+        if finish is not None:
+            return self._finish_pipelined(cur, finish, events, text_rows, rows, stored, versions, assumed_new,
+                                          before, before_hash, last)
         try:
             backend.insert_events(cur, rows)
         except backend.integrity_error:
@@ -359,6 +365,35 @@ class Ledger:
             if cur.rowcount != 1:
                 raise LedgerIntegrityError(None, head_mismatch(cur, before, before_hash) +
                                            "; nothing was appended: run 'daydream verify'")
+        return stored, versions
+
+    def _finish_pipelined(self, cur: Cursor, finish: Callable[..., bool | None], events: Sequence[NewEvent],
+                          text_rows: list[tuple[str, str, int]], rows: list[tuple], stored: list[Event],
+                          versions: dict[str, int], assumed_new: set[str], before: int, before_hash: str,
+                          last: bool) -> tuple[list[Event], dict[str, int]]:
+        """``_append_in``'s end on a backend that sends it in one round trip (PostgreSQL): the same
+        statements and checks as the SQLite path below it, queued together."""
+        projected = self._projected_types(cur)
+        project = (PROJECT_EVENTS, (before,)) if any(e.type in projected for e in events) else None
+        head = (ADVANCE_HEAD, {"seq": stored[-1].seq, "hash": stored[-1].hash, "was_seq": before,
+                               "was_hash": before_hash}) if self._has_head else None
+        try:
+            moved = finish(cur, text_rows, rows, project, head, commit=last)
+        except self.backend.integrity_error:
+            actual = self._stream_versions(cur, assumed_new)
+            for stream, version in actual.items():
+                raise ConcurrencyConflict(stream, 0, version) from None
+            raise
+        if moved is None:  # a big batch: texts and events are in, the rest goes one by one
+            moved = True
+            if project is not None:
+                cur.execute(*project)
+            if head is not None:
+                cur.execute(*head)
+                moved = cur.rowcount == 1
+        if not moved:
+            raise LedgerIntegrityError(None, head_mismatch(cur, before, before_hash) +
+                                       "; nothing was appended: run 'daydream verify'")
         return stored, versions
 
     def _projected_types(self, cur: Cursor) -> frozenset[str]:

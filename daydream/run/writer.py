@@ -196,12 +196,13 @@ class Writer:
             events: list[NewEvent] = []
             texts: list[str] = []
             beat = False
+            states = self._states(cur, items)
             for item in items:
                 if item.kind == "beat":
                     beat = True
                     accepted.append(True)
                     continue
-                ok = self._guard(cur, item)
+                ok = self._guard(cur, item, states)
                 accepted.append(ok)
                 if ok:
                     events.extend(e.new() for e in item.events)
@@ -216,11 +217,23 @@ class Writer:
                 self.stats.lost_claims += 1
         return list(accepted)
 
-    def _guard(self, cur: sqlite3.Cursor, item: WriteItem) -> bool:
+    def _states(self, cur: sqlite3.Cursor, items: list[WriteItem]) -> dict[str, tuple]:
+        """gen_state (status, attempt, worker) of the batch's generations, read in one statement per
+        ``max_list`` ids: one lookup per item is one round trip each under the write lock, which on a
+        PostgreSQL server far away held the chain lock for most of a second per batch (issue 17)."""
+        ids = list({item.job.gen.gen_id for item in items if item.job is not None})
+        backend, found = self.ledger.backend, {}
+        for i in range(0, len(ids), backend.max_list):
+            in_ids, params = backend.in_list("gen", ids[i:i + backend.max_list])
+            for gen_id, *state in cur.execute(
+                    f"SELECT gen_id, status, attempt, worker FROM gen_state WHERE gen_id {in_ids}", params):
+                found[gen_id] = tuple(state)
+        return found
+
+    def _guard(self, cur: sqlite3.Cursor, item: WriteItem, states: dict[str, tuple]) -> bool:
         """Is this item still valid against the current projection? (a compare-and-set)"""
         assert item.job is not None
-        row = cur.execute("SELECT status, attempt, worker FROM gen_state WHERE gen_id = ?",
-                          (item.job.gen.gen_id,)).fetchone()
+        row = states.get(item.job.gen.gen_id)
         if row is None:
             return False
         status, attempt, worker = row
