@@ -45,7 +45,7 @@ from daydream.ledger.events import REPORT_PUBLISHED, ReportPublished
 from daydream.ledger.store import Ledger
 from daydream.read.reliability import (ALPHA_EXPLAINED, Offset, offset_groups, offsets_from, rubric_agreement,
                                   self_preference)
-from daydream.read.score_table import Column, Evaluations, ScoreTable, group_codes, read_evaluations
+from daydream.read.score_table import Column, Evaluations, ScoreTable, fetch_chunks, group_codes, read_evaluations
 
 HIGH_SCORE = 8.0  # "share ≥ 8" in summary.csv: the bar for an essay worth reading, on the 0-9 scale ...
 HIGH_SHARE = HIGH_SCORE / 9  # ... which is this far up any other scale
@@ -244,18 +244,9 @@ def _dicts(ledger: Ledger, sql: str, params: tuple[Any, ...]) -> list[dict[str, 
 
 
 def _stream(ledger: Ledger, sql: str, params: tuple[Any, ...], size: int = 2000) -> Iterator[tuple[Any, ...]]:
-    """The rows of ``sql``, fetched ``size`` at a time from the driver's own cursor."""
-    with ledger.backend.read() as conn:
-        cursor = conn.cursor()
-        try:
-            cursor.execute(sql, params)
-            while True:
-                chunk = cursor.fetchmany(size)
-                if not chunk:
-                    return
-                yield from chunk
-        finally:
-            cursor.close()
+    """The rows of ``sql``, fetched ``size`` at a time."""
+    for chunk in fetch_chunks(ledger, sql, params, size):
+        yield from chunk
 
 
 def _high(ev: Evaluations) -> Any:

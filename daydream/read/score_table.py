@@ -436,34 +436,37 @@ class Evaluations:
         return ScoreTable(ordered, self.compared()[index], self.score[index])
 
 
+def fetch_chunks(ledger: Ledger, sql: str, params: tuple[Any, ...], size: int = _CHUNK_ROWS) -> Iterator[list[tuple]]:
+    """The rows of ``sql``, ``size`` at a time from the driver's own cursor: a large result never
+    exists all at once as Python tuples."""
+    with ledger.backend.read() as conn:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            while chunk := cursor.fetchmany(size):
+                yield chunk
+        finally:
+            cursor.close()
+
+
 def _read_rows(ledger: Ledger, sql: str, params: tuple[Any, ...], names: Sequence[str],
                keep_plain: Sequence[str] = (), numeric: Sequence[str] = ()) -> tuple[dict[str, Any], int]:
-    """Run ``sql`` on the driver's cursor, a chunk of rows at a time, into columns: ``keep_plain``
-    columns as ``Texts``, ``numeric`` as float arrays, every other one encoded as a ``Column``."""
+    """Run ``sql`` a chunk of rows at a time into columns: ``keep_plain`` columns as ``Texts``,
+    ``numeric`` as float arrays, every other one encoded as a ``Column``."""
     np = _np()
     encoders = {n: Encoder() for n in names if n not in keep_plain and n not in numeric}
     plain: dict[str, list[Any]] = {n: [] for n in keep_plain}  # Texts, a chunk at a time
     nums: dict[str, list[Any]] = {n: [] for n in numeric}
     count = 0
-    with ledger.backend.read() as conn:
-        # The driver's own cursor, a chunk at a time: rows never exist all at once as Python tuples.
-        cursor = conn.cursor()
-        try:
-            cursor.execute(sql, params)
-            while True:
-                chunk = cursor.fetchmany(_CHUNK_ROWS)
-                if not chunk:
-                    break
-                count += len(chunk)
-                for name, values in zip(names, zip(*chunk)):
-                    if name in encoders:
-                        encoders[name].add(values)
-                    elif name in plain:
-                        plain[name].append(Texts.of(values).data)
-                    else:
-                        nums[name].append(floats(values))
-        finally:
-            cursor.close()
+    for chunk in fetch_chunks(ledger, sql, params):
+        count += len(chunk)
+        for name, values in zip(names, zip(*chunk)):
+            if name in encoders:
+                encoders[name].add(values)
+            elif name in plain:
+                plain[name].append(Texts.of(values).data)
+            else:
+                nums[name].append(floats(values))
     out: dict[str, Any] = {n: e.column() for n, e in encoders.items()}
     out.update({n: Texts(np.concatenate(v) if v else np.zeros(0, dtype="S1")) for n, v in plain.items()})
     out.update({n: (np.concatenate(v) if v else np.zeros(0)) for n, v in nums.items()})
