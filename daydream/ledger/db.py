@@ -397,25 +397,15 @@ def schema_connection(backend: SqliteBackend) -> Iterator[Any]:
     if backend.name == "postgresql":
         engine = create_engine("postgresql+psycopg://", creator=lambda: backend.connect(autocommit=False),
                                poolclass=NullPool)
-
-        @event.listens_for(engine, "begin")
-        def _lock(conn: Any) -> None:  # two hosts upgrading one database at once take turns
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('daydream migrations'))")
-
-        try:
-            with engine.connect() as conn:
-                yield conn
-                if conn.in_transaction():
-                    conn.commit()
-        finally:
-            engine.dispose()
-        return
-
-    engine = create_engine("sqlite://", creator=backend.connect, poolclass=NullPool)
+        # Two hosts upgrading one database at once take turns.
+        first = "SELECT pg_advisory_xact_lock(hashtext('daydream migrations'))"
+    else:
+        engine = create_engine("sqlite://", creator=backend.connect, poolclass=NullPool)
+        first = "BEGIN IMMEDIATE"  # the driver is in autocommit mode: say BEGIN ourselves
 
     @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:  # the driver is in autocommit mode: say BEGIN ourselves
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(first)
 
     try:
         with engine.connect() as conn:
