@@ -450,8 +450,8 @@ class Ledger:
             backend.insert_texts(cur, text_rows)
         if not events:
             return [], {}
-        last = cur.execute(LAST_EVENT).fetchone()
-        seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+        tip = cur.execute(LAST_EVENT).fetchone()
+        seq, prev = (tip[0], tip[1]) if tip else (0, GENESIS_HASH)
         before, before_hash = seq, prev
         if seq != self._known_at:
             # Another writer appended since we last did: every version we knew may be stale (kept,
