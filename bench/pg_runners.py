@@ -48,10 +48,12 @@ def plan(folder: Path, url: str, base_url: str, n: int, concurrency: int) -> Non
                    "api_key_env": KEY_ENV, "concurrency": concurrency, "price_in": 0, "price_out": 0})
     (catalog / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     concepts = [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
-    per_replicate = 364 if len(concepts) >= 14 else len(concepts)
-    spec = {"combos": {"concepts": concepts[:14], "k": 3, "level": "sentence"},
+    # Exactly n generations (single concepts x replicates), so that every run does the same work
+    # to the end, with no --limit (a limit is per runner).
+    per_replicate = next(c for c in range(len(concepts), 0, -1) if n % c == 0)
+    spec = {"combos": {"concepts": concepts[:per_replicate], "k": 1, "level": "sentence"},
             "axes": {"draft_template": ["link-brainstorm"], "draft_llm": ["stub"],
-                     "draft_replicate": -(-n // per_replicate)}}
+                     "draft_replicate": n // per_replicate}}
     (folder / "bench.yaml").write_text(yaml.safe_dump(spec))
     ledger = Ledger.init(url)[0]
     plan_cohort(ledger, folder / "bench.yaml", catalog, cohort_id="bench")
@@ -76,7 +78,7 @@ def one_run(server_url: str, proxy_url: str, runners: int, n: int, llm_latency: 
             start = time.perf_counter()
             procs = [subprocess.Popen(
                 [sys.executable, "-m", "daydream", "run", "--db", db, "--quiet", "--cohort", "bench",
-                 "--limit", str(n), "--concurrency", str(concurrency)],
+                 "--concurrency", str(concurrency)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, KEY_ENV: "bench", "DAYDREAM_WORKER_HOST": f"bench-host-{i}"})
                 for i in range(runners)]

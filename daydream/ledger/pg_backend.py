@@ -335,6 +335,26 @@ class PgBackend:
         with self.read() as conn:
             return conn.execute(sql, params).fetchall()
 
+    def query_many(self, statements: Sequence[tuple[str, Any]]) -> list[list[tuple]]:
+        """Run several read statements in one round trip (a pipeline); the rows of each."""
+        conn = self._take()
+        try:
+            cursors = []
+            try:
+                with conn.pipeline():
+                    for sql, params in statements:
+                        cur = conn.cursor()
+                        if params:
+                            cur.execute(to_pyformat(sql), params)
+                        else:
+                            cur.execute(sql)
+                        cursors.append(cur)
+            except (_errors().UndefinedTable, _errors().UndefinedFunction) as exc:
+                raise _not_yet(exc) from None
+            return [cur.fetchall() for cur in cursors]
+        finally:
+            self._give(conn)
+
     # ----------------------------------------------------------------- writing
     def write(self, work: Callable[[PgCursor], T]) -> T:
         """Run ``work(cursor)`` in one transaction holding the chain head's row lock; all or nothing.
@@ -480,6 +500,73 @@ class PgBackend:
             raise _not_yet(exc) from None
         return head is None or commit or head_cur.rowcount == 1
 
+    _append_seen: tuple[float, bool] = (-1e9, False)
+
+    def has_append_function(self) -> bool:
+        """Whether the schema has ``daydream_append`` (migration 0012): once seen, always there;
+        until then asked again at most every ``SCHEMA_RECHECK_S``."""
+        at, found = self._append_seen
+        if not found and time.monotonic() - at > SCHEMA_RECHECK_S:
+            row = self.query("SELECT to_regproc('daydream_append') IS NOT NULL")
+            found = bool(row and row[0][0])
+            self._append_seen = (time.monotonic(), found)
+        return found
+
+    def run_statements(self, statements: Sequence[tuple[str, Any]]) -> None:
+        """Write statements that touch no event (the workers table), in one round trip, each its
+        own transaction, without the chain lock."""
+        conn = self._take()
+        try:
+            with conn.pipeline():
+                for sql, params in statements:
+                    conn.execute(to_pyformat(sql), params)
+        finally:
+            self._give(conn)
+
+    def append_groups(self, args: dict[str, Any], also: Sequence[tuple[str, Any]] = ()) -> tuple:
+        """One call of ``daydream_append`` (see ``Ledger.append_groups``), after the ``also``
+        statements, all in one round trip; each statement is its own transaction, and the chain
+        lock is taken and released inside the function, on the server.
+
+        Returns (seq and hash chained onto, groups appended, versions, hashes of the events)."""
+        for i, payload in enumerate(args["payload"]):
+            if "\x00" in payload or "\x00" in args["stream"][i] or "\x00" in args["type"][i]:
+                raise LedgerNulCharacter(f"a {args['type'][i]} event")
+        for sha, text in zip(args["sha256"], args["text"]):
+            if "\x00" in text:
+                raise LedgerNulCharacter(f"text {sha[:16]}…")
+        errors = _errors()
+        conn = self._take()
+        try:
+            cur = conn.cursor()
+            try:
+                with conn.pipeline():
+                    for sql, params in also:
+                        conn.execute(to_pyformat(sql), params)
+                    cur.execute(_APPEND_CALL, args)
+                return cur.fetchone()
+            except errors.UndefinedFunction as exc:
+                raise _not_yet(exc) from None
+            except self.psycopg.Error as exc:
+                state = getattr(exc, "sqlstate", None)
+                detail = getattr(getattr(exc, "diag", None), "message_detail", None) or ""
+                if state == "DD002":
+                    from daydream.errors import ConcurrencyConflict
+
+                    stream, expected, actual = detail.rsplit(" ", 2)
+                    raise ConcurrencyConflict(stream, int(expected), int(actual)) from None
+                if state == "DD001":
+                    from daydream.errors import LedgerIntegrityError
+                    from daydream.ledger.store import head_mismatch
+
+                    last_seq, last_hash = detail.split(" ", 1)
+                    with self.read() as reading:
+                        why = head_mismatch(reading.cursor(), int(last_seq), last_hash)
+                    raise LedgerIntegrityError(None, why + "; nothing was appended: run 'daydream verify'") from None
+                raise
+        finally:
+            self._give(conn)
+
     def _in_error(self, conn: Any) -> bool:
         return conn.info.transaction_status == self.psycopg.pq.TransactionStatus.INERROR
 
@@ -549,6 +636,13 @@ _INSERT_EVENTS = ("INSERT INTO events (seq, stream, version, type, payload, reco
                   "prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
 _COPY_EVENTS = ("COPY events (seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash) "
                 "FROM STDIN")
+# Migration 0012's function; the arrays are typed here so that empty and all-NULL lists are too.
+_APPEND_CALL = (
+    "SELECT before_seq, before_hash, accepted, versions, hashes FROM daydream_append("
+    "%(recorded_at)s, %(recorded_json)s, %(group)s::int[], %(stream)s::text[], %(stream_json)s::text[], "
+    "%(type)s::text[], %(type_json)s::text[], %(payload)s::text[], %(causation)s::bigint[], "
+    "%(expected)s::bigint[], %(gen)s::text[], %(attempt)s::bigint[], %(statuses)s::text[], "
+    "%(worker)s::text[], %(text_group)s::int[], %(sha256)s::text[], %(text)s::text[], %(chars)s::bigint[])")
 # Batches from this size go in by COPY (measured faster than executemany's pipeline for large batches).
 COPY_FROM = 50
 _INSERT_TEXTS = "INSERT INTO texts (sha256, text, chars) VALUES (%s, %s, %s) ON CONFLICT (sha256) DO NOTHING"

@@ -193,6 +193,32 @@ class IntegrityReport(NamedTuple):
     head: tuple[int, str] | None
 
 
+class Expect(NamedTuple):
+    """What one ``gen_state`` row must be for a group of ``Ledger.append_groups`` to be appended:
+    its ``attempt``, one of ``statuses``, and, while it is ``running``, claimed by ``worker``."""
+
+    gen_id: str
+    attempt: int
+    statuses: tuple[str, ...]
+    worker: str | None = None
+
+    def holds(self, state: tuple[str, int, str | None] | None) -> bool:
+        """Whether a (status, attempt, worker) row meets it (no row never does)."""
+        if state is None:
+            return False
+        status, attempt, worker = state
+        return (attempt == self.attempt and status in self.statuses
+                and (status != "running" or worker == self.worker))
+
+
+class Group(NamedTuple):
+    """Events and the texts they name, appended together or not at all (see ``Expect``)."""
+
+    events: Sequence[NewEvent]
+    texts: Sequence[str] = ()
+    expect: Expect | None = None
+
+
 @dataclass
 class Ledger:
     """One ledger. Cheap to create; holds a backend (its connections), no open transaction between calls."""
@@ -294,6 +320,119 @@ class Ledger:
                 self._known.clear()
                 self._known_at = -1
 
+    def append_groups(self, groups: Sequence["Group"], also: Sequence[tuple[str, Mapping[str, Any]]] = ()
+                      ) -> tuple[list[bool], list[Event]]:
+        """Append the groups whose expectation on ``gen_state`` holds, in one transaction.
+
+        The runner's compare-and-set (a claim only while the generation is planned, a result only
+        while the claim is still ours), stated as data so that a PostgreSQL server can run it by
+        itself: there ``daydream_append`` (migration 0012) locks the chain, checks, chains and
+        inserts within one statement, so the chain lock is never held across a round trip. On
+        SQLite the same happens from the client inside ``BEGIN IMMEDIATE``. ``also`` are statements
+        run in the same round trip first (a heartbeat). Returns which groups were appended and the
+        events stored. Raises ``ConcurrencyConflict`` as ``append`` does (nothing is written then).
+        """
+        call = getattr(self.backend, "append_groups", None)
+        if call is not None and groups and self.backend.has_append_function():
+            return self._append_groups_on_server(call, groups, also)
+
+        accepted: list[bool] = []
+
+        def build(cur: Cursor) -> tuple[list[NewEvent], list[str]]:
+            for sql, params in also:
+                cur.execute(sql, params)
+            states = self.gen_states(cur, [g.expect.gen_id for g in groups if g.expect is not None])
+            accepted[:] = [g.expect is None or g.expect.holds(states.get(g.expect.gen_id)) for g in groups]
+            events = [e for g, ok in zip(groups, accepted) if ok for e in g.events]
+            texts = [t for g, ok in zip(groups, accepted) if ok for t in g.texts]
+            return events, texts
+
+        if not groups:
+            if also:
+                run = getattr(self.backend, "run_statements", None)
+                if run is not None:  # no event: no chain lock needed (PostgreSQL)
+                    run(also)
+                else:
+                    self.backend.write(lambda cur: [cur.execute(sql, params) for sql, params in also])
+            return [], []
+        stored = self.transact(build)
+        return list(accepted), stored
+
+    def gen_states(self, cur: Cursor, gen_ids: Iterable[str]) -> dict[str, tuple[str, int, str | None]]:
+        """gen_state (status, attempt, worker) of these generations, one statement per ``max_list`` ids."""
+        ids = list(set(gen_ids))
+        found: dict[str, tuple[str, int, str | None]] = {}
+        step = self.backend.max_list
+        for i in range(0, len(ids), step):
+            in_ids, params = self.backend.in_list("gen", ids[i:i + step])
+            for gen_id, status, attempt, worker in cur.execute(
+                    f"SELECT gen_id, status, attempt, worker FROM gen_state WHERE gen_id {in_ids}", params):
+                found[gen_id] = (status, attempt, worker)
+        return found
+
+    def _append_groups_on_server(self, call: Callable[..., Any], groups: Sequence["Group"],
+                                 also: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[bool], list[Event]]:
+        now = self.clock()
+        ev_group: list[int] = []
+        streams: list[str] = []
+        types: list[str] = []
+        payloads: list[str] = []
+        causations: list[int | None] = []
+        expected: list[int | None] = []
+        seen: set[str] = set()
+        t_group: list[int] = []
+        t_rows: list[tuple[str, str, int]] = []
+        g_gen: list[str | None] = []
+        g_attempt: list[int | None] = []
+        g_statuses: list[str | None] = []
+        g_worker: list[str | None] = []
+        for n, g in enumerate(groups, 1):
+            for e in g.events:
+                ev_group.append(n)
+                streams.append(e.stream)
+                types.append(e.type)
+                payloads.append(_encode_payload(e.payload))
+                causations.append(None if e.causation_seq is None else int(e.causation_seq))
+                # As in ``append``: a stream's first event carries the expectation.
+                expected.append(e.expected_version if e.stream not in seen else None)
+                seen.add(e.stream)
+            for t in g.texts:
+                t_group.append(n)
+                t_rows.append((text_hash(t), t, len(t)))
+            x = g.expect
+            g_gen.append(None if x is None else x.gen_id)
+            g_attempt.append(None if x is None else x.attempt)
+            g_statuses.append(None if x is None else ",".join(x.statuses))
+            g_worker.append(None if x is None else x.worker)
+        args = {
+            "recorded_at": now, "recorded_json": _json_str(now),
+            "group": ev_group, "stream": streams, "stream_json": [encode_basestring(s) for s in streams],
+            "type": types, "type_json": [encode_basestring(t) for t in types], "payload": payloads,
+            "causation": causations, "expected": expected,
+            "gen": g_gen, "attempt": g_attempt, "statuses": g_statuses, "worker": g_worker,
+            "text_group": t_group, "sha256": [r[0] for r in t_rows], "text": [r[1] for r in t_rows],
+            "chars": [r[2] for r in t_rows]}
+        with self._lock:
+            before, before_hash, accepted, versions, hashes = call(args, also)
+            stored: list[Event] = []
+            seq, prev = before, before_hash
+            k = 0
+            for g, ok in zip(groups, accepted):
+                if not ok:
+                    continue
+                for e in g.events:
+                    seq += 1
+                    stored.append(Event(seq, e.stream, versions[k], e.type, e.payload, now,
+                                        None if e.causation_seq is None else int(e.causation_seq), prev, hashes[k]))
+                    prev = hashes[k]
+                    k += 1
+            if stored:
+                if before != self._known_at:
+                    self._known.clear()
+                self._known.update({e.stream: e.version for e in stored})
+                self._known_at = stored[-1].seq
+            return list(accepted), stored
+
     def put_texts(self, texts: Iterable[str]) -> list[str]:
         """Store texts by content hash (deduplicated) and return their hashes."""
         rows = [(text_hash(t), t, len(t)) for t in texts]
@@ -311,8 +450,8 @@ class Ledger:
             backend.insert_texts(cur, text_rows)
         if not events:
             return [], {}
-        last = cur.execute(LAST_EVENT).fetchone()
-        seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+        tip = cur.execute(LAST_EVENT).fetchone()
+        seq, prev = (tip[0], tip[1]) if tip else (0, GENESIS_HASH)
         before, before_hash = seq, prev
         if seq != self._known_at:
             # Another writer appended since we last did: every version we knew may be stale (kept,

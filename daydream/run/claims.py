@@ -105,7 +105,12 @@ def worker_is_dead(worker_json: str | None) -> bool:
 # ----------------------------------------------------------------------------- the workers table
 def register_worker(cur: sqlite3.Cursor, worker: dict[str, Any], grace_s: float) -> None:
     """Record a starting worker and its first heartbeat (inside the caller's write transaction)."""
-    cur.execute(
+    cur.execute(*register_statement(worker, grace_s))
+
+
+def register_statement(worker: dict[str, Any], grace_s: float) -> tuple[str, tuple[Any, ...]]:
+    """``register_worker`` as (SQL, parameters), to run beside other writes."""
+    return (
         f"INSERT INTO workers (worker_id, host, pid, identity, started_at, heartbeat_at, grace_s, "
         f"stopped_at) VALUES (?, ?, ?, ?, {DB_NOW}, {DB_NOW}, ?, NULL) ON CONFLICT (worker_id) DO UPDATE SET "
         "host = excluded.host, pid = excluded.pid, identity = excluded.identity, started_at = excluded.started_at, "
@@ -116,13 +121,23 @@ def register_worker(cur: sqlite3.Cursor, worker: dict[str, Any], grace_s: float)
 
 def beat(cur: sqlite3.Cursor, worker_id: str) -> None:
     """Extend every claim of ``worker_id``: its heartbeat is now."""
-    cur.execute(f"UPDATE workers SET heartbeat_at = {DB_NOW} WHERE worker_id = ?", (worker_id,))
+    cur.execute(*beat_statement(worker_id))
+
+
+def beat_statement(worker_id: str) -> tuple[str, dict[str, Any]]:
+    """The heartbeat of ``worker_id`` as (SQL, parameters), to run beside other writes."""
+    return f"UPDATE workers SET heartbeat_at = {DB_NOW} WHERE worker_id = :worker", {"worker": worker_id}
 
 
 def stop_worker(cur: sqlite3.Cursor, worker_id: str) -> None:
     """Mark a worker that ended cleanly (its claims were released or finished)."""
-    cur.execute(f"UPDATE workers SET heartbeat_at = {DB_NOW}, stopped_at = {DB_NOW} WHERE worker_id = ?",
-                (worker_id,))
+    cur.execute(*stop_statement(worker_id))
+
+
+def stop_statement(worker_id: str) -> tuple[str, dict[str, Any]]:
+    """``stop_worker`` as (SQL, parameters), to run beside other writes."""
+    return (f"UPDATE workers SET heartbeat_at = {DB_NOW}, stopped_at = {DB_NOW} WHERE worker_id = :worker",
+            {"worker": worker_id})
 
 
 # A running claim in SQL: its worker row (if any), whether that worker's heartbeat is stale, and
@@ -168,6 +183,10 @@ def held_elsewhere(conn: Any, own_run: str, scope: str, params: dict[str, Any]) 
         claims += n
         holders.append(f"{worker.get('host', '?')} pid {worker.get('pid', '?')}")
     return HeldClaims(claims, sorted(holders), min(ages) if ages else None, max(waits) if waits else None)
+
+
+# Run ids of the workers whose heartbeat is fresh and who have not stopped.
+LIVE_WORKERS = f"SELECT w.worker_id FROM workers w WHERE w.stopped_at IS NULL AND {SINCE_BEAT} <= w.grace_s"
 
 
 # ----------------------------------------------------------------------------- what a dead claimant left

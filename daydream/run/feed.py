@@ -9,6 +9,7 @@ runners elsewhere hold claims of this run's scope, the run waits for them and sa
 from __future__ import annotations
 
 import time
+import zlib
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -22,6 +23,15 @@ from daydream.run.stats import RunStats
 
 # Seconds between two "waiting for …" lines when nothing changed.
 _SAY_EVERY_S = 30
+# Seconds between two looks at which other workers are live (to share out ready work).
+_PEERS_EVERY_S = 2.0
+# At most this many rows per page when reading ahead for several workers.
+_MAX_PAGE = 4096
+
+
+def share_of(gen_id: str, workers: int) -> int:
+    """Which of ``workers`` live workers takes ``gen_id`` first (a stable hash of the id)."""
+    return zlib.crc32(gen_id.encode()) % workers
 
 
 class Feed:
@@ -38,6 +48,13 @@ class Feed:
             stage_names, key=lambda n: (STAGE_ORDER.get(n, 9), n))
         self._waiting_since: float | None = None
         self._waiting_said = (0.0, -1)
+        self._peers = (-1e9, 1, 0)  # (looked at, live workers, our place among them)
+
+    def _note_peers(self, live: list[str]) -> None:
+        """Remember how many workers are live and our place among them (by run id)."""
+        own = self.worker["run"]
+        ids = sorted({*live, own})
+        self._peers = (time.monotonic(), len(ids), ids.index(own))
 
     def scope(self) -> tuple[str, dict[str, Any]]:
         """SQL conditions on ``g`` (gen_state) for this run's cohort and stage, and their parameters."""
@@ -57,38 +74,65 @@ class Feed:
         them in one go)."""
         now = iso_utc(datetime.now(timezone.utc))
         cohort = COHORT_FILTER if self.options.cohort else ""
-        page = wanted + in_hand
+        backend = self.ledger.backend
+        # Several live workers read the same ready work in the same order: each would claim what
+        # the others claim at the same moment, and most claims would be refused. Each reads ahead
+        # for all of them and starts with its own share (by a hash of the id); the others' shares
+        # follow, so nothing waits on a worker that stopped. Who is live is looked at now and then.
+        if self._peers[0] < 0:  # the first time, before choosing the page size
+            self._note_peers([r[0] for r in backend.query(claims.LIVE_WORKERS)])
+        looked_at, workers, place = self._peers
+        page = min((wanted + in_hand) * workers, max(_MAX_PAGE, wanted + in_hand))
         params: dict[str, Any] = {"limit": page}
         if self.options.cohort:
             params["cohort"] = self.options.cohort
+        reclaim_params = {**params, "now": now, "local": claims.local_claims_pattern(self.worker),
+                          "run": self.worker["run"]}
+        if self.options.stage:
+            reclaim_params["stage"] = self.options.stage
+        pending_sql = PENDING_SQL.format(cohort=cohort)
+        # The first reads go together (one round trip to a server): who is live (when due),
+        # claims to take over, and the first page of the first stage.
+        statements = [(RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else ""),
+                       reclaim_params)]
+        if self.stage_names:
+            statements.append((pending_sql, {**params, "stage": self.stage_names[0], "after": 0}))
+        peers_due = time.monotonic() - looked_at > _PEERS_EVERY_S
+        if peers_due:
+            statements.append((claims.LIVE_WORKERS, {}))
+        results = backend.query_many(statements)
+        if peers_due:
+            self._note_peers([r[0] for r in results.pop()])
+            _, workers, place = self._peers
         found: list[PendingGeneration] = []
-        with self.ledger.backend.read() as conn:
-            reclaim_sql = RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else "")
-            reclaim_params = {**params, "now": now, "local": claims.local_claims_pattern(self.worker),
-                              "run": self.worker["run"]}
-            if self.options.stage:
-                reclaim_params["stage"] = self.options.stage
-            for row in conn.execute(reclaim_sql, reclaim_params).fetchall():
-                gen = PendingGeneration.from_row(row)
-                stale, expired = row[-2:]
-                # A running claim is takeable when its heartbeat is stale, its (row-less) lease
-                # expired, or its process is gone from this machine.
-                if startable(gen) and (stale or expired or worker_is_dead(gen.worker)):
-                    found.append(gen)
-            for name in self.stage_names:
-                after = 0
-                while len(found) < wanted:
-                    rows = conn.execute(PENDING_SQL.format(cohort=cohort),
-                                                {**params, "stage": name, "after": after}).fetchall()
-                    for row in rows:
-                        gen = PendingGeneration.from_row(row)
-                        after = gen.planned_seq
-                        if startable(gen):
+        for row in results[0]:
+            gen = PendingGeneration.from_row(row)
+            stale, expired = row[-2:]
+            # A running claim is takeable when its heartbeat is stale, its (row-less) lease
+            # expired, or its process is gone from this machine.
+            if startable(gen) and (stale or expired or worker_is_dead(gen.worker)):
+                found.append(gen)
+        others: list[PendingGeneration] = []
+        for n, name in enumerate(self.stage_names):
+            after = 0
+            rows: list[tuple] | None = results[1] if n == 0 else None
+            while len(found) < wanted:
+                if rows is None:
+                    rows = backend.query(pending_sql, {**params, "stage": name, "after": after})
+                for row in rows:
+                    gen = PendingGeneration.from_row(row)
+                    after = gen.planned_seq
+                    if startable(gen):
+                        if workers == 1 or share_of(gen.gen_id, workers) == place:
                             found.append(gen)
-                    if len(rows) < page:
-                        break
-                if len(found) >= wanted:
+                        else:
+                            others.append(gen)
+                if len(rows) < page:
                     break
+                rows = None
+            if len(found) >= wanted:
+                break
+        found.extend(others)
         return found[:wanted]
 
     def wait_for_others(self) -> bool:

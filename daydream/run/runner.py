@@ -95,8 +95,8 @@ class Runner:
             return self.stats
         if self.options.replay_from:
             await self._check_replay_source()  # before anything is claimed or recorded
-        self.ledger.transact(lambda cur: (claims.register_worker(cur, self.worker, self.options.claim_grace_s),
-                                          ([], []))[1])
+        # The workers table is not part of the chain: no chain lock (on a server, one round trip).
+        self.ledger.append_groups([], also=[claims.register_statement(self.worker, self.options.claim_grace_s)])
         self.progress.start()
         self._flushed = asyncio.Event()
         writer_done = self.writer.start(asyncio.get_running_loop())
@@ -146,7 +146,7 @@ class Runner:
     def _finish_worker(self) -> None:
         """Say this worker stopped (its claims are finished or released) and fold the log back."""
         try:
-            self.ledger.transact(lambda cur: (claims.stop_worker(cur, self.worker["run"]), ([], []))[1])
+            self.ledger.append_groups([], also=[claims.stop_statement(self.worker["run"])])
         except Exception:
             pass  # a ledger that refuses writes (disk full) already stopped the run and said why
         self.writer.wal.truncate()
@@ -189,7 +189,9 @@ class Runner:
             started = 0
             if room > 0:
                 in_hand = len(self._in_flight) + len(self.writer.writing)
-                for gen in self.feed.next(room, in_hand, self._startable):
+                # In a thread: on a ledger across a network the reads take round trips, which
+                # must not stall the answers and claims the loop is handling meanwhile.
+                for gen in await asyncio.to_thread(self.feed.next, room, in_hand, self._startable):
                     if self._stop or len(self._in_flight) >= self._capacity() or self._limit_reached():
                         break
                     if not self._startable(gen):

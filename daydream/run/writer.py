@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from daydream.ledger.events import (LLM_CALL_LOST, DomainEvent, LLMCallCompleted, LLMCallFailed, LLMCallLost,
                                     LLMCallStarted)
-from daydream.ledger.store import Ledger, NewEvent
+from daydream.ledger.store import Expect, Group, Ledger, NewEvent
 from daydream.run import claims
 from daydream.run.checkpoints import WalKeeper
 from daydream.run.claims import worker_is_dead
@@ -186,7 +186,60 @@ class Writer:
         self.wal.after_commit()
 
     def _write_batch(self, items: list[WriteItem], takeovers: Takeovers) -> list[bool]:
-        """Append what is still valid of ``items`` in one transaction; fills ``takeovers``."""
+        """Append what is still valid of ``items``; fills ``takeovers``.
+
+        Most items have a plain expectation (``_expectation``): the ledger checks it and appends in
+        one transaction (``Ledger.append_groups``; on PostgreSQL one statement on the server, so the
+        chain lock is never held across a round trip, issue 17). The rest are decided by reading
+        the ledger under the write lock (``_decide``): taking over a dead worker's claim, and a
+        result whose claim is no longer ours (recorded as superseded).
+        """
+        outcome: list[bool | None] = [None] * len(items)
+        groups: list[Group] = []
+        placed: list[int] = []
+        also: list[tuple[str, dict[str, Any]]] = []
+        for i, item in enumerate(items):
+            if item.kind == "beat":
+                also.append(claims.beat_statement(self.worker["run"]))
+                outcome[i] = True
+                continue
+            expect = self._expectation(item)
+            if expect is not None:
+                groups.append(Group([e.new() for e in item.events], list(item.texts), expect))
+                placed.append(i)
+        if groups or also:
+            accepted, _stored = self.ledger.append_groups(groups, also)
+            for i, ok in zip(placed, accepted):
+                # A claim or a sent mark that no longer holds is simply refused; a result is
+                # decided again below (its call happened and is recorded whatever the claim).
+                if ok or items[i].kind != "result":
+                    outcome[i] = ok
+        rest = [i for i, ok in enumerate(outcome) if ok is None]
+        if rest:
+            decided = self._decide([items[i] for i in rest], takeovers)
+            for i, ok in zip(rest, decided):
+                outcome[i] = ok
+        for item, ok in zip(items, outcome):
+            if not ok and item.kind == "result":
+                self.stats.lost_claims += 1
+        return [bool(ok) for ok in outcome]
+
+    def _expectation(self, item: WriteItem) -> Expect | None:
+        """The plain condition under which ``item`` is valid, or None when deciding needs reads."""
+        job = item.job
+        assert job is not None
+        if item.kind == "claim":
+            if item.observed[0] != "planned":
+                return None  # a takeover: whether the holder is dead is read under the lock
+            return Expect(job.gen.gen_id, job.attempt, ("planned",))
+        if item.kind == "sent" or item.observed is None:  # a request, or the result of our claim
+            return Expect(job.gen.gen_id, job.attempt, ("running",), self.worker_json)
+        # A result that needs no claim (copy, render failures): planned, or running under us.
+        return Expect(job.gen.gen_id, job.attempt, ("planned", "running"), self.worker_json)
+
+    def _decide(self, items: list[WriteItem], takeovers: Takeovers) -> list[bool]:
+        """Append what is still valid of ``items`` in one transaction, deciding by reading the
+        ledger under the write lock (``_guard``)."""
         accepted: list[bool] = []
 
         def build(cur: sqlite3.Cursor) -> tuple[list[NewEvent], list[str]]:
@@ -195,40 +248,17 @@ class Writer:
             self._batch_takeovers = takeovers
             events: list[NewEvent] = []
             texts: list[str] = []
-            beat = False
-            states = self._states(cur, items)
+            states = self.ledger.gen_states(cur, [item.job.gen.gen_id for item in items if item.job is not None])
             for item in items:
-                if item.kind == "beat":
-                    beat = True
-                    accepted.append(True)
-                    continue
                 ok = self._guard(cur, item, states)
                 accepted.append(ok)
                 if ok:
                     events.extend(e.new() for e in item.events)
                     texts.extend(item.texts)
-            if beat:
-                claims.beat(cur, self.worker["run"])
             return events, texts
 
         self.ledger.transact(build)
-        for item, ok in zip(items, accepted):
-            if not ok and item.kind == "result":
-                self.stats.lost_claims += 1
         return list(accepted)
-
-    def _states(self, cur: sqlite3.Cursor, items: list[WriteItem]) -> dict[str, tuple]:
-        """gen_state (status, attempt, worker) of the batch's generations, read in one statement per
-        ``max_list`` ids: one lookup per item is one round trip each under the write lock, which on a
-        PostgreSQL server far away held the chain lock for most of a second per batch (issue 17)."""
-        ids = list({item.job.gen.gen_id for item in items if item.job is not None})
-        backend, found = self.ledger.backend, {}
-        for i in range(0, len(ids), backend.max_list):
-            in_ids, params = backend.in_list("gen", ids[i:i + backend.max_list])
-            for gen_id, *state in cur.execute(
-                    f"SELECT gen_id, status, attempt, worker FROM gen_state WHERE gen_id {in_ids}", params):
-                found[gen_id] = tuple(state)
-        return found
 
     def _guard(self, cur: sqlite3.Cursor, item: WriteItem, states: dict[str, tuple]) -> bool:
         """Is this item still valid against the current projection? (a compare-and-set)"""
