@@ -69,8 +69,9 @@ class Context:
         scale = self.templates.get(template_hash or "", {}).get("scale")
         return (int(scale[0]), int(scale[1])) if scale else None
 
-    def concept_list(self, ledger: Ledger, combo_id: str | None, cache: dict[str, str]) -> list[dict[str, str]] | None:
-        """[{id, name, content}] of a combo at its description level (falling back as catalogs do)."""
+    def concept_texts(self, combo_id: str | None) -> list[tuple[str, dict[str, Any], str | None]] | None:
+        """(id, concept, hash of the text to show) for each concept of a combo, at the combo's
+        description level (falling back as catalogs do); None when the combo is unknown."""
         if not combo_id or combo_id not in self.combos:
             return None
         combo = self.combos[combo_id]
@@ -81,14 +82,21 @@ class Context:
         for cid in combo["concept_ids"]:
             concept = self.concepts.get(cid, {"id": cid, "name": cid, "levels": {}})
             levels = concept.get("levels") or {}
+            found.append((cid, concept, next((levels[lvl] for lvl in order if levels.get(lvl)), None)))
+        return found
+
+    def concept_list(self, ledger: Ledger, combo_id: str | None, cache: dict[str, str]) -> list[dict[str, str]] | None:
+        """[{id, name, content}] of a combo at its description level (falling back as catalogs do)."""
+        wanted = self.concept_texts(combo_id)
+        if wanted is None:
+            return None
+        found = []
+        for cid, concept, h in wanted:
             content = None
-            for lvl in order:
-                h = levels.get(lvl)
-                if h:
-                    if h not in cache:
-                        cache[h] = ledger.get_text(h) or ""
-                    content = cache[h]
-                    break
+            if h:
+                if h not in cache:
+                    cache[h] = ledger.get_text(h) or ""
+                content = cache[h]
             found.append({"id": cid, "name": concept.get("name") or cid, "content": content or concept.get("name") or cid})
         return found
 
@@ -116,6 +124,24 @@ class PromptRenderer:
                 self._texts.clear()
             self._texts[h] = value
         return self._texts[h]
+
+    def prefetch(self, gens: list[PendingGeneration]) -> None:
+        """Read the texts these generations' prompts need, all in one statement, into the cache:
+        on a ledger across a network, one round trip for a page of work instead of one per prompt
+        (called beside the feed's reads, off the event loop)."""
+        wanted: set[str] = set()
+        for gen in gens:
+            wanted.add(self.ctx.template_text_hash(gen.template_hash) or "")
+            if gen.parent_gen_id:
+                wanted.add(gen.parent_parsed_hash or "")
+            for _cid, _concept, h in self.ctx.concept_texts(gen.combo_id) or ():
+                wanted.add(h or "")
+        wanted = {h for h in wanted if h and h not in self._texts}
+        if wanted:
+            found = self.ledger.get_texts(wanted)
+            if len(self._texts) + len(found) > _TEXT_CACHE:
+                self._texts.clear()
+            self._texts.update(found)
 
     def render(self, gen: PendingGeneration) -> str:
         """The prompt of ``gen``; raises ``GenFailure`` when its template is missing or fails."""

@@ -187,30 +187,46 @@ class Runner:
                 break
             room = self._capacity() - len(self._in_flight)
             started = 0
+            # Commits from here on wake the next round (including those made while reading).
+            self._flushed.clear()
+            finished: set[str] = set()
             if room > 0:
                 in_hand = len(self._in_flight) + len(self.writer.writing)
                 # In a thread: on a ledger across a network the reads take round trips, which
                 # must not stall the answers and claims the loop is handling meanwhile.
-                for gen in await asyncio.to_thread(self.feed.next, room, in_hand, self._startable):
+                self.writer.committed_while_reading = set()
+                try:
+                    gens = await asyncio.to_thread(self._next_work, room, in_hand)
+                    finished = self.writer.committed_while_reading or set()
+                finally:
+                    self.writer.committed_while_reading = None
+                for gen in gens:
                     if self._stop or len(self._in_flight) >= self._capacity() or self._limit_reached():
                         break
-                    if not self._startable(gen):
+                    if not self._startable(gen) or gen.gen_id in finished:
                         continue
                     self._start(gen)
                     started += 1
             self.progress.tick()
-            if not self._in_flight and started == 0 and self.writer.unwritten == 0:
+            # Results committed while the feed read are pending in what it read: read again
+            # before concluding there is nothing left (their children may be ready now).
+            if not self._in_flight and started == 0 and self.writer.unwritten == 0 and not finished:
                 # Nothing running, nothing waiting to be written, nothing startable: done — unless
                 # live workers elsewhere hold claims of this scope (their children may follow).
                 if not self.feed.wait_for_others():
                     break
             else:
                 self.feed.end_wait()
-            self._flushed.clear()
             try:
                 await asyncio.wait_for(self._flushed.wait(), timeout=_IDLE_S)
             except asyncio.TimeoutError:
                 pass
+
+    def _next_work(self, room: int, in_hand: int) -> list[PendingGeneration]:
+        """(In a thread) the next startable work, with the texts its prompts need already read."""
+        gens = self.feed.next(room, in_hand, self._startable)
+        self.attempts.renderer.prefetch(gens)
+        return gens
 
     def _start(self, gen: PendingGeneration) -> None:
         job = Job(gen, attempt=gen.attempt or 1)

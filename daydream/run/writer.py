@@ -78,6 +78,9 @@ class Writer:
         # Generations whose result is queued and not yet committed: the pending query still shows
         # them as pending, so they must not be started again meanwhile.
         self.writing: set[str] = set()
+        # While the feed reads in its thread, the generations whose result was committed meanwhile:
+        # the rows it read may still show them pending (None: nobody is reading).
+        self.committed_while_reading: set[str] | None = None
         self.error: Exception | None = None  # the ledger refused a write (loop side)
         self._urgent: deque[WriteItem] = deque()
         self._inbox: deque[WriteItem] = deque()
@@ -125,6 +128,8 @@ class Writer:
         for item, ok in zip(batch, outcome):
             if item.kind == "result" and item.job is not None:
                 self.writing.discard(item.job.gen.gen_id)
+                if self.committed_while_reading is not None:
+                    self.committed_while_reading.add(item.job.gen.gen_id)
             if item.future is not None and not item.future.done():
                 item.future.set_result(ok)
             if ok and item.kind in ("result", "claim"):
