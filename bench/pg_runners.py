@@ -10,7 +10,7 @@ recorded as superseded after a takeover, equal the completed generations.) Print
 (issue 17's target: at most 0.35 at 50 ms and 2,000 generations).
 
     uv run python bench/pg_runners.py [--url URL] [--generations 2000] [--latency-ms 50]
-        [--llm-latency 0.2] [--concurrency 16]
+        [--llm-latency 0.2] [--concurrency 16] [--repeat 3]
 
 ``--url`` (default ``$DAYDREAM_TEST_PG``) must let its user create databases.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="round-trip latency added to the server")
     parser.add_argument("--llm-latency", type=float, default=0.2, help="seconds the stub LLM takes per answer")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per runner")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (1 runner, then 4); medians are printed")
     args = parser.parse_args()
     if not args.url:
         parser.error("give --url or set DAYDREAM_TEST_PG")
@@ -115,16 +117,21 @@ def main() -> None:
     proxy_url = urlunsplit(target._replace(netloc=target.netloc.rsplit(":", 1)[0] + f":{proxy.port}"))
     print(f"load average {os.getloadavg()[0]:.1f}; {args.generations} generations, {args.latency_ms:.0f} ms to the "
           f"server, LLM {args.llm_latency:.2f} s, concurrency {args.concurrency} per runner")
-    walls = {}
-    for runners in (1, 4):
-        wall, done, calls, superseded = one_run(args.url, proxy_url, runners, args.generations, args.llm_latency,
-                                                args.concurrency)
-        assert done == args.generations, (done, args.generations)
-        assert calls - superseded == done, (calls, superseded, done)  # nothing called twice
-        walls[runners] = wall
-        print(f"{runners} runner(s): {wall:.1f} s, {done / wall:.1f} generations/s, {calls} answers "
-              f"({superseded} superseded); chain verified")
-    print(f"4 runners / 1 runner wall time: {walls[4] / walls[1]:.2f} (target <= 0.35)")
+    walls: dict[int, list[float]] = {1: [], 4: []}
+    for round_ in range(args.repeat):
+        for runners in (1, 4):
+            wall, done, calls, superseded = one_run(args.url, proxy_url, runners, args.generations,
+                                                    args.llm_latency, args.concurrency)
+            assert done == args.generations, (done, args.generations)
+            assert calls - superseded == done, (calls, superseded, done)  # nothing called twice
+            walls[runners].append(wall)
+            print(f"round {round_ + 1}: {runners} runner(s): {wall:.1f} s, {done / wall:.1f} generations/s, "
+                  f"{calls} answers ({superseded} superseded); chain verified", flush=True)
+        print(f"round {round_ + 1}: 4 runners / 1 runner wall time: {walls[4][-1] / walls[1][-1]:.2f}", flush=True)
+    ratios = sorted(four / one for one, four in zip(walls[1], walls[4]))
+    print(f"median over {args.repeat} round(s): 1 runner {statistics.median(walls[1]):.1f} s, 4 runners "
+          f"{statistics.median(walls[4]):.1f} s; 4 runners / 1 runner wall time: {statistics.median(ratios):.2f} "
+          f"(target <= 0.35; rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 if __name__ == "__main__":

@@ -745,7 +745,12 @@ def recorded_models(ledger: Any) -> dict[str, RecordedModel]:
     from daydream.ledger import events as ev
 
     found: dict[str, RecordedModel] = {}
-    for e in ledger.events(type=[ev.MODEL_DEFINED, ev.MODEL_SETTINGS_CHANGED]):
+    # One read for the four kinds (on a ledger across a network, one round trip instead of three).
+    everything = ledger.events(type=[ev.MODEL_DEFINED, ev.MODEL_SETTINGS_CHANGED, ev.CATALOG_IMPORTED,
+                                     ev.COHORT_PLANNED])
+    for e in everything:
+        if e.type not in (ev.MODEL_DEFINED, ev.MODEL_SETTINGS_CHANGED):
+            continue
         p = e.payload
         mid = p["model_id"]
         if e.type == ev.MODEL_DEFINED:
@@ -757,11 +762,11 @@ def recorded_models(ledger: Any) -> dict[str, RecordedModel]:
         else:  # a settings change without its definition: nothing to apply it to
             continue
         found[mid] = RecordedModel(definition, p["identity_hash"], e.version, True, f"{e.type} seq {e.seq}")
-    snapshots = ledger.events(type=ev.CATALOG_IMPORTED)
+    snapshots = [e for e in everything if e.type == ev.CATALOG_IMPORTED]
     if not snapshots:
         return found
-    legacy = {e.payload.get("catalog_hash") for e in ledger.events(type=ev.COHORT_PLANNED)
-              if "models" not in e.payload}
+    legacy = {e.payload.get("catalog_hash") for e in everything
+              if e.type == ev.COHORT_PLANNED and "models" not in e.payload}
     first_legacy: dict[str, tuple[dict[str, Any], str]] = {}
     newest: dict[str, tuple[dict[str, Any], str]] = {}
     newest_same: dict[str, dict[str, Any]] = {}

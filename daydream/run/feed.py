@@ -92,11 +92,11 @@ class Feed:
             reclaim_params["stage"] = self.options.stage
         pending_sql = PENDING_SQL.format(cohort=cohort)
         # The first reads go together (one round trip to a server): who is live (when due),
-        # claims to take over, and the first page of the first stage.
+        # claims to take over, and the first page of each stage.
         statements = [(RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else ""),
                        reclaim_params)]
-        if self.stage_names:
-            statements.append((pending_sql, {**params, "stage": self.stage_names[0], "after": 0}))
+        for name in self.stage_names:
+            statements.append((pending_sql, {**params, "stage": name, "after": 0}))
         peers_due = time.monotonic() - looked_at > _PEERS_EVERY_S
         if peers_due:
             statements.append((claims.LIVE_WORKERS, {}))
@@ -115,7 +115,7 @@ class Feed:
         others: list[PendingGeneration] = []
         for n, name in enumerate(self.stage_names):
             after = 0
-            rows: list[tuple] | None = results[1] if n == 0 else None
+            rows: list[tuple] | None = results[1 + n]
             while len(found) < wanted:
                 if rows is None:
                     rows = backend.query(pending_sql, {**params, "stage": name, "after": after})
