@@ -284,16 +284,17 @@ def test_every_seed_template_renders_with_stage_variables(seed_data: Path) -> No
     assert rendered >= 40
 
 
-def test_a_call_whose_claim_was_taken_over_is_recorded_as_superseded(tmp_path: Path) -> None:
+def test_a_call_whose_claim_was_taken_over_is_recorded_as_superseded(ledger_url: str, tmp_path: Path) -> None:
     """Runner A's heartbeat stops mid-call (a stalled worker); runner B takes the claim over after
     A's grace. Both calls are recorded (both were paid), only the current claimant's answer is
-    projected and parsed, and A's late answer stands in llm_calls for the request B recorded lost."""
+    projected and parsed, and A's late answer stands in llm_calls for the request B recorded lost.
+    On SQLite and on PostgreSQL (issue 17)."""
     import asyncio
 
     from daydream.run.runner import Runner
 
     with StubLLMServer(latency_s=0.8) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1), db=ledger_url)
 
         async def both() -> None:
             # A beats once (when it starts) and never again: after 0.3 s its claims are fair game.
