@@ -22,7 +22,6 @@ import pytest
 from daydream.ledger import projections
 from daydream.ledger.store import Ledger
 from daydream.transfer.copy import copy_ledger
-from tests.pg_fixtures import pg_empty_url, pg_server, pg_template, pg_url  # noqa: F401
 from tests.projection_events import mixed_events, replay
 
 REPO = Path(__file__).resolve().parent.parent
