@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from daydream.ledger.store import Ledger
+# Ledger-behaviour tests take ``ledger_url`` (a SQLite file and a PostgreSQL database, issue 17);
+# the PostgreSQL fixtures are offered to every test module from here.
+from tests.pg_fixtures import ledger_url, pg_empty_url, pg_server, pg_template, pg_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_DATA = Path(os.environ.get("DAYDREAM_SEED_DATA", REPO.parent / "shared" / "seed-data"))

@@ -13,10 +13,11 @@ the parametrised fixture for ledger-behaviour tests: a fresh ledger on SQLite an
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -130,3 +131,45 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         Ledger.init(path)[0].close()
         return str(path)
     return request.getfixturevalue("pg_url")
+
+
+def is_pg(url: str | os.PathLike[str]) -> bool:
+    """Whether ``url`` (a ``ledger_url``) names a PostgreSQL ledger rather than a SQLite file."""
+    return str(url).startswith("postgresql://")
+
+
+def raw(url: str | os.PathLike[str], *statements: str, disable: Sequence[str] = ()) -> None:
+    """Run SQL straight on a ledger's database, as someone bypassing daydream would, with the
+    append-only guards named in ``disable`` (``events_no_update`` …) out of the way first: dropped
+    on SQLite, disabled on PostgreSQL."""
+    if is_pg(url):
+        import psycopg
+
+        with psycopg.connect(str(url), autocommit=True) as conn:
+            for trigger in disable:
+                conn.execute(f"ALTER TABLE {trigger.split('_no_')[0]} DISABLE TRIGGER {trigger}")
+            for sql in statements:
+                conn.execute(sql)
+        return
+    conn = sqlite3.connect(url, isolation_level=None)
+    try:
+        for trigger in disable:
+            conn.execute(f"DROP TRIGGER {trigger}")
+        for sql in statements:
+            conn.execute(sql)
+    finally:
+        conn.close()
+
+
+def raw_rows(url: str | os.PathLike[str], sql: str) -> list[tuple]:
+    """The rows ``sql`` gives, read straight from the database (no daydream in between)."""
+    if is_pg(url):
+        import psycopg
+
+        with psycopg.connect(str(url)) as conn:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+    conn = sqlite3.connect(url)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()

@@ -57,10 +57,12 @@ def pipeline_spec(n_combos: int = 2, model: str = "stub", eval_replicates: int =
     return spec
 
 
-def planned_ledger(tmp: Path, base_url: str, spec: dict[str, Any], cohort: str = "t",
+def planned_ledger(tmp: Path, base_url: str, spec: dict[str, Any], cohort: str = "t", *, db: str | None = None,
                    **model_overrides: Any) -> Ledger:
+    """``spec`` planned as cohort ``cohort`` into ``db`` (an initialised ledger: a path or a PostgreSQL
+    URL, e.g. the ``ledger_url`` fixture), or into a new SQLite file in ``tmp``."""
     catalog = stub_catalog(tmp, base_url, **model_overrides)
-    ledger = Ledger.init(tmp / "ledger.db")[0]
+    ledger = Ledger.open(db) if db else Ledger.init(tmp / "ledger.db")[0]
     plan_cohort(ledger, write_spec(tmp, cohort, spec), catalog, cohort_id=cohort)
     return ledger
 

@@ -1,7 +1,8 @@
 """``daydream compare``: hand-computed small cohorts, the SQL views behind it, bad input, determinism.
 
-The ledgers here are real SQLite files holding the events a run records (plans, parses, scores);
-every expected number is worked out by hand in a comment next to it.
+The ledgers here are real SQLite files and PostgreSQL databases (``ledger`` takes ``ledger_url``,
+issue 17) holding the events a run records (plans, parses, scores); every expected number is worked
+out by hand in a comment next to it.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def build_copy(ledger: Ledger, cohort: str = "copies") -> None:
             events.append(planned(essay, "essay", cohort, template, model, draft, combo, generator=generator))
             events += evaluation(f"v_{essay}", cohort, essay, combo, "r", "j", 1, score)
         ledger.append(events)
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL (issue 17)."""
+    return Ledger.open(ledger_url)
 
 
 @pytest.fixture
@@ -192,7 +199,12 @@ def test_table_output_names_the_method_and_the_numbers(hand: Ledger, capsys: pyt
     assert "note: few units (3 units: p ≥ 0.25, interval coverage ≤ 75%)." in out
 
 
-def ledger_state(ledger: Ledger) -> tuple[int, str]:
+def ledger_state(ledger: Ledger) -> tuple[int, object]:
+    """What "nothing written" compares: the events and, on SQLite, every byte of the file (on
+    PostgreSQL, the stored chain head and the projections' row counts)."""
+    if ledger.backend.name == "postgresql":
+        return ledger.count(), ledger.query("SELECT (SELECT hash FROM chain_head), (SELECT COUNT(*) FROM gen_state), "
+                                            "(SELECT COUNT(*) FROM cohort_members)")
     return ledger.count(), hashlib.sha256(Path(ledger.path).read_bytes()).hexdigest()
 
 
@@ -291,9 +303,13 @@ def test_expanded_percentile_level_widens_more_for_fewer_units() -> None:
 
 # ------------------------------------------------------------------------------------ SQL views
 def view_pairs(ledger: Ledger, cohort: str, factor: str) -> list[tuple[Any, ...]]:
-    return sorted(ledger.query(
+    rows = ledger.query(
         "SELECT a, b, unit, evaluation_a, evaluation_b, score_a, score_b, diff FROM comparisons "
-        "WHERE cohort_id = ? AND factor = ?", (cohort, factor)))
+        "WHERE cohort_id = ? AND factor = ?", (cohort, factor))
+    if ledger.backend.name == "postgresql" and factor.endswith("_replicate"):
+        # Columns a and b hold every factor's levels; PostgreSQL needs one type for them: text.
+        rows = [(int(a), int(b), *rest) for a, b, *rest in rows]
+    return sorted(rows)
 
 
 def library_pairs(rows: list, factor: str) -> list[tuple[Any, ...]]:
@@ -322,11 +338,12 @@ def test_the_comparisons_view_holds_exactly_the_pairs_compare_uses(hand: Ledger,
 def test_every_number_of_a_comparison_can_be_redone_in_sql(hand: Ledger) -> None:
     c = only(compare_cohort(hand, "hand", "draft_template").comparisons)
     [(n_pairs, wins, ties, losses)] = hand.query(
-        "SELECT COUNT(*), SUM(score_a > score_b), SUM(score_a = score_b), SUM(score_a < score_b) "
+        "SELECT COUNT(*), SUM(CASE WHEN score_a > score_b THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN score_a = score_b THEN 1 ELSE 0 END), SUM(CASE WHEN score_a < score_b THEN 1 ELSE 0 END) "
         "FROM comparisons WHERE cohort_id = 'hand' AND factor = 'draft_template' AND a = 'A' AND b = 'B'")
     [(diff, units)] = hand.query(
         "SELECT AVG(d), COUNT(*) FROM (SELECT AVG(diff) AS d FROM comparisons WHERE cohort_id = 'hand' "
-        "AND factor = 'draft_template' AND a = 'A' AND b = 'B' GROUP BY unit)")
+        "AND factor = 'draft_template' AND a = 'A' AND b = 'B' GROUP BY unit) AS per_unit")
     assert (n_pairs, wins, ties, losses, units) == (c.n_pairs, c.wins, c.ties, c.losses, c.n_units)
     assert diff == pytest.approx(c.diff)
 

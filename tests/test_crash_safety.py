@@ -1,4 +1,5 @@
-"""Crash safety with real processes: kill -9 mid-run, Ctrl-C, and two runners on one ledger."""
+"""Crash safety with real processes: kill -9 mid-run, Ctrl-C, and two runners on one ledger, each on
+a SQLite file and on a PostgreSQL database (``ledger_url``, issue 17)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def assert_each_generation_called_once(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize("kill_after_calls", [1, 7, 16])
-def test_kill_9_then_rerun_pays_for_nothing_twice(tmp_path: Path, kill_after_calls: int) -> None:
+def test_kill_9_then_rerun_pays_for_nothing_twice(ledger_url: str, tmp_path: Path, kill_after_calls: int) -> None:
     with StubLLMServer(latency_s=0.25) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=4, eval_replicates=2))
+        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=4, eval_replicates=2), db=ledger_url)
         n_llm = len(llm_gen_ids(ledger))  # 4 drafts + 4 essays + 8 evaluations
         proc = start_run(ledger)
         wait_for_calls(server, kill_after_calls)
@@ -67,9 +68,9 @@ def test_kill_9_then_rerun_pays_for_nothing_twice(tmp_path: Path, kill_after_cal
     assert total_calls <= n_llm + in_flight_at_kill, (total_calls, n_llm, in_flight_at_kill)
 
 
-def test_two_runners_on_one_ledger_never_make_a_call_twice(tmp_path: Path) -> None:
+def test_two_runners_on_one_ledger_never_make_a_call_twice(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer(latency_s=0.2) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=10, eval_replicates=2))
+        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=10, eval_replicates=2), db=ledger_url)
         n_llm = len(llm_gen_ids(ledger))  # 40 calls of 0.2 s, two at a time: ~4 s, so they overlap
         procs = [start_run(ledger, concurrency=2), start_run(ledger, concurrency=2)]
         results = [p.communicate(timeout=180) for p in procs]
@@ -80,9 +81,9 @@ def test_two_runners_on_one_ledger_never_make_a_call_twice(tmp_path: Path) -> No
     assert len(workers) == 2, "both runners should have taken a share of the work"
 
 
-def test_ctrl_c_stops_cleanly_with_130_and_a_rerun_finishes(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_with_130_and_a_rerun_finishes(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer(latency_s=0.3) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=4, eval_replicates=2))
+        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=4, eval_replicates=2), db=ledger_url)
         n_llm = len(llm_gen_ids(ledger))
         proc = start_run(ledger)
         wait_for_calls(server, 5)

@@ -452,11 +452,11 @@ def test_a_locked_ledger_stops_the_import_with_one_line_and_a_rerun_continues(
         tmp_path: Path, ledger_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    from daydream.ledger import db
     from daydream.errors import ImportFailed
+    from daydream.ledger import backend
 
     built = build_dagster_root(tmp_path / "root", n_combos=2)
-    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)  # give up on the lock quickly
+    monkeypatch.setattr(backend, "BUSY_TIMEOUT_S", 0.2)  # give up on the lock quickly (read where connections open)
     holder = sqlite3.connect(ledger_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
     try:

@@ -20,7 +20,6 @@ from daydream.errors import ConcurrencyConflict, LedgerPathError
 from daydream.ledger import db
 from daydream.ledger.backend import column_names
 from daydream.ledger.store import Ledger, NewEvent, text_hash
-from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +107,7 @@ def test_a_failed_write_rolls_back_and_the_connection_is_reused_clean(tmp_path: 
     assert ledger.append([NewEvent("s:1", "ThingHappened", {"i": 2}, expected_version=1)])[0].version == 2
 
 
-def test_a_reader_that_leaves_a_transaction_open_does_not_poison_the_pool(ledger_url: str) -> None:  # noqa: F811
+def test_a_reader_that_leaves_a_transaction_open_does_not_poison_the_pool(ledger_url: str) -> None:
     ledger = Ledger.open(ledger_url)
     with ledger.backend.read() as conn:
         conn.execute("BEGIN")
@@ -119,7 +118,7 @@ def test_a_reader_that_leaves_a_transaction_open_does_not_poison_the_pool(ledger
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
 
 
-def test_threads_read_while_a_writer_thread_appends(ledger_url: str) -> None:  # noqa: F811
+def test_threads_read_while_a_writer_thread_appends(ledger_url: str) -> None:
     ledger = Ledger.open(ledger_url)
     errors: list[BaseException] = []
     done = threading.Event()
@@ -175,7 +174,7 @@ conn.execute("COMMIT")
 
 
 # ----------------------------------------------------------------------------- what callers are given
-def test_named_parameters_and_long_in_lists(ledger_url: str) -> None:  # noqa: F811
+def test_named_parameters_and_long_in_lists(ledger_url: str) -> None:
     ledger = Ledger.open(ledger_url)
     texts = [f"text {i}" for i in range(2500)]  # more than one IN list's worth of hashes
     hashes = ledger.put_texts(texts)
@@ -224,3 +223,14 @@ def test_read_only_backend_settles_its_uri_options_once(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         reader.backend.write(lambda cur: cur.execute("INSERT INTO texts VALUES ('x', 'x', 1)"))
     assert reader.count() == 1
+
+
+def test_sql_in_sqlite_style_runs_on_both(ledger_url: str) -> None:
+    """Named and positional parameters, % and : inside literals, casts: the same text on both."""
+    ledger = Ledger.open(ledger_url)
+    ledger.append([NewEvent("s:a", "Noted", {"note": "50%:done"}, 0)])
+    like = "SELECT COUNT(*) FROM events WHERE payload LIKE '%50\\%:done%' ESCAPE '\\' AND stream = :s"
+    assert ledger.query(like, {"s": "s:a"}) == [(1,)]
+    assert ledger.query("SELECT COUNT(*) FROM events WHERE payload LIKE '%50%'") == [(1,)]
+    assert ledger.query("SELECT COUNT(*) FROM events WHERE stream = ? AND version = ?", ("s:a", 1)) == [(1,)]
+    assert ledger.query("SELECT CAST(':x' AS TEXT), 7 % 4") == [(":x", 3)]

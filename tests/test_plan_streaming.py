@@ -3,7 +3,9 @@
 A plan is worked out batch by batch through a scratch database and appended in batches inside one
 write transaction. These tests check that the batching changes nothing in what is appended, that a
 plan killed part way through its append (a real process, SIGKILL) leaves nothing any reader can
-see, and that planning again then gives the very same generations.
+see, and that planning again then gives the very same generations. The all-or-nothing append
+(a conflict in a late batch, a kill mid-append) is ledger behaviour and runs on a SQLite file and on
+a PostgreSQL database (``ledger_url``, issue 17).
 """
 
 from __future__ import annotations
@@ -110,14 +112,28 @@ def test_batch_sizes_change_nothing_in_the_appended_plan(tmp_path: Path, monkeyp
     small.verify()
 
 
-def test_a_conflict_in_a_late_batch_appends_nothing_of_the_plan(tmp_path: Path) -> None:
+# Ledger.append_batches on PostgreSQL: daydream/ledger/store.py's _append_in takes ``last`` ("nothing
+# follows in the transaction: commit with the last round trip") and then reuses the name for the
+# LAST_EVENT row, which is truthy on any ledger with events, so finish_append COMMITs after a batch
+# and the next batch finds no transaction (SAVEPOINT ... NoActiveSqlTransaction): the plan is not
+# all or nothing there.
+APPEND_BATCHES_BUG = pytest.mark.xfail(strict=True, reason=(
+    "bug (issue 17): on PostgreSQL Ledger.append_batches commits after a batch once the ledger has events "
+    "(store.py _append_in: the 'last' parameter is overwritten by the LAST_EVENT row), so a plan in several "
+    "batches is not all or nothing"))
+
+
+def test_a_conflict_in_a_late_batch_appends_nothing_of_the_plan(ledger_url: str, tmp_path: Path,
+                                                                 request: pytest.FixtureRequest) -> None:
     """The plan's last generation's stream is taken by another event: the plan's batches before it
     are rolled back with it, so the ledger holds exactly what it held before."""
+    if ledger_url.startswith("postgresql://"):
+        request.applymarker(APPEND_BATCHES_BUG)
     reference = Ledger.init(tmp_path / "reference.db")[0]
     plan_cohort(reference, DEMO)
     last_gen = planned_ids(reference)[-1]
 
-    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+    ledger = Ledger.open(ledger_url)
     ledger.append([NewEvent(ev.gen_stream(last_gen), "NoteRecorded", {"note": "in the way"}, expected_version=0)])
     with pytest.raises(ConcurrencyConflict):
         plan_cohort(ledger, DEMO, chunk_events=10)
@@ -152,9 +168,10 @@ CHILD = textwrap.dedent("""\
 
 
 def test_a_plan_killed_mid_append_leaves_nothing_visible_and_planning_again_gives_the_same_ids(
-        tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
-    Ledger.init(db)
+        ledger_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if ledger_url.startswith("postgresql://"):
+        request.applymarker(APPEND_BATCHES_BUG)
+    db = ledger_url
     child = tmp_path / "plan_and_stop.py"
     child.write_text(CHILD)
     proc = subprocess.Popen([sys.executable, str(child), str(db), str(DEMO)], stdout=subprocess.PIPE,

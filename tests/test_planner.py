@@ -1,4 +1,6 @@
-"""Planning cohorts into a real ledger: events and payloads, re-planning, linking and reuse."""
+"""Planning cohorts into a real ledger: events and payloads, re-planning, linking and reuse.
+
+On a SQLite file and on a PostgreSQL database (``ledger`` takes ``ledger_url``, issue 17)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ COHORTS = repo_catalog_dir().parent / "cohorts"
 DEMO = COHORTS / "demo.yaml"
 PLANNED_FIELDS = {"gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
                   "parser", "model_id", "model_hash", "replicate", "cohort_id", "catalog_hash"}
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL (issue 17)."""
+    return Ledger.open(ledger_url)
 
 
 def planned(ledger: Ledger) -> dict[str, dict]:

@@ -1,10 +1,14 @@
-"""`daydream projections check|rebuild`: the projections are a function of the events."""
+"""`daydream projections check|rebuild`: the projections are a function of the events.
+
+On a SQLite file and on a PostgreSQL database (``ledger_url``, issue 17): check and rebuild are
+supported on both, read the same drift and repair it the same way. That both backends project the
+same events into the same rows is tests/test_pg_projections.py.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,16 +17,18 @@ from click.testing import CliRunner
 from daydream.ledger import projections
 from daydream.cli import cli
 from daydream.ledger.store import Ledger
+from daydream.transfer.copy import copy_ledger
+from tests.pg_fixtures import raw, raw_rows
 from tests.read_fixtures import build_fixture
 
 TABLES = projections.TABLES
+EXAMPLE = Path(__file__).resolve().parents[1] / "ledger.db.example"
 
 
-def _dump(path: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(path) as conn:
-        out = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in TABLES}
-        out["events"] = conn.execute("SELECT seq, hash FROM events ORDER BY seq").fetchall()
-        return out
+def _dump(db: str | Path) -> dict[str, list[tuple]]:
+    out = {t: raw_rows(db, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in TABLES}
+    out["events"] = raw_rows(db, "SELECT seq, hash FROM events ORDER BY seq")
+    return out
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -31,15 +37,28 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def fixture_path(tmp_path: Path) -> Path:
-    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+def fixture_path(ledger_url: str) -> str:
+    """The read-side fixture's cohorts in a fresh ledger on each backend (its path or URL)."""
+    ledger = Ledger.open(ledger_url)
     build_fixture(ledger)
-    return ledger.path
+    ledger.close()
+    return ledger_url
 
 
-def test_check_is_clean_on_a_real_run_and_changes_nothing(tmp_path: Path) -> None:
-    copy = tmp_path / "demo.db"  # the shipped example: a finished demo cohort
-    shutil.copy(Path(__file__).resolve().parents[1] / "ledger.db.example", copy)
+@pytest.fixture(params=["sqlite", "postgres"])
+def example_copy(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The shipped example (a finished demo cohort) as a file, or copied into an empty PostgreSQL database."""
+    copy = tmp_path / "demo.db"
+    shutil.copy(EXAMPLE, copy)
+    if request.param == "sqlite":
+        return str(copy)
+    url = request.getfixturevalue("pg_empty_url")
+    copy_ledger(str(copy), url)
+    return url
+
+
+def test_check_is_clean_on_a_real_run_and_changes_nothing(example_copy: str) -> None:
+    copy = example_copy
     before = _dump(copy)
     code, out, err = _run("projections", "check", "--db", str(copy))
     assert (code, err) == (0, "") and out.startswith("ok: projections match a rebuild from ")
@@ -49,11 +68,10 @@ def test_check_is_clean_on_a_real_run_and_changes_nothing(tmp_path: Path) -> Non
     assert code == 0 and report["ok"] and report["rows"]["gen_state"] == len(before["gen_state"]) > 0
 
 
-def test_check_names_a_drifted_table_and_rebuild_repairs_it(fixture_path: Path) -> None:
+def test_check_names_a_drifted_table_and_rebuild_repairs_it(fixture_path: str) -> None:
     before = _dump(fixture_path)
-    with sqlite3.connect(fixture_path) as conn:  # hand edits: a score changed, a membership lost
-        conn.execute("UPDATE gen_state SET score = 0 WHERE gen_id = 'v_1a1'")
-        conn.execute("DELETE FROM cohort_members WHERE gen_id = 'e_two'")
+    raw(fixture_path, "UPDATE gen_state SET score = 0 WHERE gen_id = 'v_1a1'",  # hand edits: a score changed,
+        "DELETE FROM cohort_members WHERE gen_id = 'e_two'")                   # a membership lost
     code, out, err = _run("projections", "check", "--db", str(fixture_path))
     assert code == 1 and out == ""
     assert "drift: gen_state: 1 row(s) missing, 1 row(s) that the events do not give (gen_id v_1a1)" in err
@@ -69,14 +87,14 @@ def test_check_names_a_drifted_table_and_rebuild_repairs_it(fixture_path: Path) 
     assert Ledger.open(fixture_path).verify()[0] == len(before["events"])
 
 
-def test_rebuild_of_an_intact_ledger_reports_nothing_to_repair(fixture_path: Path) -> None:
+def test_rebuild_of_an_intact_ledger_reports_nothing_to_repair(fixture_path: str) -> None:
     before = _dump(fixture_path)
     outcome = projections.rebuild(Ledger.open(fixture_path))
     assert outcome.drift == [] and outcome.rows["gen_state"] == len(before["gen_state"])
     assert _dump(fixture_path) == before
 
 
-def test_projections_help_and_bad_db(tmp_path: Path) -> None:
+def test_projections_help_and_bad_db(tmp_path: Path) -> None:  # a missing file: SQLite's case
     for args in (["projections", "--help"], ["projections", "check", "--help"],
                  ["projections", "rebuild", "--help"]):
         code, out, _ = _run(*args)

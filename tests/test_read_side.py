@@ -4,6 +4,9 @@ A cohort whose rubrics use different scales (0-9, 1-5, 0-10) is ranked and summa
 (each score's 0-1 position on its rubric's scale), and every view or file that does so says it; what
 belongs to one rubric stays on that rubric's scale. The scores are chosen so that ranking by raw
 means and ranking by score_norm disagree: a view that averaged raw scores would fail here.
+
+Views, counters, rebuilds and the report run on a SQLite file and on a PostgreSQL database
+(``ledger`` takes ``ledger_url``, issue 17); migrations from old revisions and browse pages are SQLite's.
 """
 
 from __future__ import annotations
@@ -77,7 +80,22 @@ def build_mixed(ledger: Ledger) -> None:
 
 
 @pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL (issue 17)."""
+    return Ledger.open(ledger_url)
+
+
+@pytest.fixture
 def mixed(ledger: Ledger) -> Ledger:
+    build_mixed(ledger)
+    return ledger
+
+
+@pytest.fixture
+def mixed_sqlite(ledger_path: Path) -> Ledger:
+    """``mixed`` in a SQLite file: browse pages read SQLite (Datasette; a PostgreSQL ledger is browsed
+    through a SQLite snapshot, tests/test_pg_browse.py)."""
+    ledger = Ledger.open(ledger_path)
     build_mixed(ledger)
     return ledger
 
@@ -208,7 +226,8 @@ def test_upgrading_fills_the_new_counters_and_downgrading_restores_0009(tmp_path
     assert Ledger.open(old.path).query("SELECT COUNT(*) FROM cohort_scales")  # and back up again
 
 
-def test_a_generations_page_ranks_it_as_essay_rankings_does(mixed: Ledger) -> None:
+def test_a_generations_page_ranks_it_as_essay_rankings_does(mixed_sqlite: Ledger) -> None:
+    mixed = mixed_sqlite
     found = browse_plugin.generation(mixed, "e1")
     standing = {s["cohort_id"]: (s["rank"], s["essays"]) for s in found["standings"]}
     assert standing == {MIXED: (2, 3), SINGLE: (1, 3)}

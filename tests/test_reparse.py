@@ -91,15 +91,16 @@ def raw_of(ledger: Ledger) -> dict[str, str]:
 
 
 @pytest.fixture
-def judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A finished cohort 't' (3 drafts, 3 essays, 6 evaluations) judged on the wrong scale."""
+def judged(ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A finished cohort 't' (3 drafts, 3 essays, 6 evaluations) judged on the wrong scale, on a
+    SQLite file and on a PostgreSQL database (issue 17)."""
     monkeypatch.setenv(KEY_ENV, "test-key")
     with JudgeServer() as server:
         catalog = judge_catalog(tmp_path, server.base_url)
         spec = pipeline_spec(n_combos=3, eval_replicates=2)
         spec["axes"]["evaluation_template"] = ["judge-ten"]
         spec_path = write_spec(tmp_path, "t", spec)
-        ledger = Ledger.init(tmp_path / "ledger.db")[0]
+        ledger = Ledger.open(ledger_url)
         plan_cohort(ledger, spec_path, catalog, cohort_id="t")
         run_cohort(ledger, RunOptions(cohort="t"))
         yield ledger, catalog, spec_path, server
@@ -180,7 +181,10 @@ def test_replaying_a_reparsed_ledger_derives_the_same_scores(judged, tmp_path: P
     calls = server.calls
     fresh = Ledger.init(tmp_path / "replayed.db")[0]
     plan_cohort(fresh, spec_path, catalog, cohort_id="t")
-    stats = run_cohort(fresh, RunOptions(cohort="t", replay_from=str(ledger.path)))
+    # --replay-from reads a ledger file: a PostgreSQL ledger is replayed from its backup (a SQLite
+    # copy of its events; see test_pg_ledger.py's test_replay_from_a_postgresql_ledger).
+    source = ledger.path if ledger.backend.name == "sqlite" else ledger.backup(tmp_path / "source.db")
+    stats = run_cohort(fresh, RunOptions(cohort="t", replay_from=str(source)))
     assert server.calls == calls and stats.calls == 12
     assert score_rows(fresh) == score_rows(ledger)
     assert any(row[0] == 10 for row in score_rows(fresh).values())

@@ -1,4 +1,7 @@
-"""``daydream report``: the files parse, the numbers are the hand-computed ones, runs are repeatable."""
+"""``daydream report``: the files parse, the numbers are the hand-computed ones, runs are repeatable.
+
+The hand-built cohort sits in a SQLite file and in a PostgreSQL database (``ledger`` takes
+``ledger_url``, issue 17): the report reads the same views on both."""
 
 from __future__ import annotations
 
@@ -18,6 +21,12 @@ from tests.read_fixtures import COHORT, build_fixture, demo_ledger, import_unpri
 
 FILES = {"scores.csv", "pivot.csv", "rankings.csv", "summary.csv", "comparisons.csv", "template_model.csv",
          "reliability.csv", "judges.csv", "self_preference.csv", "report.md", "report.html"}
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL (issue 17)."""
+    return Ledger.open(ledger_url)
 
 
 @pytest.fixture

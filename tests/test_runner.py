@@ -1,4 +1,9 @@
-"""The runner end to end: offline model, a real loopback HTTP server, retries, failures, budgets."""
+"""The runner end to end: offline model, a real loopback HTTP server, retries, failures, budgets.
+
+What a run records in the ledger (calls, failures, budgets, reruns, replays, takeovers) is checked
+on a SQLite file and on a PostgreSQL database (``ledger_url``, issue 17); how the provider client
+retries, times out and paces requests does not depend on the ledger and runs on SQLite alone.
+"""
 
 from __future__ import annotations
 
@@ -55,9 +60,9 @@ def test_demo_runs_every_generation_to_completion_offline(tmp_path: Path) -> Non
     assert ledger.count() == before
 
 
-def test_success_records_call_details_and_sends_the_key(tmp_path: Path) -> None:
+def test_success_records_call_details_and_sends_the_key(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer(api_key=SECRET, cost_usd=0.0125) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=1))
+        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=1), db=ledger_url)
         stats = run_cohort(ledger, options())
         assert server.calls == 3  # draft, essay, evaluation
         assert all(r.authorized for r in server.records)
@@ -114,9 +119,9 @@ def test_malformed_json_is_retried(tmp_path: Path) -> None:
     assert set(statuses(ledger).values()) == {"completed"}
 
 
-def test_persistent_500_gives_up_after_max_tries(tmp_path: Path) -> None:
+def test_persistent_500_gives_up_after_max_tries(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer(script=[500] * 10) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1), db=ledger_url)
         run_cohort(ledger, options(max_tries=3))
         assert server.calls == 3
     assert set(statuses(ledger).values()) == {"failed"}
@@ -124,9 +129,9 @@ def test_persistent_500_gives_up_after_max_tries(tmp_path: Path) -> None:
     assert "gave up after 3 tries" in reason
 
 
-def test_truncated_draft_fails_with_raw_text_kept(tmp_path: Path) -> None:
+def test_truncated_draft_fails_with_raw_text_kept(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer(script=["length"]) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1), db=ledger_url)
         run_cohort(ledger, options())
         assert server.calls == 1
     (gen_id, status, raw_hash, error), = ledger.query("SELECT gen_id, status, raw_hash, error FROM gen_state")
@@ -183,10 +188,10 @@ def test_key_never_reaches_ledger_or_output(tmp_path: Path) -> None:
     assert SECRET not in result.output and SECRET not in refused.output
 
 
-def test_budget_stops_claiming(tmp_path: Path) -> None:
+def test_budget_stops_claiming(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer(cost_usd=0.01) as server:
         ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(8), price_in=0.0, price_out=0.0,
-                                concurrency=1)
+                                concurrency=1, db=ledger_url)
         stats = run_cohort(ledger, options(budget=0.035))
         calls = server.calls
     assert stats.stopped_reason and "budget" in stats.stopped_reason
@@ -207,9 +212,9 @@ def test_budget_estimate_from_prices_keeps_spend_under_budget(tmp_path: Path) ->
     assert 0 < spent <= 0.5
 
 
-def test_completed_generations_are_never_called_again(tmp_path: Path) -> None:
+def test_completed_generations_are_never_called_again(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer() as server:
-        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=2))
+        ledger = planned_ledger(tmp_path, server.base_url, pipeline_spec(n_combos=2), db=ledger_url)
         run_cohort(ledger, options())
         first = server.calls
         run_cohort(ledger, options())
@@ -217,9 +222,9 @@ def test_completed_generations_are_never_called_again(tmp_path: Path) -> None:
     assert set(completed_calls_per_gen(ledger).values()) == {1}
 
 
-def test_rerun_records_a_new_attempt_and_keeps_history(tmp_path: Path) -> None:
+def test_rerun_records_a_new_attempt_and_keeps_history(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer() as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(2))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(2), db=ledger_url)
         run_cohort(ledger, options())
         gen_id = ledger.query("SELECT gen_id FROM gen_state ORDER BY gen_id LIMIT 1")[0][0]
         result = CliRunner().invoke(cli, ["rerun", "--db", str(ledger.path), gen_id])
@@ -247,11 +252,11 @@ def test_rpm_limit_spaces_requests(tmp_path: Path) -> None:
     assert len(times) == 4 and times[-1] - times[0] >= 1.2, times
 
 
-def test_replay_answers_from_another_ledger_without_network(tmp_path: Path) -> None:
+def test_replay_answers_from_another_ledger_without_network(ledger_url: str, tmp_path: Path) -> None:
     source = tmp_path / "source.db"
     assert CliRunner().invoke(cli, ["demo", "--db", str(source), "--quiet"]).exit_code == 0
-    target = tmp_path / "target.db"
-    assert CliRunner().invoke(cli, ["init", "--db", str(target)]).exit_code == 0
+    target = ledger_url  # a SQLite file or a PostgreSQL database, initialised
+
     assert CliRunner().invoke(cli, ["cohort", "plan", "specs/cohorts/demo.yaml", "--db", str(target),
                                     "--cohort-id", "demo"]).exit_code == 0
     result = CliRunner().invoke(cli, ["run", "--db", str(target), "--replay-from", str(source), "--quiet"])
@@ -284,16 +289,17 @@ def test_every_seed_template_renders_with_stage_variables(seed_data: Path) -> No
     assert rendered >= 40
 
 
-def test_a_call_whose_claim_was_taken_over_is_recorded_as_superseded(tmp_path: Path) -> None:
+def test_a_call_whose_claim_was_taken_over_is_recorded_as_superseded(ledger_url: str, tmp_path: Path) -> None:
     """Runner A's heartbeat stops mid-call (a stalled worker); runner B takes the claim over after
     A's grace. Both calls are recorded (both were paid), only the current claimant's answer is
-    projected and parsed, and A's late answer stands in llm_calls for the request B recorded lost."""
+    projected and parsed, and A's late answer stands in llm_calls for the request B recorded lost.
+    On SQLite and on PostgreSQL (issue 17)."""
     import asyncio
 
     from daydream.run.runner import Runner
 
     with StubLLMServer(latency_s=0.8) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(1), db=ledger_url)
 
         async def both() -> None:
             # A beats once (when it starts) and never again: after 0.3 s its claims are fair game.

@@ -1,6 +1,7 @@
 """Rubric scales: declared in templates.yaml, inferred for 1_raw rubrics, part of the template's
 identity, recorded in snapshots and with every score, shown by the ``scores`` view, and used by the
-importer and the runner."""
+importer and the runner. Tests taking ``ledger`` run on a SQLite file and on a PostgreSQL database
+(``ledger_url``, issue 17)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ from daydream.design.planner import plan_cohort
 from daydream.run.runner import RunOptions, run_cohort
 from daydream.design.scales import DEFAULT_SCALE, infer_scale, parse_scale_option
 from tests.dagster_root import build_dagster_root
+
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL (issue 17)."""
+    return Ledger.open(ledger_url)
 
 # What every rubric of the previous pipeline asks for, read by hand from its text.
 SEED_RUBRIC_SCALES = {

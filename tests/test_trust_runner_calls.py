@@ -1,6 +1,6 @@
 """Every request that left is on record: a runner killed between sending and hearing back leaves
 calls that the next run records as lost (outcome unknown, cost estimated), and the ledger's count
-of calls matches what the server received."""
+of calls matches what the server received. On a SQLite file and on a PostgreSQL database (``ledger_url``)."""
 
 from __future__ import annotations
 
@@ -52,9 +52,10 @@ def expected_estimate(ledger: Ledger, lost_seq: int, gen_id: str, attempt: int) 
 
 
 @pytest.mark.parametrize("answered_first", [0, 3])
-def test_requests_sent_by_a_killed_runner_are_counted_and_estimated(tmp_path: Path, answered_first: int) -> None:
+def test_requests_sent_by_a_killed_runner_are_counted_and_estimated(ledger_url: str, tmp_path: Path,
+                                                                    answered_first: int) -> None:
     with StubLLMServer() as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(10))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(10), db=ledger_url)
         # Answer the first few, then hold every request: the runner has sent them, hears nothing.
         server.hold(after=answered_first)
         proc = start_run(ledger)
@@ -104,9 +105,9 @@ def test_requests_sent_by_a_killed_runner_are_counted_and_estimated(tmp_path: Pa
     assert projections.check(ledger).drift == []
 
 
-def test_a_request_interrupted_by_ctrl_c_is_lost_and_an_unsent_claim_is_not(tmp_path: Path) -> None:
+def test_a_request_interrupted_by_ctrl_c_is_lost_and_an_unsent_claim_is_not(ledger_url: str, tmp_path: Path) -> None:
     with StubLLMServer() as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(6))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(6), db=ledger_url)
         server.hold()
         proc = start_run(ledger, concurrency=2)
         wait_until(lambda: server.held == 2, "two requests in flight")

@@ -48,12 +48,14 @@ def test_an_endpoint_that_fails_every_call_stops_its_model_and_leaves_the_rest_p
     assert statuses == {"failed": 5, "planned": 7}
 
 
-def test_failures_are_grouped_by_reason_with_json_and_listed_by_daydream_failures(tmp_path: Path) -> None:
+def test_failures_are_grouped_by_reason_with_json_and_listed_by_daydream_failures(ledger_url: str,
+                                                                                  tmp_path: Path) -> None:
+    # The failures view and the run's summary: on SQLite and on PostgreSQL (issue 17).
     short = {"id": "x", "model": "m", "choices": [{"message": {"role": "assistant", "content": "one line"},
                                                   "finish_reason": "stop"}],
              "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
     with StubLLMServer(script=[Reply(body=short), Reply(body=short), 400]) as server:
-        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(4))
+        ledger = planned_ledger(tmp_path, server.base_url, drafts_spec(4), db=ledger_url)
         result = run(ledger, "--concurrency", "1", "--json")
     assert result.returncode == 3, result.stderr
     summary = json.loads(result.stdout)

@@ -1,4 +1,7 @@
-"""Migration 0007: the workers table and the views that count lost calls, up and down."""
+"""Migration 0007: the workers table and the views that count lost calls, up and down.
+
+The upgrade and downgrade are SQLite's (a PostgreSQL ledger starts at 0011); how a lost call counts
+in llm_calls, spend and cohort_progress is checked on both backends (``ledger_url``, issue 17)."""
 
 from __future__ import annotations
 
@@ -49,8 +52,8 @@ def test_upgrade_wraps_the_views_it_finds_and_downgrade_gives_them_back(tmp_path
     assert "workers" not in restored
 
 
-def test_a_lost_call_counts_in_llm_calls_spend_and_cohort_progress(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+def test_a_lost_call_counts_in_llm_calls_spend_and_cohort_progress(ledger_url: str) -> None:
+    ledger = Ledger.open(ledger_url)  # on SQLite and on PostgreSQL (issue 17)
     build_fixture(ledger)
     # v_2b2 is pending in the fixture: a worker claimed it, its request left, the worker died.
     started = {"gen_id": "v_2b2", "attempt": 1, "call": 1, "model_id": "ev2", "provider": "openai",

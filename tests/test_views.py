@@ -1,7 +1,9 @@
 """The read-side views on an empty ledger and on a tiny hand-built cohort whose numbers we know.
 
 The cohort comes from ``tests.read_fixtures``; every expected number below is worked out by hand
-in the comments there and here.
+in the comments there and here. Every view, status and show test runs on a SQLite file and on a
+PostgreSQL database (``ledger`` takes ``ledger_url``, issue 17); only query plans and upgrades from
+old revisions are SQLite's (``sqlite_fixture_ledger``, ``tmp_path``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,28 @@ from typing import Any
 
 import pytest
 
+from daydream.ledger.backend import column_names
 from daydream.read import views
 from daydream.ledger.store import Ledger, NewEvent
 from tests.read_fixtures import COHORT, COHORT2, ESSAY_ONE, build_fixture, demo_ledger, import_unpriced
 
 
 @pytest.fixture
+def ledger(ledger_url: str) -> Ledger:  # conftest's SQLite-only fixture, on both backends here
+    """A fresh ledger on SQLite and on PostgreSQL (issue 17)."""
+    return Ledger.open(ledger_url)
+
+
+@pytest.fixture
 def fixture_ledger(ledger: Ledger) -> Ledger:
+    build_fixture(ledger)
+    return ledger
+
+
+@pytest.fixture
+def sqlite_fixture_ledger(ledger_path: Path) -> Ledger:
+    """The fixture's cohorts in a SQLite file, for what only SQLite has (query plans, old revisions)."""
+    ledger = Ledger.open(ledger_path)
     build_fixture(ledger)
     return ledger
 
@@ -33,14 +50,26 @@ def rows(ledger: Ledger, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------- tests
 def test_every_view_exists_is_documented_and_answers_on_an_empty_ledger(ledger: Ledger) -> None:
-    created = {r["name"]: r["sql"] for r in rows(ledger, "SELECT name, sql FROM sqlite_master WHERE type='view'")}
+    if ledger.backend.name == "postgresql":
+        # PostgreSQL keeps a view's parsed form, not its text: the SQL comments are SQLite's to show.
+        created = {r["name"]: None for r in rows(ledger, "SELECT table_name AS name FROM information_schema.views "
+                                                          "WHERE table_schema = current_schema()")}
+    else:
+        created = {r["name"]: r["sql"] for r in rows(ledger, "SELECT name, sql FROM sqlite_master WHERE type='view'")}
     assert set(views.VIEWS) <= set(created)
     for name, doc in views.VIEWS.items():
-        assert "-- " in created[name], f"view {name} has no SQL comment"
+        if created[name] is not None:
+            assert "-- " in created[name], f"view {name} has no SQL comment"
         assert rows(ledger, f"SELECT * FROM {name}") == []
-        columns = [r["name"] for r in rows(ledger, f"PRAGMA table_info({name})")]
+        columns = _columns(ledger, name)
         assert columns == list(doc.columns), f"columns of {name} differ from their documentation"
         assert all(doc.columns.values()), f"a column of {name} has no description"
+
+
+def _columns(ledger: Ledger, name: str) -> list[str]:
+    """A view's column names, in order (from the cursor, so the same on both backends)."""
+    with ledger.backend.read() as conn:
+        return column_names(conn.execute(f"SELECT * FROM {name} WHERE 1 = 0"))
 
 
 def test_generations_resolve_texts_and_mark_blocked_work(fixture_ledger: Ledger) -> None:
@@ -159,8 +188,11 @@ def test_llm_calls_list_every_try_with_its_outcome(fixture_ledger: Ledger) -> No
             done["resolved_model"]) == (100, 50, 0.002, 2.0, "m1-v1")
 
 
-def test_llm_calls_by_generation_or_stream_are_index_lookups_with_0003s_rows(fixture_ledger: Ledger) -> None:
+def test_llm_calls_by_generation_or_stream_are_index_lookups_with_0003s_rows(sqlite_fixture_ledger: Ledger) -> None:
+    # SQLite only: revision 0003's view and EXPLAIN QUERY PLAN are SQLite's (PostgreSQL ledgers start at 0011).
     import importlib.util
+
+    fixture_ledger = sqlite_fixture_ledger
 
     path = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "0005_llm_calls_by_stream.py"
     spec = importlib.util.spec_from_file_location("m0005", path)
@@ -257,14 +289,15 @@ def test_views_answer_on_the_demo_ledger(tmp_path_factory: pytest.TempPathFactor
     json.dumps(rows(demo, "SELECT * FROM spend"))
 
 
-def _totals(ledger: Ledger) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _totals(ledger: Ledger) -> tuple[list[dict[str, Any]], ...]:
     return (rows(ledger, "SELECT * FROM cohort_totals WHERE generations != 0 ORDER BY 1, 2, 3"),
-            rows(ledger, "SELECT * FROM cohort_essay_scores WHERE n != 0 ORDER BY 1, 2"))
+            rows(ledger, "SELECT * FROM cohort_essay_scores WHERE n != 0 ORDER BY 1, 2"),
+            rows(ledger, "SELECT * FROM cohort_scales WHERE n != 0 ORDER BY 1, 2"))
 
 
 def test_trigger_maintained_totals_match_a_recomputation(fixture_ledger: Ledger) -> None:
     live = _totals(fixture_ledger)
-    assert live[0] and live[1]
+    assert all(live)
     views.refresh_read_projections(fixture_ledger)
     assert _totals(fixture_ledger) == live
 
@@ -272,17 +305,20 @@ def test_trigger_maintained_totals_match_a_recomputation(fixture_ledger: Ledger)
 def test_totals_follow_a_projection_rebuild_in_either_order(fixture_ledger: Ledger) -> None:
     before = rows(fixture_ledger, "SELECT * FROM cohort_progress ORDER BY 1, 2")
     ranked = rows(fixture_ledger, "SELECT * FROM essay_rankings ORDER BY 1, 2")
-    with fixture_ledger.backend.read() as raw:
-        raw.execute("BEGIN IMMEDIATE")
+
+    def rebuild(cur) -> None:  # in one write transaction
         # Delete generations first, then memberships; re-insert memberships first.
-        raw.execute("CREATE TEMP TABLE g AS SELECT * FROM gen_state")
-        raw.execute("CREATE TEMP TABLE m AS SELECT * FROM cohort_members")
-        raw.execute("DELETE FROM gen_state")
-        assert raw.execute("SELECT COUNT(*) FROM cohort_totals WHERE generations != 0").fetchone()[0] == 0
-        raw.execute("DELETE FROM cohort_members")
-        raw.execute("INSERT INTO cohort_members SELECT * FROM m")
-        raw.execute("INSERT INTO gen_state SELECT * FROM g")
-        raw.execute("COMMIT")
+        cur.execute("CREATE TEMP TABLE g AS SELECT * FROM gen_state")
+        cur.execute("CREATE TEMP TABLE m AS SELECT * FROM cohort_members")
+        cur.execute("DELETE FROM gen_state")
+        assert cur.execute("SELECT COUNT(*) FROM cohort_totals WHERE generations != 0").fetchone()[0] == 0
+        cur.execute("DELETE FROM cohort_members")
+        cur.execute("INSERT INTO cohort_members SELECT * FROM m")
+        cur.execute("INSERT INTO gen_state SELECT * FROM g")
+        cur.execute("DROP TABLE g")
+        cur.execute("DROP TABLE m")
+
+    fixture_ledger.backend.write(rebuild)
     assert rows(fixture_ledger, "SELECT * FROM cohort_progress ORDER BY 1, 2") == before
     assert rows(fixture_ledger, "SELECT * FROM essay_rankings ORDER BY 1, 2") == ranked
 

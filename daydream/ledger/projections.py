@@ -390,9 +390,19 @@ def rebuild(ledger: Ledger) -> Outcome:
 def check(ledger: Ledger) -> Outcome:
     """Rebuild inside a transaction that is rolled back: the ledger is left exactly as it was.
 
-    A ledger opened read-only is checked on a temporary copy instead (brought to the current
-    schema there), since even a rolled-back transaction needs the write lock.
+    A SQLite ledger opened read-only is checked on a temporary copy instead (brought to the current
+    schema there), since even a rolled-back transaction needs the write lock. A PostgreSQL one is
+    checked on the server, in a writable session whose transaction is rolled back: its copy would be
+    a SQLite file that projects the events afresh, and could never show the stored rows' drift.
     """
+    if ledger.readonly and ledger.backend.name == "postgresql":
+        from daydream.ledger.pg_backend import PgBackend
+
+        writable = PgBackend(ledger.backend.url)
+        try:
+            return check(Ledger(ledger.path, writable))
+        finally:
+            writable.close()
     if ledger.readonly:
         return _check_copy(ledger)
 

@@ -243,7 +243,8 @@ VIEWS: dict[str, ViewDoc] = {
 
 
 # The trigger-maintained tables behind cohort_progress, spend and essay_rankings, recomputed from
-# gen_state and cohort_members (the same SQL as migration 0010 uses to fill them).
+# gen_state and cohort_members (the same SQL as migration 0010 uses to fill them; conditions are
+# counted with CASE, not summed as booleans, so that it runs on PostgreSQL too).
 _UNPRICED_SQL = "(COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)"
 _NORM_SQL = ("CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 "
              "/ (g.scale_max - g.scale_min) END")
@@ -256,10 +257,13 @@ _REFRESH = (
     "DELETE FROM cohort_scales",
     f"""INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
            calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced)
-       SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM(g.status = 'completed'),
-              SUM(g.status = 'failed'), SUM(g.status = 'running'), SUM(COALESCE(g.calls, 0)),
+       SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*),
+              SUM(CASE WHEN g.status = 'completed' THEN 1 ELSE 0 END),
+              SUM(CASE WHEN g.status = 'failed' THEN 1 ELSE 0 END),
+              SUM(CASE WHEN g.status = 'running' THEN 1 ELSE 0 END), SUM(COALESCE(g.calls, 0)),
               SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)),
-              SUM(COALESCE(g.completion_tokens, 0)), SUM(COALESCE(g.cost_usd, 0)), SUM({_UNPRICED_SQL})
+              SUM(COALESCE(g.completion_tokens, 0)), SUM(COALESCE(g.cost_usd, 0)),
+              SUM(CASE WHEN {_UNPRICED_SQL} THEN 1 ELSE 0 END)
        FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
        GROUP BY m.cohort_id, g.stage, COALESCE(g.model_id, '')""",
     # The essay's lineage is filled by the trigger that runs on each new row.
