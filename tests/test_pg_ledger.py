@@ -128,10 +128,6 @@ def test_a_password_in_the_url_stays_out_of_messages(pg_server: str) -> None:
     assert ":***@" in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gap (issue 17): --replay-from takes a file path only (click.Path(exists=True) in daydream/cli/run.py, "
-    "Path(replay_from) in plugins/daydream_plugins/provider_replay.py): a PostgreSQL ledger is refused as "
-    "'File ... does not exist' instead of being replayed from (or refused saying to copy it to SQLite)"))
 def test_replay_from_a_postgresql_ledger(pg_url: str, tmp_path) -> None:
     assert run_cli("demo", "--db", pg_url, "--quiet").returncode == 0
     target = str(tmp_path / "target.db")

@@ -112,23 +112,10 @@ def test_batch_sizes_change_nothing_in_the_appended_plan(tmp_path: Path, monkeyp
     small.verify()
 
 
-# Ledger.append_batches on PostgreSQL: daydream/ledger/store.py's _append_in takes ``last`` ("nothing
-# follows in the transaction: commit with the last round trip") and then reuses the name for the
-# LAST_EVENT row, which is truthy on any ledger with events, so finish_append COMMITs after a batch
-# and the next batch finds no transaction (SAVEPOINT ... NoActiveSqlTransaction): the plan is not
-# all or nothing there.
-APPEND_BATCHES_BUG = pytest.mark.xfail(strict=True, reason=(
-    "bug (issue 17): on PostgreSQL Ledger.append_batches commits after a batch once the ledger has events "
-    "(store.py _append_in: the 'last' parameter is overwritten by the LAST_EVENT row), so a plan in several "
-    "batches is not all or nothing"))
-
-
 def test_a_conflict_in_a_late_batch_appends_nothing_of_the_plan(ledger_url: str, tmp_path: Path,
                                                                  request: pytest.FixtureRequest) -> None:
     """The plan's last generation's stream is taken by another event: the plan's batches before it
     are rolled back with it, so the ledger holds exactly what it held before."""
-    if ledger_url.startswith("postgresql://"):
-        request.applymarker(APPEND_BATCHES_BUG)
     reference = Ledger.init(tmp_path / "reference.db")[0]
     plan_cohort(reference, DEMO)
     last_gen = planned_ids(reference)[-1]
@@ -169,8 +156,6 @@ CHILD = textwrap.dedent("""\
 
 def test_a_plan_killed_mid_append_leaves_nothing_visible_and_planning_again_gives_the_same_ids(
         ledger_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if ledger_url.startswith("postgresql://"):
-        request.applymarker(APPEND_BATCHES_BUG)
     db = ledger_url
     child = tmp_path / "plan_and_stop.py"
     child.write_text(CHILD)

@@ -75,6 +75,22 @@ def _echo_groups(groups: list[FailureGroup], cohort: str | None) -> None:
         click.echo(f"      next: {next_step(g, cohort)}", err=True)
 
 
+class ReplaySource(click.Path):
+    """A ledger to replay from: an existing file, or a PostgreSQL URL (checked when it is opened)."""
+
+    name = "ledger"
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from daydream.ledger.pg_backend import is_postgres_url
+
+        if isinstance(value, str) and is_postgres_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def _print_failures(stats: RunStats, cohort: str | None, replay_from: str | None) -> None:
     """What went wrong in this run, grouped by reason, with what to do (stderr)."""
     groups = stats.failure_groups()
@@ -213,8 +229,9 @@ def print_preflight(preflight: Preflight, *, dry_run: bool) -> None:
                    "their provider reports counts against the budget.")
 @click.option("--dry-run", is_flag=True,
               help="Show what is pending, the estimate and the preflight checks; call nothing, record nothing.")
-@click.option("--replay-from", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
-              help="Answer every call from another ledger's recorded calls (same prompt and model).")
+@click.option("--replay-from", type=ReplaySource(), metavar="PATH|URL",
+              help="Answer every call from another ledger's recorded calls (same prompt and model): a ledger "
+                   "file or a postgresql:// URL.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), metavar="S",
               help="Seconds to wait for one LLM answer (default 300).")
 @click.option("--max-tries", type=click.IntRange(min=1, max=20), metavar="N",

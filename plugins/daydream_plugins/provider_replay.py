@@ -112,8 +112,9 @@ def _file_stamp(path: Path) -> tuple[int, ...]:
     return tuple(stamp)
 
 
-def _shared_index(ledger: Ledger) -> ReplayIndex:
-    key = (str(ledger.path.resolve()), _file_stamp(ledger.path))
+def _shared_index(ledger: Ledger, url: str | None = None) -> ReplayIndex:
+    # A server's ledger is unchanged while its last seq is (an append-only chain).
+    key = (url, (ledger.last_seq(),)) if url else (str(ledger.path.resolve()), _file_stamp(ledger.path))
     index = _LAST_INDEX.get(key)
     if index is None:
         # Not filtered by model: requests name their model_id, and one index serves all models.
@@ -133,15 +134,19 @@ class ReplayProvider:
     def __init__(self, model: dict[str, Any], replay_from: str | os.PathLike[str]) -> None:
         self.model = model
         self.model_id = str(model.get("id"))
-        self.path = Path(replay_from)
-        if not self.path.is_file():
+        from daydream.ledger.pg_backend import is_postgres_url, redact
+
+        url = str(replay_from) if is_postgres_url(str(replay_from)) else None
+        # What messages name: the file, or the server's URL without its password.
+        self.path: Any = redact(url) if url else Path(replay_from)
+        if url is None and not self.path.is_file():
             raise ProviderError(f"--replay-from {str(self.path)!r}: the file does not exist; pass an existing "
-                                "ledger file")
+                                "ledger file or a postgresql:// URL")
         try:
             from daydream.ledger.store import Ledger
 
-            self.ledger = Ledger.open(self.path, readonly=True)
-            self.index = _shared_index(self.ledger)
+            self.ledger = Ledger.open(url or self.path, readonly=True)
+            self.index = _shared_index(self.ledger, url)
         except DaydreamError as exc:
             raise ProviderError(f"--replay-from {str(self.path)!r} cannot be replayed: {_why(exc)}; "
                                 "nothing was run") from None
