@@ -116,7 +116,7 @@ def test_the_per_type_triggers_give_what_the_single_feed_trigger_gave(
     old = _fed(tmp_path / "old.db", SINGLE_TRIGGER, events, 1)
     new = _fed(tmp_path / "new.db", "head", events, batch)
     with sqlite3.connect(old.path) as conn:
-        columns = {"gen_state": _columns(conn, "gen_state")}
+        columns = {t: _columns(conn, t) for t in ("gen_state", "cohort_members")}
         parse_failures = {g for (g,) in conn.execute(
             "SELECT gen_id FROM gen_state WHERE error LIKE 'ParseFailed:%'")}
     expected, got = _dump(old.path), _dump(new.path, columns)

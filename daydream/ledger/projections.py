@@ -64,6 +64,13 @@ class EventFields:
         # JSON true reads as 1; IS (not =) makes an absent flag false rather than NULL.
         return f"({self(path)} IS 1)"
 
+    # The integer type of a CAST.
+    integer = "INTEGER"
+
+    def flag(self, condition: str) -> str:
+        """A condition as 0 or 1, to be summed (SQLite's comparisons are integers already)."""
+        return f"({condition})"
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -102,6 +109,63 @@ def render_projections(e: EventFields) -> dict[str, Projection]:
                 f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}\n"
                 f"WHERE {e('stage')} IS NOT NULL{condition}\n"
                 f"ON CONFLICT DO NOTHING")
+
+    # A plan appended in several transactions (PlanStarted) stages its rows: they carry its
+    # plan_id, which every reader filters out and the counters behind status and the report
+    # skip, until its CohortPlanned clears it. A membership staged by a plan that died is taken
+    # over by the plan that links the generation again.
+    staged_member = (f"INSERT INTO cohort_members (cohort_id, gen_id, stage, seq, plan_id)\n"
+                     f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}, {e('plan_id')}\n"
+                     f"WHERE {e('stage')} IS NOT NULL AND {e('plan_id')} IS NOT NULL\n"
+                     f"ON CONFLICT (cohort_id, gen_id) DO UPDATE SET plan_id = excluded.plan_id, seq = excluded.seq\n"
+                     f"WHERE cohort_members.plan_id IS NOT NULL")
+    unstaged = f" AND {e('plan_id')} IS NULL"
+    # A generation staged by a plan that died becomes visible when another plan links it.
+    adopt = (f"UPDATE gen_state SET plan_id = NULL\n"
+             f"WHERE gen_id = {e('gen_id')} AND plan_id IS NOT NULL AND {e('plan_id')} IS NULL")
+    plan = e("plan_id")
+    # The counters of the plan's memberships, added at once (the same sums as the triggers keep
+    # row by row, as daydream.read.views.refresh_read_projections computes them).
+    completed = [
+        f"""INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
+    calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced)
+SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM({e.flag("g.status = 'completed'")}),
+    SUM({e.flag("g.status = 'failed'")}), SUM({e.flag("g.status = 'running'")}), SUM(COALESCE(g.calls, 0)),
+    SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)), SUM(COALESCE(g.completion_tokens, 0)),
+    SUM(COALESCE(g.cost_usd, 0)),
+    SUM({e.flag("COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL")})
+FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
+WHERE m.plan_id = {plan}
+GROUP BY m.cohort_id, g.stage, COALESCE(g.model_id, '')
+ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations,
+    completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed,
+    running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls,
+    failed_calls = cohort_totals.failed_calls + excluded.failed_calls,
+    prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens,
+    cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced""",
+        f"""INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9)
+SELECT m.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
+    SUM(COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0
+        / (g.scale_max - g.scale_min) END) * 1e9) AS {e.integer}), 0))
+FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
+WHERE m.plan_id = {plan} AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL
+    AND g.parent_gen_id IS NOT NULL
+GROUP BY m.cohort_id, g.parent_gen_id
+ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n,
+    total = cohort_essay_scores.total + excluded.total,
+    total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9""",
+        f"""INSERT INTO cohort_scales (cohort_id, scale, n)
+SELECT m.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), COUNT(*)
+FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
+WHERE m.plan_id = {plan} AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL
+    AND g.parent_gen_id IS NOT NULL
+GROUP BY m.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, '')
+ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n""",
+        f"""UPDATE gen_state SET plan_id = NULL
+WHERE plan_id IS NOT NULL AND gen_id IN (SELECT gen_id FROM cohort_members WHERE plan_id = {plan})""",
+        f"UPDATE cohort_members SET plan_id = NULL WHERE plan_id = {plan}",
+    ]
     listed = [
         Projection(ev.GENERATION_PLANNED,
                    "A new generation: its row in gen_state (attempt 1, planned, no calls yet), and "
@@ -109,16 +173,17 @@ def render_projections(e: EventFields) -> dict[str, Projection]:
                    "as it is.", (
                        f"""INSERT INTO gen_state (gen_id, stage, parent_gen_id, combo_id, template_id, template_hash,
     generator, parser, model_id, replicate, origin_cohort_id, planned_seq, imported, attempt, status,
-    calls, failed_calls, updated_seq)
+    calls, failed_calls, updated_seq, plan_id)
 SELECT {e('gen_id')}, {e('stage')}, {e('parent_gen_id')}, {e('combo_id')}, {e('template_id')},
     {e('template_hash')}, {e('generator')}, {e('parser')}, {e('model_id')}, {e('replicate')},
-    {e('cohort_id')}, {e.seq}, 0, 1, 'planned', 0, 0, {e.seq}
+    {e('cohort_id')}, {e.seq}, 0, 1, 'planned', 0, 0, {e.seq}, {e('plan_id')}
 WHERE {e('stage')} IS NOT NULL
 ON CONFLICT DO NOTHING""",
-                       member())),
+                       member(unstaged), staged_member)),
         Projection(ev.GENERATION_LINKED,
-                   "An existing generation joins another cohort (reused work): a membership.", (
-                       member(),)),
+                   "An existing generation joins another cohort (reused work): a membership. Linked "
+                   "outside a staged plan, a generation a dead plan staged becomes visible.", (
+                       adopt, member(unstaged), staged_member)),
         Projection(ev.GENERATION_IMPORTED,
                    "A generation brought in from the previous pipeline, with its results: its row "
                    "as imported (completed or failed), its score's scale, its membership when it "
@@ -225,6 +290,12 @@ WHERE {this_attempt}""",)),
     finish_reason = NULL, error = NULL, parse_failed = 0, lease_until = NULL, worker = NULL,
     latency_s = NULL, updated_seq = {e.seq}
 WHERE gen_id = {e('gen_id')}""",)),
+        Projection(ev.COHORT_PLANNED,
+                   "A plan appended in several transactions is complete (its plan_id): its staged "
+                   "memberships count in the cohort's totals, scores and scales, and they and the "
+                   "generations they name become visible, all at once. A plan appended in one "
+                   "transaction has no plan_id and changes nothing here.",
+                   tuple(completed)),
         Projection(ev.COMBO_DEFINED,
                    "A concept combination: its row in combos.", (
                        f"""INSERT INTO combos (combo_id, concept_ids, level, k, seq)
