@@ -231,14 +231,11 @@ class CohortPlanned(_CohortEvent):
 
 @event
 class PlanStarted(_CohortEvent):
-    """A plan too big for one transaction started: its events follow in several transactions.
+    """A plan too big for one transaction started; its events follow in several (migration 0013)."""
 
-    The generations and links that carry its ``plan_id`` stay invisible to every reader (runner,
-    views, status, report) until the ``CohortPlanned`` with the same ``plan_id`` completes it; a
-    plan that dies part way leaves them invisible, and planning the same spec again resumes it
-    (``resumed``: this process took the plan over and appends what is still missing).
-    """
-
+    # Generations and links carrying its plan_id stay invisible to every reader until the
+    # CohortPlanned with the same plan_id; one that dies part way leaves them invisible, and
+    # planning the same spec again resumes it (resumed: this process took the plan over).
     TYPE = "PlanStarted"
     plan_id: str
     spec_hash: str
