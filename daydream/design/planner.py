@@ -280,6 +280,8 @@ class _Cand(NamedTuple):
 
 
 _STATE_COLS = "gen_id, stage, parent_gen_id, combo_id, template_id, model_id, replicate"
+# A membership a plan still being appended staged is not the cohort's yet (migration 0013).
+_VISIBLE_MEMBER = "(m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans))"
 
 
 def _resolve(ledger: Ledger, stage: str, cands: dict[str, _Cand],
@@ -354,9 +356,10 @@ class _Planning:
         A membership staged by the plan being resumed is a link made already; one staged by
         another plan that never completed is linked again (the new link takes it over).
         """
+        # {gen_id: the open plan that staged its membership, or None when it is visible}
         members = {r[0]: r[1] for r in _select(
-            self.ledger, "SELECT gen_id, plan_id FROM cohort_members WHERE cohort_id = ? AND gen_id IN ({marks})",
-            gen_ids, (self.cohort,))}
+            self.ledger, "SELECT m.gen_id, CASE WHEN m.plan_id IN (SELECT plan_id FROM open_plans) THEN m.plan_id END "
+                         "FROM cohort_members m WHERE m.cohort_id = ? AND m.gen_id IN ({marks})", gen_ids, (self.cohort,))}
         visible = sum(1 for g in gen_ids if g in members and members[g] is None)
         linked = [(g,) for g in gen_ids if g not in members or members[g] not in (None, self.resume)]
         self.counts[stage]["existing"] += visible
@@ -872,7 +875,8 @@ def list_cohorts(ledger: Ledger) -> list[dict[str, Any]]:
                                           "spec_version": e.payload["spec_version"],
                                           "spec_hash": e.payload["spec_hash"], "planned_at": e.recorded_at}
     # Memberships staged by a plan still being appended (plan_id) are not the cohort's yet.
-    counts = ledger.query("SELECT cohort_id, stage, COUNT(*) FROM cohort_members WHERE plan_id IS NULL "
+    counts = ledger.query("SELECT cohort_id, stage, COUNT(*) FROM cohort_members m WHERE "
+                          f"{_VISIBLE_MEMBER} "
                           "GROUP BY cohort_id, stage")
     for cohort_id, stage, n in counts:
         if cohort_id in latest:
@@ -894,7 +898,7 @@ def show_cohort(ledger: Ledger, cohort_id: str) -> dict[str, Any]:
     stages: dict[str, dict[str, int]] = {}
     for stage, status, n in ledger.query(
             "SELECT m.stage, COALESCE(g.status, 'unknown'), COUNT(*) FROM cohort_members m "
-            "LEFT JOIN gen_state g ON g.gen_id = m.gen_id WHERE m.cohort_id = ? AND m.plan_id IS NULL "
+            f"LEFT JOIN gen_state g ON g.gen_id = m.gen_id WHERE m.cohort_id = ? AND {_VISIBLE_MEMBER} "
             "GROUP BY m.stage, g.status", (cohort_id,)):
         stages.setdefault(stage, {})[status] = n
     return {

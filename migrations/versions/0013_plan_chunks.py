@@ -1,32 +1,34 @@
-"""Plans in several transactions, invisible until complete: ``plan_id`` on gen_state and cohort_members.
+"""Plans in several transactions, invisible until complete: open plans and the rows they stage.
 
 A plan too big for one write transaction (issue 15: a million generations held the write lock for
-two minutes, longer than other writers wait) is appended in chunks of a few seconds each, between
-``PlanStarted`` and ``CohortPlanned`` events that carry its ``plan_id``. Its ``GenerationPlanned``
-and ``GenerationLinked`` events carry the plan id too, and their rows are *staged*:
+two minutes, longer than other writers wait) is appended in transactions of a few seconds each,
+between a ``PlanStarted`` and the ``CohortPlanned`` that completes it, both carrying its
+``plan_id``; so do its ``GenerationPlanned`` and ``GenerationLinked`` events, whose rows are
+*staged* while the plan is open:
 
-- ``gen_state.plan_id`` and ``cohort_members.plan_id`` (new, NULL for every existing row): the open
-  plan that staged the row. Partial indexes (``WHERE plan_id IS NOT NULL``) find a plan's rows.
+- ``gen_state.plan_id``, ``cohort_members.plan_id`` (new, NULL for every existing row): the plan
+  that staged the row. A row is visible when its plan_id is NULL or not in ``open_plans``.
+- ``open_plans`` (plan_id, cohort_id): the plans started and not completed (a plan that died
+  stays there, its rows invisible for good unless a later plan links them). ``plan_totals``: the
+  new generations an open plan staged, counted per cohort, stage and model as they come.
+  ``plan_links``: the generations an open plan links. Both are emptied when it completes.
 - The counter triggers behind ``cohort_progress``, ``spend`` and ``essay_rankings``
-  (``read_gen_*``, ``read_member_*``: 0003 and 0010) skip staged memberships (``m.plan_id IS
-  NULL``, ``NEW/OLD.plan_id IS NULL``); otherwise the same text.
-- Projections (``daydream/ledger/projections.py``, frozen below): ``GenerationPlanned`` and
-  ``GenerationLinked`` stage their rows when the event has a plan id; a ``GenerationLinked``
-  outside a staged plan makes visible a generation that a plan which died had staged;
-  ``CohortPlanned`` (now projected) with a plan id completes it in a few set-based statements:
-  the plan's memberships are added to the counters in one aggregate each, and the plan id is
-  cleared from them and from the generations they name.
+  (``read_gen_*``, ``read_member_*``: 0003 and 0010) skip staged memberships; otherwise the same text.
+- Projections (``daydream/ledger/projections.py``, frozen below): ``PlanStarted`` (now projected)
+  opens the plan; ``GenerationPlanned`` and ``GenerationLinked`` stage their rows and count them;
+  ``CohortPlanned`` (now projected) with a plan id completes it in a few set-based statements
+  whose cost does not grow with the plan's new generations: their counts are added from
+  ``plan_totals``, its links' from the rows they name, and the plan leaves ``open_plans``, which
+  makes every row it staged visible at once (no row is rewritten). A generation an open plan
+  staged becomes visible on its own when another plan links it.
 - Views that read gen_state or cohort_members rows directly filter staged rows out:
   ``generations``, ``cohort_membership``, ``scores``, ``evaluator_agreement``,
   ``evaluation_design`` (otherwise their 0011 text). The runner's pending queries filter them
   too (daydream/run/pending.py).
 
-A plan that dies part way leaves its events (the ledger is append-only) and its staged rows, which
-no reader shows; planning the same spec again resumes it under the same plan id.
-
-PostgreSQL: the same, from the frozen script beside this file (0013_postgresql.sql): the columns
-and indexes, the counter functions and the projection function (``daydream_project``) replaced,
-``CohortPlanned`` projected, the five views replaced (same columns).
+PostgreSQL: the same, from the frozen script beside this file (0013_postgresql.sql): columns,
+tables and indexes, the counter functions and the projection function (``daydream_project``)
+replaced, ``PlanStarted`` and ``CohortPlanned`` projected, the five views replaced (same columns).
 
 Revision ID: 0013_plan_chunks
 Revises: 0011_projections_per_type
@@ -63,6 +65,7 @@ PROJECTED_TYPES = (
     "ParseFailed",
     "GenerationFailed",
     "GenerationRetried",
+    "PlanStarted",
     "CohortPlanned",
     "ComboDefined",
 )
@@ -79,31 +82,32 @@ SELECT json_extract(NEW.payload, '$.gen_id'), json_extract(NEW.payload, '$.stage
     json_extract(NEW.payload, '$.cohort_id'), NEW.seq, 0, 1, 'planned', 0, 0, NEW.seq, json_extract(NEW.payload, '$.plan_id')
 WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL
 ON CONFLICT DO NOTHING;
-INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)
-SELECT json_extract(NEW.payload, '$.cohort_id'), json_extract(NEW.payload, '$.gen_id'), json_extract(NEW.payload, '$.stage'), NEW.seq
-WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL AND json_extract(NEW.payload, '$.plan_id') IS NULL
-ON CONFLICT DO NOTHING;
 INSERT INTO cohort_members (cohort_id, gen_id, stage, seq, plan_id)
 SELECT json_extract(NEW.payload, '$.cohort_id'), json_extract(NEW.payload, '$.gen_id'), json_extract(NEW.payload, '$.stage'), NEW.seq, json_extract(NEW.payload, '$.plan_id')
-WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL AND json_extract(NEW.payload, '$.plan_id') IS NOT NULL
+WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL
 ON CONFLICT (cohort_id, gen_id) DO UPDATE SET plan_id = excluded.plan_id, seq = excluded.seq
-WHERE cohort_members.plan_id IS NOT NULL;
+WHERE excluded.plan_id IS NOT NULL AND cohort_members.plan_id IN (SELECT plan_id FROM open_plans);
+INSERT INTO plan_totals (plan_id, cohort_id, stage, model_key, generations)
+SELECT json_extract(NEW.payload, '$.plan_id'), json_extract(NEW.payload, '$.cohort_id'), json_extract(NEW.payload, '$.stage'), COALESCE(json_extract(NEW.payload, '$.model_id'), ''), 1
+WHERE json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans) AND EXISTS (SELECT 1 FROM gen_state WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND plan_id = json_extract(NEW.payload, '$.plan_id'))
+ON CONFLICT (plan_id, cohort_id, stage, model_key) DO UPDATE SET generations = plan_totals.generations + 1;
 END""",
     "GenerationLinked": """CREATE TRIGGER project_GenerationLinked INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'GenerationLinked'
 BEGIN
--- An existing generation joins another cohort (reused work): a membership. Linked outside a staged
--- plan, a generation a dead plan staged becomes visible.
+-- An existing generation joins another cohort (reused work): a membership. Linked outside an open
+-- plan, a generation an open plan staged becomes visible.
 UPDATE gen_state SET plan_id = NULL
-WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND plan_id IS NOT NULL AND json_extract(NEW.payload, '$.plan_id') IS NULL;
-INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)
-SELECT json_extract(NEW.payload, '$.cohort_id'), json_extract(NEW.payload, '$.gen_id'), json_extract(NEW.payload, '$.stage'), NEW.seq
-WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL AND json_extract(NEW.payload, '$.plan_id') IS NULL
-ON CONFLICT DO NOTHING;
+WHERE gen_id = json_extract(NEW.payload, '$.gen_id') AND plan_id IN (SELECT plan_id FROM open_plans)
+    AND (json_extract(NEW.payload, '$.plan_id') IS NULL OR json_extract(NEW.payload, '$.plan_id') NOT IN (SELECT plan_id FROM open_plans));
 INSERT INTO cohort_members (cohort_id, gen_id, stage, seq, plan_id)
 SELECT json_extract(NEW.payload, '$.cohort_id'), json_extract(NEW.payload, '$.gen_id'), json_extract(NEW.payload, '$.stage'), NEW.seq, json_extract(NEW.payload, '$.plan_id')
-WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL AND json_extract(NEW.payload, '$.plan_id') IS NOT NULL
+WHERE json_extract(NEW.payload, '$.stage') IS NOT NULL
 ON CONFLICT (cohort_id, gen_id) DO UPDATE SET plan_id = excluded.plan_id, seq = excluded.seq
-WHERE cohort_members.plan_id IS NOT NULL;
+WHERE excluded.plan_id IS NOT NULL AND cohort_members.plan_id IN (SELECT plan_id FROM open_plans);
+INSERT INTO plan_links (plan_id, cohort_id, gen_id)
+SELECT json_extract(NEW.payload, '$.plan_id'), json_extract(NEW.payload, '$.cohort_id'), json_extract(NEW.payload, '$.gen_id')
+WHERE json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans) AND json_extract(NEW.payload, '$.stage') IS NOT NULL
+ON CONFLICT DO NOTHING;
 END""",
     "GenerationImported": """CREATE TRIGGER project_GenerationImported INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'GenerationImported'
 BEGIN
@@ -236,21 +240,32 @@ UPDATE gen_state SET attempt = json_extract(NEW.payload, '$.attempt'), status = 
     latency_s = NULL, updated_seq = NEW.seq
 WHERE gen_id = json_extract(NEW.payload, '$.gen_id');
 END""",
+    "PlanStarted": """CREATE TRIGGER project_PlanStarted INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'PlanStarted'
+BEGIN
+-- A plan appended in several transactions is open: what it stages stays invisible.
+INSERT INTO open_plans (plan_id, cohort_id)
+SELECT json_extract(NEW.payload, '$.plan_id'), json_extract(NEW.payload, '$.cohort_id')
+WHERE json_extract(NEW.payload, '$.plan_id') IS NOT NULL
+ON CONFLICT DO NOTHING;
+END""",
     "CohortPlanned": """CREATE TRIGGER project_CohortPlanned INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'CohortPlanned'
 BEGIN
--- A plan appended in several transactions is complete (its plan_id): its staged memberships count in
--- the cohort's totals, scores and scales, and they and the generations they name become visible, all
--- at once. A plan appended in one transaction has no plan_id and changes nothing here.
+-- A plan appended in several transactions is complete (its plan_id): its new generations and its links
+-- count in the cohort's totals, scores and scales, and everything it staged is visible, all at once. A
+-- plan appended in one transaction has no plan_id and changes nothing here.
+INSERT INTO cohort_totals (cohort_id, stage, model_key, generations)
+SELECT cohort_id, stage, model_key, generations FROM plan_totals WHERE plan_id = json_extract(NEW.payload, '$.plan_id') AND json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans)
+ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations;
 INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
     calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced)
-SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM((g.status = 'completed')),
+SELECT l.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM((g.status = 'completed')),
     SUM((g.status = 'failed')), SUM((g.status = 'running')), SUM(COALESCE(g.calls, 0)),
     SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)), SUM(COALESCE(g.completion_tokens, 0)),
     SUM(COALESCE(g.cost_usd, 0)),
     SUM((COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL))
-FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-WHERE m.plan_id = json_extract(NEW.payload, '$.plan_id')
-GROUP BY m.cohort_id, g.stage, COALESCE(g.model_id, '')
+FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id
+WHERE l.plan_id = json_extract(NEW.payload, '$.plan_id') AND json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans)
+GROUP BY l.cohort_id, g.stage, COALESCE(g.model_id, '')
 ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations,
     completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed,
     running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls,
@@ -259,26 +274,27 @@ ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_tot
     completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens,
     cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
 INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9)
-SELECT m.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
+SELECT l.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
     SUM(COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0
         / (g.scale_max - g.scale_min) END) * 1e9) AS INTEGER), 0))
-FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-WHERE m.plan_id = json_extract(NEW.payload, '$.plan_id') AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL
-    AND g.parent_gen_id IS NOT NULL
-GROUP BY m.cohort_id, g.parent_gen_id
+FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id
+WHERE l.plan_id = json_extract(NEW.payload, '$.plan_id') AND json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL
+GROUP BY l.cohort_id, g.parent_gen_id
 ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n,
     total = cohort_essay_scores.total + excluded.total,
     total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
 INSERT INTO cohort_scales (cohort_id, scale, n)
-SELECT m.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), COUNT(*)
-FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-WHERE m.plan_id = json_extract(NEW.payload, '$.plan_id') AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL
-    AND g.parent_gen_id IS NOT NULL
-GROUP BY m.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, '')
+SELECT l.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), COUNT(*)
+FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id
+WHERE l.plan_id = json_extract(NEW.payload, '$.plan_id') AND json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL
+GROUP BY l.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, '')
 ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
 UPDATE gen_state SET plan_id = NULL
-WHERE plan_id IS NOT NULL AND gen_id IN (SELECT gen_id FROM cohort_members WHERE plan_id = json_extract(NEW.payload, '$.plan_id'));
-UPDATE cohort_members SET plan_id = NULL WHERE plan_id = json_extract(NEW.payload, '$.plan_id');
+WHERE gen_id IN (SELECT gen_id FROM plan_links WHERE plan_id = json_extract(NEW.payload, '$.plan_id')) AND json_extract(NEW.payload, '$.plan_id') IN (SELECT plan_id FROM open_plans)
+    AND plan_id IN (SELECT plan_id FROM open_plans WHERE plan_id != json_extract(NEW.payload, '$.plan_id'));
+DELETE FROM plan_totals WHERE plan_id = json_extract(NEW.payload, '$.plan_id');
+DELETE FROM plan_links WHERE plan_id = json_extract(NEW.payload, '$.plan_id');
+DELETE FROM open_plans WHERE plan_id = json_extract(NEW.payload, '$.plan_id');
 END""",
     "ComboDefined": """CREATE TRIGGER project_ComboDefined INSTEAD OF INSERT ON projection_feed WHEN NEW.type = 'ComboDefined'
 BEGIN
@@ -291,21 +307,22 @@ END""",
 }
 
 # The projection triggers this revision replaces or adds (the others are 0011's, unchanged).
-CHANGED_TYPES = ("GenerationPlanned", "GenerationLinked", "CohortPlanned")
+CHANGED_TYPES = ("GenerationPlanned", "GenerationLinked", "PlanStarted", "CohortPlanned")
+NEW_TABLES = ("open_plans", "plan_totals", "plan_links")
 
 # ------------------------------------------------------------------------------------------------
 # The counter triggers and views as this revision makes them (generated once from 0011's text by
-# adding the plan_id conditions; frozen), then as they were before it (for the downgrade).
+# adding the visibility conditions; frozen), then as they were before it (for the downgrade).
 COUNTER_TRIGGERS = {
-    "read_gen_inserted": """CREATE TRIGGER read_gen_inserted AFTER INSERT ON gen_state BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed'), 1 * (NEW.status = 'failed'), 1 * (NEW.status = 'running'), 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
-    "read_gen_inserted_scored": """CREATE TRIGGER read_gen_inserted_scored AFTER INSERT ON gen_state WHEN NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL BEGIN INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
-    "read_gen_deleted": """CREATE TRIGGER read_gen_deleted AFTER DELETE ON gen_state BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed'), -1 * (OLD.status = 'failed'), -1 * (OLD.status = 'running'), -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced;INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
-    "read_gen_totals_changed": """CREATE TRIGGER read_gen_totals_changed AFTER UPDATE OF status, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd ON gen_state WHEN (OLD.status IS NOT NEW.status OR OLD.calls IS NOT NEW.calls OR OLD.failed_calls IS NOT NEW.failed_calls OR OLD.prompt_tokens IS NOT NEW.prompt_tokens OR OLD.completion_tokens IS NOT NEW.completion_tokens OR OLD.cost_usd IS NOT NEW.cost_usd) AND OLD.model_id IS NEW.model_id AND OLD.stage IS NEW.stage BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 0, (NEW.status = 'completed') - (OLD.status = 'completed'), (NEW.status = 'failed') - (OLD.status = 'failed'), (NEW.status = 'running') - (OLD.status = 'running'), COALESCE(NEW.calls, 0) - COALESCE(OLD.calls, 0), COALESCE(NEW.failed_calls, 0) - COALESCE(OLD.failed_calls, 0), COALESCE(NEW.prompt_tokens, 0) - COALESCE(OLD.prompt_tokens, 0), COALESCE(NEW.completion_tokens, 0) - COALESCE(OLD.completion_tokens, 0), COALESCE(NEW.cost_usd, 0) - COALESCE(OLD.cost_usd, 0), (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) - (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
-    "read_gen_key_changed": """CREATE TRIGGER read_gen_key_changed AFTER UPDATE OF model_id, stage ON gen_state WHEN NOT (OLD.model_id IS NEW.model_id AND OLD.stage IS NEW.stage) BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed'), -1 * (OLD.status = 'failed'), -1 * (OLD.status = 'running'), -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced;INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed'), 1 * (NEW.status = 'failed'), 1 * (NEW.status = 'running'), 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
-    "read_gen_score_changed": """CREATE TRIGGER read_gen_score_changed AFTER UPDATE OF score, parent_gen_id, stage, scale_min, scale_max ON gen_state WHEN (OLD.score IS NOT NEW.score OR OLD.parent_gen_id IS NOT NEW.parent_gen_id OR OLD.stage IS NOT NEW.stage OR OLD.scale_min IS NOT NEW.scale_min OR OLD.scale_max IS NOT NEW.scale_max) AND (OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL OR NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL) BEGIN INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n;INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
-    "read_member_inserted": """CREATE TRIGGER read_member_inserted AFTER INSERT ON cohort_members BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT NEW.cohort_id, g.stage, COALESCE(g.model_id, ''), 1, 1 * (g.status = 'completed'), 1 * (g.status = 'failed'), 1 * (g.status = 'running'), 1 * COALESCE(g.calls, 0), 1 * COALESCE(g.failed_calls, 0), 1 * COALESCE(g.prompt_tokens, 0), 1 * COALESCE(g.completion_tokens, 0), 1 * COALESCE(g.cost_usd, 0), 1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL) FROM gen_state g WHERE g.gen_id = NEW.gen_id AND NEW.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
-    "read_member_inserted_evaluation": """CREATE TRIGGER read_member_inserted_evaluation AFTER INSERT ON cohort_members WHEN NEW.stage = 'evaluation' BEGIN INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT NEW.cohort_id, g.parent_gen_id, 1, 1 * g.score, 1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS INTEGER), 0) FROM gen_state g WHERE g.gen_id = NEW.gen_id AND NEW.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT NEW.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), 1 FROM gen_state g WHERE g.gen_id = NEW.gen_id AND NEW.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
-    "read_member_deleted": """CREATE TRIGGER read_member_deleted AFTER DELETE ON cohort_members BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT OLD.cohort_id, g.stage, COALESCE(g.model_id, ''), -1, -1 * (g.status = 'completed'), -1 * (g.status = 'failed'), -1 * (g.status = 'running'), -1 * COALESCE(g.calls, 0), -1 * COALESCE(g.failed_calls, 0), -1 * COALESCE(g.prompt_tokens, 0), -1 * COALESCE(g.completion_tokens, 0), -1 * COALESCE(g.cost_usd, 0), -1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL) FROM gen_state g WHERE g.gen_id = OLD.gen_id AND OLD.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced;INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT OLD.cohort_id, g.parent_gen_id, -1, -1 * g.score, -1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS INTEGER), 0) FROM gen_state g WHERE g.gen_id = OLD.gen_id AND OLD.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT OLD.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), -1 FROM gen_state g WHERE g.gen_id = OLD.gen_id AND OLD.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
+    "read_gen_inserted": """CREATE TRIGGER read_gen_inserted AFTER INSERT ON gen_state BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed'), 1 * (NEW.status = 'failed'), 1 * (NEW.status = 'running'), 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
+    "read_gen_inserted_scored": """CREATE TRIGGER read_gen_inserted_scored AFTER INSERT ON gen_state WHEN NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL BEGIN INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
+    "read_gen_deleted": """CREATE TRIGGER read_gen_deleted AFTER DELETE ON gen_state BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed'), -1 * (OLD.status = 'failed'), -1 * (OLD.status = 'running'), -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced;INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
+    "read_gen_totals_changed": """CREATE TRIGGER read_gen_totals_changed AFTER UPDATE OF status, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd ON gen_state WHEN (OLD.status IS NOT NEW.status OR OLD.calls IS NOT NEW.calls OR OLD.failed_calls IS NOT NEW.failed_calls OR OLD.prompt_tokens IS NOT NEW.prompt_tokens OR OLD.completion_tokens IS NOT NEW.completion_tokens OR OLD.cost_usd IS NOT NEW.cost_usd) AND OLD.model_id IS NEW.model_id AND OLD.stage IS NEW.stage BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 0, (NEW.status = 'completed') - (OLD.status = 'completed'), (NEW.status = 'failed') - (OLD.status = 'failed'), (NEW.status = 'running') - (OLD.status = 'running'), COALESCE(NEW.calls, 0) - COALESCE(OLD.calls, 0), COALESCE(NEW.failed_calls, 0) - COALESCE(OLD.failed_calls, 0), COALESCE(NEW.prompt_tokens, 0) - COALESCE(OLD.prompt_tokens, 0), COALESCE(NEW.completion_tokens, 0) - COALESCE(OLD.completion_tokens, 0), COALESCE(NEW.cost_usd, 0) - COALESCE(OLD.cost_usd, 0), (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) - (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
+    "read_gen_key_changed": """CREATE TRIGGER read_gen_key_changed AFTER UPDATE OF model_id, stage ON gen_state WHEN NOT (OLD.model_id IS NEW.model_id AND OLD.stage IS NEW.stage) BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed'), -1 * (OLD.status = 'failed'), -1 * (OLD.status = 'running'), -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced;INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed'), 1 * (NEW.status = 'failed'), 1 * (NEW.status = 'running'), 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
+    "read_gen_score_changed": """CREATE TRIGGER read_gen_score_changed AFTER UPDATE OF score, parent_gen_id, stage, scale_min, scale_max ON gen_state WHEN (OLD.score IS NOT NEW.score OR OLD.parent_gen_id IS NOT NEW.parent_gen_id OR OLD.stage IS NOT NEW.stage OR OLD.scale_min IS NOT NEW.scale_min OR OLD.scale_max IS NOT NEW.scale_max) AND (OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL OR NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL) BEGIN INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n;INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS INTEGER), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
+    "read_member_inserted": """CREATE TRIGGER read_member_inserted AFTER INSERT ON cohort_members BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT NEW.cohort_id, g.stage, COALESCE(g.model_id, ''), 1, 1 * (g.status = 'completed'), 1 * (g.status = 'failed'), 1 * (g.status = 'running'), 1 * COALESCE(g.calls, 0), 1 * COALESCE(g.failed_calls, 0), 1 * COALESCE(g.prompt_tokens, 0), 1 * COALESCE(g.completion_tokens, 0), 1 * COALESCE(g.cost_usd, 0), 1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL) FROM gen_state g WHERE g.gen_id = NEW.gen_id AND (NEW.plan_id IS NULL OR NEW.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
+    "read_member_inserted_evaluation": """CREATE TRIGGER read_member_inserted_evaluation AFTER INSERT ON cohort_members WHEN NEW.stage = 'evaluation' BEGIN INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT NEW.cohort_id, g.parent_gen_id, 1, 1 * g.score, 1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS INTEGER), 0) FROM gen_state g WHERE g.gen_id = NEW.gen_id AND (NEW.plan_id IS NULL OR NEW.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT NEW.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), 1 FROM gen_state g WHERE g.gen_id = NEW.gen_id AND (NEW.plan_id IS NULL OR NEW.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
+    "read_member_deleted": """CREATE TRIGGER read_member_deleted AFTER DELETE ON cohort_members BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT OLD.cohort_id, g.stage, COALESCE(g.model_id, ''), -1, -1 * (g.status = 'completed'), -1 * (g.status = 'failed'), -1 * (g.status = 'running'), -1 * COALESCE(g.calls, 0), -1 * COALESCE(g.failed_calls, 0), -1 * COALESCE(g.prompt_tokens, 0), -1 * COALESCE(g.completion_tokens, 0), -1 * COALESCE(g.cost_usd, 0), -1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL) FROM gen_state g WHERE g.gen_id = OLD.gen_id AND (OLD.plan_id IS NULL OR OLD.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced;INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT OLD.cohort_id, g.parent_gen_id, -1, -1 * g.score, -1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS INTEGER), 0) FROM gen_state g WHERE g.gen_id = OLD.gen_id AND (OLD.plan_id IS NULL OR OLD.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = n + excluded.n, total = total + excluded.total, total_norm_e9 = total_norm_e9 + excluded.total_norm_e9;INSERT INTO cohort_scales (cohort_id, scale, n) SELECT OLD.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), -1 FROM gen_state g WHERE g.gen_id = OLD.gen_id AND (OLD.plan_id IS NULL OR OLD.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = n + excluded.n; END""",
 }
 VIEWS = {
     "generations": """-- One row per generation (current attempt), with its prompt, raw response and parsed text.
@@ -319,13 +336,13 @@ SELECT g.gen_id, g.stage, g.status, (g.status = 'planned' AND g.parent_gen_id IS
        g.finish_reason, g.error, g.prompt_hash, g.raw_hash, g.parsed_hash, g.planned_seq,
        g.updated_seq
 FROM gen_state g
-WHERE g.plan_id IS NULL""",
+WHERE (g.plan_id IS NULL OR g.plan_id NOT IN (SELECT plan_id FROM open_plans))""",
     "cohort_membership": """-- One row per (cohort, generation): which generations a cohort uses, planned or linked (reused).
 SELECT m.cohort_id, m.stage, m.gen_id, g.status, (g.status = 'planned' AND g.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state p WHERE p.gen_id = g.parent_gen_id AND (p.status = 'failed' OR (p.status = 'planned' AND p.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state q WHERE q.gen_id = p.parent_gen_id AND q.status = 'failed'))))) AS blocked, g.template_id, g.model_id,
        g.replicate, CASE WHEN g.origin_cohort_id = m.cohort_id THEN 'planned' ELSE 'linked' END
        AS joined_as, m.seq
 FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-WHERE m.plan_id IS NULL""",
+WHERE (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans))""",
     "scores": """-- One row per evaluation generation: the essay it judged, rubric, evaluator and score (or why not), with the score's scale and the score on 0-1.
 SELECT v.gen_id AS evaluation_gen_id, v.parent_gen_id AS essay_gen_id, v.template_id AS rubric,
        v.model_id AS evaluator, v.replicate, v.attempt, v.status, v.score,
@@ -340,7 +357,7 @@ SELECT v.gen_id AS evaluation_gen_id, v.parent_gen_id AS essay_gen_id, v.templat
        CASE WHEN v.score IS NOT NULL AND v.scale_max > v.scale_min
             THEN (v.score - v.scale_min) * 1.0 / (v.scale_max - v.scale_min) END AS score_norm
 FROM gen_state v
-WHERE v.stage = 'evaluation' AND v.plan_id IS NULL""",
+WHERE v.stage = 'evaluation' AND (v.plan_id IS NULL OR v.plan_id NOT IN (SELECT plan_id FROM open_plans))""",
     "evaluator_agreement": """-- One row per rubric and evaluator model: how that evaluator scores (compare rows of one rubric), on the rubric's scale (score_norm if its scores mix scales).
 SELECT rubric, evaluator, evaluations, scored, essays,
        CASE WHEN mixed THEN ROUND(s1n / scored, 6) ELSE ROUND(s1 / scored, 4) END AS mean,
@@ -357,7 +374,7 @@ FROM (SELECT v.template_id AS rubric, v.model_id AS evaluator, COUNT(*) AS evalu
       FROM (SELECT template_id, model_id, parent_gen_id, score, status, parse_failed, CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END AS norm,
                    CASE WHEN g.score IS NOT NULL THEN scale_min END AS scale_min,
                    CASE WHEN g.score IS NOT NULL THEN scale_max END AS scale_max
-            FROM gen_state g WHERE g.stage = 'evaluation' AND g.plan_id IS NULL) v
+            FROM gen_state g WHERE g.stage = 'evaluation' AND (g.plan_id IS NULL OR g.plan_id NOT IN (SELECT plan_id FROM open_plans))) v
       GROUP BY v.template_id, v.model_id)""",
     "evaluation_design": """-- One row per cohort and scored evaluation: its score and the design of its whole lineage.
 SELECT m.cohort_id, s.evaluation_gen_id, s.essay_gen_id, d.gen_id AS draft_gen_id,
@@ -378,9 +395,9 @@ LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id AND d.stage != 'essay'
 -- A cohort whose rubrics use different scales is compared on score_norm (0-1), as daydream compare does.
 JOIN (SELECT m2.cohort_id, COUNT(DISTINCT s2.scale_min || '-' || s2.scale_max) AS scales
       FROM cohort_members m2 JOIN scores s2 ON s2.evaluation_gen_id = m2.gen_id
-      WHERE m2.stage = 'evaluation' AND m2.plan_id IS NULL AND s2.score IS NOT NULL GROUP BY m2.cohort_id) k
+      WHERE m2.stage = 'evaluation' AND (m2.plan_id IS NULL OR m2.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND s2.score IS NOT NULL GROUP BY m2.cohort_id) k
   ON k.cohort_id = m.cohort_id
-WHERE m.stage = 'evaluation' AND m.plan_id IS NULL AND s.score IS NOT NULL""",
+WHERE m.stage = 'evaluation' AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND s.score IS NOT NULL""",
 }
 PREVIOUS_COUNTER_TRIGGERS = {
     "read_gen_inserted": """CREATE TRIGGER read_gen_inserted AFTER INSERT ON gen_state BEGIN INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed'), 1 * (NEW.status = 'failed'), 1 * (NEW.status = 'running'), 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL) FROM cohort_members m WHERE m.gen_id = NEW.gen_id ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = generations + excluded.generations, completed = completed + excluded.completed, failed = failed + excluded.failed, running = running + excluded.running, calls = calls + excluded.calls, failed_calls = failed_calls + excluded.failed_calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced; END""",
@@ -501,6 +518,18 @@ def upgrade() -> None:
         comment="the open plan that staged this membership: not counted, not shown until the plan completes"))
     op.execute("CREATE INDEX ix_gen_state_plan ON gen_state (plan_id) WHERE plan_id IS NOT NULL")
     op.execute("CREATE INDEX ix_cohort_members_plan ON cohort_members (plan_id) WHERE plan_id IS NOT NULL")
+    op.create_table("open_plans",
+                    sa.Column("plan_id", sa.Text, primary_key=True, comment="a plan started and not completed"),
+                    sa.Column("cohort_id", sa.Text, nullable=False))
+    op.create_table("plan_totals",
+                    sa.Column("plan_id", sa.Text, primary_key=True), sa.Column("cohort_id", sa.Text, primary_key=True),
+                    sa.Column("stage", sa.Text, primary_key=True), sa.Column("model_key", sa.Text, primary_key=True),
+                    sa.Column("generations", sa.Integer, nullable=False, server_default="0",
+                              comment="new generations the open plan staged: counted when it completes"))
+    op.create_table("plan_links",
+                    sa.Column("plan_id", sa.Text, primary_key=True), sa.Column("cohort_id", sa.Text, primary_key=True),
+                    sa.Column("gen_id", sa.Text, primary_key=True,
+                              comment="a generation the open plan links: counted when it completes"))
     for event_type in CHANGED_TYPES:
         op.execute(f"DROP TRIGGER IF EXISTS project_{event_type}")
         op.execute(PROJECTION_TRIGGERS[event_type])
@@ -522,6 +551,8 @@ def downgrade() -> None:
     op.execute("DELETE FROM projected_types")
     op.bulk_insert(sa.table("projected_types", sa.column("type", sa.Text)),
                    [{"type": t} for t in before.PROJECTED_TYPES])
+    for table in NEW_TABLES:
+        op.drop_table(table)
     op.execute("DROP INDEX IF EXISTS ix_cohort_members_plan")
     op.execute("DROP INDEX IF EXISTS ix_gen_state_plan")
     op.drop_column("cohort_members", "plan_id")

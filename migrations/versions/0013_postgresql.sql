@@ -3,67 +3,70 @@ ALTER TABLE gen_state ADD COLUMN plan_id TEXT COLLATE "C";
 ALTER TABLE cohort_members ADD COLUMN plan_id TEXT COLLATE "C";
 CREATE INDEX ix_gen_state_plan ON gen_state (plan_id) WHERE plan_id IS NOT NULL;
 CREATE INDEX ix_cohort_members_plan ON cohort_members (plan_id) WHERE plan_id IS NOT NULL;
+CREATE TABLE open_plans (plan_id TEXT COLLATE "C" PRIMARY KEY, cohort_id TEXT COLLATE "C" NOT NULL);
+CREATE TABLE plan_totals (plan_id TEXT COLLATE "C" NOT NULL, cohort_id TEXT COLLATE "C" NOT NULL, stage TEXT COLLATE "C" NOT NULL, model_key TEXT COLLATE "C" NOT NULL, generations BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (plan_id, cohort_id, stage, model_key));
+CREATE TABLE plan_links (plan_id TEXT COLLATE "C" NOT NULL, cohort_id TEXT COLLATE "C" NOT NULL, gen_id TEXT COLLATE "C" NOT NULL, PRIMARY KEY (plan_id, cohort_id, gen_id));
 CREATE OR REPLACE FUNCTION read_gen_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed')::int, 1 * (NEW.status = 'failed')::int, 1 * (NEW.status = 'running')::int, 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed')::int, 1 * (NEW.status = 'failed')::int, 1 * (NEW.status = 'running')::int, 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_gen_inserted_scored() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
-    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
+    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
+    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_gen_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed')::int, -1 * (OLD.status = 'failed')::int, -1 * (OLD.status = 'running')::int, -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
-    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
-    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed')::int, -1 * (OLD.status = 'failed')::int, -1 * (OLD.status = 'running')::int, -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
+    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_gen_totals_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 0, (NEW.status = 'completed')::int - (OLD.status = 'completed')::int, (NEW.status = 'failed')::int - (OLD.status = 'failed')::int, (NEW.status = 'running')::int - (OLD.status = 'running')::int, COALESCE(NEW.calls, 0) - COALESCE(OLD.calls, 0), COALESCE(NEW.failed_calls, 0) - COALESCE(OLD.failed_calls, 0), COALESCE(NEW.prompt_tokens, 0) - COALESCE(OLD.prompt_tokens, 0), COALESCE(NEW.completion_tokens, 0) - COALESCE(OLD.completion_tokens, 0), COALESCE(NEW.cost_usd, 0) - COALESCE(OLD.cost_usd, 0), (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL)::int - (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 0, (NEW.status = 'completed')::int - (OLD.status = 'completed')::int, (NEW.status = 'failed')::int - (OLD.status = 'failed')::int, (NEW.status = 'running')::int - (OLD.status = 'running')::int, COALESCE(NEW.calls, 0) - COALESCE(OLD.calls, 0), COALESCE(NEW.failed_calls, 0) - COALESCE(OLD.failed_calls, 0), COALESCE(NEW.prompt_tokens, 0) - COALESCE(OLD.prompt_tokens, 0), COALESCE(NEW.completion_tokens, 0) - COALESCE(OLD.completion_tokens, 0), COALESCE(NEW.cost_usd, 0) - COALESCE(OLD.cost_usd, 0), (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL)::int - (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_gen_key_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed')::int, -1 * (OLD.status = 'failed')::int, -1 * (OLD.status = 'running')::int, -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed')::int, 1 * (NEW.status = 'failed')::int, 1 * (NEW.status = 'running')::int, 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, OLD.stage, COALESCE(OLD.model_id, ''), -1, -1 * (OLD.status = 'completed')::int, -1 * (OLD.status = 'failed')::int, -1 * (OLD.status = 'running')::int, -1 * COALESCE(OLD.calls, 0), -1 * COALESCE(OLD.failed_calls, 0), -1 * COALESCE(OLD.prompt_tokens, 0), -1 * COALESCE(OLD.completion_tokens, 0), -1 * COALESCE(OLD.cost_usd, 0), -1 * (COALESCE(OLD.calls, 0) > COALESCE(OLD.failed_calls, 0) AND OLD.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT m.cohort_id, NEW.stage, COALESCE(NEW.model_id, ''), 1, 1 * (NEW.status = 'completed')::int, 1 * (NEW.status = 'failed')::int, 1 * (NEW.status = 'running')::int, 1 * COALESCE(NEW.calls, 0), 1 * COALESCE(NEW.failed_calls, 0), 1 * COALESCE(NEW.prompt_tokens, 0), 1 * COALESCE(NEW.completion_tokens, 0), 1 * COALESCE(NEW.cost_usd, 0), 1 * (COALESCE(NEW.calls, 0) > COALESCE(NEW.failed_calls, 0) AND NEW.cost_usd IS NULL)::int FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_gen_score_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
-    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND m.plan_id IS NULL AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
-    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
-    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND m.plan_id IS NULL AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
+    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, OLD.parent_gen_id, -1, -1 * OLD.score, -1 * COALESCE(CAST(ROUND((CASE WHEN OLD.scale_max > OLD.scale_min THEN (OLD.score - OLD.scale_min) * 1.0 / (OLD.scale_max - OLD.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
+    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(OLD.scale_min || '-' || OLD.scale_max, ''), -1 FROM cohort_members m WHERE m.gen_id = OLD.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND OLD.stage = 'evaluation' AND OLD.score IS NOT NULL AND OLD.scale_min IS NOT NULL AND OLD.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
+    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT m.cohort_id, NEW.parent_gen_id, 1, 1 * NEW.score, 1 * COALESCE(CAST(ROUND((CASE WHEN NEW.scale_max > NEW.scale_min THEN (NEW.score - NEW.scale_min) * 1.0 / (NEW.scale_max - NEW.scale_min) END) * 1e9) AS BIGINT), 0) FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
+    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT m.cohort_id, COALESCE(NEW.scale_min || '-' || NEW.scale_max, ''), 1 FROM cohort_members m WHERE m.gen_id = NEW.gen_id AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND NEW.stage = 'evaluation' AND NEW.score IS NOT NULL AND NEW.scale_min IS NOT NULL AND NEW.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_member_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT NEW.cohort_id, g.stage, COALESCE(g.model_id, ''), 1, 1 * (g.status = 'completed')::int, 1 * (g.status = 'failed')::int, 1 * (g.status = 'running')::int, 1 * COALESCE(g.calls, 0), 1 * COALESCE(g.failed_calls, 0), 1 * COALESCE(g.prompt_tokens, 0), 1 * COALESCE(g.completion_tokens, 0), 1 * COALESCE(g.cost_usd, 0), 1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)::int FROM gen_state g WHERE g.gen_id = NEW.gen_id AND NEW.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT NEW.cohort_id, g.stage, COALESCE(g.model_id, ''), 1, 1 * (g.status = 'completed')::int, 1 * (g.status = 'failed')::int, 1 * (g.status = 'running')::int, 1 * COALESCE(g.calls, 0), 1 * COALESCE(g.failed_calls, 0), 1 * COALESCE(g.prompt_tokens, 0), 1 * COALESCE(g.completion_tokens, 0), 1 * COALESCE(g.cost_usd, 0), 1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)::int FROM gen_state g WHERE g.gen_id = NEW.gen_id AND (NEW.plan_id IS NULL OR NEW.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_member_inserted_evaluation() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT NEW.cohort_id, g.parent_gen_id, 1, 1 * g.score, 1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS BIGINT), 0) FROM gen_state g WHERE g.gen_id = NEW.gen_id AND NEW.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
-    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT NEW.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), 1 FROM gen_state g WHERE g.gen_id = NEW.gen_id AND NEW.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
+    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT NEW.cohort_id, g.parent_gen_id, 1, 1 * g.score, 1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS BIGINT), 0) FROM gen_state g WHERE g.gen_id = NEW.gen_id AND (NEW.plan_id IS NULL OR NEW.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
+    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT NEW.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), 1 FROM gen_state g WHERE g.gen_id = NEW.gen_id AND (NEW.plan_id IS NULL OR NEW.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
     RETURN NULL;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION read_member_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT OLD.cohort_id, g.stage, COALESCE(g.model_id, ''), -1, -1 * (g.status = 'completed')::int, -1 * (g.status = 'failed')::int, -1 * (g.status = 'running')::int, -1 * COALESCE(g.calls, 0), -1 * COALESCE(g.failed_calls, 0), -1 * COALESCE(g.prompt_tokens, 0), -1 * COALESCE(g.completion_tokens, 0), -1 * COALESCE(g.cost_usd, 0), -1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)::int FROM gen_state g WHERE g.gen_id = OLD.gen_id AND OLD.plan_id IS NULL ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
-    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT OLD.cohort_id, g.parent_gen_id, -1, -1 * g.score, -1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS BIGINT), 0) FROM gen_state g WHERE g.gen_id = OLD.gen_id AND OLD.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
-    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT OLD.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), -1 FROM gen_state g WHERE g.gen_id = OLD.gen_id AND OLD.plan_id IS NULL AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
+    INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running, calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced) SELECT OLD.cohort_id, g.stage, COALESCE(g.model_id, ''), -1, -1 * (g.status = 'completed')::int, -1 * (g.status = 'failed')::int, -1 * (g.status = 'running')::int, -1 * COALESCE(g.calls, 0), -1 * COALESCE(g.failed_calls, 0), -1 * COALESCE(g.prompt_tokens, 0), -1 * COALESCE(g.completion_tokens, 0), -1 * COALESCE(g.cost_usd, 0), -1 * (COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)::int FROM gen_state g WHERE g.gen_id = OLD.gen_id AND (OLD.plan_id IS NULL OR OLD.plan_id NOT IN (SELECT plan_id FROM open_plans)) ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations, completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed, running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls, failed_calls = cohort_totals.failed_calls + excluded.failed_calls, prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens, completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens, cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
+    INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9) SELECT OLD.cohort_id, g.parent_gen_id, -1, -1 * g.score, -1 * COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END) * 1e9) AS BIGINT), 0) FROM gen_state g WHERE g.gen_id = OLD.gen_id AND (OLD.plan_id IS NULL OR OLD.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n, total = cohort_essay_scores.total + excluded.total, total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
+    INSERT INTO cohort_scales (cohort_id, scale, n) SELECT OLD.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), -1 FROM gen_state g WHERE g.gen_id = OLD.gen_id AND (OLD.plan_id IS NULL OR OLD.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
     RETURN NULL;
 END
 $fn$;
@@ -78,13 +81,13 @@ SELECT g.gen_id, g.stage, g.status, (g.status = 'planned' AND g.parent_gen_id IS
        g.finish_reason, g.error, g.prompt_hash, g.raw_hash, g.parsed_hash, g.planned_seq,
        g.updated_seq
 FROM gen_state g
-WHERE g.plan_id IS NULL;
+WHERE (g.plan_id IS NULL OR g.plan_id NOT IN (SELECT plan_id FROM open_plans));
 CREATE OR REPLACE VIEW cohort_membership AS -- One row per (cohort, generation): which generations a cohort uses, planned or linked (reused).
 SELECT m.cohort_id, m.stage, m.gen_id, g.status, (g.status = 'planned' AND g.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state p WHERE p.gen_id = g.parent_gen_id AND (p.status = 'failed' OR (p.status = 'planned' AND p.parent_gen_id IS NOT NULL AND EXISTS (SELECT 1 FROM gen_state q WHERE q.gen_id = p.parent_gen_id AND q.status = 'failed')))))::int AS blocked, g.template_id, g.model_id,
        g.replicate, CASE WHEN g.origin_cohort_id = m.cohort_id THEN 'planned' ELSE 'linked' END
        AS joined_as, m.seq
 FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-WHERE m.plan_id IS NULL;
+WHERE (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans));
 CREATE OR REPLACE VIEW scores AS -- One row per evaluation generation: the essay it judged, rubric, evaluator and score (or why not), with the score's scale and the score on 0-1.
 SELECT v.gen_id AS evaluation_gen_id, v.parent_gen_id AS essay_gen_id, v.template_id AS rubric,
        v.model_id AS evaluator, v.replicate, v.attempt, v.status, v.score,
@@ -99,7 +102,7 @@ SELECT v.gen_id AS evaluation_gen_id, v.parent_gen_id AS essay_gen_id, v.templat
        CASE WHEN v.score IS NOT NULL AND v.scale_max > v.scale_min
             THEN (v.score - v.scale_min) * 1.0 / (v.scale_max - v.scale_min) END AS score_norm
 FROM gen_state v
-WHERE v.stage = 'evaluation' AND v.plan_id IS NULL;
+WHERE v.stage = 'evaluation' AND (v.plan_id IS NULL OR v.plan_id NOT IN (SELECT plan_id FROM open_plans));
 CREATE OR REPLACE VIEW evaluator_agreement AS -- One row per rubric and evaluator model: how that evaluator scores (compare rows of one rubric), on the rubric's scale (score_norm if its scores mix scales).
 SELECT rubric, evaluator, evaluations, scored, essays,
        CASE WHEN mixed = 1 THEN ROUND(s1n / scored, 6) ELSE ROUND(s1 / scored, 4) END AS mean,
@@ -116,7 +119,7 @@ FROM (SELECT v.template_id AS rubric, v.model_id AS evaluator, COUNT(*) AS evalu
       FROM (SELECT template_id, model_id, parent_gen_id, score, status, parse_failed, CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0 / (g.scale_max - g.scale_min) END AS norm,
                    CASE WHEN g.score IS NOT NULL THEN scale_min END AS scale_min,
                    CASE WHEN g.score IS NOT NULL THEN scale_max END AS scale_max
-            FROM gen_state g WHERE g.stage = 'evaluation' AND g.plan_id IS NULL) v
+            FROM gen_state g WHERE g.stage = 'evaluation' AND (g.plan_id IS NULL OR g.plan_id NOT IN (SELECT plan_id FROM open_plans))) v
       GROUP BY v.template_id, v.model_id) AS _sub1;
 CREATE OR REPLACE VIEW evaluation_design AS -- One row per cohort and scored evaluation: its score and the design of its whole lineage.
 SELECT m.cohort_id, s.evaluation_gen_id, s.essay_gen_id, d.gen_id AS draft_gen_id,
@@ -137,9 +140,9 @@ LEFT JOIN gen_state d ON d.gen_id = e.parent_gen_id AND d.stage != 'essay'
 -- A cohort whose rubrics use different scales is compared on score_norm (0-1), as daydream compare does.
 JOIN (SELECT m2.cohort_id, COUNT(DISTINCT s2.scale_min || '-' || s2.scale_max) AS scales
       FROM cohort_members m2 JOIN scores s2 ON s2.evaluation_gen_id = m2.gen_id
-      WHERE m2.stage = 'evaluation' AND m2.plan_id IS NULL AND s2.score IS NOT NULL GROUP BY m2.cohort_id) k
+      WHERE m2.stage = 'evaluation' AND (m2.plan_id IS NULL OR m2.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND s2.score IS NOT NULL GROUP BY m2.cohort_id) k
   ON k.cohort_id = m.cohort_id
-WHERE m.stage = 'evaluation' AND m.plan_id IS NULL AND s.score IS NOT NULL;
+WHERE m.stage = 'evaluation' AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans)) AND s.score IS NOT NULL;
 CREATE OR REPLACE FUNCTION daydream_project() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     p jsonb := NEW.payload::jsonb;
@@ -154,27 +157,28 @@ BEGIN
             (p ->> 'cohort_id'), NEW.seq, 0, 1, 'planned', 0, 0, NEW.seq, (p ->> 'plan_id')
         WHERE (p ->> 'stage') IS NOT NULL
         ON CONFLICT DO NOTHING;
-        INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)
-        SELECT (p ->> 'cohort_id'), (p ->> 'gen_id'), (p ->> 'stage'), NEW.seq
-        WHERE (p ->> 'stage') IS NOT NULL AND (p ->> 'plan_id') IS NULL
-        ON CONFLICT DO NOTHING;
         INSERT INTO cohort_members (cohort_id, gen_id, stage, seq, plan_id)
         SELECT (p ->> 'cohort_id'), (p ->> 'gen_id'), (p ->> 'stage'), NEW.seq, (p ->> 'plan_id')
-        WHERE (p ->> 'stage') IS NOT NULL AND (p ->> 'plan_id') IS NOT NULL
+        WHERE (p ->> 'stage') IS NOT NULL
         ON CONFLICT (cohort_id, gen_id) DO UPDATE SET plan_id = excluded.plan_id, seq = excluded.seq
-        WHERE cohort_members.plan_id IS NOT NULL;
+        WHERE excluded.plan_id IS NOT NULL AND cohort_members.plan_id IN (SELECT plan_id FROM open_plans);
+        INSERT INTO plan_totals (plan_id, cohort_id, stage, model_key, generations)
+        SELECT (p ->> 'plan_id'), (p ->> 'cohort_id'), (p ->> 'stage'), COALESCE((p ->> 'model_id'), ''), 1
+        WHERE (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans) AND EXISTS (SELECT 1 FROM gen_state WHERE gen_id = (p ->> 'gen_id') AND plan_id = (p ->> 'plan_id'))
+        ON CONFLICT (plan_id, cohort_id, stage, model_key) DO UPDATE SET generations = plan_totals.generations + 1;
     ELSIF NEW.type = 'GenerationLinked' THEN
         UPDATE gen_state SET plan_id = NULL
-        WHERE gen_id = (p ->> 'gen_id') AND plan_id IS NOT NULL AND (p ->> 'plan_id') IS NULL;
-        INSERT INTO cohort_members (cohort_id, gen_id, stage, seq)
-        SELECT (p ->> 'cohort_id'), (p ->> 'gen_id'), (p ->> 'stage'), NEW.seq
-        WHERE (p ->> 'stage') IS NOT NULL AND (p ->> 'plan_id') IS NULL
-        ON CONFLICT DO NOTHING;
+        WHERE gen_id = (p ->> 'gen_id') AND plan_id IN (SELECT plan_id FROM open_plans)
+            AND ((p ->> 'plan_id') IS NULL OR (p ->> 'plan_id') NOT IN (SELECT plan_id FROM open_plans));
         INSERT INTO cohort_members (cohort_id, gen_id, stage, seq, plan_id)
         SELECT (p ->> 'cohort_id'), (p ->> 'gen_id'), (p ->> 'stage'), NEW.seq, (p ->> 'plan_id')
-        WHERE (p ->> 'stage') IS NOT NULL AND (p ->> 'plan_id') IS NOT NULL
+        WHERE (p ->> 'stage') IS NOT NULL
         ON CONFLICT (cohort_id, gen_id) DO UPDATE SET plan_id = excluded.plan_id, seq = excluded.seq
-        WHERE cohort_members.plan_id IS NOT NULL;
+        WHERE excluded.plan_id IS NOT NULL AND cohort_members.plan_id IN (SELECT plan_id FROM open_plans);
+        INSERT INTO plan_links (plan_id, cohort_id, gen_id)
+        SELECT (p ->> 'plan_id'), (p ->> 'cohort_id'), (p ->> 'gen_id')
+        WHERE (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans) AND (p ->> 'stage') IS NOT NULL
+        ON CONFLICT DO NOTHING;
     ELSIF NEW.type = 'GenerationImported' THEN
         INSERT INTO gen_state (gen_id, stage, parent_gen_id, combo_id, template_id, template_hash,
             generator, parser, model_id, replicate, origin_cohort_id, planned_seq, imported, attempt, status,
@@ -264,17 +268,25 @@ BEGIN
             finish_reason = NULL, error = NULL, parse_failed = 0, lease_until = NULL, worker = NULL,
             latency_s = NULL, updated_seq = NEW.seq
         WHERE gen_id = (p ->> 'gen_id');
+    ELSIF NEW.type = 'PlanStarted' THEN
+        INSERT INTO open_plans (plan_id, cohort_id)
+        SELECT (p ->> 'plan_id'), (p ->> 'cohort_id')
+        WHERE (p ->> 'plan_id') IS NOT NULL
+        ON CONFLICT DO NOTHING;
     ELSIF NEW.type = 'CohortPlanned' THEN
+        INSERT INTO cohort_totals (cohort_id, stage, model_key, generations)
+        SELECT cohort_id, stage, model_key, generations FROM plan_totals WHERE plan_id = (p ->> 'plan_id') AND (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans)
+        ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations;
         INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
             calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced)
-        SELECT m.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM((g.status = 'completed')::int),
+        SELECT l.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM((g.status = 'completed')::int),
             SUM((g.status = 'failed')::int), SUM((g.status = 'running')::int), SUM(COALESCE(g.calls, 0)),
             SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)), SUM(COALESCE(g.completion_tokens, 0)),
             SUM(COALESCE(g.cost_usd, 0)),
             SUM((COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL)::int)
-        FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-        WHERE m.plan_id = (p ->> 'plan_id')
-        GROUP BY m.cohort_id, g.stage, COALESCE(g.model_id, '')
+        FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id
+        WHERE l.plan_id = (p ->> 'plan_id') AND (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans)
+        GROUP BY l.cohort_id, g.stage, COALESCE(g.model_id, '')
         ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations,
             completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed,
             running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls,
@@ -283,26 +295,27 @@ BEGIN
             completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens,
             cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced;
         INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9)
-        SELECT m.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
+        SELECT l.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
             SUM(COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0
                 / (g.scale_max - g.scale_min) END) * 1e9) AS BIGINT), 0))
-        FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-        WHERE m.plan_id = (p ->> 'plan_id') AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL
-            AND g.parent_gen_id IS NOT NULL
-        GROUP BY m.cohort_id, g.parent_gen_id
+        FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id
+        WHERE l.plan_id = (p ->> 'plan_id') AND (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL
+        GROUP BY l.cohort_id, g.parent_gen_id
         ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n,
             total = cohort_essay_scores.total + excluded.total,
             total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9;
         INSERT INTO cohort_scales (cohort_id, scale, n)
-        SELECT m.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), COUNT(*)
-        FROM cohort_members m JOIN gen_state g ON g.gen_id = m.gen_id
-        WHERE m.plan_id = (p ->> 'plan_id') AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL
-            AND g.parent_gen_id IS NOT NULL
-        GROUP BY m.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, '')
+        SELECT l.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), COUNT(*)
+        FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id
+        WHERE l.plan_id = (p ->> 'plan_id') AND (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans) AND g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL AND g.parent_gen_id IS NOT NULL
+        GROUP BY l.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, '')
         ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n;
         UPDATE gen_state SET plan_id = NULL
-        WHERE plan_id IS NOT NULL AND gen_id IN (SELECT gen_id FROM cohort_members WHERE plan_id = (p ->> 'plan_id'));
-        UPDATE cohort_members SET plan_id = NULL WHERE plan_id = (p ->> 'plan_id');
+        WHERE gen_id IN (SELECT gen_id FROM plan_links WHERE plan_id = (p ->> 'plan_id')) AND (p ->> 'plan_id') IN (SELECT plan_id FROM open_plans)
+            AND plan_id IN (SELECT plan_id FROM open_plans WHERE plan_id != (p ->> 'plan_id'));
+        DELETE FROM plan_totals WHERE plan_id = (p ->> 'plan_id');
+        DELETE FROM plan_links WHERE plan_id = (p ->> 'plan_id');
+        DELETE FROM open_plans WHERE plan_id = (p ->> 'plan_id');
     ELSIF NEW.type = 'ComboDefined' THEN
         INSERT INTO combos (combo_id, concept_ids, level, k, seq)
         SELECT (p ->> 'combo_id'), NULLIF((pj -> 'concept_ids')::text, 'null'), (p ->> 'level'), (p ->> 'k')::bigint, NEW.seq
@@ -312,4 +325,5 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+INSERT INTO projected_types (type) VALUES ('PlanStarted');
 INSERT INTO projected_types (type) VALUES ('CohortPlanned');
