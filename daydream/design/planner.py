@@ -9,10 +9,16 @@ Memory stays flat in the size of the cohort (a million generations plan in well 
 design rows are made one at a time (``spec_compile.DesignRows``), validated in one pass, then
 turned into generations batch by batch; what must be remembered across batches (ids already seen,
 the plan's events in order) waits in a private scratch database on disk, not in Python objects.
-The plan is then appended from the scratch database in batches of ``CHUNK_EVENTS`` events, all
-inside ONE write transaction (``Ledger.append_batches``), so a plan is all or nothing: a plan
-that fails or is killed part way leaves the ledger exactly as it was (nothing for a runner, a view
-or ``daydream status`` to see), and planning again simply starts over with the same ids.
+
+A plan of up to ``TRANSACTION_EVENTS`` events is appended in ONE write transaction (in batches of
+``CHUNK_EVENTS``, ``Ledger.append_batches``). A bigger one would hold the ledger's write lock for
+longer than other writers wait (a million generations: two minutes), so it is *staged*: a
+``PlanStarted``, then its events in transactions of ``TRANSACTION_EVENTS`` (a few seconds each),
+each carrying its plan id, then the ``CohortPlanned`` that completes it. Until then every row it
+staged is invisible (runner, views, status, report: migration 0013), and completing it makes all
+of it visible at once in a few set-based statements. Either way a plan is all or nothing to
+readers: one that fails or is killed part way shows nothing, and planning the same spec again
+resumes it (what it appended is counted, not appended again) or, for another spec, supersedes it.
 """
 
 from __future__ import annotations
