@@ -25,7 +25,7 @@ from daydream.design.planner import list_cohorts, plan_cohort, show_cohort
 from daydream.errors import NotFound, PlanTakenOver
 from daydream.ledger import events as ev
 from daydream.ledger.store import Ledger
-from daydream.read import views
+from daydream.read import score_table, views
 from daydream.run.pending import PENDING_SQL, pending_calls_by_model, pending_counts
 from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
 from tests.runner_fixtures import run_cli, subprocess_env
@@ -33,12 +33,13 @@ from tests.runner_fixtures import run_cli, subprocess_env
 DEMO = repo_catalog_dir().parent / "cohorts" / "demo.yaml"  # 88 generations, 89 events planned alone
 PART = 20  # events per transaction in these tests: the demo plan (97 events staged) takes 5
 
-# Projection rows compared between two ledgers: without the seqs, which differ with the events
+VISIBLE = "(plan_id IS NULL OR plan_id NOT IN (SELECT plan_id FROM open_plans))"
+# Projection rows (those no open plan staged) compared between two ledgers: without the seqs, which differ with the events
 # before them (a resumed plan has one PlanStarted more).
 STATE = ("SELECT gen_id, stage, parent_gen_id, combo_id, template_id, template_hash, generator, parser, model_id, "
          "replicate, origin_cohort_id, imported, attempt, status, calls, failed_calls FROM gen_state "
-         "ORDER BY gen_id")
-MEMBERS = "SELECT cohort_id, gen_id, stage FROM cohort_members ORDER BY cohort_id, gen_id"
+         f"WHERE {VISIBLE} ORDER BY gen_id")
+MEMBERS = f"SELECT cohort_id, gen_id, stage FROM cohort_members WHERE {VISIBLE} ORDER BY cohort_id, gen_id"
 # Rows an open plan staged: invisible to every reader.
 STAGED = "SELECT COUNT(*) FROM gen_state WHERE plan_id IN (SELECT plan_id FROM open_plans)"
 COUNTERS = ("SELECT cohort_id, stage, model_key, generations, completed, failed, running, calls FROM cohort_totals "
@@ -212,3 +213,34 @@ def test_a_plan_taken_over_by_another_process_stops_with_a_clear_error(tmp_path:
     plan_cohort(reference, DEMO, transaction_events=PART)
     assert projection(ledger) == projection(reference)
     ledger.verify()
+
+
+class Stop(Exception):
+    """Stands for whatever makes a plan fail between two of its transactions."""
+
+
+def test_a_bigger_spec_failing_part_way_leaves_the_cohort_as_it_was(tmp_path: Path) -> None:
+    ledger = Ledger.init(tmp_path / "ledger.db")[0]
+    plan_cohort(ledger, DEMO)  # version 1, in one transaction
+    before = projection(ledger)
+    report_rows = ledger.query(score_table.EVALUATIONS_SQL, ("demo",))
+    bigger = tmp_path / "demo.yaml"
+    bigger.write_text(DEMO.read_text().replace("evaluation_replicate: 2", "evaluation_replicate: 3"))
+
+    def fail(phase: str, done: int, total: int) -> None:
+        if phase == "appending":
+            raise Stop
+
+    with pytest.raises(Stop):
+        plan_cohort(ledger, bigger, cohort_id="demo", transaction_events=PART, progress=fail)
+    assert ledger.query(STAGED)[0][0] > 0  # the new evaluations are in, staged
+    assert projection(ledger) == before and ledger.query(score_table.EVALUATIONS_SQL, ("demo",)) == report_rows
+    assert list_cohorts(ledger)[0]["spec_version"] == 1
+
+    # Planned again, the bigger spec resumes: version 2 as if it had never stopped.
+    assert plan_cohort(ledger, bigger, cohort_id="demo", transaction_events=PART).resumed
+    reference = Ledger.init(tmp_path / "reference.db")[0]
+    plan_cohort(reference, DEMO)
+    plan_cohort(reference, bigger, cohort_id="demo")
+    assert projection(ledger) == projection(reference)
+    assert list_cohorts(ledger)[0]["spec_version"] == 2
