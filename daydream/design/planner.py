@@ -808,7 +808,7 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                     report(len(events))
             ledger.append_batches(batches)
         elif n_events and not dry_run:
-            _append_staged(ledger, plan_events(), texts, cohort_stream, cohort_version, chunk_events,
+            _append_staged(ledger, plan_events(), texts, cohort, cohort_version, chunk_events,
                            transaction_events, report)
     finally:
         scratch.close()
@@ -830,7 +830,7 @@ def _open_plan(ledger: Ledger, cohort_stream: str) -> dict[str, Any] | None:
     return last
 
 
-def _append_staged(ledger: Ledger, events: Iterator[NewEvent], texts: list[str], cohort_stream: str,
+def _append_staged(ledger: Ledger, events: Iterator[NewEvent], texts: list[str], cohort: str,
                    cohort_version: int, chunk_events: int, transaction_events: int,
                    report: Callable[[int], None]) -> None:
     """Append a staged plan in transactions of at most ``transaction_events`` events each.
@@ -839,6 +839,7 @@ def _append_staged(ledger: Ledger, events: Iterator[NewEvent], texts: list[str],
     start over when the backend retries it; each after the first checks that the cohort stream is
     where this plan left it, so a plan that another process took over stops instead of racing it.
     """
+    cohort_stream = ev.cohort_stream(cohort)
     guard: tuple[str, int] | None = None
     version = cohort_version
     while True:
@@ -850,7 +851,7 @@ def _append_staged(ledger: Ledger, events: Iterator[NewEvent], texts: list[str],
                                   guard=guard)
         except ConcurrencyConflict as exc:
             if guard is not None and exc.stream == cohort_stream:
-                raise PlanTakenOver(f"the plan of cohort {cohort_stream.split(':', 1)[1]!r} was taken over by "
+                raise PlanTakenOver(f"the plan of cohort {cohort!r} was taken over by "
                                     "another 'daydream cohort plan' after this one had appended part of it; "
                                     "that one finishes it (nothing is lost)") from None
             raise
