@@ -12,8 +12,10 @@ Prints rows/s, events/s and the plan/raw cost ratio (target: within 2x), plus pl
 Then planning memory (issue 15: peak RSS flat in cohort size, under 250 MB for 1,000,000
 generations): the same study scaled by its evaluation replicates to ~100,000 generations (and
 ~1,000,000 with ``--million``), each planned into a fresh ledger by a fresh process, which reports
-its peak RSS (VmHWM of /proc/self/status, else ``getrusage``), wall time, generations/s, how long the plan's single write
-transaction held the ledger's write lock, and the bytes it wrote (/proc/self/io). Side by side at
+its peak RSS (VmHWM of /proc/self/status, else ``getrusage``), wall time, generations/s, how many
+write transactions it took and the longest time one held the ledger's write lock (other writers wait
+up to the 120 s busy timeout: a plan over ``TRANSACTION_EVENTS`` events is staged in transactions of
+a few seconds, the last of which completes it), and the bytes it wrote (/proc/self/io). Side by side at
 100k: the planner before streaming (``--baseline``, default the commit this work started from,
 loaded from git; it needs ~3 KB per generation, so 1M is not attempted with it).
 
@@ -134,6 +136,8 @@ def plan_child(replicates: int, baseline: str | None) -> None:
             return real(self, *args, **kwargs)
         finally:
             held.append(time.perf_counter() - start)
+            if os.environ.get("PLAN_BENCH_VERBOSE"):
+                print(f"  transaction {len(held)}: {held[-1]:.2f} s", file=sys.stderr)
 
     setattr(Ledger, method, timed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +153,8 @@ def plan_child(replicates: int, baseline: str | None) -> None:
         ledger.close()
         size = (folder / "ledger.db").stat().st_size
     print(json.dumps({"generations": sum(c["new"] for c in result.counts.values()), "events": result.events,
-                      "seconds": elapsed, "write_txn_s": max(held, default=0.0),
+                      "seconds": elapsed, "write_txn_s": max(held, default=0.0), "transactions": len(held),
+                      "last_txn_s": held[-1] if held else 0.0,
                       "peak_rss_mb": peak_rss_mb(),
                       "written_mb": written / 1e6, "ledger_mb": size / 1e6}))
 
@@ -166,8 +171,8 @@ def measure_plan(replicates: int, baseline: str | None) -> dict | None:
 
 def bench_memory(million: bool, baseline: str | None) -> None:
     print("\nplanning memory (each plan in a fresh process, into a fresh ledger):")
-    header = (f"  {'plan':<22}{'generations':>12}{'time':>9}{'gen/s':>9}{'write txn':>11}{'peak RSS':>10}"
-              f"{'written':>10}{'ledger':>9}")
+    header = (f"  {'plan':<22}{'generations':>12}{'time':>9}{'gen/s':>9}{'txns':>6}{'longest':>9}{'last':>7}"
+              f"{'peak RSS':>10}{'written':>10}{'ledger':>9}")
     print(header)
     figures: dict[tuple[str, str], dict] = {}
     runs = ([("100k", baseline)] if baseline else []) + [("100k", None)] + ([("1M", None)] if million else [])
@@ -178,13 +183,15 @@ def bench_memory(million: bool, baseline: str | None) -> None:
         name = f"{scale} {'baseline ' + ref[:7] if ref else 'streaming'}"
         figures[(scale, "baseline" if ref else "streaming")] = got
         print(f"  {name:<22}{got['generations']:>12,}{got['seconds']:>8.1f}s{got['generations'] / got['seconds']:>9,.0f}"
-              f"{got['write_txn_s']:>10.1f}s{got['peak_rss_mb']:>8.0f}MB{got['written_mb']:>8.0f}MB"
-              f"{got['ledger_mb']:>7.0f}MB")
+              f"{got.get('transactions', 1):>6}{got['write_txn_s']:>8.1f}s{got.get('last_txn_s', 0.0):>6.1f}s"
+              f"{got['peak_rss_mb']:>8.0f}MB{got['written_mb']:>8.0f}MB{got['ledger_mb']:>7.0f}MB")
     new100 = figures.get(("100k", "streaming"))
     old100 = figures.get(("100k", "baseline"))
     if new100 and old100:
         print(f"ratio peak RSS streaming/baseline at 100k: {new100['peak_rss_mb'] / old100['peak_rss_mb']:.2f}x; "
               f"time: {new100['seconds'] / old100['seconds']:.2f}x")
+    print("  (txns: write transactions; longest: the longest the ledger's write lock was held, which other\n"
+          "   writers wait up to 120 s for; last: the transaction that completes the plan and makes it visible)")
     new1m = figures.get(("1M", "streaming"))
     if new100 and new1m:
         print(f"ratio peak RSS 1M/100k (streaming): {new1m['peak_rss_mb'] / new100['peak_rss_mb']:.2f}x   "

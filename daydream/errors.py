@@ -55,6 +55,10 @@ class ConcurrencyConflict(DaydreamError):
         )
 
 
+class PlanTakenOver(DaydreamError):
+    """A plan appended in several transactions was taken over (resumed) by another process."""
+
+
 class LedgerIntegrityError(DaydreamError):
     """The hash chain or a stored text does not match what was recorded."""
 

@@ -197,7 +197,20 @@ def mixed_events(seed: int = 14, generations: int = 150) -> list[NewEvent]:
         n += 1
         if n % 5 == 0:
             body.append(NewEvent(f"noise:{n % 3}", "NoiseRecorded", {"n": n}))
-    return head + imports + body
+    # A plan appended in several transactions (migration 0013): staged under its plan id, then
+    # completed: two new generations and links to finished (scored) work of cohort c1.
+    staged = [NewEvent("cohort:c3", "PlanStarted", {"plan_id": "p3", "cohort_id": "c3", "spec_hash": _h("s3"),
+                                                    "catalog_hash": _h("cat"), "spec_version": 1, "events": 6,
+                                                    "transactions": 2, "resumed": False})]
+    for gen_id, stage in (("d_p3a", "draft"), ("d_p3b", "draft")):
+        staged.append(NewEvent(f"gen:{gen_id}", "GenerationPlanned", {**_planned(gen_id, stage, "c3", "m1", None).payload,
+                                                                      "plan_id": "p3"}))
+    staged += [NewEvent("cohort:c3", "GenerationLinked", {"gen_id": g.gen_id, "stage": g.stage, "cohort_id": "c3",
+                                                         "plan_id": "p3"}) for g in gens[1::5]]
+    staged.append(NewEvent("cohort:c3", "CohortPlanned", {
+        "cohort_id": "c3", "spec_hash": _h("s3"), "catalog_hash": _h("cat"), "spec_version": 1,
+        "planned": {"draft": 2}, "linked": {}, "models": {}, "plan_id": "p3"}))
+    return head + imports + body + staged
 
 
 def replay(events: list[NewEvent], append: Callable[[list[NewEvent]], object], batch: int) -> None:

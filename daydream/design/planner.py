@@ -9,17 +9,25 @@ Memory stays flat in the size of the cohort (a million generations plan in well 
 design rows are made one at a time (``spec_compile.DesignRows``), validated in one pass, then
 turned into generations batch by batch; what must be remembered across batches (ids already seen,
 the plan's events in order) waits in a private scratch database on disk, not in Python objects.
-The plan is then appended from the scratch database in batches of ``CHUNK_EVENTS`` events, all
-inside ONE write transaction (``Ledger.append_batches``), so a plan is all or nothing: a plan
-that fails or is killed part way leaves the ledger exactly as it was (nothing for a runner, a view
-or ``daydream status`` to see), and planning again simply starts over with the same ids.
+
+A plan of up to ``TRANSACTION_EVENTS`` events is appended in ONE write transaction (in batches of
+``CHUNK_EVENTS``, ``Ledger.append_batches``). A bigger one would hold the ledger's write lock for
+longer than other writers wait (a million generations: two minutes), so it is *staged*: a
+``PlanStarted``, then its events in transactions of ``TRANSACTION_EVENTS`` (a few seconds each),
+each carrying its plan id, then the ``CohortPlanned`` that completes it. Until then every row it
+staged is invisible (runner, views, status, report: migration 0013), and completing it makes all
+of it visible at once in a few set-based statements. Either way a plan is all or nothing to
+readers: one that fails or is killed part way shows nothing, and planning the same spec again
+resumes it (what it appended is counted, not appended again) or, for another spec, supersedes it.
 """
 
 from __future__ import annotations
 
 import json
+import itertools
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +39,7 @@ from daydream import plugins
 from daydream.contracts import PIPELINE_STAGES
 from daydream.design.catalog import (Catalog, Template, check_template, describe_identity, load_catalog, model_identity,
                               model_settings, recorded_models)
-from daydream.errors import CatalogError, ConcurrencyConflict, SpecError
+from daydream.errors import CatalogError, ConcurrencyConflict, PlanTakenOver, SpecError
 from daydream.ledger.store import Ledger, NewEvent, text_hash
 from daydream.design.spec_compile import design_rows
 from daydream.design.spec_dsl import Spec, load_spec
@@ -43,6 +51,9 @@ _CHUNK = 900
 # round trips do not dominate, small enough that a batch's Python objects stay a few MB.
 CHUNK_EVENTS = 5000
 ROWS_PER_BATCH = 4000
+# Events per write transaction of a plan too big for one: a few seconds of the write lock each
+# (other writers wait up to the busy timeout, 120 s, for it), about 30 MB of events in memory.
+TRANSACTION_EVENTS = 20_000
 
 
 @dataclass
@@ -61,6 +72,9 @@ class PlanResult:
     dry_run: bool = False
     catalog_imported: bool = False
     combos_defined: int = 0
+    plan_id: str | None = None  # set when the plan was staged (appended in several transactions)
+    transactions: int = 0  # write transactions the events were appended in
+    resumed: bool = False  # it finished a plan of the same spec that had stopped part way
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
@@ -272,15 +286,22 @@ class _Cand(NamedTuple):
 
 
 _STATE_COLS = "gen_id, stage, parent_gen_id, combo_id, template_id, model_id, replicate"
+# A membership a plan still being appended staged is not the cohort's yet (migration 0013).
+_VISIBLE_MEMBER = "(m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans))"
 
 
-def _resolve(ledger: Ledger, stage: str, cands: dict[str, _Cand]) -> dict[str, tuple[str, bool]]:
+def _resolve(ledger: Ledger, stage: str, cands: dict[str, _Cand],
+             resume: str | None = None) -> tuple[dict[str, tuple[str, bool]], set[str]]:
     """Give each generation its id: an existing one (same id or same signature) or its own.
 
-    Returns {computed id: (id, exists)}.
+    Returns {computed id: (id, exists)} and the ids that the plan being resumed (``resume``)
+    staged before it stopped: those count as planned by this plan (not existing), their events
+    are in the ledger already.
     """
-    by_id = {r[0] for r in _select(ledger, "SELECT gen_id FROM gen_state WHERE gen_id IN ({marks})", list(cands))}
-    out = {c: (c, True) for c in cands if c in by_id}
+    by_id = {r[0]: r[1] for r in _select(ledger, "SELECT gen_id, plan_id FROM gen_state WHERE gen_id IN ({marks})",
+                                         list(cands))}
+    staged = {c for c, plan in by_id.items() if resume is not None and plan == resume}
+    out = {c: (c, c not in staged) for c in cands if c in by_id}
     rest = [g for c, g in cands.items() if c not in by_id]
     by_sig: dict[tuple, str] = {}
     if rest:
@@ -300,7 +321,7 @@ def _resolve(ledger: Ledger, stage: str, cands: dict[str, _Cand]) -> dict[str, t
         sig = (g.parent, None if g.parent else g.sig_combo, g.template.id, g.model_id, g.replicate)
         found = by_sig.get(sig)
         out[g.computed] = (found, True) if found is not None else (g.computed, False)
-    return out
+    return out, staged
 
 
 class _Planning:
@@ -312,8 +333,11 @@ class _Planning:
     """
 
     def __init__(self, ledger: Ledger, catalog: Catalog, cohort: str, parent_combos: dict[str, str | None],
-                 scratch: _Scratch) -> None:
+                 scratch: _Scratch, resume: str | None = None) -> None:
         self.ledger = ledger
+        # The plan this one resumes: what it staged before it stopped is counted, not appended again.
+        self.resume = resume
+        self.to_append = 0  # events the generations and links need (those of ``resume`` are in)
         self.templates = catalog.templates
         self.cohort = cohort
         self.parent_combos = parent_combos
@@ -333,12 +357,20 @@ class _Planning:
             self._join(stage, wanted)
 
     def _join(self, stage: str, gen_ids: list[str]) -> None:
-        """Count existing generations as members already, or link them to the cohort."""
-        members = {r[0] for r in _select(self.ledger, "SELECT gen_id FROM cohort_members WHERE cohort_id = ? AND "
-                                                      "gen_id IN ({marks})", gen_ids, (self.cohort,))}
-        linked = [(g,) for g in gen_ids if g not in members]
-        self.counts[stage]["existing"] += len(gen_ids) - len(linked)
-        self.counts[stage]["linked"] += len(linked)
+        """Count existing generations as members already, or link them to the cohort.
+
+        A membership staged by the plan being resumed is a link made already; one staged by
+        another plan that never completed is linked again (the new link takes it over).
+        """
+        # {gen_id: the open plan that staged its membership, or None when it is visible}
+        members = {r[0]: r[1] for r in _select(
+            self.ledger, "SELECT m.gen_id, CASE WHEN m.plan_id IN (SELECT plan_id FROM open_plans) THEN m.plan_id END "
+                         "FROM cohort_members m WHERE m.cohort_id = ? AND m.gen_id IN ({marks})", gen_ids, (self.cohort,))}
+        visible = sum(1 for g in gen_ids if g in members and members[g] is None)
+        linked = [(g,) for g in gen_ids if g not in members or members[g] not in (None, self.resume)]
+        self.counts[stage]["existing"] += visible
+        self.counts[stage]["linked"] += len(gen_ids) - visible
+        self.to_append += len(linked)
         self.scratch.add(f"linked_{stage}", linked)
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -408,7 +440,7 @@ class _Planning:
         if not new:
             return
         fresh = {c: cands[c] for c in new}
-        resolved = _resolve(self.ledger, stage, fresh)
+        resolved, staged_here = _resolve(self.ledger, stage, fresh, self.resume)
         for computed, (gen_id, _) in resolved.items():
             if gen_id != computed:
                 self.renamed[computed] = gen_id
@@ -417,14 +449,17 @@ class _Planning:
         by_id = {}
         for c, g in fresh.items():
             by_id.setdefault(resolved[c][0], (g, resolved[c][1]))
-        planned, existing = [], []
+        planned, existing, staged = [], [], 0
         for gen_id in self.scratch.first_seen("done", list(by_id)):
             g, exists = by_id[gen_id]
             if exists:
                 existing.append(gen_id)
+            elif gen_id in staged_here:
+                staged += 1  # planned by the resumed plan: its event is in the ledger
             else:
                 planned.append((gen_id, g.parent, g.combo, g.template.id, g.model_id, g.replicate))
-        self.counts[stage]["new"] += len(planned)
+        self.counts[stage]["new"] += len(planned) + staged
+        self.to_append += len(planned)
         self.scratch.add(f"planned_{stage}", planned)
         self._join(stage, existing)
 
@@ -610,19 +645,27 @@ def validate_spec(spec: Spec, rows: Iterable[dict[str, Any]], catalog: Catalog,
 
 def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None = None,
                 cohort_id: str | None = None, dry_run: bool = False, *,
-                chunk_events: int = CHUNK_EVENTS, progress: Progress | None = None) -> PlanResult:
-    """Validate a spec against its catalog and append its plan to the ledger in one transaction.
+                chunk_events: int = CHUNK_EVENTS, transaction_events: int = TRANSACTION_EVENTS,
+                progress: Progress | None = None) -> PlanResult:
+    """Validate a spec against its catalog and append its plan to the ledger, all or nothing to readers.
 
     Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
     only the generations that are new. Existing generations (any cohort, or imported) are linked.
     When another process appends the same things first (two plans at once), the plan is simply
-    worked out again against what is now in the ledger. ``chunk_events`` is how many events each
-    batch of the (single-transaction) append holds; ``progress(phase, done, total)``, when given, is
-    called as design rows are planned (phase "planning") and events appended ("appending").
+    worked out again against what is now in the ledger.
+
+    A plan of at most ``transaction_events`` events is appended in one transaction. A bigger one
+    is staged: ``PlanStarted``, then its events in transactions of ``transaction_events``, then
+    the ``CohortPlanned`` that makes all of it visible at once (migration 0013); until then no
+    runner, view, status or report sees any of it, and a plan that dies part way is resumed by
+    planning the same spec again. ``chunk_events`` is how many events each batch of a transaction
+    holds; ``progress(phase, done, total)``, when given, is called as design rows are planned
+    (phase "planning") and events appended ("appending").
     """
     for attempt in range(5):
         try:
-            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run, chunk_events, progress)
+            return _plan_once(ledger, spec_path, catalog, cohort_id, dry_run, chunk_events, transaction_events,
+                              progress)
         except ConcurrencyConflict:
             if attempt == 4:
                 raise
@@ -631,8 +674,9 @@ def plan_cohort(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | 
 
 
 def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | Path | None,
-               cohort_id: str | None, dry_run: bool, chunk_events: int, progress: Progress | None) -> PlanResult:
-    """Validate a spec against its catalog and append its plan to the ledger in one transaction.
+               cohort_id: str | None, dry_run: bool, chunk_events: int, transaction_events: int,
+               progress: Progress | None) -> PlanResult:
+    """Validate a spec against its catalog and append its plan to the ledger (see ``plan_cohort``).
 
     Re-planning an unchanged spec appends nothing; a changed one appends a new spec version and
     only the generations that are new. Existing generations (any cohort, or imported) are linked.
@@ -650,9 +694,30 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
     parent_combos = _check_existing_parents(ledger, design, spec)
     new_combos = design.combo_defs
 
+    cohort_stream = ev.cohort_stream(cohort)
+    open_plan = _open_plan(ledger, cohort_stream)
+    snapshot, catalog_texts = cat.snapshot()
+    catalog_hash = snapshot["catalog_hash"]
+    # A new spec version when the spec, an included file or the catalog changed since the last one.
+    last = ledger.events(stream=cohort_stream, type=ev.SPEC_COMPILED)
+    last_payload = last[-1].payload if last else None
+    includes = {k: v for k, v in sorted(spec.includes.items())}
+    include_hashes = {k: text_hash(v) for k, v in includes.items()}
+    changed = (last_payload is None or last_payload.get("spec_hash") != spec.spec_hash
+               or last_payload.get("catalog_hash") != catalog_hash
+               or last_payload.get("includes", {}) != include_hashes)
+    spec_version = (last_payload or {}).get("spec_version", 0) + (1 if changed else 0)
+    # A plan of this very spec that stopped part way is resumed; another one is superseded (what
+    # it staged and this plan wants again is linked again, the rest stays invisible for good).
+    resume = None
+    if open_plan is not None and not changed and (open_plan.get("spec_hash"), open_plan.get("catalog_hash"),
+                                                  open_plan.get("spec_version")) == (
+            spec.spec_hash, catalog_hash, spec_version):
+        resume = open_plan["plan_id"]
+
     scratch = _Scratch()
     try:
-        planning = _Planning(ledger, cat, cohort, parent_combos, scratch)
+        planning = _Planning(ledger, cat, cohort, parent_combos, scratch, resume)
         planning.link_existing_parents(design.existing_parents)
         done = 0
         for batch in _batches(rows, ROWS_PER_BATCH):
@@ -663,23 +728,10 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
         planning.raise_on_stale_templates(cat)
         counts = planning.counts
 
-        snapshot, catalog_texts = cat.snapshot()
-        catalog_hash = snapshot["catalog_hash"]
         model_hashes, model_events = _model_events(ledger, design, cat, cohort, catalog_hash)
-        cohort_stream = ev.cohort_stream(cohort)
         cohort_version = ledger.stream_version(cohort_stream)
         n_planned = sum(c["new"] for c in counts.values())
         n_linked = sum(c["linked"] for c in counts.values())
-
-        # A new spec version when the spec, an included file or the catalog changed since the last one.
-        last = ledger.events(stream=cohort_stream, type=ev.SPEC_COMPILED)
-        last_payload = last[-1].payload if last else None
-        includes = {k: v for k, v in sorted(spec.includes.items())}
-        include_hashes = {k: text_hash(v) for k, v in includes.items()}
-        changed = (last_payload is None or last_payload.get("spec_hash") != spec.spec_hash
-                   or last_payload.get("catalog_hash") != catalog_hash
-                   or last_payload.get("includes", {}) != include_hashes)
-        spec_version = (last_payload or {}).get("spec_version", 0) + (1 if changed else 0)
 
         catalog_new = ledger.stream_version(ev.catalog_stream(catalog_hash)) == 0
         head: list[NewEvent] = []
@@ -700,7 +752,21 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                     cohort_id=cohort, spec_hash=spec.spec_hash, spec_path=str(spec.path), catalog_hash=catalog_hash,
                     rows=len(rows), spec_version=spec_version, includes=include_hashes,
                 ).new(expected_version=cohort_version))
-            n_events = len(head) + n_planned + n_linked + 1
+            n_events = len(head) + planning.to_append + 1
+        # More than one transaction's worth (or a plan to resume or supersede): staged under a plan
+        # id, in transactions of ``transaction_events``, invisible until its CohortPlanned.
+        staged = n_events > 0 and (open_plan is not None or n_events > transaction_events)
+        plan_id = (resume or uuid.uuid4().hex[:16]) if staged else None
+        n_transactions = 0
+        if staged:
+            n_events += 1
+            n_transactions = -(-n_events // transaction_events)
+            started = ev.PlanStarted(cohort_id=cohort, plan_id=plan_id, spec_hash=spec.spec_hash,
+                                     catalog_hash=catalog_hash, spec_version=spec_version, events=n_events - 1,
+                                     transactions=n_transactions, resumed=resume is not None)
+            # The plan's first event on the cohort stream carries the optimistic check.
+            head = [started.new(expected_version=cohort_version)] + [
+                e if e.stream != cohort_stream else NewEvent(e.stream, e.type, e.payload) for e in head]
 
         def plan_events() -> Iterator[NewEvent]:
             """The plan's events in order, made from the scratch database as they are appended."""
@@ -713,34 +779,86 @@ def _plan_once(ledger: Ledger, spec_path: str | Path, catalog: Catalog | str | P
                         gen_id=gen_id, stage=stage, parent_gen_id=parent_id, combo_id=combo, template_id=t.id,
                         template_hash=t.hash, generator=t.generator, parser=t.parser, model_id=model_id,
                         model_hash=model_hashes.get(model_id or ""), replicate=replicate, cohort_id=cohort,
-                        catalog_hash=catalog_hash).new(expected_version=0)
+                        catalog_hash=catalog_hash, plan_id=plan_id).new(expected_version=0)
             # The cohort's first event of this plan says which version of the cohort it builds on.
-            first_on_cohort = not changed
+            first_on_cohort = not changed and not staged
             for stage in PIPELINE_STAGES:
                 for (gen_id,) in scratch.read(f"linked_{stage}"):
-                    yield ev.GenerationLinked(cohort_id=cohort, gen_id=gen_id, stage=stage).new(
+                    yield ev.GenerationLinked(cohort_id=cohort, gen_id=gen_id, stage=stage, plan_id=plan_id).new(
                         expected_version=cohort_version if first_on_cohort else None)
                     first_on_cohort = False
             yield ev.CohortPlanned(
                 cohort_id=cohort, spec_hash=spec.spec_hash, catalog_hash=catalog_hash, spec_version=spec_version,
                 planned={s: c["new"] for s, c in counts.items()}, linked={s: c["linked"] for s, c in counts.items()},
-                models=model_hashes,
+                models=model_hashes, plan_id=plan_id,
             ).new(expected_version=cohort_version if first_on_cohort else None)
 
-        def batches() -> Iterator[tuple[list[NewEvent], list[str]]]:
-            done = 0
-            for events, batch_texts in _chunked(plan_events(), chunk_events, texts):
-                yield events, batch_texts
-                done += len(events)
-                if progress is not None:
-                    progress("appending", done, n_events)
+        appended = 0
 
-        if n_events and not dry_run:
+        def report(n: int) -> None:
+            nonlocal appended
+            appended += n
+            if progress is not None:
+                progress("appending", appended, n_events)
+
+        if n_events and not dry_run and not staged:
+            def batches() -> Iterator[tuple[list[NewEvent], list[str]]]:
+                for events, batch_texts in _chunked(plan_events(), chunk_events, texts):
+                    yield events, batch_texts
+                    report(len(events))
             ledger.append_batches(batches)
+        elif n_events and not dry_run:
+            _append_staged(ledger, plan_events(), texts, cohort, cohort_version, chunk_events,
+                           transaction_events, report)
     finally:
         scratch.close()
     return PlanResult(cohort, str(spec.path), spec.spec_hash, spec_version, catalog_hash, len(rows), counts,
-                      n_events, changed, dry_run, bool(n_events) and catalog_new, len(new_combos))
+                      n_events, changed, dry_run, bool(n_events) and catalog_new, len(new_combos),
+                      plan_id=plan_id, transactions=n_transactions if staged else int(bool(n_events)),
+                      resumed=resume is not None and bool(n_events))
+
+
+def _open_plan(ledger: Ledger, cohort_stream: str) -> dict[str, Any] | None:
+    """The payload of the cohort's last PlanStarted whose CohortPlanned is not in the ledger, or None."""
+    started = ledger.events(stream=cohort_stream, type=ev.PLAN_STARTED)
+    if not started:
+        return None
+    last = started[-1].payload
+    completed = ledger.events(stream=cohort_stream, type=ev.COHORT_PLANNED, after=started[-1].seq)
+    if any(e.payload.get("plan_id") == last["plan_id"] for e in completed):
+        return None
+    return last
+
+
+def _append_staged(ledger: Ledger, events: Iterator[NewEvent], texts: list[str], cohort: str,
+                   cohort_version: int, chunk_events: int, transaction_events: int,
+                   report: Callable[[int], None]) -> None:
+    """Append a staged plan in transactions of at most ``transaction_events`` events each.
+
+    Each transaction's events are made before it starts (a few tens of MB at most) so that it can
+    start over when the backend retries it; each after the first checks that the cohort stream is
+    where this plan left it, so a plan that another process took over stops instead of racing it.
+    """
+    cohort_stream = ev.cohort_stream(cohort)
+    guard: tuple[str, int] | None = None
+    version = cohort_version
+    while True:
+        part = list(itertools.islice(events, transaction_events))
+        if not part:
+            return
+        try:
+            ledger.append_batches(lambda part=part, texts=texts: _chunked(iter(part), chunk_events, texts),
+                                  guard=guard)
+        except ConcurrencyConflict as exc:
+            if guard is not None and exc.stream == cohort_stream:
+                raise PlanTakenOver(f"the plan of cohort {cohort!r} was taken over by "
+                                    "another 'daydream cohort plan' after this one had appended part of it; "
+                                    "that one finishes it (nothing is lost)") from None
+            raise
+        texts = []
+        version += sum(1 for e in part if e.stream == cohort_stream)
+        guard = (cohort_stream, version)
+        report(len(part))
 
 
 def _chunked(events: Iterator[NewEvent], size: int, texts: list[str]) -> Iterator[tuple[list[NewEvent], list[str]]]:
@@ -763,7 +881,10 @@ def list_cohorts(ledger: Ledger) -> list[dict[str, Any]]:
         latest[e.payload["cohort_id"]] = {"cohort_id": e.payload["cohort_id"],
                                           "spec_version": e.payload["spec_version"],
                                           "spec_hash": e.payload["spec_hash"], "planned_at": e.recorded_at}
-    counts = ledger.query("SELECT cohort_id, stage, COUNT(*) FROM cohort_members GROUP BY cohort_id, stage")
+    # Memberships staged by a plan still being appended (plan_id) are not the cohort's yet.
+    counts = ledger.query("SELECT cohort_id, stage, COUNT(*) FROM cohort_members m WHERE "
+                          f"{_VISIBLE_MEMBER} "
+                          "GROUP BY cohort_id, stage")
     for cohort_id, stage, n in counts:
         if cohort_id in latest:
             latest[cohort_id].setdefault("members", {})[stage] = n
@@ -784,7 +905,7 @@ def show_cohort(ledger: Ledger, cohort_id: str) -> dict[str, Any]:
     stages: dict[str, dict[str, int]] = {}
     for stage, status, n in ledger.query(
             "SELECT m.stage, COALESCE(g.status, 'unknown'), COUNT(*) FROM cohort_members m "
-            "LEFT JOIN gen_state g ON g.gen_id = m.gen_id WHERE m.cohort_id = ? "
+            f"LEFT JOIN gen_state g ON g.gen_id = m.gen_id WHERE m.cohort_id = ? AND {_VISIBLE_MEMBER} "
             "GROUP BY m.stage, g.status", (cohort_id,)):
         stages.setdefault(stage, {})[status] = n
     return {

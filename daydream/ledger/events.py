@@ -224,6 +224,26 @@ class CohortPlanned(_CohortEvent):
     planned: dict[str, int]  # {stage: new generations}
     linked: dict[str, int]   # {stage: existing generations that joined}
     models: dict[str, str]   # {model_id: identity_hash} of the models its new generations use
+    # The plan it completes when the plan was appended in several transactions (PlanStarted):
+    # its generations become visible with this event. Absent for a plan appended in one.
+    plan_id: str | None = optional()
+
+
+@event
+class PlanStarted(_CohortEvent):
+    """A plan too big for one transaction started; its events follow in several (migration 0013)."""
+
+    # Generations and links carrying its plan_id stay invisible to every reader until the
+    # CohortPlanned with the same plan_id; one that dies part way leaves them invisible, and
+    # planning the same spec again resumes it (resumed: this process took the plan over).
+    TYPE = "PlanStarted"
+    plan_id: str
+    spec_hash: str
+    catalog_hash: str
+    spec_version: int
+    events: int  # events the plan appends after this one (when resumed: what is still missing)
+    transactions: int  # the write transactions it appends them in
+    resumed: bool = False
 
 
 @event
@@ -267,6 +287,7 @@ class GenerationPlanned(_GenEvent):
     replicate: int
     cohort_id: str
     catalog_hash: str | None
+    plan_id: str | None = optional()  # staged by this plan until its CohortPlanned (see PlanStarted)
 
 
 @event
@@ -276,6 +297,7 @@ class GenerationLinked(_CohortEvent):
     TYPE = "GenerationLinked"
     gen_id: str
     stage: str
+    plan_id: str | None = optional()  # staged by this plan until its CohortPlanned (see PlanStarted)
 
 
 @event
@@ -523,6 +545,7 @@ CATALOG_IMPORTED = CatalogImported.TYPE
 COMBO_DEFINED = ComboDefined.TYPE
 SPEC_COMPILED = SpecCompiled.TYPE
 COHORT_PLANNED = CohortPlanned.TYPE
+PLAN_STARTED = PlanStarted.TYPE
 GENERATION_PLANNED = GenerationPlanned.TYPE
 GENERATION_LINKED = GenerationLinked.TYPE
 GENERATION_IMPORTED = GenerationImported.TYPE

@@ -64,6 +64,13 @@ class EventFields:
         # JSON true reads as 1; IS (not =) makes an absent flag false rather than NULL.
         return f"({self(path)} IS 1)"
 
+    # The integer type of a CAST.
+    integer = "INTEGER"
+
+    def flag(self, condition: str) -> str:
+        """A condition as 0 or 1, to be summed (SQLite's comparisons are integers already)."""
+        return f"({condition})"
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -102,6 +109,81 @@ def render_projections(e: EventFields) -> dict[str, Projection]:
                 f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}\n"
                 f"WHERE {e('stage')} IS NOT NULL{condition}\n"
                 f"ON CONFLICT DO NOTHING")
+
+    # A plan appended in several transactions (PlanStarted) stages its rows: they carry its
+    # plan_id, and while the plan is in open_plans every reader filters them out and the counters
+    # behind status and the report skip them (migration 0013). Its CohortPlanned deletes it from
+    # open_plans: everything it staged is visible at once, and the counters get what it adds in
+    # a statement per table (its new generations were counted in plan_totals as they came, its
+    # links are listed in plan_links). A membership staged by a plan that died is taken over by
+    # the plan that links the generation again.
+    plan = e("plan_id")
+    is_open = f"{plan} IN (SELECT plan_id FROM open_plans)"
+    membership = (f"INSERT INTO cohort_members (cohort_id, gen_id, stage, seq, plan_id)\n"
+                  f"SELECT {e('cohort_id')}, {e('gen_id')}, {e('stage')}, {e.seq}, {plan}\n"
+                  f"WHERE {e('stage')} IS NOT NULL\n"
+                  f"ON CONFLICT (cohort_id, gen_id) DO UPDATE SET plan_id = excluded.plan_id, seq = excluded.seq\n"
+                  f"WHERE excluded.plan_id IS NOT NULL AND cohort_members.plan_id IN (SELECT plan_id FROM open_plans)")
+    counted = (f"INSERT INTO plan_totals (plan_id, cohort_id, stage, model_key, generations)\n"
+               f"SELECT {plan}, {e('cohort_id')}, {e('stage')}, COALESCE({e('model_id')}, ''), 1\n"
+               f"WHERE {is_open} AND EXISTS (SELECT 1 FROM gen_state WHERE gen_id = {e('gen_id')} AND plan_id = {plan})\n"
+               f"ON CONFLICT (plan_id, cohort_id, stage, model_key) DO UPDATE SET generations = "
+               f"plan_totals.generations + 1")
+    listed_link = (f"INSERT INTO plan_links (plan_id, cohort_id, gen_id)\n"
+                   f"SELECT {plan}, {e('cohort_id')}, {e('gen_id')}\n"
+                   f"WHERE {is_open} AND {e('stage')} IS NOT NULL\n"
+                   f"ON CONFLICT DO NOTHING")
+    # Linked outside an open plan, a generation that an open plan staged becomes visible (its
+    # plan died, or has yet to finish: another cohort uses the generation now).
+    adopt = (f"UPDATE gen_state SET plan_id = NULL\n"
+             f"WHERE gen_id = {e('gen_id')} AND plan_id IN (SELECT plan_id FROM open_plans)\n"
+             f"    AND ({plan} IS NULL OR {plan} NOT IN (SELECT plan_id FROM open_plans))")
+    linked_rows = (f"FROM plan_links l JOIN gen_state g ON g.gen_id = l.gen_id\n"
+                   f"WHERE l.plan_id = {plan}")
+    scored = ("g.stage = 'evaluation' AND g.score IS NOT NULL AND g.scale_min IS NOT NULL "
+              "AND g.parent_gen_id IS NOT NULL")
+    completed = [
+        f"""INSERT INTO cohort_totals (cohort_id, stage, model_key, generations)
+SELECT cohort_id, stage, model_key, generations FROM plan_totals WHERE plan_id = {plan} AND {is_open}
+ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations""",
+        f"""INSERT INTO cohort_totals (cohort_id, stage, model_key, generations, completed, failed, running,
+    calls, failed_calls, prompt_tokens, completion_tokens, cost_usd, unpriced)
+SELECT l.cohort_id, g.stage, COALESCE(g.model_id, ''), COUNT(*), SUM({e.flag("g.status = 'completed'")}),
+    SUM({e.flag("g.status = 'failed'")}), SUM({e.flag("g.status = 'running'")}), SUM(COALESCE(g.calls, 0)),
+    SUM(COALESCE(g.failed_calls, 0)), SUM(COALESCE(g.prompt_tokens, 0)), SUM(COALESCE(g.completion_tokens, 0)),
+    SUM(COALESCE(g.cost_usd, 0)),
+    SUM({e.flag("COALESCE(g.calls, 0) > COALESCE(g.failed_calls, 0) AND g.cost_usd IS NULL")})
+{linked_rows} AND {is_open}
+GROUP BY l.cohort_id, g.stage, COALESCE(g.model_id, '')
+ON CONFLICT (cohort_id, stage, model_key) DO UPDATE SET generations = cohort_totals.generations + excluded.generations,
+    completed = cohort_totals.completed + excluded.completed, failed = cohort_totals.failed + excluded.failed,
+    running = cohort_totals.running + excluded.running, calls = cohort_totals.calls + excluded.calls,
+    failed_calls = cohort_totals.failed_calls + excluded.failed_calls,
+    prompt_tokens = cohort_totals.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = cohort_totals.completion_tokens + excluded.completion_tokens,
+    cost_usd = cohort_totals.cost_usd + excluded.cost_usd, unpriced = cohort_totals.unpriced + excluded.unpriced""",
+        f"""INSERT INTO cohort_essay_scores (cohort_id, essay_gen_id, n, total, total_norm_e9)
+SELECT l.cohort_id, g.parent_gen_id, COUNT(*), SUM(g.score),
+    SUM(COALESCE(CAST(ROUND((CASE WHEN g.scale_max > g.scale_min THEN (g.score - g.scale_min) * 1.0
+        / (g.scale_max - g.scale_min) END) * 1e9) AS {e.integer}), 0))
+{linked_rows} AND {is_open} AND {scored}
+GROUP BY l.cohort_id, g.parent_gen_id
+ON CONFLICT (cohort_id, essay_gen_id) DO UPDATE SET n = cohort_essay_scores.n + excluded.n,
+    total = cohort_essay_scores.total + excluded.total,
+    total_norm_e9 = cohort_essay_scores.total_norm_e9 + excluded.total_norm_e9""",
+        f"""INSERT INTO cohort_scales (cohort_id, scale, n)
+SELECT l.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, ''), COUNT(*)
+{linked_rows} AND {is_open} AND {scored}
+GROUP BY l.cohort_id, COALESCE(g.scale_min || '-' || g.scale_max, '')
+ON CONFLICT (cohort_id, scale) DO UPDATE SET n = cohort_scales.n + excluded.n""",
+        # The generations it links that a plan which never finished had staged become visible.
+        f"""UPDATE gen_state SET plan_id = NULL
+WHERE gen_id IN (SELECT gen_id FROM plan_links WHERE plan_id = {plan}) AND {is_open}
+    AND plan_id IN (SELECT plan_id FROM open_plans WHERE plan_id != {plan})""",
+        f"DELETE FROM plan_totals WHERE plan_id = {plan}",
+        f"DELETE FROM plan_links WHERE plan_id = {plan}",
+        f"DELETE FROM open_plans WHERE plan_id = {plan}",
+    ]
     listed = [
         Projection(ev.GENERATION_PLANNED,
                    "A new generation: its row in gen_state (attempt 1, planned, no calls yet), and "
@@ -109,16 +191,17 @@ def render_projections(e: EventFields) -> dict[str, Projection]:
                    "as it is.", (
                        f"""INSERT INTO gen_state (gen_id, stage, parent_gen_id, combo_id, template_id, template_hash,
     generator, parser, model_id, replicate, origin_cohort_id, planned_seq, imported, attempt, status,
-    calls, failed_calls, updated_seq)
+    calls, failed_calls, updated_seq, plan_id)
 SELECT {e('gen_id')}, {e('stage')}, {e('parent_gen_id')}, {e('combo_id')}, {e('template_id')},
     {e('template_hash')}, {e('generator')}, {e('parser')}, {e('model_id')}, {e('replicate')},
-    {e('cohort_id')}, {e.seq}, 0, 1, 'planned', 0, 0, {e.seq}
+    {e('cohort_id')}, {e.seq}, 0, 1, 'planned', 0, 0, {e.seq}, {e('plan_id')}
 WHERE {e('stage')} IS NOT NULL
 ON CONFLICT DO NOTHING""",
-                       member())),
+                       membership, counted)),
         Projection(ev.GENERATION_LINKED,
-                   "An existing generation joins another cohort (reused work): a membership.", (
-                       member(),)),
+                   "An existing generation joins another cohort (reused work): a membership. Linked "
+                   "outside an open plan, a generation an open plan staged becomes visible.", (
+                       adopt, membership, listed_link)),
         Projection(ev.GENERATION_IMPORTED,
                    "A generation brought in from the previous pipeline, with its results: its row "
                    "as imported (completed or failed), its score's scale, its membership when it "
@@ -225,6 +308,16 @@ WHERE {this_attempt}""",)),
     finish_reason = NULL, error = NULL, parse_failed = 0, lease_until = NULL, worker = NULL,
     latency_s = NULL, updated_seq = {e.seq}
 WHERE gen_id = {e('gen_id')}""",)),
+        Projection(ev.PLAN_STARTED,
+                   "A plan appended in several transactions is open: what it stages stays invisible.", (
+                       f"INSERT INTO open_plans (plan_id, cohort_id)\nSELECT {plan}, {e('cohort_id')}\n"
+                       f"WHERE {plan} IS NOT NULL\nON CONFLICT DO NOTHING",)),
+        Projection(ev.COHORT_PLANNED,
+                   "A plan appended in several transactions is complete (its plan_id): its new "
+                   "generations and its links count in the cohort's totals, scores and scales, and "
+                   "everything it staged is visible, all at once. A plan appended in one "
+                   "transaction has no plan_id and changes nothing here.",
+                   tuple(completed)),
         Projection(ev.COMBO_DEFINED,
                    "A concept combination: its row in combos.", (
                        f"""INSERT INTO combos (combo_id, concept_ids, level, k, seq)
@@ -268,6 +361,8 @@ def frozen_copy() -> str:
 # ------------------------------------------------------------------------------ rebuild and check
 # Base projections first: the read-side counters follow them through their own triggers.
 TABLES = ("gen_state", "cohort_members", "combos", "cohort_totals", "cohort_essay_scores", "cohort_scales")
+# What the open plans (migration 0013) stage: rebuilt with the rest.
+PLAN_TABLES = ("open_plans", "plan_totals", "plan_links")
 # Counter rows that say "nothing" (a generation that left a cohort leaves zeros behind): the same
 # facts whether present or not.
 _EMPTY = {"cohort_totals": "generations = 0 AND calls = 0", "cohort_essay_scores": "n = 0",
@@ -330,7 +425,7 @@ def _rebuild_in(cur: sqlite3.Cursor, backend: Any, sample: int = 20) -> Outcome:
     # The stored rows wait in temporary tables (SQLite's temp store, not Python memory: a 1M-event
     # ledger's projections are hundreds of MB as Python tuples), then SQL tells the differences.
     # The tables this ledger's schema has (a ledger before 0010 has no cohort_scales).
-    tables = [t for t in TABLES if backend.has_table(cur, t)]
+    tables = [t for t in TABLES + PLAN_TABLES if backend.has_table(cur, t)]
     temp = "temp." if backend.name == "sqlite" else ""  # PostgreSQL finds its temporary tables first
     for table in tables:  # all kept before any is emptied: emptying one moves the counters
         cur.execute(f"DROP TABLE IF EXISTS {temp}before_{table}")

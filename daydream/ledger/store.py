@@ -296,15 +296,24 @@ class Ledger:
                 self._known_at = stored[-1].seq
             return stored
 
-    def append_batches(self, batches: Callable[[], Iterable[tuple[Sequence[NewEvent], Iterable[str]]]]) -> int:
+    def append_batches(self, batches: Callable[[], Iterable[tuple[Sequence[NewEvent], Iterable[str]]]], *,
+                       guard: tuple[str, int] | None = None) -> int:
         """Append events given batch by batch, all in ONE transaction: all or nothing, like ``append``.
 
-        Only one batch is in memory at a time (a plan of a million generations appends this way).
-        ``batches()`` makes the (events, texts) batches; it is called again if the transaction has to
-        start over. Expected versions are checked per batch as in ``append`` (within a batch, only a
-        stream's first event needs one). Returns how many events were appended.
+        Only one batch is in memory at a time (a plan of a million generations appends this way, a
+        transaction per part of it). ``batches()`` makes the (events, texts) batches; it is called
+        again if the transaction has to start over. Expected versions are checked per batch as in
+        ``append`` (within a batch, only a stream's first event needs one). ``guard`` (stream,
+        version): the transaction first checks that the stream is at that version, and raises
+        ``ConcurrencyConflict`` otherwise: a plan appended in several transactions checks that
+        nobody took its cohort over between them. Returns how many events were appended.
         """
         def work(cur: Cursor) -> int:
+            if guard is not None:
+                stream, expected = guard
+                actual = self._stream_versions(cur, {stream}).get(stream, 0)
+                if actual != expected:
+                    raise ConcurrencyConflict(stream, expected, actual)
             n = 0
             for events, texts in batches():
                 stored, _ = self._append_in(cur, events, [(text_hash(t), t, len(t)) for t in texts])

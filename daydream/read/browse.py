@@ -49,6 +49,14 @@ TABLES: dict[str, tuple[str, str]] = {
                       "scales (then essay_rankings ranks on score_norm)."),
     "chain_head": ("Chain head", "The seq and hash of the last event, moved by every append; "
                                  "daydream verify checks that the chain ends there."),
+    "open_plans": ("Open plans (projection)",
+                   "Plans appended in several transactions and not completed yet (a dead one stays): the "
+                   "rows they staged (plan_id in gen_state and cohort_members) are shown nowhere."),
+    "plan_totals": ("Open plans' new generations (projection)",
+                    "Per open plan, cohort, stage and model: the new generations it staged, added to "
+                    "cohort_totals when it completes."),
+    "plan_links": ("Open plans' links (projection)",
+                   "The generations an open plan links, counted in their cohort when it completes."),
     "workers": ("Workers (runs)", "One row per daydream run: host, process, last heartbeat and grace. "
                 "Operational state, not part of the hash chain: a claim is live while its worker's "
                 "heartbeat is recent."),
@@ -116,7 +124,7 @@ ORDER BY planned_seq""",
 
 # Listed only under "hidden tables": projections a view already shows in readable form ...
 HIDDEN = ("gen_state", "cohort_members", "cohort_totals", "cohort_essay_scores", "cohort_scales", "chain_head",
-          "workers")
+          "workers", "open_plans", "plan_totals", "plan_links")
 # ... and plumbing, not data: the schema revision, and the always-empty view (with its list of
 # event types) through which each append applies its events to the projections (migration 0004).
 PLUMBING = ("alembic_version", "projection_feed", "projected_types")

@@ -332,7 +332,8 @@ SELECT v.gen_id, v.parent_gen_id, v.score,
        json_array(v.template_id, v.model_id, v.replicate, v.attempt, v.status, v.error, v.imported, v.scale_min,
                   v.scale_max, v.parse_failed)
 FROM cohort_members m JOIN gen_state v ON v.gen_id = m.gen_id
-WHERE m.cohort_id = ? AND m.stage = 'evaluation' AND v.stage = 'evaluation'"""
+WHERE m.cohort_id = ? AND m.stage = 'evaluation' AND v.stage = 'evaluation'
+  AND (m.plan_id IS NULL OR m.plan_id NOT IN (SELECT plan_id FROM open_plans))"""  # not staged (0013)
 # The columns that take few distinct values come as one JSON array per row, encoded once and split
 # after: one dictionary lookup per row in Python instead of nine.
 EVALUATION_COLUMNS = ("evaluation_gen_id", "essay_gen_id", "score", "design")

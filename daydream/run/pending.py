@@ -1,7 +1,9 @@
 """Finding work: which generations are ready to run, which claims may be taken over, and counts.
 
 Everything here reads the ``gen_state`` projection; the queries walk the
-``ix_gen_state_status_stage_seq`` index in plan order and stop at their limit.
+``ix_gen_state_status_stage_seq`` index in plan order and stop at their limit. Rows staged by a
+plan still being appended (their ``plan_id`` in ``open_plans``, migration 0013) are not work yet:
+every query here leaves them out until the plan's ``CohortPlanned`` completes it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from daydream.run.claims import CLAIM_LIVENESS, LEASE_EXPIRED, STALE
 
 # Position of each stage in the pipeline (parents before children), for sorting.
 STAGE_ORDER = {name: i for i, name in enumerate(PIPELINE_STAGES)}
+# A gen_state (g) or cohort_members (m) row that no open plan staged.
+VISIBLE = "({0}.plan_id IS NULL OR {0}.plan_id NOT IN (SELECT plan_id FROM open_plans))"
 
 _GEN_LIST = """g.gen_id, g.stage, g.parent_gen_id, g.combo_id, g.template_id, g.template_hash, g.generator,
        g.parser, g.model_id, g.replicate, g.attempt, g.status, g.worker, g.lease_until,
@@ -27,10 +31,11 @@ _SELECT_GEN = f"SELECT {_GEN_LIST}{_FROM_GEN}"
 # and stops at the limit.
 PENDING_SQL = _SELECT_GEN + """
 WHERE g.status = 'planned' AND g.stage = :stage AND g.planned_seq > :after
+  AND {visible}
   AND (g.parent_gen_id IS NULL OR p.status = 'completed') {cohort}
 ORDER BY g.planned_seq
 LIMIT :limit
-"""
+""".replace("{visible}", VISIBLE.format("g"))
 # Claims that may be abandoned: the worker's heartbeat stopped (or, for a claim without a worker
 # row, its lease ran out), or held by a process on this machine (alive or not: the caller checks).
 # Two more columns after GEN_COLUMNS: the worker's heartbeat is stale, the (row-less) lease expired.
@@ -41,7 +46,7 @@ ORDER BY g.planned_seq
 LIMIT :limit
 """
 COHORT_FILTER = ("AND EXISTS (SELECT 1 FROM cohort_members m WHERE m.cohort_id = :cohort "
-                 "AND m.gen_id = g.gen_id)")
+                 f"AND m.gen_id = g.gen_id AND {VISIBLE.format('m')})")
 
 GEN_COLUMNS = ("gen_id", "stage", "parent_gen_id", "combo_id", "template_id", "template_hash", "generator",
                "parser", "model_id", "replicate", "attempt", "status", "worker", "lease_until", "parent_parsed_hash",
@@ -82,9 +87,9 @@ class PendingGeneration:
 
 def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None = None) -> dict[str, dict[str, int]]:
     """Per stage: planned (total), completed, failed, running, ready, blocked."""
-    where, params = [], []
+    where, params = [VISIBLE.format("g")], []
     if cohort:
-        where.append("g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)")
+        where.append(f"g.gen_id IN (SELECT gen_id FROM cohort_members m WHERE m.cohort_id = ? AND {VISIBLE.format('m')})")
         params.append(cohort)
     if stage:
         where.append("g.stage = ?")
@@ -92,7 +97,7 @@ def pending_counts(ledger: Ledger, cohort: str | None = None, stage: str | None 
     sql = f"""
         SELECT g.stage, g.status, (g.parent_gen_id IS NULL OR p.status = 'completed') AS ready, COUNT(*)
         FROM gen_state g LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id
-        {'WHERE ' + ' AND '.join(where) if where else ''}
+        WHERE {' AND '.join(where)}
         GROUP BY 1, 2, 3"""
     out: dict[str, dict[str, int]] = {}
     for st, status, ready, n in ledger.query(sql, params):
@@ -120,10 +125,10 @@ UNFINISHED = ("planned", "running")
 def unfinished_scope(cohort: str | None = None, stage: str | None = None) -> tuple[str, list[str]]:
     """SQL conditions on ``gen_state g`` (to AND into a WHERE) for unfinished work in scope, and their
     parameters."""
-    where = [f"g.status IN ({', '.join('?' * len(UNFINISHED))})"]
+    where = [f"g.status IN ({', '.join('?' * len(UNFINISHED))})", VISIBLE.format("g")]
     params: list[str] = list(UNFINISHED)
     if cohort:
-        where.append("g.gen_id IN (SELECT gen_id FROM cohort_members WHERE cohort_id = ?)")
+        where.append(f"g.gen_id IN (SELECT gen_id FROM cohort_members m WHERE m.cohort_id = ? AND {VISIBLE.format('m')})")
         params.append(cohort)
     if stage:
         where.append("g.stage = ?")
