@@ -70,6 +70,7 @@ class ReplayIndex:
             while rows := cursor.fetchmany(10_000):
                 for (type_, gen_id, attempt, model, prompt_hash, call_hash, raw_hash, finish,
                      p_tokens, c_tokens, resolved) in rows:
+                    attempt = _int(attempt)
                     if type_ == ev.PROMPT_RENDERED:
                         prompts[(gen_id, attempt)] = prompt_hash
                         continue
@@ -82,8 +83,9 @@ class ReplayIndex:
                         answer_hash = raw_hash
                     if not prompt_hash or not answer_hash or not model:
                         continue
-                    # Later events overwrite earlier ones: the newest recorded answer wins.
-                    call = RecordedCall(gen_id, answer_hash, finish, p_tokens, c_tokens, resolved)
+                    # Later events overwrite earlier ones: the newest recorded answer wins. (A
+                    # PostgreSQL ledger's json_extract gives text: numbers are made numbers.)
+                    call = RecordedCall(gen_id, answer_hash, finish, _int(p_tokens), _int(c_tokens), resolved)
                     by_prompt[(prompt_hash, model)] = call
                     by_gen[(gen_id, prompt_hash, model)] = call
         return cls(by_prompt, by_gen)
@@ -94,6 +96,10 @@ class ReplayIndex:
 
     def __len__(self) -> int:
         return len(self.by_prompt)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 # The runner creates one provider per catalog model; they all replay the same ledger, so the index
