@@ -566,10 +566,12 @@ def _pg_schema_of(rows_of: Any) -> PgSchema:
     qualified = re.compile(rf'(?<![\w"$]){re.escape(schema)}\.')  # the schema's name as a qualifier
     objects: dict[tuple[str, str], tuple[str, str]] = {}
     for sql in _PG_SCHEMA_SQL:
-        for kind, name, table, definition in rows_of(sql):
-            if kind == "function" and table:  # an overload (none of daydream's): name it by its arguments
-                name = f"{name}({table})"
-                table = ""
+        rows = rows_of(sql)
+        overloaded = {n for n in (row[1] for row in rows if row[0] == "function")
+                      if sum(row[1] == n for row in rows) > 1}
+        for kind, name, table, definition in rows:
+            if kind == "function":  # ``table`` holds its arguments: they tell overloads apart
+                name, table = (f"{name}({table})" if name in overloaded else name), ""
             objects[(kind, name)] = (table, qualified.sub("", definition))
     types = frozenset(r[0] for r in rows_of(_PG_PROJECTED_TYPES)) if ("table", "projected_types") in objects \
         else frozenset()
