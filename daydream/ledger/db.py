@@ -507,7 +507,8 @@ def schema_drift(backend: SqliteBackend) -> list[str]:
     return problems
 
 
-# The guards of a PostgreSQL ledger (migrations 0001 and 0006): trigger -> (table, function).
+# The guards of a PostgreSQL ledger (migrations 0001 and 0006): trigger -> (table, function). Checked
+# alone only when the full comparison cannot be made (``_pg_guard_drift``).
 _PG_GUARDS = {
     **{f"{table}_no_{verb}": (table, "daydream_append_only")
        for table in ("events", "texts") for verb in ("update", "delete", "truncate")},
@@ -515,31 +516,189 @@ _PG_GUARDS = {
        for name in ("chain_head_no_delete", "chain_head_no_truncate", "chain_head_forward")},
 }
 
+# What a PostgreSQL schema holds that could change what the ledger computes without touching an
+# event's hash, each row (kind, name, table, definition) read from the server's catalogs for the
+# current schema. Definitions are printed by the server (pg_get_*def), so two schemas made by the
+# same statements give the same text, whatever their names once ``{schema}.`` is taken out: the
+# server qualifies a function's own name and an index's table always, other names only when they
+# are not on the search_path (and each side is read with its own schema first on it).
+_PG_SCHEMA_SQL = (
+    ("SELECT 'function', p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid) "
+     "FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.prokind IN ('f', 'p')"),
+    ("SELECT 'trigger', t.tgname, c.relname, pg_get_triggerdef(t.oid) || ' -- enabled ' || t.tgenabled::text "
+     "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+     "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"),
+    ("SELECT 'view', c.relname, c.relname, pg_get_viewdef(c.oid) FROM pg_class c "
+     "WHERE c.relkind IN ('v', 'm') AND c.relnamespace = current_schema()::regnamespace"),
+    ("SELECT 'index', i.relname, c.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+     "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid "
+     "WHERE c.relnamespace = current_schema()::regnamespace"),
+    # A table: its columns (name, type, collation, NOT NULL, default) in order, then its constraints.
+    ("SELECT 'table', c.relname, c.relname, "
+     "(SELECT string_agg(format('%I %s%s%s%s', a.attname, format_type(a.atttypid, a.atttypmod), "
+     "        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation "
+     "             THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END, "
+     "        CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, "
+     "        coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')), ', ' ORDER BY a.attnum) "
+     "   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+     "   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+     "   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) || coalesce("
+     "(SELECT '; ' || string_agg(format('%I %s', k.conname, pg_get_constraintdef(k.oid)), '; ' "
+     "        ORDER BY k.conname) FROM pg_constraint k WHERE k.conrelid = c.oid), '') "
+     "FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace = current_schema()::regnamespace"),
+)
+_PG_PROJECTED_TYPES = "SELECT type FROM projected_types"
+_PG_TRIGGER_STATES = {"O": "enabled", "A": "enabled ALWAYS", "R": "enabled REPLICA", "D": "disabled"}
+
+PgSchema = tuple[dict[tuple[str, str], tuple[str, str]], frozenset[str]]
+# The reference schema per (server version, revision): made once per process (issue 17).
+_pg_reference_cache: dict[tuple[str, str], PgSchema] = {}
+
+
+class PgSchemaNotCompared(DaydreamError):
+    """The reference schema could not be made on the server (no CREATE privilege, a standby …)."""
+
+
+def _pg_schema_of(rows_of: Any) -> PgSchema:
+    """{(kind, name): (table, definition)} and the projected types of the current schema, read
+    through ``rows_of(sql) -> rows`` (one connection, the schema first on its search_path)."""
+    schema = rows_of("SELECT quote_ident(current_schema())")[0][0]
+    qualified = re.compile(rf'(?<![\w"$]){re.escape(schema)}\.')  # the schema's name as a qualifier
+    objects: dict[tuple[str, str], tuple[str, str]] = {}
+    for sql in _PG_SCHEMA_SQL:
+        rows = rows_of(sql)
+        overloaded = {n for n in (row[1] for row in rows if row[0] == "function")
+                      if sum(row[1] == n for row in rows) > 1}
+        for kind, name, table, definition in rows:
+            if kind == "function":  # ``table`` holds its arguments: they tell overloads apart
+                name, table = (f"{name}({table})" if name in overloaded else name), ""
+            objects[(kind, name)] = (table, qualified.sub("", definition))
+    types = frozenset(r[0] for r in rows_of(_PG_PROJECTED_TYPES)) if ("table", "projected_types") in objects \
+        else frozenset()
+    return objects, types
+
+
+def pg_expected_schema(backend: Any, revision: str) -> PgSchema:
+    """What the migrations up to ``revision`` create on this PostgreSQL server, found by running them.
+
+    In one transaction on a connection of its own: a scratch schema is created, put alone on the
+    search_path, migrated with Alembic (exactly what ``migrate`` runs), read, and rolled back, so
+    nothing remains and the ledger's own objects are never touched (nor locked). The reference
+    thus comes from this daydream's code, not from the database being checked. Kept per process,
+    per server version (which prints the definitions) and revision. Needs the CREATE privilege on
+    the database; ``PgSchemaNotCompared`` says why it could not be made.
+    """
+    import secrets
+
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    psycopg = backend.psycopg
+    try:
+        version = backend.query("SHOW server_version_num")[0][0]
+    except psycopg.Error as exc:
+        raise PgSchemaNotCompared(_first_line(exc)) from None
+    key = (version, revision)
+    if key in _pg_reference_cache:
+        return _pg_reference_cache[key]
+
+    def connect() -> Any:
+        raw = backend.connect(autocommit=False)
+        raw.read_only = False  # a read-only backend too: the transaction below is always rolled back
+        return raw
+
+    scratch = f"daydream_reference_{os.getpid()}_{secrets.token_hex(4)}"
+    engine = create_engine("postgresql+psycopg://", creator=connect, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            try:
+                conn.exec_driver_sql(f"CREATE SCHEMA {scratch}")
+                conn.exec_driver_sql(f"SET LOCAL search_path TO {scratch}")
+                command.upgrade(_alembic_config(conn), revision)
+                raw = conn.connection.driver_connection  # without parameters: the text as it is
+                reference = _pg_schema_of(lambda sql: raw.execute(sql).fetchall())
+            finally:
+                conn.rollback()
+    except DaydreamError:
+        raise
+    except Exception as exc:  # psycopg's error, wrapped by SQLAlchemy or Alembic
+        cause = getattr(exc, "orig", None) or exc
+        raise PgSchemaNotCompared(_first_line(cause)) from None
+    finally:
+        engine.dispose()
+    _pg_reference_cache[key] = reference
+    return reference
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 
 def _pg_schema_drift(backend: Any) -> list[str]:
-    """On PostgreSQL: every guard trigger present, on its table, calling its function, enabled ALWAYS,
-    and no other trigger on the ledger's tables."""
-    rows = backend.query(
-        "SELECT t.tgname, c.relname, p.proname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace "
-        "AND c.relname IN ('events', 'texts', 'chain_head')")
-    actual = {name: (table, function, enabled) for name, table, function, enabled in rows}
+    """On PostgreSQL, as on SQLite: every function, trigger (and its enabled state), view, index and
+    table that the ledger's revision creates, compared with what its migrations create on this server
+    (``pg_expected_schema``), no trigger beyond them, and the same projected types.
+
+    When the reference cannot be made (a login without CREATE on the database), the append-only
+    guards are still checked, and one problem says that the rest could not be compared."""
+    with backend.snapshot() as conn:
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        actual, actual_types = _pg_schema_of(lambda sql: conn.execute(sql).fetchall())
+    if revision is None:
+        return ["alembic_version is empty: the schema revision is unknown"]
+    revision = revision[0]
+    try:
+        expected, expected_types = pg_expected_schema(backend, revision)
+    except PgSchemaNotCompared as exc:
+        return [*_pg_guard_drift(actual), (
+            f"could not compare the functions, triggers and views with what migration {revision} creates: {exc} "
+            "(the comparison needs CREATE on the database, for a scratch schema it rolls back; "
+            "run 'daydream verify --full' with such a login)")]
+    problems = []
+    for (kind, name), (_table, definition) in sorted(expected.items()):
+        if (kind, name) not in actual:
+            problems.append(f"{kind} {name} is missing")
+            continue
+        found = actual[(kind, name)][1]
+        if kind == "trigger":  # the same trigger in another state: say which
+            (definition, state), (found, found_state) = definition.rsplit(" ", 1), found.rsplit(" ", 1)
+            if definition == found and state != found_state:
+                problems.append(
+                    f"trigger {name} is not enabled ALWAYS (state {found_state!r}): it may not fire"
+                    if state == "A" else
+                    f"trigger {name} is {_PG_TRIGGER_STATES.get(found_state, found_state)}, not "
+                    f"{_PG_TRIGGER_STATES.get(state, state)} as migration {revision} left it")
+                continue
+        if found != definition:
+            problems.append(f"{kind} {name} differs from what migration {revision} created")
+    for (kind, name), (table, _definition) in sorted(actual.items()):
+        if kind == "trigger" and (kind, name) not in expected:
+            problems.append(f"trigger {name} on {table} was not created by daydream's migrations")
+    if actual_types != expected_types:
+        changed = sorted(expected_types ^ actual_types)
+        problems.append(f"projected_types differs from migration {revision} ({', '.join(changed)})")
+    return problems
+
+
+def _pg_guard_drift(actual: dict[tuple[str, str], tuple[str, str]]) -> list[str]:
+    """The append-only guards alone, from constants: every guard trigger present on its table,
+    calling its function, enabled ALWAYS; the two guard functions still refusing."""
     problems = []
     for name, (table, function) in sorted(_PG_GUARDS.items()):
-        if name not in actual:
+        found = actual.get(("trigger", name))
+        if found is None:
             problems.append(f"trigger {name} is missing")
-        elif actual[name][:2] != (table, function):
+        elif found[0] != table or f"EXECUTE FUNCTION {function}()" not in found[1]:
             problems.append(f"trigger {name} differs from what the migrations created")
-        elif actual[name][2] != "A":
-            problems.append(f"trigger {name} is not enabled ALWAYS (state {actual[name][2]!r}): it may not fire")
-    for name, (table, _function, _enabled) in sorted(actual.items()):
-        if name not in _PG_GUARDS:
+        elif not found[1].endswith(" A"):
+            problems.append(f"trigger {name} is not enabled ALWAYS (state {found[1][-1]!r}): it may not fire")
+    for (kind, name), (table, _definition) in sorted(actual.items()):
+        if kind == "trigger" and table in ("events", "texts", "chain_head") and name not in _PG_GUARDS:
             problems.append(f"trigger {name} on {table} was not created by daydream's migrations")
-    sources = dict(backend.query("SELECT proname, prosrc FROM pg_proc WHERE proname IN "
-                                 "('daydream_append_only', 'daydream_chain_head_refuse') "
-                                 "AND pronamespace = current_schema()::regnamespace"))
     for function in ("daydream_append_only", "daydream_chain_head_refuse"):
-        if "RAISE EXCEPTION" not in sources.get(function, ""):
+        if "RAISE EXCEPTION" not in actual.get(("function", function), ("", ""))[1]:
             problems.append(f"function {function} no longer refuses changes")
     return problems
 
