@@ -1,13 +1,16 @@
-"""The order a run takes work in (gen_id within a stage) and the schema that serves it (migration 0014).
+"""Fewer pages per commit: the order a run takes work in (gen_id within a stage), the schema that
+serves it (migration 0014), and results written together.
 
 A commit's generations are neighbours in every gen_id-keyed B-tree only if the runner takes them
 in gen_id order and ``gen_state`` keeps its rows in that order (``WITHOUT ROWID``); both are
 checked here on real ledgers, the migration's way up and down on real SQLite files, and the
-feed's order on PostgreSQL too.
+feed's order on PostgreSQL too. Results wait in the writer for ``RESULTS_EVERY_S`` and a closing
+writer writes them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -16,12 +19,16 @@ from alembic import command
 from daydream.design.planner import plan_cohort
 from daydream.ledger import db, projections
 from daydream.ledger.store import Ledger
+from daydream.ledger.events import GenerationFailed
+from daydream.run import writer as writer_module
 from daydream.run.claims import worker_identity
 from daydream.run.feed import Feed
+from daydream.run.job import Job, LostCalls
 from daydream.run.options import RunOptions
 from daydream.run.pending import PENDING_SQL
 from daydream.run.runner import run_cohort
 from daydream.run.stats import RunStats
+from daydream.run.writer import WriteItem, Writer
 from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
 from tests.runner_fixtures import drafts_spec, planned_ledger, stub_catalog, write_spec
 
@@ -129,3 +136,39 @@ def test_upgrading_keeps_every_row_and_projection_and_downgrading_gives_back_the
     assert projections.check(ledger).drift == []
     ledger.close()
     reference.close()
+
+
+def test_results_wait_in_the_writer_and_go_together_and_a_closing_writer_writes_them_all(
+        tmp_path: Path, monkeypatch) -> None:
+    ledger = planned_ledger(tmp_path, "http://127.0.0.1:9", drafts_spec(n_combos=3, model="offline"))
+    pending = _feed(ledger).next(3, 0, lambda gen: True)
+    monkeypatch.setattr(writer_module, "RESULTS_EVERY_S", 3600.0)  # never due while this test looks
+    commits = []
+    write = ledger.backend.write
+
+    def counting_write(work):  # type: ignore[no-untyped-def]
+        commits.append(1)
+        return write(work)
+
+    monkeypatch.setattr(ledger.backend, "write", counting_write)
+    writer = Writer(ledger, RunOptions(cohort="t"), worker_identity(), RunStats(), LostCalls({}, lambda _m: "x"),
+                    say=lambda _line: None, on_error=lambda exc: None, on_written=lambda: None)
+
+    async def scenario() -> tuple[int, int]:
+        done = writer.start(asyncio.get_running_loop())
+        for gen in pending:
+            job = Job(gen)
+            writer.enqueue(WriteItem("result", job, [GenerationFailed(gen_id=gen.gen_id, attempt=1,
+                                                                      error_class="Test", reason="test")], [],
+                                     observed=(gen.status, 1)))
+        await asyncio.sleep(0.2)  # the writer thread had every chance to write them, were they due
+        waiting = (len(commits), ledger.count("GenerationFailed"))
+        writer.close()
+        await done
+        return waiting
+
+    assert asyncio.run(scenario()) == (0, 0)  # queued, not yet due: nothing written
+    assert len(commits) == 1  # the closing writer wrote all three in one transaction
+    assert ledger.count("GenerationFailed") == 3
+    assert ledger.query("SELECT DISTINCT status FROM gen_state WHERE stage = 'draft'") == [("failed",)]
+    assert writer.unwritten == 0 and not writer.writing
