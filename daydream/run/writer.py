@@ -3,8 +3,8 @@
 The event loop hands it items (``enqueue``) and is handed back, through ``call_soon_threadsafe``,
 what was committed: a claim is written as soon as the thread is free, without waiting for the loop
 to schedule anything, which is what keeps the commit that precedes every request short. Claims and
-sent marks (which hold up a request) go at once; results (which nothing waits on) are gathered for
-up to ``RESULTS_EVERY_S`` and go together, with the claims of that moment.
+sent marks (which hold up a request) go at once, with every result queued by then; results with
+no claim to go with wait up to ``RESULTS_EVERY_S`` and go together.
 
 Each item is checked against the ``gen_state`` projection inside the transaction that appends it
 (``guard``): a claim only on a generation still planned (or held by a dead worker: a takeover,
@@ -38,14 +38,15 @@ from daydream.run.stats import RunStats
 # commits in one transaction before it looks for those again.
 _URGENT = ("claim", "sent")
 _CHUNK = 500
-# The other items (results, heartbeats) wait in the writer for up to this long, or until _CHUNK
-# of them are queued, and then go in one transaction (with the claims of that moment). Nothing
-# waits on them, and every commit rewrites whole the pages it touched, the same few (the tails
-# of events and texts and of each event type's index, the cohort's counters, the chain head)
-# however many results it carries: commits of a few results each cost about 1.2x the log pages
-# per generation (bench/run_stub.py --scale). A run that stops (finishes, Ctrl-C, an error)
-# writes them all first; a process killed outright may lose this long's worth of answers, which
-# the next run asks again (their claims are taken over and the lost requests recorded).
+# The other items (results, heartbeats) go with the next claim's commit, all of them (up to
+# _CHUNK), so an answer is on record before any request that left after it. With no claim to go
+# with, they wait up to this long (or until _CHUNK are queued) and go together: a commit rewrites
+# whole every page it touches, mostly the same few whatever it carries (the tails of events, texts
+# and each event type's index, the cohort's counters, the chain head), and a commit for each few
+# answers cost about 1.1x the log pages per generation (bench/run_stub.py --scale). A run that
+# stops (finishes, Ctrl-C, an error) writes them all first; a process killed outright loses the
+# answers of at most this long after the last claim, which the next run asks again (their claims
+# are taken over).
 RESULTS_EVERY_S = 0.1
 # (worker, reason) -> [claims taken over, lost requests, their estimated cost, lost without estimate]
 Takeovers = dict[tuple[str, str], list[Any]]
@@ -174,8 +175,8 @@ class Writer:
             loop.call_soon_threadsafe(_resolve, done, True)
 
     def _write_some(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write the urgent items, and the others once they are due (``RESULTS_EVERY_S``), up to one
-        chunk, in one transaction; report it to the loop.
+        """Write the urgent items and one chunk of the others (alone only once they are due:
+        ``RESULTS_EVERY_S``) in one transaction; report it to the loop.
 
         One commit, not one for the claims and another for the results: every commit writes each
         page it touched whole to the log (the scattered index pages of a generation's stream, its
@@ -187,7 +188,7 @@ class Writer:
             while self._urgent and len(batch) < self.options.batch_size:
                 batch.append(self._urgent.popleft())
             taken = len(batch)
-            if self._closing or self._results_due():
+            if batch or self._closing or self._results_due():
                 while self._inbox and len(batch) - taken < _CHUNK:
                     batch.append(self._inbox.popleft())
         if batch:
