@@ -35,7 +35,7 @@ import yaml
 
 from daydream.ledger.store import Ledger
 from daydream.design.planner import plan_cohort
-from daydream.run.checkpoints import WAL_CHECKPOINT_BYTES
+from daydream.run.checkpoints import WAL_CHECKPOINT_BYTES, WAL_CHECKPOINT_MAX_BYTES
 from daydream.run.runner import RunOptions, run_cohort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -214,7 +214,8 @@ def scale_run(n: int, concurrency: int, offline_concurrency: int | None = None) 
 
 def report_scale(sizes: list[int], concurrency: int, offline_concurrency: int | None) -> None:
     print(f"offline drafts, in-process run (plan not counted in the run's writes), offline model concurrency "
-          f"{offline_concurrency or 'as in the catalog'}, WAL checkpoint bound {WAL_CHECKPOINT_BYTES // 2**20} MiB")
+          f"{offline_concurrency or 'as in the catalog'}, WAL checkpoint bound {WAL_CHECKPOINT_BYTES // 2**20} MiB "
+          f"or an eighth of the ledger, up to {WAL_CHECKPOINT_MAX_BYTES // 2**20} MiB")
     print(f"{'n':>8} {'run s':>6} {'ledger MB':>9} {'wchar MB':>9} {'x size':>6} {'disk MB':>8} {'x size':>6} "
           f"{'commits':>8} {'gen/commit':>10} {'log MB':>7} {'copied MB':>9}")
     mb = 2**20
