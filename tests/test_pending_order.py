@@ -172,3 +172,22 @@ def test_results_wait_in_the_writer_and_go_together_and_a_closing_writer_writes_
     assert ledger.count("GenerationFailed") == 3
     assert ledger.query("SELECT DISTINCT status FROM gen_state WHERE stage = 'draft'") == [("failed",)]
     assert writer.unwritten == 0 and not writer.writing
+
+
+def _pg_indexes(ledger: Ledger) -> set[str]:
+    return {n for (n,) in ledger.query("SELECT indexname FROM pg_indexes WHERE tablename = 'gen_state' "
+                                       "AND schemaname = current_schema()")}
+
+
+def test_on_postgresql_the_pending_index_replaces_the_plan_order_ones_and_back(pg_url: str) -> None:
+    ledger = Ledger.open(pg_url)
+    try:
+        assert "ix_gen_state_pending" in _pg_indexes(ledger)
+        assert not _pg_indexes(ledger) & {"ix_gen_state_status_stage_seq", "ix_gen_state_status"}
+        _alembic(ledger, "downgrade", BEFORE)
+        assert {"ix_gen_state_status_stage_seq", "ix_gen_state_status"} <= _pg_indexes(ledger)
+        assert "ix_gen_state_pending" not in _pg_indexes(ledger)
+        _alembic(ledger, "upgrade", "head")
+        assert "ix_gen_state_pending" in _pg_indexes(ledger)
+    finally:
+        ledger.close()
