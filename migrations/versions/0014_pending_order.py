@@ -16,14 +16,17 @@ its indexes end in ``gen_id`` too. The runner takes ready work of a stage in ``g
   the one it had with `` WITHOUT ROWID`` appended (read from ``sqlite_master``, so columns added by
   any revision before this one come along); its indexes and the triggers on it are re-made from
   their own texts.
-- ``ix_gen_state_pending (status, stage, gen_id)`` replaces ``ix_gen_state_status_stage_seq
-  (status, stage, planned_seq)``: ready work of a stage in ``gen_id`` order, walked and cut at a
-  limit. It also serves every lookup by ``status`` alone, so ``ix_gen_state_status (status)`` (0003)
-  goes: one index fewer to rewrite when a status changes.
+- ``ix_gen_state_pending (status, stage, gen_id)`` replaces three indexes, each rewritten at every
+  change of status: ``ix_gen_state_status_stage_seq (status, stage, planned_seq)`` (ready work of a
+  stage, now walked in ``gen_id`` order and cut at a limit), ``ix_gen_state_status (status)``
+  (0003; a prefix of the new one) and ``ix_gen_state_stage_status (stage, status)`` (lookups by
+  stage use ``ix_gen_state_signature``, which starts with ``stage``, the same way: the query plans
+  of every view and of the runner's counts were compared; counts by stage and status read the new
+  one). Each index fewer is about 0.3 log pages fewer per generation.
 
 On PostgreSQL (no rowid, heap tables) only the indexes change, the same way; rows are the same.
-Downgrading puts back the rowid table (rows in plan order), its two indexes, and the exact table
-text it had.
+Downgrading puts back the rowid table (rows in plan order), its three indexes, and the exact
+table text it had.
 
 Revision ID: 0014_pending_order
 Revises: 0013_plan_chunks
@@ -41,9 +44,10 @@ depends_on = None
 
 PENDING_INDEX = ("ix_gen_state_pending", "CREATE INDEX ix_gen_state_pending ON gen_state (status, stage, gen_id)")
 OLD_INDEXES = (
+    ("ix_gen_state_stage_status", "CREATE INDEX ix_gen_state_stage_status ON gen_state (stage, status)"),
+    ("ix_gen_state_status", "CREATE INDEX ix_gen_state_status ON gen_state (status)"),
     ("ix_gen_state_status_stage_seq",
      "CREATE INDEX ix_gen_state_status_stage_seq ON gen_state (status, stage, planned_seq)"),
-    ("ix_gen_state_status", "CREATE INDEX ix_gen_state_status ON gen_state (status)"),
 )
 _WITHOUT_ROWID = re.compile(r"\s*WITHOUT\s+ROWID\s*$", re.IGNORECASE)
 
