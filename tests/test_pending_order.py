@@ -32,7 +32,7 @@ from daydream.run.writer import WriteItem, Writer
 from tests.pg_fixtures import ledger_url, pg_server, pg_template, pg_url  # noqa: F401
 from tests.runner_fixtures import drafts_spec, planned_ledger, stub_catalog, write_spec
 
-BEFORE = "0011_projections_per_type"
+BEFORE = "0013_plan_chunks"
 REVISION = "0014_pending_order"
 
 
