@@ -11,7 +11,9 @@
    in this process: bytes written (``/proc/self/io``: ``wchar`` = every write() SQLite made,
    ``write_bytes`` = what reached the disk) against the final ledger's size (target: at most 5x at
    100,000), CPU per generation (user = ours, system = mostly SQLite's I/O; target: flat from 10k
-   to 100k), and where the writes go: commits, log frames, checkpoint copies. Skips parts 1-3.
+   to 100k), and where the writes go: commits, log frames (read from the log after each commit),
+   the rest (checkpoints copying pages back). Then the per-generation figures of every scale side
+   by side, with the last scale's over the first's. Skips parts 1-3.
 
     uv run python bench/run_stub.py [--n 1000] [--repeat 3] [--big 20000] [--scale 10000,100000]
 """
@@ -33,7 +35,7 @@ import yaml
 
 from daydream.ledger.store import Ledger
 from daydream.design.planner import plan_cohort
-from daydream.run.checkpoints import WAL_CHECKPOINT_BYTES
+from daydream.run.checkpoints import WAL_CHECKPOINT_BYTES, WAL_CHECKPOINT_MAX_BYTES
 from daydream.run.runner import RunOptions, run_cohort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,40 +112,58 @@ def _io() -> dict[str, int]:
 
 
 class WriteCounter:
-    """Counts a backend's write transactions and what its WAL checkpoints report (frames logged, copied)."""
+    """Counts a backend's write transactions, its checkpoints, and the frames its commits added to the log.
+
+    After each commit the new frames of ``<ledger>-wal`` are read (their 24-byte headers only): a
+    frame belongs to the current log while it carries the log header's salt, and a log that starts
+    over gets a new salt. So ``frames`` is every page image written to the log, each counted once.
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self.commits = 0
-        self.checkpoints: list[tuple[str, int, int, int]] = []
+        self.checkpoints = 0
+        self.frames = 0
+        self.wal = Path(f"{ledger.path}-wal")
+        self.page = ledger.query("PRAGMA page_size")[0][0]
+        self._salt = b""
+        self._offset = 32
         backend = ledger.backend
         write, checkpoint = backend.write, backend.checkpoint
 
         def counting_write(work):  # type: ignore[no-untyped-def]
-            self.commits += 1
-            return write(work)
+            try:
+                return write(work)
+            finally:
+                self.commits += 1
+                self.read_log()
 
         def counting_checkpoint(mode: str) -> tuple[int, int, int]:
-            row = checkpoint(mode)
-            self.checkpoints.append((mode, *row))
-            return row
+            self.read_log()
+            self.checkpoints += 1
+            return checkpoint(mode)
 
         backend.write = counting_write  # type: ignore[method-assign]
         backend.checkpoint = counting_checkpoint  # type: ignore[method-assign]
 
-    def frames(self) -> int:
-        """Frames written to the log, each counted once.
-
-        A checkpoint that copied the whole log (not busy) lets the next commit start the log over,
-        so the frames of one log generation are what the last checkpoint before the restart saw.
-        """
-        total = 0
-        last = 0
-        for _mode, busy, log, done in self.checkpoints:
-            last = max(log, 0)
-            if not busy and done == log:
-                total += last
-                last = 0
-        return total + last
+    def read_log(self) -> None:
+        """Count the frames appended to the log since the last look."""
+        try:
+            fh = open(self.wal, "rb")
+        except OSError:
+            return
+        with fh:
+            header = fh.read(32)
+            if len(header) < 32:
+                return
+            if header[16:24] != self._salt:  # a new log (it started over): read it from its first frame
+                self._salt, self._offset = header[16:24], 32
+            while True:
+                fh.seek(self._offset)
+                frame = fh.read(24)
+                if len(frame) < 24 or frame[8:16] != self._salt:
+                    return
+                self.frames += 1
+                self._offset += 24 + self.page
 
 
 def scale_run(n: int, concurrency: int, offline_concurrency: int | None = None) -> dict[str, float]:
@@ -181,35 +201,51 @@ def scale_run(n: int, concurrency: int, offline_concurrency: int | None = None) 
         ledger.backend.checkpoint("TRUNCATE")
         size = ledger.path.stat().st_size
         page = ledger.query("PRAGMA page_size")[0][0]
-        frames = counter.frames()
+        counter.read_log()
         events = ledger.last_seq()
         return {"n": stats.completed, "events": events, "plan_s": planned_at - start, "run_s": done_at - planned_at,
                 "plan_wchar": io1["wchar"] - io0["wchar"], "size_planned": size_planned,
                 "wchar": io2["wchar"] - io1["wchar"], "write_bytes": io2["write_bytes"] - io1["write_bytes"],
                 "size": size, "growth": size - size_planned,
                 "user": cpu1.ru_utime - cpu0.ru_utime, "sys": cpu1.ru_stime - cpu0.ru_stime,
-                "commits": counter.commits, "checkpoints": len(counter.checkpoints),
-                "frames": frames, "page": page}
+                "commits": counter.commits, "checkpoints": counter.checkpoints,
+                "frames": counter.frames, "page": page}
 
 
 def report_scale(sizes: list[int], concurrency: int, offline_concurrency: int | None) -> None:
     print(f"offline drafts, in-process run (plan not counted in the run's writes), offline model concurrency "
-          f"{offline_concurrency or 'as in the catalog'}, WAL checkpoint bound {WAL_CHECKPOINT_BYTES // 2**20} MiB")
-    print(f"{'n':>8} {'run s':>7} {'ledger MB':>9} {'wchar MB':>9} {'x size':>6} {'disk MB':>8} {'x size':>6} "
-          f"{'us/gen user':>11} {'sys':>6} {'commits':>8} {'gen/commit':>10} {'log MB':>7} {'rest MB':>8} "
-          f"{'KB/commit':>9}")
+          f"{offline_concurrency or 'as in the catalog'}, WAL checkpoint bound {WAL_CHECKPOINT_BYTES // 2**20} MiB "
+          f"or an eighth of the ledger, up to {WAL_CHECKPOINT_MAX_BYTES // 2**20} MiB")
+    print(f"{'n':>8} {'run s':>6} {'ledger MB':>9} {'wchar MB':>9} {'x size':>6} {'disk MB':>8} {'x size':>6} "
+          f"{'commits':>8} {'gen/commit':>10} {'log MB':>7} {'copied MB':>9}")
+    mb = 2**20
+    rows = []
     for n in sizes:
         r = scale_run(n, concurrency, offline_concurrency)
-        mb = 2**20
-        log_bytes = r["frames"] * (r["page"] + 24)
-        print(f"{r['n']:>8} {r['run_s']:>7.1f} {r['size'] / mb:>9.1f} {r['wchar'] / mb:>9.1f} "
+        r["log"] = r["frames"] * (r["page"] + 24)
+        rows.append(r)
+        print(f"{r['n']:>8} {r['run_s']:>6.1f} {r['size'] / mb:>9.1f} {r['wchar'] / mb:>9.1f} "
               f"{r['wchar'] / r['size']:>6.2f} {r['write_bytes'] / mb:>8.1f} {r['write_bytes'] / r['size']:>6.2f} "
-              f"{r['user'] / r['n'] * 1e6:>11.0f} {r['sys'] / r['n'] * 1e6:>6.0f} {r['commits']:>8} "
-              f"{r['n'] / max(1, r['commits']):>10.1f} {log_bytes / mb:>7.1f} {(r['wchar'] - log_bytes) / mb:>8.1f} "
-              f"{log_bytes / max(1, r['commits']) / 1024:>9.1f}")
+              f"{r['commits']:>8} {r['n'] / max(1, r['commits']):>10.1f} {r['log'] / mb:>7.1f} "
+              f"{(r['wchar'] - r['log']) / mb:>9.1f}")
         print(f"{'':>8} plan {r['plan_s']:.1f} s wrote {r['plan_wchar'] / mb:.1f} MB for a {r['size_planned'] / mb:.1f} MB "
               f"ledger; the run added {r['growth'] / mb:.1f} MB ({r['events']:,} events in all), "
               f"{r['checkpoints']} checkpoints, {r['page'] // 1024} KiB pages")
+    # Per generation, the scales side by side: flat means the last column stays near 1.
+    print(f"  {'per generation':<20}" + "".join(f" {r['n']:>10}" for r in rows) + (
+        f" {'last/first':>10}" if len(rows) > 1 else ""))
+    figures = [("KB written (wchar)", lambda r: r["wchar"] / r["n"] / 1024, "{:.1f}"),
+               ("KB to disk", lambda r: r["write_bytes"] / r["n"] / 1024, "{:.1f}"),
+               ("log pages", lambda r: r["frames"] / r["n"], "{:.2f}"),
+               ("KB copied back", lambda r: (r["wchar"] - r["log"]) / r["n"] / 1024, "{:.1f}"),
+               ("ledger KB", lambda r: r["size"] / r["n"] / 1024, "{:.2f}"),
+               ("user CPU us", lambda r: r["user"] / r["n"] * 1e6, "{:.0f}"),
+               ("system CPU us", lambda r: r["sys"] / r["n"] * 1e6, "{:.0f}")]
+    for label, value, fmt in figures:
+        line = f"  {label:<20}" + "".join(f" {fmt.format(value(r)):>10}" for r in rows)
+        if len(rows) > 1 and value(rows[0]):
+            line += f" {value(rows[-1]) / value(rows[0]):>10.2f}"
+        print(line)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def invisible(ledger: Ledger) -> None:
     for name, sql in VIEW_COUNTS.items():
         assert ledger.query(sql) == [(0,)], name
     assert pending_counts(ledger) == {} and pending_calls_by_model(ledger) == {}
-    assert ledger.query(PENDING_SQL.format(cohort=""), {"stage": "draft", "after": 0, "limit": 10}) == []
+    assert ledger.query(PENDING_SQL.format(cohort=""), {"stage": "draft", "after": "", "limit": 10}) == []
     assert views.cohort_status(ledger, None) == [] and views.cohort_ids(ledger) == []
     assert list_cohorts(ledger) == []
     with pytest.raises(NotFound):

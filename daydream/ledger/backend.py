@@ -43,10 +43,11 @@ T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Any]
 
 BUSY_TIMEOUT_S = 60.0
-# Checkpoint the write-ahead log every ~40 MB instead of SQLite's 1,000 pages: a page rewritten by
-# many appends is copied back once, not ten times (measured: +35% on batched appends). The last
-# connection to close still checkpoints and removes the log.
-WAL_AUTOCHECKPOINT_BYTES = 40 * 2**20
+# Checkpoint the write-ahead log every ~160 MB instead of SQLite's 1,000 pages: a page rewritten by
+# many appends is copied back once, not ten times (measured: +35% on batched appends with 40 MB).
+# Above twice the runner's largest bound (daydream.run.checkpoints, 64 MiB), whose passes run off
+# the writer's thread. The last connection to close still checkpoints and removes the log.
+WAL_AUTOCHECKPOINT_BYTES = 160 * 2**20
 # When a checkpoint lets the log start over, the next commit trims the file to this size, so the
 # file's size tells how much log there is (daydream.run.checkpoints keeps it bounded during runs).
 WAL_SIZE_LIMIT_BYTES = 2**20
@@ -58,6 +59,12 @@ WAL_SIZE_LIMIT_BYTES = 2**20
 # reported) in 168 s; 4 KiB pages 9.7x in 99 s. Single-event appends are 2.5x faster with 4 KiB,
 # batched appends the same or better. Older ledgers keep the page size they were made with.
 PAGE_SIZE = 4096
+# Page cache per connection, KiB (SQLite's default is 2,000). A transaction that changes more
+# pages than its cache holds writes ("spills") them to the log before it commits, and again when
+# it touches them after: planning 100,000 generations inserts their gen_state rows, kept in gen_id
+# order (migration 0014), at scattered pages, and wrote 4.5 GB of log with the default, 2.0 GB
+# with 16 MiB (bench/run_stub.py --scale; 2.4 GB before 0014). Filled only as pages are read.
+CACHE_KIB = 16 * 1024
 
 EVENT_COLUMNS = "seq, stream, version, type, payload, recorded_at, causation_seq, prev_hash, hash"
 
@@ -173,6 +180,7 @@ def connect_readwrite(path: Path) -> sqlite3.Connection:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_BYTES // page_size}")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     except BaseException:
         conn.close()
         raise

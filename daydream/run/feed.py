@@ -1,8 +1,9 @@
 """Feeding a run: which generations to start next, and waiting for work other runners hold.
 
-Claims of dead workers come first (``RECLAIM_SQL``), then ready work stage by stage in plan order
-(``PENDING_SQL``). Generations this run leaves alone (already in hand, on a stopped model, replay
-misses) are stepped over, so work behind them is still reached. When nothing is startable but live
+Claims of dead workers come first (``RECLAIM_SQL``), then ready work stage by stage, each stage
+in ``gen_id`` order (``PENDING_SQL``: neighbours in the ledger's B-trees share a commit).
+Generations this run leaves alone (already in hand, on a stopped model, replay misses) are stepped
+over, so work behind them is still reached. When nothing is startable but live
 runners elsewhere hold claims of this run's scope, the run waits for them and says so now and then.
 """
 
@@ -96,7 +97,7 @@ class Feed:
         statements = [(RECLAIM_SQL.format(cohort=cohort, stage="AND g.stage = :stage" if self.options.stage else ""),
                        reclaim_params)]
         for name in self.stage_names:
-            statements.append((pending_sql, {**params, "stage": name, "after": 0}))
+            statements.append((pending_sql, {**params, "stage": name, "after": ""}))
         peers_due = time.monotonic() - looked_at > _PEERS_EVERY_S
         if peers_due:
             statements.append((claims.LIVE_WORKERS, {}))
@@ -114,14 +115,14 @@ class Feed:
                 found.append(gen)
         others: list[PendingGeneration] = []
         for n, name in enumerate(self.stage_names):
-            after = 0
+            after = ""  # the last gen_id seen: the next page starts after it
             rows: list[tuple] | None = results[1 + n]
             while len(found) < wanted:
                 if rows is None:
                     rows = backend.query(pending_sql, {**params, "stage": name, "after": after})
                 for row in rows:
                     gen = PendingGeneration.from_row(row)
-                    after = gen.planned_seq
+                    after = gen.gen_id
                     if startable(gen):
                         if workers == 1 or share_of(gen.gen_id, workers) == place:
                             found.append(gen)

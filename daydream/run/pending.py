@@ -1,8 +1,11 @@
 """Finding work: which generations are ready to run, which claims may be taken over, and counts.
 
-Everything here reads the ``gen_state`` projection; the queries walk the
-``ix_gen_state_status_stage_seq`` index in plan order and stop at their limit. Rows staged by a
-plan still being appended (their ``plan_id`` in ``open_plans``, migration 0013) are not work yet:
+Everything here reads the ``gen_state`` projection. Ready work of a stage is taken in ``gen_id``
+order, walking the ``ix_gen_state_pending`` index (migration 0014) and stopping at the limit: the
+generations that share a commit are then neighbours in every B-tree keyed by ``gen_id`` (the
+events' stream index, ``gen_state`` and its indexes), so a commit rewrites a few pages, not one
+scattered page per generation in each (bench/run_stub.py --scale). Rows staged by a plan still
+being appended (their ``plan_id`` in ``open_plans``, migration 0013) are not work yet:
 every query here leaves them out until the plan's ``CohortPlanned`` completes it.
 """
 
@@ -27,13 +30,13 @@ _FROM_GEN = """
 FROM gen_state g
 LEFT JOIN gen_state p ON p.gen_id = g.parent_gen_id"""
 _SELECT_GEN = f"SELECT {_GEN_LIST}{_FROM_GEN}"
-# Ready work of one stage in plan order after a position: walks ix_gen_state_status_stage_seq
-# and stops at the limit.
+# Ready work of one stage in gen_id order after a gen_id (:after, '' for the first page): walks
+# ix_gen_state_pending (status, stage, gen_id) and stops at the limit.
 PENDING_SQL = _SELECT_GEN + """
-WHERE g.status = 'planned' AND g.stage = :stage AND g.planned_seq > :after
+WHERE g.status = 'planned' AND g.stage = :stage AND g.gen_id > :after
   AND {visible}
   AND (g.parent_gen_id IS NULL OR p.status = 'completed') {cohort}
-ORDER BY g.planned_seq
+ORDER BY g.gen_id
 LIMIT :limit
 """.replace("{visible}", VISIBLE.format("g"))
 # Claims that may be abandoned: the worker's heartbeat stopped (or, for a claim without a worker

@@ -3,7 +3,8 @@
 The event loop hands it items (``enqueue``) and is handed back, through ``call_soon_threadsafe``,
 what was committed: a claim is written as soon as the thread is free, without waiting for the loop
 to schedule anything, which is what keeps the commit that precedes every request short. Claims and
-sent marks (which hold up a request) go before results; results go in chunks.
+sent marks (which hold up a request) go at once, with every result queued by then; results with
+no claim to go with wait up to ``RESULTS_EVERY_S`` and go together.
 
 Each item is checked against the ``gen_state`` projection inside the transaction that appends it
 (``guard``): a claim only on a generation still planned (or held by a dead worker: a takeover,
@@ -19,6 +20,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -35,7 +37,17 @@ from daydream.run.stats import RunStats
 # Write items that hold up a request (claims, sent marks), and how many other items the writer
 # commits in one transaction before it looks for those again.
 _URGENT = ("claim", "sent")
-_CHUNK = 100
+_CHUNK = 500
+# The other items (results, heartbeats) go with the next claim's commit, all of them (up to
+# _CHUNK), so an answer is on record before any request that left after it. With no claim to go
+# with, they wait up to this long (or until _CHUNK are queued) and go together: a commit rewrites
+# whole every page it touches, mostly the same few whatever it carries (the tails of events, texts
+# and each event type's index, the cohort's counters, the chain head), and a commit for each few
+# answers cost about 1.1x the log pages per generation (bench/run_stub.py --scale). A run that
+# stops (finishes, Ctrl-C, an error) writes them all first; a process killed outright loses the
+# answers of at most this long after the last claim, which the next run asks again (their claims
+# are taken over).
+RESULTS_EVERY_S = 0.1
 # (worker, reason) -> [claims taken over, lost requests, their estimated cost, lost without estimate]
 Takeovers = dict[tuple[str, str], list[Any]]
 
@@ -46,7 +58,7 @@ class WriteItem:
     ``observed`` is the generation's state the item was made from (claims, and results that need
     no claim)."""
 
-    __slots__ = ("kind", "job", "events", "texts", "future", "observed")
+    __slots__ = ("kind", "job", "events", "texts", "future", "observed", "since")
 
     def __init__(self, kind: str, job: Job | None, events: list[DomainEvent], texts: list[str],
                  future: asyncio.Future | None = None, observed: tuple | None = None) -> None:
@@ -56,6 +68,7 @@ class WriteItem:
         self.texts = texts
         self.future = future
         self.observed = observed
+        self.since = time.monotonic()  # handed to the writer
 
 
 class Writer:
@@ -149,8 +162,8 @@ class Writer:
         try:
             while True:
                 with self._wake:
-                    while not (self._urgent or self._inbox or self._closing):
-                        self._wake.wait()
+                    while not (self._urgent or self._closing or self._results_due()):
+                        self._wake.wait(self._results_wait())
                     if self._closing and not (self._urgent or self._inbox):
                         break
                 try:
@@ -162,7 +175,8 @@ class Writer:
             loop.call_soon_threadsafe(_resolve, done, True)
 
     def _write_some(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write the urgent items and one chunk of the others in one transaction; report it to the loop.
+        """Write the urgent items and one chunk of the others (alone only once they are due:
+        ``RESULTS_EVERY_S``) in one transaction; report it to the loop.
 
         One commit, not one for the claims and another for the results: every commit writes each
         page it touched whole to the log (the scattered index pages of a generation's stream, its
@@ -174,8 +188,9 @@ class Writer:
             while self._urgent and len(batch) < self.options.batch_size:
                 batch.append(self._urgent.popleft())
             taken = len(batch)
-            while self._inbox and len(batch) - taken < _CHUNK:
-                batch.append(self._inbox.popleft())
+            if batch or self._closing or self._results_due():
+                while self._inbox and len(batch) - taken < _CHUNK:
+                    batch.append(self._inbox.popleft())
         if batch:
             error: Exception | None = None
             outcome = [False] * len(batch)
@@ -189,6 +204,17 @@ class Writer:
         # Between two of the writer's own commits, once the waiters of this round were woken: the
         # only place a checkpoint lets the log start over (one beside a busy writer never catches up).
         self.wal.after_commit()
+
+    def _results_due(self) -> bool:
+        """The queued results are to be written now: the oldest waited long enough, or there are many."""
+        return bool(self._inbox) and (len(self._inbox) >= _CHUNK
+                                      or time.monotonic() - self._inbox[0].since >= RESULTS_EVERY_S)
+
+    def _results_wait(self) -> float | None:
+        """Seconds until the queued results are due (None: none queued, wait for a hand-over)."""
+        if not self._inbox:
+            return None
+        return max(0.0, RESULTS_EVERY_S - (time.monotonic() - self._inbox[0].since))
 
     def _write_batch(self, items: list[WriteItem], takeovers: Takeovers) -> list[bool]:
         """Append what is still valid of ``items``; fills ``takeovers``.
