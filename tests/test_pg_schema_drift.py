@@ -66,10 +66,10 @@ def test_a_rewritten_function_is_named(pg_url: str, what: str) -> None:
 def test_a_replaced_view_a_dropped_index_and_a_new_default_are_named(pg_url: str) -> None:
     view = raw_rows(pg_url, "SELECT pg_get_viewdef('scores'::regclass)")[0][0]
     raw(pg_url, "CREATE OR REPLACE VIEW scores AS " + view.replace("v.score,", "9::double precision AS score,", 1),
-        "DROP INDEX ix_gen_state_status",
+        "DROP INDEX ix_gen_state_combo",
         "ALTER TABLE gen_state ALTER COLUMN attempt SET DEFAULT 7")
     head = ddb.head_revision()
-    assert drift(pg_url) == ["index ix_gen_state_status is missing",
+    assert drift(pg_url) == ["index ix_gen_state_combo is missing",
                              f"table gen_state differs from what migration {head} created",
                              f"view scores differs from what migration {head} created"]
 
