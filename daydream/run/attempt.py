@@ -131,7 +131,12 @@ class Attempts:
             if self.stopping():
                 return
             try:
-                if not await self._claim(job):
+                if job.local:
+                    # Nothing leaves the machine and nothing is paid: the claim is recorded with
+                    # the answer, in one commit (half the commits of an offline run), and only if
+                    # the generation is still planned then (else the answer is dropped).
+                    self._defer_claim(job)
+                elif not await self._claim(job):
                     return
                 await self._tries(job, request, model, limiter)
             except asyncio.CancelledError:
@@ -139,7 +144,27 @@ class Attempts:
                     self.release(job, "run interrupted")
                 raise
 
+    def _defer_claim(self, job: Job) -> None:
+        events, texts = self._claim_events(job)
+        job.deferred_claim = (events, texts)
+
+    def _record(self, job: Job, events: list[DomainEvent], texts: list[str]) -> None:
+        """Hand a try's outcome to the writer, with the claim when it was deferred (a local call)."""
+        if job.deferred_claim is not None:
+            claim_events, claim_texts = job.deferred_claim
+            job.deferred_claim = None
+            self.writer.enqueue(WriteItem("claimed", job, [*claim_events, *events], [*claim_texts, *texts]))
+            return
+        self.writer.enqueue(WriteItem("result", job, events, texts))
+
     async def _claim(self, job: Job) -> bool:
+        events, texts = self._claim_events(job)
+        gen = job.gen
+        return await self.writer.submit(WriteItem("claim", job, events, texts,
+                                                  observed=(gen.status, job.attempt, gen.worker)))
+
+    def _claim_events(self, job: Job) -> tuple[list[DomainEvent], list[str]]:
+        """The events (and texts) of claiming ``job``: its prompt rendered and its call started."""
         gen = job.gen
         model = self.ctx.models.get(gen.model_id or "")
         lease_until = iso_utc(datetime.now(timezone.utc) + timedelta(seconds=self.options.lease_s))
@@ -153,8 +178,7 @@ class Attempts:
                            provider=self.models.provider_name(model), provider_model=(model or {}).get("model"),
                            lease_until=lease_until, worker=self.worker, sends_marked=not job.local),
         ]
-        return await self.writer.submit(WriteItem("claim", job, events, [job.prompt or ""],
-                                                  observed=(gen.status, job.attempt, gen.worker)))
+        return events, [job.prompt or ""]
 
     async def _mark_sent(self, job: Job, try_: int) -> bool:
         """Commit ``LLMCallSent`` for this try before its request leaves; False when the claim is no
@@ -230,7 +254,7 @@ class Attempts:
             if failure.raw_text:
                 texts.append(failure.raw_text)
             self.models.gave_up(model_id, failure, tries)
-        self.writer.enqueue(WriteItem("result", job, events, texts))
+        self._record(job, events, texts)
         return give_up
 
     def _answered(self, job: Job, result: CallResult, tries: int) -> None:
@@ -275,12 +299,15 @@ class Attempts:
             if stage.scored:  # the parser reads scores on the rubric's scale
                 parse = bind_scale(parse, self.ctx.template_scale(gen.template_hash) or DEFAULT_SCALE)
             outcome, texts = stage.outcome(gen.ref(), job.attempt, text, result.finish_reason, parse, parser_name)
-        self.writer.enqueue(WriteItem("result", job, [completed, *outcome], [text, *texts]))
+        self._record(job, [completed, *outcome], [text, *texts])
 
     def release(self, job: Job, message: str) -> None:
         """Give a claim back so the next run takes it (``ClaimReleased``). A request that left and
         has no answer is recorded first as ``LLMCallLost``; a try marked sent that never left is
         named in the release, so the mark stands for nothing."""
+        if job.deferred_claim is not None:  # a local call whose claim was never recorded: nothing to give back
+            job.deferred_claim = None
+            return
         events: list[DomainEvent] = []
         try_ = None
         if not job.local and job.sent_try > job.answered_try:

@@ -31,6 +31,8 @@ class Job:
     answered_try: int = 0    # the last try whose outcome was handed to the writer
     reserved_usd: float = 0.0  # the budget this job holds while its call is in flight
     reserving: bool = False    # it holds a reservation (even of $0: a call in flight)
+    # A local call's claim, not yet handed to the writer: it goes with the call's first outcome.
+    deferred_claim: tuple[list[Any], list[str]] | None = None
 
     @property
     def stream(self) -> str:

@@ -254,6 +254,10 @@ class Runner:
             self.stats.stages[gen.stage].in_flight -= 1
             self._in_flight.discard(gen.gen_id)
             self.attempts.budget.release(job)
+            # Half the jobs in hand are done: feed more now rather than at the next commit (a run
+            # of local calls commits only every RESULTS_EVERY_S).
+            if len(self._in_flight) == self._capacity() // 2:
+                self._wake_feed()
 
 
 def run_cohort(ledger: Ledger, options: RunOptions, progress: ProgressCallback | None = None) -> RunStats:

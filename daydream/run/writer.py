@@ -37,6 +37,8 @@ from daydream.run.stats import RunStats
 # Write items that hold up a request (claims, sent marks), and how many other items the writer
 # commits in one transaction before it looks for those again.
 _URGENT = ("claim", "sent")
+# Items that record what came of a generation: a result, or a local call's claim with its result.
+_OUTCOMES = ("result", "claimed")
 _CHUNK = 500
 # The other items (results, heartbeats) go with the next claim's commit, all of them (up to
 # _CHUNK), so an answer is on record before any request that left after it. With no claim to go
@@ -54,7 +56,8 @@ Takeovers = dict[tuple[str, str], list[Any]]
 
 class WriteItem:
     """Events (and the texts they name) to append for one job, of one ``kind``: ``claim``, ``sent``,
-    ``result`` or ``beat`` (a heartbeat, no events). ``future`` gets whether it was appended;
+    ``result``, ``claimed`` (a local call's claim and outcome together) or ``beat`` (a heartbeat,
+    no events). ``future`` gets whether it was appended;
     ``observed`` is the generation's state the item was made from (claims, and results that need
     no claim)."""
 
@@ -112,7 +115,7 @@ class Writer:
     def enqueue(self, item: WriteItem) -> None:
         """Hand ``item`` to the thread (claims and sent marks go first)."""
         self.unwritten += 1
-        if item.kind == "result" and item.job is not None:
+        if item.kind in _OUTCOMES and item.job is not None:
             self.writing.add(item.job.gen.gen_id)
         with self._wake:
             (self._urgent if item.kind in _URGENT else self._inbox).append(item)
@@ -139,15 +142,15 @@ class Writer:
             self.on_error(error)
         self.unwritten -= len(batch)
         for item, ok in zip(batch, outcome):
-            if item.kind == "result" and item.job is not None:
+            if item.kind in _OUTCOMES and item.job is not None:
                 self.writing.discard(item.job.gen.gen_id)
                 if self.committed_while_reading is not None:
                     self.committed_while_reading.add(item.job.gen.gen_id)
             if item.future is not None and not item.future.done():
                 item.future.set_result(ok)
-            if ok and item.kind in ("result", "claim"):
+            if ok and item.kind in ("result", "claim", "claimed"):
                 self.stats.count_committed(item.events, item.job.gen if item.job else None,
-                                           item.kind == "result", self.options.cohort)
+                                           item.kind in _OUTCOMES, self.options.cohort)
         for (who, reason), (n, lost, cost, unpriced) in takeovers.items():
             line = f"took over {n} claim(s) of {who}: {reason}"
             if lost:
@@ -262,6 +265,8 @@ class Writer:
         if item.kind == "claim":
             if item.observed[0] != "planned":
                 return None  # a takeover: whether the holder is dead is read under the lock
+            return Expect(job.gen.gen_id, job.attempt, ("planned",))
+        if item.kind == "claimed":  # a local call and its claim: only while still planned
             return Expect(job.gen.gen_id, job.attempt, ("planned",))
         if item.kind == "sent" or item.observed is None:  # a request, or the result of our claim
             return Expect(job.gen.gen_id, job.attempt, ("running",), self.worker_json)
