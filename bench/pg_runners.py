@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,24 +30,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pg_writers import DelayProxy  # noqa: E402  (the same latency proxy)
-from run_stub import KEY_ENV, start_stub  # noqa: E402
+from run_stub import KEY_ENV, start_stub, stub_catalog  # noqa: E402
 
 import yaml  # noqa: E402
 
 from daydream.design.planner import plan_cohort  # noqa: E402
 from daydream.ledger.store import Ledger  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def plan(folder: Path, url: str, base_url: str, n: int, concurrency: int) -> None:
-    catalog = folder / "catalog"
-    shutil.copytree(REPO / "specs" / "catalog", catalog)
-    models = yaml.safe_load((catalog / "models.yaml").read_text())
-    models.append({"id": "stub", "provider": "openai", "model": "stub/bench", "base_url": base_url,
-                   "api_key_env": KEY_ENV, "concurrency": concurrency, "price_in": 0, "price_out": 0})
-    (catalog / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
-    concepts = [c["id"] for c in yaml.safe_load((catalog / "concepts.yaml").read_text())]
+    catalog, concepts = stub_catalog(folder, base_url, concurrency)
     # Exactly n generations (single concepts x replicates), so that every run does the same work
     # to the end, with no --limit (a limit is per runner).
     per_replicate = next(c for c in range(len(concepts), 0, -1) if n % c == 0)
